@@ -1,0 +1,1 @@
+"""The REST and SSE API: routes, auth, publish, streams, metrics and health."""

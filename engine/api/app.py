@@ -1,0 +1,235 @@
+"""The API's request handler: route, authenticate, publish or stream, and count it all."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import trio
+
+from engine import __version__
+from engine.api.auth import Authenticator, Principal, token_from
+from engine.api.publish import publish_fields
+from engine.api.routes import Matched, MethodNotAllowed, match_route
+from engine.api.streams import EventStream, FrameCache, StreamStats, event_filter
+from engine.bus import Bus
+from engine.config import Config
+from engine.events import EventRejected, build_draft, check_device_id
+from engine.http.h1 import Request
+from engine.http.server import JSON, Response, StreamResponse, error_response
+from engine.journal import Journal, JournalUnavailable
+from engine.metrics import CONTENT_TYPE, Metrics
+from engine.model import REST_DEVICE_ID
+from engine.ratelimit import TokenBucket
+
+Result = Response | StreamResponse
+RouteHandler = Callable[[Request, dict[str, str]], Awaitable[Result]]
+
+UNAUTHORIZED_HEADERS = [*JSON, ("www-authenticate", 'Bearer realm="hookwire"')]
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+class Denied(Exception):
+    """A request stopped before its handler ran; carries the answer to send."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class _Stats(StreamStats):
+    def __init__(self, metrics: Metrics) -> None:
+        self._subscribers = metrics.sse_subscribers
+        self._sent = metrics.sse_events_sent
+        self._dropped = metrics.sse_dropped
+
+    def opened(self) -> None:
+        self._subscribers.inc()
+
+    def closed(self) -> None:
+        self._subscribers.dec()
+
+    def sent(self, n: int) -> None:
+        self._sent.inc(n)
+
+    def dropped(self) -> None:
+        self._dropped.inc()
+
+
+class Api:
+    """Answers every HTTP request of the engine's API port."""
+
+    def __init__(self, config: Config, journal: Journal, bus: Bus, metrics: Metrics) -> None:
+        self._config = config
+        self._journal = journal
+        self._bus = bus
+        self._metrics = metrics
+        self._auth = Authenticator(config.auth.tokens)
+        self._frames = FrameCache()
+        self._stream_stats = _Stats(metrics)
+        self._buckets: dict[str, TokenBucket] = {}
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
+        self._published = metrics.events_published.labels("rest")
+        self._handlers: dict[str, RouteHandler] = {
+            "publish": self._publish,
+            "publish_product": self._publish,
+            "stream": self._stream,
+            "stream_devices": self._stream,
+            "stream_device": self._stream,
+            "stream_product": self._stream,
+            "stream_product_device": self._stream,
+            "metrics": self._metrics_page,
+            "healthz": self._health,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Api routes={len(self._handlers)} subscribers={len(self._bus)}>"
+
+    async def handle(self, request: Request) -> Result:
+        started = time.perf_counter()
+        route = "unmatched"
+        try:
+            matched = match_route(request.method, request.path)
+        except ValueError:
+            result: Result = error_response(400, "request path is not valid UTF-8")
+        else:
+            if isinstance(matched, Matched):
+                route = matched.route.name
+                try:
+                    result = await self._handlers[route](request, matched.params)
+                except Denied as denied:
+                    result = denied.response
+                except EventRejected as exc:
+                    result = error_response(exc.status, str(exc))
+            elif isinstance(matched, MethodNotAllowed):
+                allowed = ", ".join(matched.allowed)
+                result = error_response(
+                    405,
+                    f"method {request.method} not allowed here; use {allowed}",
+                    [*JSON, ("allow", allowed)],
+                )
+            else:
+                result = error_response(404, matched.message)
+        self._record(route, request.method, result.status, time.perf_counter() - started)
+        return result
+
+    def _record(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            label = method if method in KNOWN_METHODS else "other"
+            counter = self._counters[key] = self._metrics.http_requests.labels(
+                route, label, str(status)
+            )
+        counter.inc()
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = self._metrics.http_request_duration.labels(route)
+        timer.observe(seconds)
+
+    # authentication and scope
+
+    def _principal(self, request: Request, scope: str) -> Principal:
+        token = token_from(request)
+        if token is None:
+            raise Denied(error_response(401, "access token required", UNAUTHORIZED_HEADERS))
+        principal = self._auth.authenticate(token)
+        if principal is None:
+            raise Denied(error_response(401, "invalid access token", UNAUTHORIZED_HEADERS))
+        if scope not in principal.scopes:
+            raise Denied(
+                error_response(403, f'token "{principal.name}" does not have the "{scope}" scope')
+            )
+        return principal
+
+    def _product_id(self, principal: Principal, key: str) -> int:
+        product = self._config.product(key)
+        if product is None:
+            raise Denied(error_response(404, f'product "{key}" not found'))
+        if not principal.sees_product(product.id):
+            raise Denied(
+                error_response(403, f'token "{principal.name}" may not use product {product.id}')
+            )
+        return product.id
+
+    # routes
+
+    async def _publish(self, request: Request, params: dict[str, str]) -> Result:
+        principal = self._principal(request, "publish")
+        product_id = self._product_id(principal, params["product"]) if params else None
+        if not principal.sees_product(product_id):
+            raise Denied(
+                error_response(
+                    403,
+                    f'token "{principal.name}" is limited to its products; '
+                    "publish to /v1/products/:product/events",
+                )
+            )
+        if not principal.sees_device(REST_DEVICE_ID):
+            raise Denied(
+                error_response(
+                    403, f'token "{principal.name}" may not publish as device "{REST_DEVICE_ID}"'
+                )
+            )
+        draft = build_draft(
+            publish_fields(request),
+            device_id=REST_DEVICE_ID,
+            product_id=product_id,
+            max_data_bytes=self._config.limits.max_data_bytes,
+        )
+        if not self._within_rate(principal):
+            return error_response(429, f'token "{principal.name}" is publishing too fast')
+        try:
+            event = await self._journal.append(draft)
+        except JournalUnavailable as exc:
+            return error_response(503, f"event not stored: {exc}")
+        self._bus.publish(event)
+        self._published.inc()
+        return Response(200, b'{"ok":true,"id":%d}' % event.id)
+
+    def _within_rate(self, principal: Principal) -> bool:
+        limits = self._config.limits
+        if limits.publish_rate <= 0:
+            return True
+        now = trio.current_time()
+        bucket = self._buckets.get(principal.name)
+        if bucket is None:
+            burst = limits.publish_burst or max(1.0, limits.publish_rate)
+            bucket = self._buckets[principal.name] = TokenBucket(limits.publish_rate, burst, now)
+        return bucket.try_take(now)
+
+    async def _stream(self, request: Request, params: dict[str, str]) -> Result:
+        principal = self._principal(request, "subscribe")
+        product_id = self._product_id(principal, params["product"]) if "product" in params else None
+        device_id = params.get("device")
+        if device_id is not None:
+            check_device_id(device_id)
+            if not principal.sees_device(device_id):
+                raise Denied(
+                    error_response(
+                        403, f'token "{principal.name}" may not see device "{device_id}"'
+                    )
+                )
+        sse = self._config.sse
+        return EventStream(
+            self._bus,
+            event_filter(principal, params.get("prefix", ""), device_id, product_id),
+            buffer=sse.buffer,
+            keepalive=sse.keepalive,
+            frames=self._frames,
+            stats=self._stream_stats,
+        )
+
+    async def _metrics_page(self, request: Request, params: dict[str, str]) -> Result:
+        return Response(200, self._metrics.render(), [("content-type", CONTENT_TYPE)])
+
+    async def _health(self, request: Request, params: dict[str, str]) -> Result:
+        body = {
+            "ok": True,
+            "version": __version__,
+            "last_event_id": self._journal.last_id(),
+            "subscribers": len(self._bus),
+        }
+        return Response(200, orjson.dumps(body))

@@ -1,0 +1,116 @@
+"""`hookwire`: run the daemon, check a config, manage tokens."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from engine import __version__
+from engine.api.auth import hash_token, new_token
+from engine.config import Config, ConfigError, load_config
+
+DEFAULT_CONFIG = "config/engine.toml"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hookwire", description="The integrations engine: webhooks and event streams."
+    )
+    parser.add_argument("--version", action="version", version=f"hookwire {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", default=DEFAULT_CONFIG, help="config file (TOML)")
+
+    check = commands.add_parser("check", help="validate a config file; exit 0 if it is valid")
+    check.add_argument("--config", default=DEFAULT_CONFIG, help="config file (TOML)")
+
+    token = commands.add_parser("token", help="make and hash access tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    new = token_commands.add_parser("new", help="make a random token and print its config entry")
+    new.add_argument("--name", default="my-token", help="name for the [[auth.tokens]] entry")
+    new.add_argument(
+        "--scopes",
+        default="publish,subscribe",
+        help="comma-separated scopes: publish, subscribe, admin, gateway",
+    )
+    hash_ = token_commands.add_parser("hash", help="print the sha256 of a token")
+    hash_.add_argument("token", nargs="?", help="the token (read from stdin when omitted)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "check":
+        return _check(args.config)
+    if args.token_command == "new":
+        return _token_new(args.name, args.scopes)
+    return _token_hash(args.token)
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def _check(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    print(f"{path}: ok ({len(config.auth.tokens)} tokens, {len(config.hooks)} hooks)")
+    return 0
+
+
+def _run(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    logging.basicConfig(
+        level=config.log.level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
+    )
+    from engine.daemon import run_until_signalled
+
+    try:
+        trio.run(run_until_signalled, config)
+    except OSError as exc:
+        # Typically the port is taken: one line, not a traceback.
+        print(f"hookwire: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _token_new(name: str, scopes: str) -> int:
+    token = new_token()
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    print(f"token:  {token}")
+    print("Keep the token secret; put only its hash in the config:\n")
+    print("[[auth.tokens]]")
+    print(f'name = "{name}"')
+    print(f'sha256 = "{hash_token(token)}"')
+    print("scopes = [" + ", ".join(f'"{s}"' for s in wanted) + "]")
+    return 0
+
+
+def _token_hash(token: str | None) -> int:
+    if token is None:
+        token = sys.stdin.readline().strip()
+    if not token:
+        print("hookwire token hash: no token given", file=sys.stderr)
+        return 2
+    print(hash_token(token))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Builds every part of the engine from the config and runs them in one nursery."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+
+from engine import __version__
+from engine.api.app import Api
+from engine.bus import Bus
+from engine.config import Config
+from engine.http.server import HttpServer, ServerLimits
+from engine.journal import Journal, MemoryJournal
+from engine.metrics import Metrics
+
+log = logging.getLogger("hookwire")
+
+
+def open_journal(config: Config) -> Journal:
+    backend = config.journal.backend
+    if backend == "memory":
+        return MemoryJournal()
+    raise SystemExit(
+        f'{config.path}: journal.backend: "{backend}" is not available in this version; '
+        'use "memory"'
+    )
+
+
+class Engine:
+    """The running daemon: journal, bus, API server, metrics."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.journal = open_journal(config)
+        self.bus = Bus()
+        self.api = Api(config, self.journal, self.bus, self.metrics)
+        limits = config.limits
+        self.server = HttpServer(
+            self.api.handle,
+            ServerLimits(
+                max_header_bytes=limits.max_header_bytes,
+                max_body_bytes=limits.max_body_bytes,
+                idle_timeout=limits.idle_timeout,
+                request_timeout=limits.request_timeout,
+            ),
+            on_protocol_error=lambda status: self.metrics.http_protocol_errors.labels(
+                str(status)
+            ).inc(),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.server!r} {self.bus!r} {self.journal!r}>"
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled or ``shutdown()``; reports the API's bound addresses."""
+        server = self.config.server
+        try:
+            async with trio.open_nursery() as nursery:
+                addresses = await nursery.start(self.server.serve, server.host, server.port)
+                for host, port in addresses:
+                    log.info("hookwire %s serving http://%s:%d", __version__, host, port)
+                task_status.started(addresses)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self.journal.aclose()
+
+    def shutdown(self) -> None:
+        """Stop accepting, close streams; ``run`` returns once requests in progress end."""
+        log.info("shutting down")
+        self.server.shutdown()
+
+
+async def run_until_signalled(config: Config) -> None:
+    """`hookwire run`: serve until SIGTERM or SIGINT, then stop cleanly."""
+    engine = Engine(config)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("received %s", signal.Signals(signum).name)
+                    engine.shutdown()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+    log.info("stopped")

@@ -1,0 +1,224 @@
+"""HTTP/1.1 server-side framing without I/O: bytes in, requests out; responses to bytes.
+
+The parser is httptools (llhttp). A ``RequestReader`` is fed whatever the socket
+gave and hands back complete requests in order, so pipelined requests come out one
+by one. Anything the peer did wrong raises ``ProtocolError`` carrying the status a
+server should answer with; after that the connection cannot be trusted and must close.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qsl
+
+import httptools
+
+MAX_HEADER_COUNT = 100
+"""More header lines than any real client sends; bounds per-request work."""
+
+
+class ProtocolError(Exception):
+    """The remote side sent bytes that are not an acceptable HTTP/1.1 request."""
+
+    def __init__(self, message: str, status_hint: int = 400) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+
+
+@dataclass(slots=True)
+class Request:
+    """One complete request as the peer sent it."""
+
+    method: str
+    target: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+    path: str = ""
+    query_string: str = ""
+    _query: dict[str, str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # The path stays percent-encoded: the router splits it before decoding.
+        self.path, _, self.query_string = self.target.partition("?")
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters; the first value wins when a name repeats."""
+        if self._query is None:
+            parsed: dict[str, str] = {}
+            for name, value in parse_qsl(self.query_string, keep_blank_values=True):
+                parsed.setdefault(name, value)
+            self._query = parsed
+        return self._query
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header; ``name`` must be lowercase."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class RequestReader:
+    """Turns a byte stream into ``Request`` objects; one per connection."""
+
+    def __init__(self, max_header_bytes: int, max_body_bytes: int) -> None:
+        self._max_header_bytes = max_header_bytes
+        self._max_body_bytes = max_body_bytes
+        self._parser = httptools.HttpRequestParser(self)
+        self._ready: deque[Request] = deque()
+        self._broken: ProtocolError | None = None
+        self._closed_after: bool = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._in_message = False
+        self._url = bytearray()
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body = bytearray()
+
+    @property
+    def in_progress(self) -> bool:
+        """True while a request has started arriving but is not complete."""
+        return self._in_message
+
+    @property
+    def closed(self) -> bool:
+        """True once a request said the connection ends after it (no more requests)."""
+        return self._closed_after
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; completed requests become available from ``next_request``."""
+        if self._broken is not None:
+            raise self._broken
+        if self._closed_after or not data:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # We speak no other protocol: answer the request, then close.
+            self._closed_after = True
+            if self._ready:
+                self._ready[-1].keep_alive = False
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._broken = (
+                cause if isinstance(cause, ProtocolError) else ProtocolError("malformed request")
+            )
+            raise self._broken from None
+        except httptools.HttpParserError as exc:
+            if self._closed_after:
+                return  # bytes after a request that closes the connection are not ours to read
+            self._broken = ProtocolError(f"malformed request: {_describe(exc)}")
+            raise self._broken from None
+
+    def next_request(self) -> Request | None:
+        """The oldest complete request not handed out yet, or None."""
+        return self._ready.popleft() if self._ready else None
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._reset()
+        self._in_message = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_header_bytes(len(url), url_part=True)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # httptools joins split fields and values before this callback.
+        self._count_header_bytes(len(name) + len(value) + 4)
+        if len(self._headers) >= MAX_HEADER_COUNT:
+            raise ProtocolError(
+                f"too many header fields (limit {MAX_HEADER_COUNT})",
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            )
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        length = _content_length(self._headers)
+        if length is not None and length > self._max_body_bytes:
+            raise _body_too_large(self._max_body_bytes)
+
+    def on_body(self, body: bytes) -> None:
+        if len(self._body) + len(body) > self._max_body_bytes:
+            raise _body_too_large(self._max_body_bytes)
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        keep_alive = self._parser.should_keep_alive()
+        try:
+            target = self._url.decode("ascii")
+            method = self._parser.get_method().decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError("request target is not ASCII") from None
+        self._ready.append(Request(method, target, self._headers, bytes(self._body), keep_alive))
+        if not keep_alive:
+            self._closed_after = True
+        self._in_message = False
+
+    def _count_header_bytes(self, n: int, *, url_part: bool = False) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self._max_header_bytes:
+            if url_part:
+                raise ProtocolError(
+                    f"request target longer than {self._max_header_bytes} bytes",
+                    HTTPStatus.REQUEST_URI_TOO_LONG,
+                )
+            raise ProtocolError(
+                f"request head larger than {self._max_header_bytes} bytes",
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            )
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            # llhttp has already refused non-numeric and conflicting values.
+            return int(value)
+    return None
+
+
+def _body_too_large(limit: int) -> ProtocolError:
+    return ProtocolError(
+        f"request body larger than {limit} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    )
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return text.removeprefix("HPE_").replace("_", " ").lower() if text else type(exc).__name__
+
+
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
+def render_head(
+    status: int,
+    headers: list[tuple[str, str]],
+    *,
+    content_length: int | None,
+    keep_alive: bool,
+) -> bytes:
+    """The status line and headers of a response, ready to send."""
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if content_length is not None:
+        lines.append(f"content-length: {content_length}")
+    if not keep_alive:
+        lines.append("connection: close")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def render_response(
+    status: int, headers: list[tuple[str, str]], body: bytes, *, keep_alive: bool
+) -> bytes:
+    """A whole response with a body of known length."""
+    head = render_head(status, headers, content_length=len(body), keep_alive=keep_alive)
+    return head + body

@@ -1,0 +1,229 @@
+"""HTTP/1.1 server over trio streams; framing is ``engine.http.h1``, routing is the caller's.
+
+One task per connection, owned by the server's nursery. Requests on a connection are
+answered in order (pipelining), responses that are ready together leave in one write.
+Limits: an idle keep-alive connection is closed after ``idle_timeout``; a request must
+arrive completely within ``request_timeout`` of its first byte (else 408, slow-loris);
+the head and body sizes are bounded by the reader (431/414, 413).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+import trio
+
+from engine.http.h1 import ProtocolError, Request, RequestReader, render_head, render_response
+
+log = logging.getLogger("hookwire.http")
+
+RECEIVE_SIZE = 65536
+"""Bytes asked of the socket per read: one read holds many pipelined requests."""
+
+SHUTDOWN_GRACE = 3.0
+"""Seconds that requests being handled get to finish when the server stops."""
+
+JSON = [("content-type", "application/json")]
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Response:
+    """A response whose whole body is known."""
+
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=lambda: JSON)
+
+
+class StreamResponse:
+    """A response that takes the connection over (Server-Sent Events).
+
+    The server sends the head, then awaits ``run(send)``; when the peer goes away or
+    the server stops, ``run`` is cancelled. The connection closes afterwards.
+    """
+
+    def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.headers = headers
+
+    async def run(self, send: Send) -> None:
+        raise NotImplementedError
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+def error_response(status: int, message: str, headers: list[tuple[str, str]] = JSON) -> Response:
+    """The JSON error every route answers with: ``{"ok":false,"error":"..."}``."""
+    return Response(status, orjson.dumps({"ok": False, "error": message}), headers)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_header_bytes: int = 16384
+    max_body_bytes: int = 65536
+    idle_timeout: float = 60.0
+    request_timeout: float = 10.0
+
+
+class HttpServer:
+    """Serves ``handler`` on TCP listeners until cancelled or ``shutdown()``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        limits: ServerLimits,
+        on_protocol_error: Callable[[int], object] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._on_protocol_error = on_protocol_error
+        self._interruptible: set[trio.CancelScope] = set()
+        self._closing = False
+        self._connections = 0
+        self._accepting: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "serving"
+        return f"<HttpServer {state} connections={self._connections}>"
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port``; reports the bound (host, port) pairs when ready."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+        async with trio.open_nursery() as connections:
+            with trio.CancelScope() as self._accepting:
+                task_status.started(addresses)
+                await trio.serve_listeners(
+                    self._serve_connection, listeners, handler_nursery=connections
+                )
+            # Stopped accepting: let requests in progress finish, then cut the rest.
+            connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
+
+    def shutdown(self) -> None:
+        """Stop accepting, end streams and idle connections; ``serve`` returns soon after."""
+        self._closing = True
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for scope in list(self._interruptible):
+            scope.cancel()
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        self._connections += 1
+        try:
+            await self._converse(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away; nothing to answer
+        except Exception:
+            log.exception("connection handler failed")
+        finally:
+            self._connections -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _converse(self, stream: trio.SocketStream) -> None:
+        limits = self._limits
+        reader = RequestReader(limits.max_header_bytes, limits.max_body_bytes)
+        request_deadline: float | None = None
+        while True:
+            failure: ProtocolError | None = None
+            if request_deadline is None and reader.in_progress:
+                request_deadline = trio.current_time() + limits.request_timeout
+            deadline = (
+                request_deadline
+                if request_deadline is not None
+                else trio.current_time() + limits.idle_timeout
+            )
+            with trio.CancelScope(deadline=deadline) as waiting:
+                if self._closing and not reader.in_progress:
+                    return
+                self._interruptible.add(waiting)
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                finally:
+                    self._interruptible.discard(waiting)
+            if waiting.cancelled_caught:
+                if reader.in_progress:
+                    await self._send_error(stream, 408, "request not received in time")
+                return
+            if not data:
+                return
+            try:
+                reader.feed(data)
+            except ProtocolError as exc:
+                failure = exc
+            if not reader.in_progress:
+                request_deadline = None
+            if not await self._answer_ready(stream, reader):
+                return
+            if failure is not None:
+                if self._on_protocol_error is not None:
+                    self._on_protocol_error(failure.status_hint)
+                await self._send_error(stream, failure.status_hint, str(failure))
+                return
+            if reader.closed:
+                return
+
+    async def _answer_ready(self, stream: trio.SocketStream, reader: RequestReader) -> bool:
+        """Answer every complete request; False when the connection must close."""
+        out = bytearray()
+        keep_open = True
+        while keep_open and (request := reader.next_request()) is not None:
+            keep_open = request.keep_alive and not self._closing
+            result = await self._handler(request)
+            if isinstance(result, StreamResponse):
+                if out:
+                    await self._write(stream, out)
+                await self._stream(stream, result)
+                return False
+            out += render_response(result.status, result.headers, result.body, keep_alive=keep_open)
+        if out:
+            await self._write(stream, out)
+        return keep_open
+
+    async def _write(self, stream: trio.SocketStream, data: bytes | bytearray) -> None:
+        with trio.move_on_after(self._limits.idle_timeout) as cs:
+            await stream.send_all(data)
+        if cs.cancelled_caught:
+            raise trio.BrokenResourceError("peer stopped reading the response")
+
+    async def _send_error(self, stream: trio.SocketStream, status: int, message: str) -> None:
+        response = error_response(status, message)
+        await self._write(
+            stream,
+            render_response(status, response.headers, response.body, keep_alive=False),
+        )
+
+    async def _stream(self, stream: trio.SocketStream, response: StreamResponse) -> None:
+        head = render_head(response.status, response.headers, content_length=None, keep_alive=False)
+        await self._write(stream, head)
+        async with trio.open_nursery() as nursery:
+            self._interruptible.add(nursery.cancel_scope)
+            try:
+                if self._closing:
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(_cancel_on_eof, stream, nursery.cancel_scope)
+                await response.run(stream.send_all)
+                nursery.cancel_scope.cancel()
+            finally:
+                self._interruptible.discard(nursery.cancel_scope)
+
+
+async def _cancel_on_eof(stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+    """Read (and ignore) what a streaming peer sends, so its departure is seen at once."""
+    try:
+        while await stream.receive_some(RECEIVE_SIZE):
+            pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    scope.cancel()

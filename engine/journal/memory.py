@@ -1,0 +1,50 @@
+"""A journal that keeps recent events in memory: for tests and the first releases.
+
+Nothing survives a restart; `[journal] backend = "memory"` says so in the config.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+
+from engine.model import Event, EventDraft
+
+DEFAULT_KEEP = 100_000
+"""Recent events kept for inspection; bounds memory under any load."""
+
+
+class MemoryJournal:
+    """Numbers events from 1 and keeps the newest ``keep`` of them."""
+
+    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+        self._next_id = 1
+        self._recent: deque[Event] = deque(maxlen=keep)
+
+    def __repr__(self) -> str:
+        return f"<MemoryJournal last_id={self._next_id - 1} kept={len(self._recent)}>"
+
+    async def append(self, draft: EventDraft) -> Event:
+        await trio.lowlevel.checkpoint()
+        return self._store(draft)
+
+    async def append_many(self, drafts: list[EventDraft]) -> list[Event]:
+        await trio.lowlevel.checkpoint()
+        return [self._store(draft) for draft in drafts]
+
+    def _store(self, draft: EventDraft) -> Event:
+        event = Event.from_draft(draft, self._next_id)
+        self._next_id += 1
+        self._recent.append(event)
+        return event
+
+    def last_id(self) -> int:
+        return self._next_id - 1
+
+    def recent(self) -> list[Event]:
+        """The events still held, oldest first."""
+        return list(self._recent)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,146 @@
+"""The request reader: whole, byte by byte, pipelined, limits, and any bytes at all."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.http.h1 import ProtocolError, RequestReader, render_response
+
+GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+POST = b"POST /v1/devices/events HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nname=temp"
+
+
+def read_all(reader: RequestReader) -> list:
+    out = []
+    while (request := reader.next_request()) is not None:
+        out.append(request)
+    return out
+
+
+def test_whole_request() -> None:
+    reader = RequestReader(16384, 65536)
+    reader.feed(POST)
+    [request] = read_all(reader)
+    assert request.method == "POST"
+    assert request.path == "/v1/devices/events"
+    assert request.body == b"name=temp"
+    assert request.header(b"host") == b"x"
+    assert request.keep_alive
+    assert not reader.in_progress
+
+
+def test_one_byte_at_a_time_and_pipelined() -> None:
+    reader = RequestReader(16384, 65536)
+    data = POST + GET + POST
+    for i in range(len(data)):
+        reader.feed(data[i : i + 1])
+    assert [r.method for r in read_all(reader)] == ["POST", "GET", "POST"]
+
+
+def test_partial_request_is_in_progress() -> None:
+    reader = RequestReader(16384, 65536)
+    reader.feed(POST[:20])
+    assert reader.in_progress
+    assert reader.next_request() is None
+    reader.feed(POST[20:])
+    assert not reader.in_progress
+    assert len(read_all(reader)) == 1
+
+
+def test_query_is_parsed_and_path_stays_encoded() -> None:
+    reader = RequestReader(16384, 65536)
+    reader.feed(b"GET /v1/events/a%2Fb?access_token=t%20x&x=1&x=2 HTTP/1.1\r\n\r\n")
+    [request] = read_all(reader)
+    assert request.path == "/v1/events/a%2Fb"
+    assert request.query == {"access_token": "t x", "x": "1"}
+
+
+def test_http10_closes_after_the_response() -> None:
+    reader = RequestReader(16384, 65536)
+    reader.feed(b"GET / HTTP/1.0\r\n\r\n")
+    [request] = read_all(reader)
+    assert not request.keep_alive
+    assert reader.closed
+
+
+def test_bytes_after_connection_close_are_ignored() -> None:
+    reader = RequestReader(16384, 65536)
+    reader.feed(b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+    assert [r.path for r in read_all(reader)] == ["/a"]
+    assert reader.closed
+
+
+def test_upgrade_is_answered_then_closed() -> None:
+    reader = RequestReader(16384, 65536)
+    reader.feed(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x00\x01")
+    [request] = read_all(reader)
+    assert not request.keep_alive
+    assert reader.closed
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (b"GET /" + b"a" * 1_000_000 + b" HTTP/1.1\r\n\r\n", 414, "request target longer"),
+        (b"GET / HTTP/1.1\r\nX: " + b"v" * 20000 + b"\r\n\r\n", 431, "request head larger"),
+        (b"POST / HTTP/1.1\r\nContent-Length: 70000\r\n\r\n", 413, "body larger than 65536"),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n11170\r\n" + b"x" * 70000,
+            413,
+            "body larger",
+        ),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, "malformed request"),
+        (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "malformed request"),
+        (b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 101 + b"\r\n", 431, "too many header fields"),
+    ],
+)
+def test_bad_requests_raise_with_a_status_hint(data: bytes, status: int, words: str) -> None:
+    reader = RequestReader(16384, 65536)
+    with pytest.raises(ProtocolError) as caught:
+        reader.feed(data)
+    assert caught.value.status_hint == status
+    assert words in str(caught.value)
+    # A broken reader stays broken: the connection must close.
+    with pytest.raises(ProtocolError):
+        reader.feed(GET)
+
+
+def test_render_response() -> None:
+    data = render_response(200, [("content-type", "application/json")], b"{}", keep_alive=False)
+    assert data == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        b"content-length: 2\r\nconnection: close\r\n\r\n{}"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_or_raise_protocol_error(data: bytes) -> None:
+    reader = RequestReader(1024, 1024)
+    try:
+        reader.feed(data)
+    except ProtocolError as exc:
+        assert exc.status_hint in (400, 413, 414, 431)
+    read_all(reader)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([GET, POST]), min_size=1, max_size=5),
+    st.data(),
+)
+def test_mutated_requests_parse_or_raise(requests: list[bytes], data: st.DataObject) -> None:
+    stream = bytearray(b"".join(requests))
+    for _ in range(data.draw(st.integers(0, 3))):
+        i = data.draw(st.integers(0, len(stream) - 1))
+        stream[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(stream)))
+    reader = RequestReader(1024, 1024)
+    try:
+        reader.feed(bytes(stream[:cut]))
+        reader.feed(bytes(stream[cut:]))
+    except ProtocolError:
+        pass
+    assert len(read_all(reader)) <= len(requests)
