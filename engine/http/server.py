@@ -106,7 +106,7 @@ class HttpServer:
             with trio.CancelScope() as self._accepting:
                 task_status.started(addresses)
                 await trio.serve_listeners(
-                    self._serve_connection, listeners, handler_nursery=connections
+                    self.serve_connection, listeners, handler_nursery=connections
                 )
             # Stopped accepting: let requests in progress finish, then cut the rest.
             connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE
@@ -119,7 +119,8 @@ class HttpServer:
         for scope in list(self._interruptible):
             scope.cancel()
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def serve_connection(self, stream: trio.abc.Stream) -> None:
+        """Converse with one peer until it leaves, misbehaves or times out; closes ``stream``."""
         self._connections += 1
         try:
             await self._converse(stream)
@@ -131,7 +132,7 @@ class HttpServer:
             self._connections -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _converse(self, stream: trio.SocketStream) -> None:
+    async def _converse(self, stream: trio.abc.Stream) -> None:
         limits = self._limits
         reader = RequestReader(limits.max_header_bytes, limits.max_body_bytes)
         request_deadline: float | None = None
@@ -174,7 +175,7 @@ class HttpServer:
             if reader.closed:
                 return
 
-    async def _answer_ready(self, stream: trio.SocketStream, reader: RequestReader) -> bool:
+    async def _answer_ready(self, stream: trio.abc.Stream, reader: RequestReader) -> bool:
         """Answer every complete request; False when the connection must close."""
         out = bytearray()
         keep_open = True
@@ -191,20 +192,20 @@ class HttpServer:
             await self._write(stream, out)
         return keep_open
 
-    async def _write(self, stream: trio.SocketStream, data: bytes | bytearray) -> None:
+    async def _write(self, stream: trio.abc.Stream, data: bytes | bytearray) -> None:
         with trio.move_on_after(self._limits.idle_timeout) as cs:
             await stream.send_all(data)
         if cs.cancelled_caught:
             raise trio.BrokenResourceError("peer stopped reading the response")
 
-    async def _send_error(self, stream: trio.SocketStream, status: int, message: str) -> None:
+    async def _send_error(self, stream: trio.abc.Stream, status: int, message: str) -> None:
         response = error_response(status, message)
         await self._write(
             stream,
             render_response(status, response.headers, response.body, keep_alive=False),
         )
 
-    async def _stream(self, stream: trio.SocketStream, response: StreamResponse) -> None:
+    async def _stream(self, stream: trio.abc.Stream, response: StreamResponse) -> None:
         head = render_head(response.status, response.headers, content_length=None, keep_alive=False)
         await self._write(stream, head)
         async with trio.open_nursery() as nursery:
@@ -219,7 +220,7 @@ class HttpServer:
                 self._interruptible.discard(nursery.cancel_scope)
 
 
-async def _cancel_on_eof(stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+async def _cancel_on_eof(stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
     """Read (and ignore) what a streaming peer sends, so its departure is seen at once."""
     try:
         while await stream.receive_some(RECEIVE_SIZE):

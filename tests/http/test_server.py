@@ -1,0 +1,212 @@
+"""The HTTP server loop: keep-alive, pipelining, time limits, bad bytes, shutdown."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.http.h1 import Request
+from engine.http.server import HttpServer, Response, ServerLimits, StreamResponse
+from tests.helpers import RawClient
+
+LIMITS = ServerLimits(max_header_bytes=1024, max_body_bytes=1024, idle_timeout=60,
+                      request_timeout=10)
+
+
+async def echo(request: Request) -> Response:
+    await trio.lowlevel.checkpoint()
+    return Response(200, f"{request.method} {request.target} {len(request.body)}".encode(),
+                    [("content-type", "text/plain")])
+
+
+def responses(data: bytes) -> list[bytes]:
+    """Split concatenated responses (all with content-length) into their bodies."""
+    bodies = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+        bodies.append(rest[:length])
+        data = rest[length:]
+    return bodies
+
+
+async def converse(data: bytes, server: HttpServer | None = None, *, half_close: bool = True
+                   ) -> bytes:
+    """Send ``data`` to one connection of ``server`` over a memory stream; all it answers."""
+    server = server or HttpServer(echo, LIMITS)
+    client, server_side = trio.testing.memory_stream_pair()
+    received = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_connection, server_side)
+        await client.send_all(data)
+        if half_close:
+            await client.send_stream.aclose()
+        while chunk := await client.receive_some(65536):
+            received += chunk
+    return bytes(received)
+
+
+async def test_pipelined_requests_are_answered_in_order_in_one_write() -> None:
+    data = b"".join(
+        b"POST /%d HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (i, i, b"x" * i) for i in range(5)
+    )
+    answer = await converse(data)
+    assert responses(answer) == [b"POST /%d %d" % (i, i) for i in range(5)]
+
+
+async def test_connection_close_is_honoured() -> None:
+    answer = await converse(
+        b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+        half_close=False,
+    )
+    assert responses(answer) == [b"GET /a 0", b"GET /b 0"]
+    assert answer.count(b"connection: close") == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"\x00\xffrandom bytes\r\n\r\n", 400),
+        (b"GET /" + b"a" * 1_000_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", 413),
+        (b"GET / HTTP/1.1\r\nCookie: " + b"c" * 2000 + b"\r\n\r\n", 431),
+    ],
+)
+async def test_bad_bytes_get_an_error_then_close(data: bytes, status: int) -> None:
+    answer = await converse(data, half_close=False)
+    assert answer.startswith(b"HTTP/1.1 %d " % status)
+    assert b"connection: close" in answer
+    assert b'{"ok":false,"error":"' in answer
+
+
+async def test_good_requests_before_a_bad_one_are_answered() -> None:
+    answer = await converse(b"GET /ok HTTP/1.1\r\n\r\nBAD\x00\r\n\r\n", half_close=False)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"HTTP/1.1 400 Bad Request" in answer
+
+
+async def test_idle_connection_is_closed(autojump_clock: trio.testing.MockClock) -> None:
+    start = trio.current_time()
+    answer = await converse(b"GET / HTTP/1.1\r\n\r\n", half_close=False)
+    assert responses(answer) == [b"GET / 0"]
+    assert trio.current_time() - start == pytest.approx(60)
+
+
+async def test_slow_loris_gets_408(autojump_clock: trio.testing.MockClock) -> None:
+    server = HttpServer(echo, LIMITS)
+    client, server_side = trio.testing.memory_stream_pair()
+    received = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.serve_connection, server_side)
+        start = trio.current_time()
+        # One header byte every 2 seconds: never complete, always just alive.
+        try:
+            for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"z" * 100:
+                await client.send_all(bytes([byte]))
+                await trio.sleep(2)
+        except trio.BrokenResourceError:
+            pass  # the server hung up on us, as it should
+        # request_timeout is 10 s; the next byte after it finds the connection closed.
+        assert 10 <= trio.current_time() - start <= 12
+        while chunk := await client.receive_some(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 408 Request Timeout")
+    assert b"request not received in time" in received
+
+
+async def test_handler_failure_closes_only_that_connection() -> None:
+    async def broken(request: Request) -> Response:
+        await trio.lowlevel.checkpoint()
+        raise RuntimeError("bug")
+
+    answer = await converse(b"GET / HTTP/1.1\r\n\r\n", HttpServer(broken, LIMITS))
+    assert answer == b""
+
+
+class Ticker(StreamResponse):
+    def __init__(self) -> None:
+        super().__init__(200, [("content-type", "text/plain")])
+        self.cancelled = False
+
+    async def run(self, send) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await send(b"tick\n")
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            self.cancelled = True
+            raise
+
+
+async def test_stream_ends_when_the_peer_leaves_and_on_shutdown() -> None:
+    ticker = Ticker()
+
+    async def handler(request: Request) -> StreamResponse:
+        await trio.lowlevel.checkpoint()
+        return ticker
+
+    server = HttpServer(handler, LIMITS)
+    async with trio.open_nursery() as nursery:
+        [(host, port)] = await nursery.start(server.serve, "127.0.0.1", 0)
+        client = await RawClient.connect(port)
+        await client.send(b"GET / HTTP/1.1\r\n\r\n")
+        assert (await client.read_until(b"tick\n")).endswith(b"\r\n\r\ntick\n")
+        idle = await RawClient.connect(port)
+        server.shutdown()
+        assert await client.read_to_eof() == b""
+        assert await idle.read_to_eof() == b""
+        await client.aclose()
+        await idle.aclose()
+    assert ticker.cancelled
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream(host, port)
+
+
+async def test_real_socket_bad_client_does_not_disturb_others() -> None:
+    server = HttpServer(echo, LIMITS)
+    async with trio.open_nursery() as nursery:
+        [(_, port)] = await nursery.start(server.serve, "127.0.0.1", 0)
+        good = await RawClient.connect(port)
+        bad = await RawClient.connect(port)
+        await bad.send(bytes(range(256)) * 4)
+        assert (await bad.read_to_eof()).startswith(b"HTTP/1.1 400")
+        await good.send(b"GET /still-here HTTP/1.1\r\n\r\n")
+        assert (await good.read_until(b"GET /still-here 0")).startswith(b"HTTP/1.1 200")
+        await good.aclose()
+        await bad.aclose()
+        nursery.cancel_scope.cancel()
+
+
+REQUEST = b"POST /v1/devices/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nname"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        st.builds(
+            lambda cuts, flips: _mutate(REQUEST * 3, cuts, flips),
+            st.lists(st.integers(0, len(REQUEST) * 3 - 1), max_size=3),
+            st.lists(st.tuples(st.integers(0, len(REQUEST) * 3 - 1), st.integers(0, 255)),
+                     max_size=4),
+        ),
+    )
+)
+async def test_any_bytes_get_answers_or_a_close(data: bytes) -> None:
+    answer = await converse(data, half_close=True)
+    for line in answer.split(b"\r\n"):
+        if line.startswith(b"HTTP/1.1 "):
+            assert line[9:12] in (b"200", b"400", b"408", b"413", b"414", b"431")
+    # The same server keeps serving a well-formed request afterwards.
+    assert responses(await converse(b"GET /after HTTP/1.1\r\n\r\n")) == [b"GET /after 0"]
+
+
+def _mutate(data: bytes, cuts: list[int], flips: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for i, value in flips:
+        out[i] = value
+    for i in sorted(cuts, reverse=True):
+        del out[i]
+    return bytes(out)
