@@ -14,6 +14,7 @@ from engine.api.auth import hash_token, new_token
 from engine.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "config/engine.toml"
+SCOPES = ("publish", "subscribe", "admin", "gateway")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -81,18 +82,34 @@ def _run(path: str) -> int:
     )
     from engine.daemon import run_until_signalled
 
+    failure: BaseException | None = None
     try:
         trio.run(run_until_signalled, config)
-    except OSError as exc:
+    except* OSError as group:
+        failure = group
+    if failure is not None:
         # Typically the port is taken: one line, not a traceback.
-        print(f"hookwire: cannot serve: {exc}", file=sys.stderr)
+        print(f"hookwire: cannot serve: {_first_leaf(failure)}", file=sys.stderr)
         return 1
     return 0
 
 
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _token_new(name: str, scopes: str) -> int:
-    token = new_token()
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    for scope in wanted:
+        if scope not in SCOPES:
+            print(
+                f'hookwire token new: unknown scope "{scope}"; expected {", ".join(SCOPES)}',
+                file=sys.stderr,
+            )
+            return 2
+    token = new_token()
     print(f"token:  {token}")
     print("Keep the token secret; put only its hash in the config:\n")
     print("[[auth.tokens]]")

@@ -39,9 +39,7 @@ def check_name(name: object) -> str:
     if not isinstance(name, str):
         raise EventRejected(f"name must be a string, got {type(name).__name__}")
     if len(name) > MAX_NAME_LENGTH:
-        raise EventRejected(
-            f"name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
-        )
+        raise EventRejected(f"name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
     if not _NAME.fullmatch(name):
         raise EventRejected("name must be printable ASCII without spaces")
     if name.startswith(RESERVED_PREFIXES):

@@ -10,10 +10,11 @@ from engine.daemon import Engine
 from engine.model import Event, EventDraft
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
     """Poll ``condition`` until it holds; for effects that cross a real socket."""
-    with trio.fail_after(timeout):
-        while not condition():
+    with trio.fail_after(within):
+        # The condition changes on the far side of a socket: there is no event to wait on.
+        while not condition():  # noqa: ASYNC110
             await trio.sleep(0.005)
 
 
@@ -41,9 +42,9 @@ class RawClient:
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
-    async def read_until(self, marker: bytes, timeout: float = 5.0) -> bytes:
+    async def read_until(self, marker: bytes, within: float = 5.0) -> bytes:
         """Everything up to and including ``marker``."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while marker not in self.buffer:
                 chunk = await self.stream.receive_some(65536)
                 if not chunk:
@@ -54,8 +55,8 @@ class RawClient:
         del self.buffer[:end]
         return out
 
-    async def read_to_eof(self, timeout: float = 5.0) -> bytes:
-        with trio.fail_after(timeout):
+    async def read_to_eof(self, within: float = 5.0) -> bytes:
+        with trio.fail_after(within):
             while chunk := await self.stream.receive_some(65536):
                 self.buffer += chunk
         out = bytes(self.buffer)

@@ -24,9 +24,7 @@ def publish_fields(request: Request) -> dict[str, object]:
         return _json_fields(body)
     if media_type in (FORM, ""):
         return _form_fields(body, request.query)
-    raise EventRejected(
-        f"unsupported content type {media_type!r}: send {FORM} or {JSON}", 415
-    )
+    raise EventRejected(f"unsupported content type {media_type!r}: send {FORM} or {JSON}", 415)
 
 
 def _json_fields(body: bytes) -> dict[str, object]:
@@ -43,7 +41,9 @@ def _form_fields(body: bytes, query: dict[str, str]) -> dict[str, object]:
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError:
-        raise EventRejected("malformed form body: bytes outside ASCII must be percent-encoded") from None
+        raise EventRejected(
+            "malformed form body: bytes outside ASCII must be percent-encoded"
+        ) from None
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
     except UnicodeDecodeError:

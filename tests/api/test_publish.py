@@ -141,7 +141,9 @@ async def test_auth_and_scope(
 
 async def test_product_scoped_token_publishes_to_its_product(served: Served) -> None:
     response = await publish(
-        served, f"/v1/products/{PRODUCT_ID}/events", headers=bearer(PRODUCT_ONLY),
+        served,
+        f"/v1/products/{PRODUCT_ID}/events",
+        headers=bearer(PRODUCT_ONLY),
         data={"name": "temp"},
     )
     assert response.status_code == 200
@@ -161,16 +163,14 @@ async def test_unknown_route_and_wrong_method(served: Served) -> None:
 
 
 async def test_rate_limit_answers_429(write_config, nursery) -> None:
-    from tests.conftest import Served as S  # noqa: PLC0415
-    from engine.daemon import Engine  # noqa: PLC0415
+    from engine.daemon import Engine
+    from tests.conftest import Served as S
 
     config = write_config("\n[limits]\npublish_rate = 1\npublish_burst = 2\n")
     engine = Engine(config)
     [(host, port), *_] = await nursery.start(engine.run)
     served = S(engine, host, port)
-    answers = [
-        (await publish(served, data={"name": "t"})).status_code for _ in range(3)
-    ]
+    answers = [(await publish(served, data={"name": "t"})).status_code for _ in range(3)]
     assert answers == [200, 200, 429]
     assert len(stored(served)) == 2
     nursery.cancel_scope.cancel()
@@ -185,8 +185,6 @@ async def test_health_and_metrics(served: Served) -> None:
     assert health.json()["last_event_id"] == 1
     text = metrics.text
     assert 'hookwire_events_published_total{source="rest"} 1.0' in text
-    assert (
-        'hookwire_http_requests_total{method="POST",route="publish",status="200"} 1.0' in text
-    )
+    assert 'hookwire_http_requests_total{method="POST",route="publish",status="200"} 1.0' in text
     assert "hookwire_http_request_duration_seconds_bucket" in text
     assert "hookwire_sse_subscribers 0.0" in text

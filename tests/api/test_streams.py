@@ -35,25 +35,24 @@ def bearer(token: str) -> dict[str, str]:
 
 async def test_sse_library_reads_published_events(served: Served) -> None:
     got = []
-    async with httpx.AsyncClient(base_url=served.url, timeout=5) as client:
-        async with aconnect_sse(
-            client, "GET", "/v1/events/temp", headers=bearer(SUBSCRIBER)
-        ) as source:
-            assert source.response.headers["content-type"] == "text/event-stream; charset=utf-8"
-            assert source.response.headers["cache-control"] == "no-cache"
-            assert source.response.headers["x-accel-buffering"] == "no"
-            for name in ("temp", "humidity", "temperature"):
-                response = await client.post(
-                    "/v1/devices/events",
-                    data={"name": name, "data": "21.5"},
-                    headers=bearer(PUBLISHER),
-                )
-                assert response.status_code == 200
-            async with aclosing(source.aiter_sse()) as events:
-                async for sse in events:
-                    got.append(sse)
-                    if len(got) == 2:
-                        break
+    async with httpx.AsyncClient(base_url=served.url, timeout=5) as client, aconnect_sse(
+        client, "GET", "/v1/events/temp", headers=bearer(SUBSCRIBER)
+    ) as source:
+        assert source.response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert source.response.headers["cache-control"] == "no-cache"
+        assert source.response.headers["x-accel-buffering"] == "no"
+        for name in ("temp", "humidity", "temperature"):
+            response = await client.post(
+                "/v1/devices/events",
+                data={"name": name, "data": "21.5"},
+                headers=bearer(PUBLISHER),
+            )
+            assert response.status_code == 200
+        async with aclosing(source.aiter_sse()) as events:
+            async for sse in events:
+                got.append(sse)
+                if len(got) == 2:
+                    break
     assert [(s.event, s.id) for s in got] == [("temp", "1"), ("temperature", "3")]
     data = orjson.loads(got[0].data)
     assert set(data) == {"data", "ttl", "published_at", "coreid"}
@@ -102,8 +101,9 @@ async def test_routes_filters_and_token_reach(
     served: Served, path: str, token: str, expected: list[str]
 ) -> None:
     client = await RawClient.connect(served.port)
-    await client.send(b"GET %s HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % (
-        path.encode(), token.encode()))
+    await client.send(
+        b"GET %s HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % (path.encode(), token.encode())
+    )
     await client.read_until(b":ok\n\n")
     await wait_until(lambda: len(served.engine.bus) == 1)
     await publish_direct(served.engine, "a1", device=DEVICE)
@@ -143,17 +143,19 @@ async def test_stream_refusals(
 async def test_slow_subscriber_is_dropped_and_others_get_everything(
     write_config, nursery: trio.Nursery
 ) -> None:
-    from engine.daemon import Engine  # noqa: PLC0415
+    from engine.daemon import Engine
 
     engine = Engine(write_config("\n[sse]\nbuffer = 8\n"))
     [(_, port), *_] = await nursery.start(engine.run)
     slow = await RawClient.connect(port)
     slow.stream.socket.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
-    await slow.send(b"GET /v1/devices/events HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n"
-                    % ADMIN.encode())
+    await slow.send(
+        b"GET /v1/devices/events HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % ADMIN.encode()
+    )
     fast = await RawClient.connect(port)
-    await fast.send(b"GET /v1/devices/events HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n"
-                    % ADMIN.encode())
+    await fast.send(
+        b"GET /v1/devices/events HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % ADMIN.encode()
+    )
     await fast.read_until(b":ok\n\n")
     await wait_until(lambda: len(engine.bus) == 2)
     total = 0
@@ -176,7 +178,7 @@ async def test_slow_subscriber_is_dropped_and_others_get_everything(
         received += 1
     assert frame.startswith(b"event: after\nid: %d\n" % total)
     assert "hookwire_sse_subscribers_dropped_total 1.0" in engine.metrics.render().decode()
-    await slow.read_to_eof(timeout=10)  # the engine closed the slow one
+    await slow.read_to_eof(within=10)  # the engine closed the slow one
     await slow.aclose()
     await fast.aclose()
     nursery.cancel_scope.cancel()
@@ -184,8 +186,7 @@ async def test_slow_subscriber_is_dropped_and_others_get_everything(
 
 async def test_departed_client_is_removed_at_once(served: Served) -> None:
     client = await RawClient.connect(served.port)
-    await client.send(b"GET /v1/devices/events?access_token=%s HTTP/1.1\r\n\r\n"
-                      % ADMIN.encode())
+    await client.send(b"GET /v1/devices/events?access_token=%s HTTP/1.1\r\n\r\n" % ADMIN.encode())
     await client.read_until(b":ok\n\n")
     await wait_until(lambda: len(served.engine.bus) == 1)
     assert "hookwire_sse_subscribers 1.0" in served.engine.metrics.render().decode()
@@ -221,7 +222,7 @@ async def test_keepalive_comment_when_idle(autojump_clock: trio.testing.MockCloc
 
 
 def test_frame_names_and_data_refuse_line_breaks() -> None:
-    from engine.http.sse import format_comment, format_event  # noqa: PLC0415
+    from engine.http.sse import format_comment, format_event
 
     with pytest.raises(ValueError, match="CR or LF"):
         format_event("a\nb", 1, b"{}")

@@ -12,14 +12,18 @@ from engine.http.h1 import Request
 from engine.http.server import HttpServer, Response, ServerLimits, StreamResponse
 from tests.helpers import RawClient
 
-LIMITS = ServerLimits(max_header_bytes=1024, max_body_bytes=1024, idle_timeout=60,
-                      request_timeout=10)
+LIMITS = ServerLimits(
+    max_header_bytes=1024, max_body_bytes=1024, idle_timeout=60, request_timeout=10
+)
 
 
 async def echo(request: Request) -> Response:
     await trio.lowlevel.checkpoint()
-    return Response(200, f"{request.method} {request.target} {len(request.body)}".encode(),
-                    [("content-type", "text/plain")])
+    return Response(
+        200,
+        f"{request.method} {request.target} {len(request.body)}".encode(),
+        [("content-type", "text/plain")],
+    )
 
 
 def responses(data: bytes) -> list[bytes]:
@@ -33,8 +37,9 @@ def responses(data: bytes) -> list[bytes]:
     return bodies
 
 
-async def converse(data: bytes, server: HttpServer | None = None, *, half_close: bool = True
-                   ) -> bytes:
+async def converse(
+    data: bytes, server: HttpServer | None = None, *, half_close: bool = True
+) -> bytes:
     """Send ``data`` to one connection of ``server`` over a memory stream; all it answers."""
     server = server or HttpServer(echo, LIMITS)
     client, server_side = trio.testing.memory_stream_pair()
@@ -59,7 +64,9 @@ async def test_pipelined_requests_are_answered_in_order_in_one_write() -> None:
 
 async def test_connection_close_is_honoured() -> None:
     answer = await converse(
-        b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+        b"GET /a HTTP/1.1\r\n\r\n"
+        b"GET /b HTTP/1.1\r\nConnection: close\r\n\r\n"
+        b"GET /c HTTP/1.1\r\n\r\n",
         half_close=False,
     )
     assert responses(answer) == [b"GET /a 0", b"GET /b 0"]
@@ -189,8 +196,9 @@ REQUEST = b"POST /v1/devices/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n
         st.builds(
             lambda cuts, flips: _mutate(REQUEST * 3, cuts, flips),
             st.lists(st.integers(0, len(REQUEST) * 3 - 1), max_size=3),
-            st.lists(st.tuples(st.integers(0, len(REQUEST) * 3 - 1), st.integers(0, 255)),
-                     max_size=4),
+            st.lists(
+                st.tuples(st.integers(0, len(REQUEST) * 3 - 1), st.integers(0, 255)), max_size=4
+            ),
         ),
     )
 )

@@ -1,0 +1,507 @@
+"""The config file: TOML (and Particle webhook JSON) into validated, frozen dataclasses.
+
+`load_config` reads the whole file, collects every problem it finds (unknown keys with the
+nearest known name, wrong types, bad values, missing environment variables) and raises one
+`ConfigError` listing them all, one per line, each as `<file>: <key path>: <what is wrong>`.
+The key names are the user interface: see docs/config.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import _config_fields as f
+from engine._config_fields import Network, parse_duration
+
+__all__ = [
+    "AuthConfig",
+    "AuthPair",
+    "Config",
+    "ConfigError",
+    "DeliveryConfig",
+    "GatewayConfig",
+    "HookConfig",
+    "JournalConfig",
+    "LimitsConfig",
+    "LogConfig",
+    "ProductConfig",
+    "ServerConfig",
+    "SseConfig",
+    "TokenConfig",
+    "load_config",
+    "parse_duration",
+]
+
+SCOPES = ("publish", "subscribe", "admin", "gateway")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+JOURNAL_BACKENDS = ("memory", "sqlite")
+LATER_BACKENDS = ("redis",)  # named in the docs, not built yet: a clear error, not "unknown"
+REQUEST_TYPES = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_BACKEND = f.one_of(*JOURNAL_BACKENDS, later=LATER_BACKENDS)
+_REQUEST_TYPE = f.one_of(*REQUEST_TYPES, upper=True)
+DEFAULT_RETRY = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)  # 5s 5m 30m 2h 5h 10h 10h
+DEFAULT_JOURNAL_PATH = Path("var/hookwire.db")  # relative to the config file's folder
+
+# Fields of an exported Particle webhook that describe the record, not the delivery.
+PARTICLE_METADATA = ("integration_type", "id", "created_at", "name", "counters", "logs", "errors")
+
+
+class ConfigError(Exception):
+    """All problems found in one config file; str() is one problem per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where the HTTP API listens; port 0 picks a free port."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Logging: level is debug, info, warning or error."""
+
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """A bearer token, known by its sha256, with what it may do and see."""
+
+    name: str
+    sha256: str
+    scopes: frozenset[str]
+    products: frozenset[int] = frozenset()  # empty: every product
+    devices: frozenset[str] = frozenset()  # empty: every device
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """The API's bearer tokens."""
+
+    tokens: tuple[TokenConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProductConfig:
+    """A product devices belong to, addressable by id or slug."""
+
+    id: int
+    slug: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Sizes and times the API accepts from its clients."""
+
+    max_data_bytes: int = 1024
+    max_body_bytes: int = 65536
+    max_header_bytes: int = 16384
+    idle_timeout: float = 60.0
+    request_timeout: float = 10.0
+    publish_rate: float = 0.0  # events/s per token; 0 = unlimited
+    publish_burst: int = 0  # 0 = same as the rate
+
+
+@dataclass(frozen=True, slots=True)
+class SseConfig:
+    """Server-Sent Events: keep-alive period and per-subscriber buffer."""
+
+    keepalive: float = 9.0
+    buffer: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    """The event store; `load_config` makes `path` absolute."""
+
+    backend: str = "memory"
+    path: Path = DEFAULT_JOURNAL_PATH
+    synchronous: str = "full"
+    retention: float = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """Defaults for every hook's deliveries, and the SSRF guard's allowed networks."""
+
+    allow_networks: tuple[Network, ...] = ()
+    max_in_flight: int = 16
+    timeout: float = 20.0
+    retry: tuple[float, ...] = DEFAULT_RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The device cloud's msgpack channel: a TCP address and/or a Unix socket."""
+
+    tcp: tuple[str, int] | None = None
+    unix: Path | None = None
+    max_frame_bytes: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPair:
+    """HTTP Basic credentials of a hook (templates)."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class HookConfig:
+    """One webhook, as written: templates are kept as text and compiled elsewhere.
+
+    `where` is the hook's key path ("hooks[0]", or "hooks[1] (hooks/legacy.json)" for a
+    Particle document); later checks append ".field" to it in their messages.
+    """
+
+    where: str
+    name: str
+    event: str
+    url: str
+    request_type: str = "POST"
+    json: object | None = None  # MappingProxyType / tuple / str / number / bool / None
+    form: Mapping[str, str] | None = None
+    body: str | None = None
+    query: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+    auth: AuthPair | None = None
+    devices: frozenset[str] = frozenset()
+    product: int | None = None
+    no_defaults: bool = False
+    response_topic: str | None = None
+    error_response_topic: str | None = None
+    response_template: str | None = None
+    reject_unauthorized: bool = True
+    disabled: bool = False
+    timeout: float | None = None  # None: [delivery].timeout
+    retry: tuple[float, ...] | None = None  # None: [delivery].retry
+    rate: float | None = None  # requests/s; None: unlimited
+    burst: int | None = None
+    max_in_flight: int | None = None  # None: [delivery].max_in_flight
+    ordered: bool = False
+    secret: str | None = None
+    typed_json: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole config file, validated."""
+
+    path: Path
+    server: ServerConfig = ServerConfig()
+    log: LogConfig = LogConfig()
+    auth: AuthConfig = AuthConfig()
+    products: tuple[ProductConfig, ...] = ()
+    limits: LimitsConfig = LimitsConfig()
+    sse: SseConfig = SseConfig()
+    journal: JournalConfig = JournalConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    partials: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+    hooks: tuple[HookConfig, ...] = ()
+
+    def product(self, key: str) -> ProductConfig | None:
+        """The product with this decimal id or this slug."""
+        number = int(key) if key.isascii() and key.isdigit() else None
+        for product in self.products:
+            if product.id == number or (product.slug is not None and product.slug == key):
+                return product
+        return None
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check a config file; raise ConfigError listing every problem found."""
+    source = os.fspath(path)
+    config_path = Path(source)
+    try:
+        with config_path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError([f"{source}: cannot read: {error.strerror or error}"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {error.start})"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{source}: not valid TOML: {error}"]) from None
+    ctx = f.Context(source, os.environ if environ is None else environ)
+    config = _read_config(f.Table(ctx, data, ""), config_path, config_path.absolute().parent)
+    if ctx.problems:
+        raise ConfigError(ctx.problems)
+    return config
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def _read_config(root: f.Table, path: Path, base: Path) -> Config:
+    products = _read_products(root)
+    slugs = {product.slug: product.id for product in products if product.slug}
+    product_ref = f.product_ref(slugs, [product.id for product in products])
+    config = Config(
+        path=path,
+        server=_read_server(_section(root, "server")),
+        log=_read_log(_section(root, "log")),
+        auth=_read_auth(_section(root, "auth"), product_ref),
+        products=products,
+        limits=_read_limits(_section(root, "limits")),
+        sse=_read_sse(_section(root, "sse")),
+        journal=_read_journal(_section(root, "journal"), base),
+        delivery=_read_delivery(_section(root, "delivery")),
+        gateway=_read_gateway(_section(root, "gateway"), base),
+        partials=root.get("partials", f.partial_map, types.MappingProxyType({})),
+        hooks=_read_hooks(root, base, product_ref),
+    )
+    root.finish()
+    return config
+
+
+def _section(root: f.Table, name: str) -> f.Table:
+    """The table `[name]`; an empty one if it is absent or not a table (reported)."""
+    found = root.raw(name)
+    if found is not None and not isinstance(found[1], dict):
+        root.ctx.report(name, str(f.expected(f"a table ([{name}])", found[1])))
+    data = found[1] if found is not None and isinstance(found[1], dict) else {}
+    return f.Table(root.ctx, data, name)
+
+
+def _read_server(t: f.Table) -> ServerConfig:
+    d = ServerConfig()
+    server = ServerConfig(
+        host=t.get("host", f.nonempty, d.host),
+        port=t.get("port", f.port, d.port),
+    )
+    t.finish()
+    return server
+
+
+def _read_log(t: f.Table) -> LogConfig:
+    log = LogConfig(level=t.get("level", f.one_of(*LOG_LEVELS), LogConfig().level))
+    t.finish()
+    return log
+
+
+def _read_products(root: f.Table) -> tuple[ProductConfig, ...]:
+    products: list[tuple[str, ProductConfig]] = []
+    for t in root.get("products", f.tables, []):
+        product_id = t.need("id", f.positive_int, None)
+        slug = t.opt("slug", f.slug)
+        name = t.opt("name", f.nonempty)
+        t.finish()
+        if product_id is not None:
+            products.append((t.where, ProductConfig(product_id, slug, name)))
+    f.report_duplicates(root.ctx, [(f"{w}.id", p.id) for w, p in products])
+    f.report_duplicates(root.ctx, [(f"{w}.slug", p.slug) for w, p in products if p.slug])
+    return tuple(product for _, product in products)
+
+
+def _read_auth(t: f.Table, product_ref: f.Reader[int]) -> AuthConfig:
+    tokens: list[tuple[str, TokenConfig]] = []
+    for token_table in t.get("tokens", f.tables, []):
+        token = _read_token(token_table, product_ref)
+        if token is not None:
+            tokens.append((token_table.where, token))
+    t.finish()
+    f.report_duplicates(t.ctx, [(f"{w}.name", token.name) for w, token in tokens])
+    sha256s = [(f"{w}.sha256", token.sha256) for w, token in tokens]
+    f.report_duplicates(t.ctx, sha256s, quiet=True)  # two names for one token
+    return AuthConfig(tuple(token for _, token in tokens))
+
+
+def _read_token(t: f.Table, product_ref: f.Reader[int]) -> TokenConfig | None:
+    name = t.need("name", f.nonempty, None)
+    sha256 = t.need("sha256", f.sha256_hex, None)
+    scopes = t.need("scopes", _scopes, None)
+    products = t.get("products", f.array_of(product_ref), ())
+    devices = t.get("devices", f.array_of(f.device_id), ())
+    t.finish()
+    if name is None or sha256 is None or scopes is None:
+        return None
+    return TokenConfig(name, sha256, scopes, frozenset(products), frozenset(devices))
+
+
+def _scopes(ctx: f.Context, value: object, key_path: str) -> frozenset[str]:
+    scopes = f.array_of(f.one_of(*SCOPES))(ctx, value, key_path)
+    if not scopes:
+        raise f.expected(f"at least one of {', '.join(SCOPES)}", value)
+    return frozenset(scopes)
+
+
+def _read_limits(t: f.Table) -> LimitsConfig:
+    d = LimitsConfig()
+    limits = LimitsConfig(
+        max_data_bytes=t.get("max_data_bytes", f.positive_int, d.max_data_bytes),
+        max_body_bytes=t.get("max_body_bytes", f.positive_int, d.max_body_bytes),
+        max_header_bytes=t.get("max_header_bytes", f.positive_int, d.max_header_bytes),
+        idle_timeout=t.get("idle_timeout", f.positive_duration, d.idle_timeout),
+        request_timeout=t.get("request_timeout", f.positive_duration, d.request_timeout),
+        publish_rate=t.get("publish_rate", f.rate, d.publish_rate),
+        publish_burst=t.get("publish_burst", f.count, d.publish_burst),
+    )
+    t.finish()
+    return limits
+
+
+def _read_sse(t: f.Table) -> SseConfig:
+    d = SseConfig()
+    sse = SseConfig(
+        keepalive=t.get("keepalive", f.positive_duration, d.keepalive),
+        buffer=t.get("buffer", f.positive_int, d.buffer),
+    )
+    t.finish()
+    return sse
+
+
+def _read_journal(t: f.Table, base: Path) -> JournalConfig:
+    d = JournalConfig()
+    journal = JournalConfig(
+        backend=t.get("backend", _BACKEND, d.backend),
+        path=t.get("path", f.path_under(base), base / DEFAULT_JOURNAL_PATH),
+        synchronous=t.get("synchronous", f.one_of("full", "normal"), d.synchronous),
+        retention=t.get("retention", f.positive_duration, d.retention),
+    )
+    t.finish()
+    return journal
+
+
+def _read_delivery(t: f.Table) -> DeliveryConfig:
+    d = DeliveryConfig()
+    delivery = DeliveryConfig(
+        allow_networks=t.get("allow_networks", f.array_of(f.network), d.allow_networks),
+        max_in_flight=t.get("max_in_flight", f.positive_int, d.max_in_flight),
+        timeout=t.get("timeout", f.positive_duration, d.timeout),
+        retry=t.get("retry", f.array_of(f.duration), d.retry),
+    )
+    t.finish()
+    return delivery
+
+
+def _read_gateway(t: f.Table, base: Path) -> GatewayConfig:
+    gateway = GatewayConfig(
+        tcp=t.opt("tcp", f.host_port),
+        unix=t.opt("unix", f.path_under(base)),
+        max_frame_bytes=t.get("max_frame_bytes", f.positive_int, GatewayConfig().max_frame_bytes),
+    )
+    t.finish()
+    return gateway
+
+
+# --- hooks ---------------------------------------------------------------------------------
+
+
+def _read_hooks(root: f.Table, base: Path, product_ref: f.Reader[int]) -> tuple[HookConfig, ...]:
+    hooks: list[HookConfig] = []
+    for i, t in enumerate(root.get("hooks", f.tables, [])):
+        if "particle" in t.data:
+            hook = _read_particle_entry(t, i, base, product_ref)
+        else:
+            hook = _read_hook(t, f"hooks[{i}]", product_ref, particle=False)
+        if hook is not None:
+            hooks.append(hook)
+    f.report_duplicates(root.ctx, [(f"{hook.where}.name", hook.name) for hook in hooks])
+    return tuple(hooks)
+
+
+def _read_particle_entry(
+    t: f.Table, i: int, base: Path, product_ref: f.Reader[int]
+) -> HookConfig | None:
+    """`{ particle = "file.json", name = ..., disabled = ... }`: a Particle webhook, as is."""
+    relative = t.need("particle", f.nonempty, None)
+    name = t.get("name", f.nonempty, f"hooks[{i}]")
+    disabled = t.opt("disabled", f.boolean)
+    t.finish()
+    if relative is None:
+        return None
+    path = base / Path(relative).expanduser()
+    document = f.read_json_object(t.ctx, t.key_path("particle"), path, relative)
+    if document is None:
+        return None
+    # Env indirection is a TOML feature; a Particle document is taken as it is.
+    ctx = f.Context(t.ctx.source, None, t.ctx.problems)
+    where = f"hooks[{i}] ({relative})"
+    hook = _read_hook(f.Table(ctx, document, where), name, product_ref, particle=True)
+    if hook is not None and disabled is not None:
+        hook = dataclasses.replace(hook, disabled=disabled)
+    return hook
+
+
+def _read_hook(
+    t: f.Table, default_name: str, product_ref: f.Reader[int], *, particle: bool
+) -> HookConfig | None:
+    """A hook table of the config file, or a Particle webhook document (`particle=True`).
+
+    Particle documents use Particle's names only; the config file also takes snake_case
+    aliases and Hookwire's own fields.
+    """
+
+    def alias(camel: str, snake: str) -> tuple[str, ...]:
+        return (camel,) if particle else (camel, snake)
+
+    own = not particle  # Hookwire's fields beyond Particle's
+    name = default_name if particle else t.get("name", f.nonempty, default_name)
+    event = t.need(("event", "eventName") if particle else "event", f.event_prefix, None)
+    url = t.need("url", f.url, None)
+    bodies = [key for key in ("json", "form", "body") if t.has(key)]
+    if len(bodies) > 1:
+        t.ctx.report(
+            t.where, f"expected at most one of json, form, body, got {' and '.join(bodies)}"
+        )
+    one_device = t.opt(alias("deviceID", "device_id"), f.device_id)
+    devices = frozenset(t.get("devices", f.array_of(f.device_id), ()) if own else ())
+    if particle:
+        t.get("mydevices", f.boolean, False)  # "only my devices": the only mode here
+        t.ignore(*PARTICLE_METADATA)
+    hook = HookConfig(
+        where=t.where,
+        name=name,
+        event=event or "",
+        url=url or "",
+        request_type=t.get(alias("requestType", "request_type"), _REQUEST_TYPE, "POST"),
+        json=t.opt("json", f.json_data),
+        form=t.opt("form", f.string_map),
+        body=t.opt("body", f.text),
+        query=t.opt("query", f.string_map),
+        headers=t.opt("headers", f.string_map),
+        auth=t.opt("auth", _auth),
+        devices=devices | ({one_device} if one_device else set()),
+        product=t.opt(("productIdOrSlug", "product") if particle else "product", product_ref),
+        no_defaults=t.get(alias("noDefaults", "no_defaults"), f.boolean, False),
+        response_topic=t.opt(alias("responseTopic", "response_topic"), f.optional_text),
+        error_response_topic=t.opt(
+            alias("errorResponseTopic", "error_response_topic"), f.optional_text
+        ),
+        response_template=t.opt(alias("responseTemplate", "response_template"), f.optional_text),
+        reject_unauthorized=t.get(
+            alias("rejectUnauthorized", "reject_unauthorized"), f.boolean, True
+        ),
+        disabled=t.get("disabled", f.boolean, False),
+        timeout=t.opt("timeout", f.positive_duration) if own else None,
+        retry=t.opt("retry", f.array_of(f.duration)) if own else None,
+        rate=t.opt("rate", f.positive_rate) if own else None,
+        burst=t.opt("burst", f.positive_int) if own else None,
+        max_in_flight=t.opt("max_in_flight", f.positive_int) if own else None,
+        ordered=t.get("ordered", f.boolean, False) if own else False,
+        secret=t.opt("secret", f.webhook_secret) if own else None,
+        typed_json=t.get("typed_json", f.boolean, False) if own else False,
+    )
+    t.finish()
+    return hook if event is not None and url is not None else None
+
+
+def _auth(ctx: f.Context, value: object, key_path: str) -> AuthPair:
+    t = f.sub_table(ctx, value, key_path)
+    pair = AuthPair(username=t.need("username", f.text, ""), password=t.get("password", f.text, ""))
+    t.finish()
+    return pair

@@ -1,0 +1,156 @@
+"""The daemon as users run it: a subprocess from a config file, the CLI, and signals."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from pathlib import Path
+
+import httpx
+import trio
+from httpx_sse import aconnect_sse
+
+from tests.conftest import ADMIN, BASE_CONFIG
+from tests.helpers import RawClient
+
+HOOKWIRE = [sys.executable, "-m", "engine.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Daemon:
+    def __init__(self, process: trio.Process, port: int, stderr: bytearray) -> None:
+        self.process = process
+        self.port = port
+        self.stderr = stderr
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@asynccontextmanager
+async def daemon(config: Path) -> AsyncIterator[Daemon]:
+    """Start `hookwire run`, wait for its "serving" line, and kill it if still alive at the end."""
+    process = await trio.lowlevel.open_process(
+        [*HOOKWIRE, "run", "--config", str(config)], stderr=subprocess.PIPE, cwd=ROOT
+    )
+    assert process.stderr is not None
+    stderr = bytearray()
+    try:
+        with trio.fail_after(15):
+            while not (found := re.search(rb"serving http://127\.0\.0\.1:(\d+)", stderr)):
+                chunk = await process.stderr.receive_some(4096)
+                assert chunk, f"daemon exited early: {stderr.decode()}"
+                stderr += chunk
+        yield Daemon(process, int(found.group(1)), stderr)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [*HOOKWIRE, *args],
+        stdin=stdin,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "engine.toml"
+    # The tests read the "serving" line, logged at info.
+    path.write_text(text.replace('level = "warning"', 'level = "info"'))
+    return path
+
+
+async def test_publish_stream_and_sigterm(tmp_path: Path) -> None:
+    async with daemon(write(tmp_path, BASE_CONFIG)) as d:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with httpx.AsyncClient(base_url=d.url, headers=headers, timeout=5) as client:
+            async with aconnect_sse(client, "GET", "/v1/devices/events/temp") as source:
+                response = await client.post(
+                    "/v1/devices/events", data={"name": "temp", "data": "21.5"}
+                )
+                assert response.json() == {"ok": True, "id": 1}
+                async with aclosing(source.aiter_sse()) as events:
+                    first = await events.__anext__()
+                    assert (first.event, first.id) == ("temp", "1")
+                    idle = await RawClient.connect(d.port)
+                    started = trio.current_time()
+                    d.process.send_signal(signal.SIGTERM)
+                    # The open stream ends: the daemon closed it.
+                    async for _ in events:
+                        pass
+            with trio.fail_after(5):
+                code = await d.process.wait()
+            assert code == 0
+            assert trio.current_time() - started < 5
+            assert await idle.read_to_eof() == b""
+            await idle.aclose()
+
+
+async def test_sigint_also_stops_cleanly(tmp_path: Path) -> None:
+    async with daemon(write(tmp_path, BASE_CONFIG)) as d:
+        d.process.send_signal(signal.SIGINT)
+        with trio.fail_after(5):
+            assert await d.process.wait() == 0
+        assert d.process.stderr is not None
+        rest = bytearray(d.stderr)
+        while chunk := await d.process.stderr.receive_some(4096):
+            rest += chunk
+        assert b"received SIGINT" in rest
+        assert b"Traceback" not in rest
+
+
+async def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    async with daemon(write(tmp_path, BASE_CONFIG)) as d:
+        taken = BASE_CONFIG.replace("port = 0", f"port = {d.port}")
+        result = await run_cli("run", "--config", str(write(tmp_path, taken)))
+    assert result.returncode == 1
+    assert b"cannot serve" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+async def test_check_reports_the_path_of_the_bad_key(tmp_path: Path) -> None:
+    good = await run_cli("check", "--config", str(ROOT / "config" / "engine.toml"))
+    assert good.returncode == 0, good.stderr
+    bad = write(
+        tmp_path,
+        BASE_CONFIG + '\n[[hooks]]\nevent = "t"\nurl = "http://x"\n'
+        'requestType = "POTS"\n\n[sse]\nkeepalve = 3\n',
+    )
+    result = await run_cli("check", "--config", str(bad))
+    assert result.returncode == 1
+    errors = result.stderr.decode()
+    assert (
+        f'{bad}: hooks[0].requestType: expected one of GET, POST, PUT, PATCH, DELETE, got "POTS"'
+        in errors
+    )
+    assert "sse.keepalve" in errors
+    assert "Traceback" not in errors
+
+
+async def test_token_new_and_hash() -> None:
+    made = await run_cli("token", "new", "--name", "ci", "--scopes", "publish,subscribe")
+    assert made.returncode == 0
+    out = made.stdout.decode()
+    token = re.search(r"token:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert f'sha256 = "{digest}"' in out
+    assert 'scopes = ["publish", "subscribe"]' in out
+    hashed = await run_cli("token", "hash", token)
+    assert hashed.stdout.decode().strip() == digest
+    piped = await run_cli("token", "hash", stdin=token.encode() + b"\n")
+    assert piped.stdout.decode().strip() == digest
+    bad = await run_cli("token", "new", "--scopes", "publish,root")
+    assert bad.returncode == 2
+    assert b'unknown scope "root"' in bad.stderr
