@@ -27,6 +27,7 @@ test: install
 lint: install
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/ruff format --check engine tests bench
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format engine tests bench

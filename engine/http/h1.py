@@ -91,7 +91,7 @@ class RequestReader:
         """True once a request said the connection ends after it (no more requests)."""
         return self._closed_after
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Parse ``data``; completed requests become available from ``next_request``."""
         if self._broken is not None:
             raise self._broken

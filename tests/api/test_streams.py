@@ -35,9 +35,10 @@ def bearer(token: str) -> dict[str, str]:
 
 async def test_sse_library_reads_published_events(served: Served) -> None:
     got = []
-    async with httpx.AsyncClient(base_url=served.url, timeout=5) as client, aconnect_sse(
-        client, "GET", "/v1/events/temp", headers=bearer(SUBSCRIBER)
-    ) as source:
+    async with (
+        httpx.AsyncClient(base_url=served.url, timeout=5) as client,
+        aconnect_sse(client, "GET", "/v1/events/temp", headers=bearer(SUBSCRIBER)) as source,
+    ):
         assert source.response.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert source.response.headers["cache-control"] == "no-cache"
         assert source.response.headers["x-accel-buffering"] == "no"
