@@ -80,11 +80,17 @@ def _run(path: str) -> int:
     logging.basicConfig(
         level=config.log.level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
     )
-    from engine.daemon import run_until_signalled
+    from engine.daemon import Engine, run_until_signalled
 
+    try:
+        engine = Engine(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
     failure: BaseException | None = None
     try:
-        trio.run(run_until_signalled, config)
+        trio.run(run_until_signalled, engine)
     except* OSError as group:
         failure = group
     if failure is not None:

@@ -10,7 +10,7 @@ import trio
 from engine import __version__
 from engine.api.app import Api
 from engine.bus import Bus
-from engine.config import Config
+from engine.config import Config, ConfigError
 from engine.http.server import HttpServer, ServerLimits
 from engine.journal import Journal, MemoryJournal
 from engine.metrics import Metrics
@@ -22,9 +22,11 @@ def open_journal(config: Config) -> Journal:
     backend = config.journal.backend
     if backend == "memory":
         return MemoryJournal()
-    raise SystemExit(
-        f'{config.path}: journal.backend: "{backend}" is not available in this version; '
-        'use "memory"'
+    raise ConfigError(
+        [
+            f'{config.path}: journal.backend: "{backend}" is not available in this version; '
+            'use "memory"'
+        ]
     )
 
 
@@ -75,9 +77,8 @@ class Engine:
         self.server.shutdown()
 
 
-async def run_until_signalled(config: Config) -> None:
+async def run_until_signalled(engine: Engine) -> None:
     """`hookwire run`: serve until SIGTERM or SIGINT, then stop cleanly."""
-    engine = Engine(config)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)

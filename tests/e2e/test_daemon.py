@@ -154,3 +154,11 @@ async def test_token_new_and_hash() -> None:
     bad = await run_cli("token", "new", "--scopes", "publish,root")
     assert bad.returncode == 2
     assert b'unknown scope "root"' in bad.stderr
+
+
+async def test_unavailable_journal_backend_is_refused_clearly(tmp_path: Path) -> None:
+    config = write(tmp_path, BASE_CONFIG.replace('backend = "memory"', 'backend = "sqlite"'))
+    result = await run_cli("run", "--config", str(config))
+    assert result.returncode == 1
+    assert b'journal.backend: "sqlite" is not available in this version' in result.stderr
+    assert b"Traceback" not in result.stderr
