@@ -62,11 +62,15 @@ class Engine:
         """Serve until cancelled or ``shutdown()``; reports the API's bound addresses."""
         server = self.config.server
         try:
-            async with trio.open_nursery() as nursery:
-                addresses = await nursery.start(self.server.serve, server.host, server.port)
-                for host, port in addresses:
-                    log.info("hookwire %s serving http://%s:%d", __version__, host, port)
-                task_status.started(addresses)
+            async with trio.open_nursery() as background:
+                await background.start(self.api.broadcaster.run)
+                async with trio.open_nursery() as front:
+                    addresses = await front.start(self.server.serve, server.host, server.port)
+                    for host, port in addresses:
+                        log.info("hookwire %s serving http://%s:%d", __version__, host, port)
+                    task_status.started(addresses)
+                # The server has stopped: nothing is left for the background to serve.
+                background.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.journal.aclose()

@@ -11,9 +11,10 @@ import trio
 
 from engine import __version__
 from engine.api.auth import Authenticator, Principal, token_from
+from engine.api.broadcast import Broadcaster, StreamStats
 from engine.api.publish import publish_fields
 from engine.api.routes import Matched, MethodNotAllowed, match_route
-from engine.api.streams import EventStream, FrameCache, StreamStats, event_filter
+from engine.api.streams import EventStream, event_filter
 from engine.bus import Bus
 from engine.config import Config
 from engine.events import EventRejected, build_draft, check_device_id
@@ -66,8 +67,9 @@ class Api:
         self._bus = bus
         self._metrics = metrics
         self._auth = Authenticator(config.auth.tokens)
-        self._frames = FrameCache()
-        self._stream_stats = _Stats(metrics)
+        self.broadcaster = Broadcaster(
+            bus, buffer=config.sse.buffer, keepalive=config.sse.keepalive, stats=_Stats(metrics)
+        )
         self._buckets: dict[str, TokenBucket] = {}
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[str, Any] = {}
@@ -85,7 +87,7 @@ class Api:
         }
 
     def __repr__(self) -> str:
-        return f"<Api routes={len(self._handlers)} subscribers={len(self._bus)}>"
+        return f"<Api routes={len(self._handlers)} {self.broadcaster!r}>"
 
     async def handle(self, request: Request) -> Result:
         started = time.perf_counter()
@@ -212,14 +214,9 @@ class Api:
                         403, f'token "{principal.name}" may not see device "{device_id}"'
                     )
                 )
-        sse = self._config.sse
         return EventStream(
-            self._bus,
+            self.broadcaster,
             event_filter(principal, params.get("prefix", ""), device_id, product_id),
-            buffer=sse.buffer,
-            keepalive=sse.keepalive,
-            frames=self._frames,
-            stats=self._stream_stats,
         )
 
     async def _metrics_page(self, request: Request, params: dict[str, str]) -> Result:
@@ -230,6 +227,6 @@ class Api:
             "ok": True,
             "version": __version__,
             "last_event_id": self._journal.last_id(),
-            "subscribers": len(self._bus),
+            "subscribers": len(self.broadcaster),
         }
         return Response(200, orjson.dumps(body))

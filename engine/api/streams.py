@@ -1,23 +1,17 @@
-"""Server-Sent Events streams: which events a stream wants, and the task that writes them."""
+"""Server-Sent Events streams: which events a stream wants, and the task that owns one."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
-import orjson
 import trio
 
 from engine.api.auth import Principal
-from engine.bus import Bus, EventFilter, Subscription, SubscriptionDropped
-from engine.http.server import Send, StreamResponse
-from engine.http.sse import HEADERS, PREAMBLE, format_comment, format_event
+from engine.api.broadcast import Broadcaster, accept_all
+from engine.bus import EventFilter, SubscriptionDropped
+from engine.http.server import StreamResponse, nowait_sender
+from engine.http.sse import HEADERS, PREAMBLE
 from engine.model import Event
-
-KEEPALIVE = format_comment("keepalive")
-
-FRAME_CACHE_SIZE = 4096
-"""Recent frames kept encoded: every subscriber of an event shares one encoding."""
 
 
 def event_filter(
@@ -41,94 +35,32 @@ def event_filter(
         devices = principal.devices
         checks.append(lambda e: e.device_id in devices)
     if not checks:
-        return lambda e: True
+        return accept_all
     if len(checks) == 1:
         return checks[0]
     return lambda e: all(check(e) for check in checks)
 
 
-class FrameCache:
-    """Encodes each event's SSE frame once, however many streams send it."""
-
-    def __init__(self, size: int = FRAME_CACHE_SIZE) -> None:
-        self._size = size
-        self._frames: OrderedDict[int, bytes] = OrderedDict()
-
-    def frame(self, event: Event) -> bytes:
-        frame = self._frames.get(event.id)
-        if frame is None:
-            frame = format_event(event.name, event.id, event_json(event))
-            self._frames[event.id] = frame
-            if len(self._frames) > self._size:
-                self._frames.popitem(last=False)
-        return frame
-
-
-def event_json(event: Event) -> bytes:
-    """The ``data:`` line of an event, as Particle's streams send it."""
-    body: dict[str, object] = {
-        "data": event.data,
-        "ttl": event.ttl,
-        "published_at": event.published_at,
-        "coreid": event.device_id,
-    }
-    if event.product_id is not None:
-        body["productID"] = event.product_id
-    return orjson.dumps(body)
-
-
-class StreamStats:
-    """What the streams report to metrics; a small interface so tests need no registry."""
-
-    def opened(self) -> None: ...
-    def closed(self) -> None: ...
-    def sent(self, n: int) -> None: ...
-    def dropped(self) -> None: ...
-
-
 class EventStream(StreamResponse):
-    """One subscriber's stream: subscribe, send ``:ok``, then events and keepalives."""
+    """One subscriber's stream: ``:ok``, then whatever the broadcaster could not send itself."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        accepts: EventFilter,
-        *,
-        buffer: int,
-        keepalive: float,
-        frames: FrameCache,
-        stats: StreamStats,
-    ) -> None:
+    def __init__(self, broadcaster: Broadcaster, accepts: EventFilter) -> None:
         super().__init__(200, HEADERS)
-        self._bus = bus
+        self._broadcaster = broadcaster
         self._accepts = accepts
-        self._buffer = buffer
-        self._keepalive = keepalive
-        self._frames = frames
-        self._stats = stats
 
-    async def run(self, send: Send) -> None:
+    async def run(self, stream: trio.abc.SendStream) -> None:
         with trio.CancelScope() as scope:
-            subscription = self._bus.subscribe(self._accepts, self._buffer, on_drop=scope.cancel)
-            self._stats.opened()
+            sink = self._broadcaster.attach(self._accepts, nowait_sender(stream), scope.cancel)
             try:
-                await send(PREAMBLE)
-                await self._pump(subscription, send)
+                await stream.send_all(PREAMBLE)
+                while True:
+                    data = sink.take()
+                    if data is None:
+                        await sink.wait()
+                    else:
+                        await stream.send_all(data)
             except SubscriptionDropped:
                 pass
             finally:
-                subscription.close()
-                self._stats.closed()
-                if subscription.dropped:
-                    self._stats.dropped()
-
-    async def _pump(self, subscription: Subscription, send: Send) -> None:
-        frame = self._frames.frame
-        while True:
-            with trio.move_on_after(self._keepalive) as idle:
-                batch = await subscription.receive_batch()
-            if idle.cancelled_caught:
-                await send(KEEPALIVE)
-                continue
-            await send(b"".join([frame(event) for event in batch]))
-            self._stats.sent(len(batch))
+                self._broadcaster.detach(sink)

@@ -10,6 +10,7 @@ the head and body sizes are bounded by the reader (431/414, 413).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -28,8 +29,6 @@ SHUTDOWN_GRACE = 3.0
 
 JSON = [("content-type", "application/json")]
 
-Send = Callable[[bytes], Awaitable[None]]
-
 
 @dataclass(slots=True)
 class Response:
@@ -43,7 +42,7 @@ class Response:
 class StreamResponse:
     """A response that takes the connection over (Server-Sent Events).
 
-    The server sends the head, then awaits ``run(send)``; when the peer goes away or
+    The server sends the head, then awaits ``run(stream)``; when the peer goes away or
     the server stops, ``run`` is cancelled. The connection closes afterwards.
     """
 
@@ -51,8 +50,30 @@ class StreamResponse:
         self.status = status
         self.headers = headers
 
-    async def run(self, send: Send) -> None:
+    async def run(self, stream: trio.abc.SendStream) -> None:
         raise NotImplementedError
+
+
+def nowait_sender(stream: trio.abc.SendStream) -> Callable[[bytes], int] | None:
+    """A synchronous, non-blocking write to ``stream``'s socket, or None if it has none.
+
+    For fan-out: one syscall instead of a task switch per write. The caller must stop
+    using it before the stream closes (the descriptor number could be reused), and must
+    not call it while a ``send_all`` on the same stream is in progress.
+    """
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    fd = stream.socket.fileno()
+
+    def send_nowait(data: bytes) -> int:
+        try:
+            return os.write(fd, data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"peer went away: {exc}") from exc
+
+    return send_nowait
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
@@ -124,9 +145,9 @@ class HttpServer:
         self._connections += 1
         try:
             await self._converse(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except* (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away; nothing to answer
-        except Exception:
+        except* Exception:
             log.exception("connection handler failed")
         finally:
             self._connections -= 1
@@ -214,7 +235,7 @@ class HttpServer:
                 if self._closing:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(_cancel_on_eof, stream, nursery.cancel_scope)
-                await response.run(stream.send_all)
+                await response.run(stream)
                 nursery.cancel_scope.cancel()
             finally:
                 self._interruptible.discard(nursery.cancel_scope)

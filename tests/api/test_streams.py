@@ -11,8 +11,7 @@ import trio
 import trio.testing
 from httpx_sse import aconnect_sse
 
-from engine.api.auth import Principal
-from engine.api.streams import EventStream, FrameCache, StreamStats, event_filter
+from engine.api.broadcast import Broadcaster, accept_all
 from engine.bus import Bus
 from engine.model import Event
 from tests.conftest import (
@@ -74,7 +73,7 @@ async def test_exact_bytes_on_the_wire(served: Served) -> None:
         b"connection: close\r\n\r\n"
     )
     assert await client.read_until(b"\n\n") == b":ok\n\n"
-    await wait_until(lambda: len(served.engine.bus) == 1)
+    await wait_until(lambda: len(served.engine.api.broadcaster) == 1)
     await publish_direct(served.engine, "temp", "21.5", device=DEVICE, product=PRODUCT_ID)
     frame = await client.read_until(b"\n\n")
     assert frame == (
@@ -106,7 +105,7 @@ async def test_routes_filters_and_token_reach(
         b"GET %s HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % (path.encode(), token.encode())
     )
     await client.read_until(b":ok\n\n")
-    await wait_until(lambda: len(served.engine.bus) == 1)
+    await wait_until(lambda: len(served.engine.api.broadcaster) == 1)
     await publish_direct(served.engine, "a1", device=DEVICE)
     await publish_direct(served.engine, "b1", device=DEVICE)
     await publish_direct(served.engine, "a2", device="other")
@@ -158,19 +157,19 @@ async def test_slow_subscriber_is_dropped_and_others_get_everything(
         b"GET /v1/devices/events HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n" % ADMIN.encode()
     )
     await fast.read_until(b":ok\n\n")
-    await wait_until(lambda: len(engine.bus) == 2)
+    await wait_until(lambda: len(engine.api.broadcaster) == 2)
     total = 0
     received = 0
     # Publish until the slow one is dropped: the fast one reads along the way.
     with trio.fail_after(20):
-        while len(engine.bus) == 2:
+        while len(engine.api.broadcaster) == 2:
             for _ in range(50):
                 await publish_direct(engine, "load", "x" * 1000)
                 total += 1
             while received < total:
                 await fast.read_until(b"\n\n")
                 received += 1
-    assert len(engine.bus) == 1
+    assert len(engine.api.broadcaster) == 1
     for _ in range(20):
         await publish_direct(engine, "after", "y")
         total += 1
@@ -189,36 +188,35 @@ async def test_departed_client_is_removed_at_once(served: Served) -> None:
     client = await RawClient.connect(served.port)
     await client.send(b"GET /v1/devices/events?access_token=%s HTTP/1.1\r\n\r\n" % ADMIN.encode())
     await client.read_until(b":ok\n\n")
-    await wait_until(lambda: len(served.engine.bus) == 1)
+    await wait_until(lambda: len(served.engine.api.broadcaster) == 1)
     assert "hookwire_sse_subscribers 1.0" in served.engine.metrics.render().decode()
     await client.aclose()
-    await wait_until(lambda: len(served.engine.bus) == 0)
+    await wait_until(lambda: len(served.engine.api.broadcaster) == 0)
     assert "hookwire_sse_subscribers 0.0" in served.engine.metrics.render().decode()
-
-
-def admin() -> Principal:
-    return Principal("t", frozenset({"subscribe"}), frozenset(), frozenset())
 
 
 async def test_keepalive_comment_when_idle(autojump_clock: trio.testing.MockClock) -> None:
     bus = Bus()
+    broadcaster = Broadcaster(bus, buffer=4, keepalive=9)
     sent: list[tuple[float, bytes]] = []
 
-    async def send(data: bytes) -> None:
+    def send_nowait(data: bytes) -> int:
         sent.append((trio.current_time(), data))
+        return len(data)
 
-    stream = EventStream(
-        bus, event_filter(admin()), buffer=4, keepalive=9, frames=FrameCache(), stats=StreamStats()
-    )
-    with trio.move_on_after(20):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stream.run, send)
-            await trio.sleep(5)
-            bus.publish(Event(1, "t", "", 60, False, "x", "d"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(broadcaster.run)
+        sink = broadcaster.attach(accept_all, send_nowait, nursery.cancel_scope.cancel)
+        assert sink.take() is None  # the stream's task sent its preamble: now idle
+        await trio.sleep(5)
+        bus.publish(Event(1, "t", "", 60, False, "x", "d"))
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    # Silent for 9 s (checked every second): 5 -> 14 and 14 -> 23.
     assert [(round(t), data[:8]) for t, data in sent] == [
-        (0, b":ok\n\n"),
         (5, b"event: t"),
         (14, b":keepali"),
+        (23, b":keepali"),
     ]
 
 

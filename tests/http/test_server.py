@@ -138,9 +138,9 @@ class Ticker(StreamResponse):
         super().__init__(200, [("content-type", "text/plain")])
         self.cancelled = False
 
-    async def run(self, send) -> None:  # type: ignore[no-untyped-def]
+    async def run(self, stream: trio.abc.SendStream) -> None:
         try:
-            await send(b"tick\n")
+            await stream.send_all(b"tick\n")
             await trio.sleep_forever()
         except trio.Cancelled:
             self.cancelled = True

@@ -1,0 +1,254 @@
+"""Fan-out of committed events to every open SSE stream, from one task.
+
+One broadcaster task takes each batch of events off the bus, encodes every event once,
+and writes to each stream's socket straight away when the socket can take it. Only a
+stream whose socket is full (or whose writer is busy) gets a backlog, which its own task
+drains with an ordinary blocking send. A stream whose backlog exceeds ``buffer`` events is
+dropped (it resumes with Last-Event-ID), so a slow reader never slows anyone else.
+
+Measured on 2 cores with 2,000 subscribers: a writer task per stream woken for each event
+spent ~20 µs of scheduling per stream and event; the direct write costs one syscall.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import orjson
+import trio
+
+from engine.bus import Bus, EventFilter, SubscriptionDropped
+from engine.http.sse import format_comment, format_event
+from engine.model import Event
+
+log = logging.getLogger("hookwire.sse")
+
+KEEPALIVE = format_comment("keepalive")
+
+BROADCAST_BACKLOG = 100_000
+"""Events the broadcaster itself may fall behind the bus before all streams are reset."""
+
+TICK = 1.0
+"""Seconds between keepalive checks: a comment goes out after keepalive..keepalive+TICK."""
+
+SendNowait = Callable[[bytes], int]
+"""Writes what the socket takes without blocking; returns the byte count (0 if full)."""
+
+
+def accept_all(event: Event) -> bool:
+    return True
+
+
+class Sink:
+    """One stream as the broadcaster sees it: a filter, a socket, and a bounded backlog."""
+
+    __slots__ = (
+        "_lot",
+        "_on_drop",
+        "_send_nowait",
+        "accepts",
+        "backlog",
+        "backlog_events",
+        "busy",
+        "dropped",
+        "last_push",
+        "limit",
+        "overflowed",
+    )
+
+    def __init__(
+        self,
+        accepts: EventFilter,
+        limit: int,
+        send_nowait: SendNowait | None,
+        on_drop: Callable[[], object],
+        now: float,
+    ) -> None:
+        self.accepts = accepts
+        self.limit = limit
+        self._send_nowait = send_nowait
+        self._on_drop = on_drop
+        self._lot = trio.lowlevel.ParkingLot()
+        self.backlog = bytearray()
+        self.backlog_events = 0
+        # The stream's own task owns the socket until it has sent the preamble.
+        self.busy = True
+        self.dropped = False
+        self.overflowed = False
+        self.last_push = now
+
+    def __repr__(self) -> str:
+        state = "dropped" if self.dropped else "busy" if self.busy else "idle"
+        return f"<Sink {state} backlog={self.backlog_events}/{self.limit}>"
+
+    def push(self, data: bytes, events: int, now: float) -> None:
+        """Send ``data`` now if the socket takes it, else queue it for the stream's task."""
+        if self.dropped:
+            return
+        self.last_push = now
+        if not self.busy and not self.backlog and self._send_nowait is not None:
+            try:
+                sent = self._send_nowait(data)
+            except trio.BrokenResourceError:
+                self.drop()
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self.backlog += data
+        self.backlog_events += events
+        if self.backlog_events > self.limit:
+            self.overflowed = True
+            self.drop()
+        elif self._lot:
+            self._lot.unpark_all()
+
+    def take(self) -> bytes | None:
+        """The backlog, for the stream's task to send; None (and idle) when there is none."""
+        if self.dropped:
+            raise SubscriptionDropped
+        if not self.backlog:
+            self.busy = False
+            return None
+        self.busy = True
+        data = bytes(self.backlog)
+        self.backlog.clear()
+        self.backlog_events = 0
+        return data
+
+    async def wait(self) -> None:
+        """Park until there is a backlog to send (or the sink was dropped)."""
+        while not self.backlog and not self.dropped:
+            await self._lot.park()
+
+    def drop(self) -> None:
+        """Stop sending here: the stream's task is cancelled and its connection closes."""
+        if self.dropped:
+            return
+        self.dropped = True
+        self._send_nowait = None
+        self.backlog.clear()
+        self._lot.unpark_all()
+        self._on_drop()
+
+    def detach(self) -> None:
+        """The stream is ending: never touch its socket again."""
+        self.dropped = True
+        self._send_nowait = None
+
+
+class StreamStats:
+    """What the broadcaster reports; the API binds it to Prometheus metrics."""
+
+    def opened(self) -> None: ...
+    def closed(self) -> None: ...
+    def sent(self, n: int) -> None: ...
+    def dropped(self) -> None: ...
+
+
+class Broadcaster:
+    """Takes events off the bus and pushes them to every attached sink."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        buffer: int,
+        keepalive: float,
+        stats: StreamStats | None = None,
+        capacity: int = BROADCAST_BACKLOG,
+    ) -> None:
+        self._bus = bus
+        self._buffer = buffer
+        self._keepalive = keepalive
+        self._stats = stats or StreamStats()
+        self._capacity = capacity
+        self._sinks: dict[Sink, None] = {}
+
+    def __repr__(self) -> str:
+        return f"<Broadcaster sinks={len(self._sinks)}>"
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def attach(
+        self,
+        accepts: EventFilter,
+        send_nowait: SendNowait | None,
+        on_drop: Callable[[], object],
+    ) -> Sink:
+        sink = Sink(accepts, self._buffer, send_nowait, on_drop, trio.current_time())
+        self._sinks[sink] = None
+        self._stats.opened()
+        return sink
+
+    def detach(self, sink: Sink) -> None:
+        if self._sinks.pop(sink, False) is None:
+            self._stats.closed()
+            if sink.overflowed:
+                self._stats.dropped()
+        sink.detach()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; if it ever falls a whole bus buffer behind, reset streams."""
+        task_status.started()
+        while True:
+            subscription = self._bus.subscribe(accept_all, self._capacity)
+            try:
+                while True:
+                    with trio.move_on_after(TICK):
+                        self.deliver(await subscription.receive_batch())
+                    self.keep_alive(trio.current_time())
+            except SubscriptionDropped:
+                log.warning(
+                    "SSE fan-out fell %d events behind; closing %d streams so they resume",
+                    self._capacity,
+                    len(self._sinks),
+                )
+                for sink in list(self._sinks):
+                    sink.drop()
+            finally:
+                subscription.close()
+
+    def deliver(self, events: list[Event]) -> None:
+        """Push a batch of events to every sink that accepts them, each encoded once."""
+        if not events:
+            return
+        now = trio.current_time()
+        frames = [
+            (event, format_event(event.name, event.id, event_json(event))) for event in events
+        ]
+        everything = b"".join([frame for _, frame in frames])
+        sent = 0
+        for sink in list(self._sinks):
+            if sink.accepts is accept_all:
+                sink.push(everything, len(frames), now)
+                sent += len(frames)
+                continue
+            accepts = sink.accepts
+            chosen = [frame for event, frame in frames if accepts(event)]
+            if chosen:
+                sink.push(b"".join(chosen), len(chosen), now)
+                sent += len(chosen)
+        self._stats.sent(sent)
+
+    def keep_alive(self, now: float) -> None:
+        """Send a comment to every stream that has been silent for ``keepalive`` seconds."""
+        quiet_since = now - self._keepalive
+        for sink in list(self._sinks):
+            if sink.last_push <= quiet_since:
+                sink.push(KEEPALIVE, 0, now)
+
+
+def event_json(event: Event) -> bytes:
+    """The ``data:`` line of an event, as Particle's streams send it."""
+    body: dict[str, object] = {
+        "data": event.data,
+        "ttl": event.ttl,
+        "published_at": event.published_at,
+        "coreid": event.device_id,
+    }
+    if event.product_id is not None:
+        body["productID"] = event.product_id
+    return orjson.dumps(body)
