@@ -7,7 +7,8 @@ valid everywhere or rejected everywhere with the same sentence.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+import time
+from functools import lru_cache
 
 from engine.model import EventDraft
 
@@ -96,8 +97,15 @@ def check_device_id(device_id: object) -> str:
 
 def utc_now_iso() -> str:
     """The current time as Particle writes it: ISO-8601 UTC with milliseconds."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    now = time.time()
+    second = int(now)
+    return f"{_utc_second(second)}.{int((now - second) * 1000):03d}Z"
+
+
+@lru_cache(maxsize=2)
+def _utc_second(second: int) -> str:
+    # strftime is most of the cost of a timestamp; within one second it never changes.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def build_draft(

@@ -213,7 +213,7 @@ class Broadcaster:
 
     def deliver(self, events: list[Event]) -> None:
         """Push a batch of events to every sink that accepts them, each encoded once."""
-        if not events:
+        if not events or not self._sinks:
             return
         now = trio.current_time()
         frames = [

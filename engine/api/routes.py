@@ -51,6 +51,10 @@ ROUTES = (
 )
 
 
+_EXACT = {r.pattern: r for r in ROUTES if not any(c in r.pattern for c in ":*+")}
+"""Routes without parameters, found by one lookup (the publish route is the hot one)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Matched:
     route: Route
@@ -74,6 +78,9 @@ def match_route(
 
     Raises ValueError when a segment does not decode to UTF-8.
     """
+    exact = _EXACT.get(raw_path)
+    if exact is not None and exact.method == method:
+        return Matched(exact, {})
     if not raw_path.startswith("/"):
         return NotFound("request target must be a path")
     segments = [unquote(s, errors="strict") for s in raw_path[1:].split("/")]

@@ -214,7 +214,7 @@ class HttpServer:
         return keep_open
 
     async def _write(self, stream: trio.abc.Stream, data: bytes | bytearray) -> None:
-        with trio.move_on_after(self._limits.idle_timeout) as cs:
+        with trio.CancelScope(deadline=trio.current_time() + self._limits.idle_timeout) as cs:
             await stream.send_all(data)
         if cs.cancelled_caught:
             raise trio.BrokenResourceError("peer stopped reading the response")
