@@ -188,6 +188,7 @@ class Broadcaster:
             self._stats.closed()
             if sink.overflowed:
                 self._stats.dropped()
+                log.info("SSE stream closed: it fell more than %d events behind", sink.limit)
         sink.detach()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
