@@ -121,6 +121,7 @@ class SseConfig:
 
     keepalive: float = 9.0
     buffer: int = 1024
+    batch_window: float = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +360,7 @@ def _read_sse(t: f.Table) -> SseConfig:
     sse = SseConfig(
         keepalive=t.get("keepalive", f.positive_duration, d.keepalive),
         buffer=t.get("buffer", f.positive_int, d.buffer),
+        batch_window=t.get("batch_window", f.duration, d.batch_window),
     )
     t.finish()
     return sse

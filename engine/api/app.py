@@ -68,7 +68,11 @@ class Api:
         self._metrics = metrics
         self._auth = Authenticator(config.auth.tokens)
         self.broadcaster = Broadcaster(
-            bus, buffer=config.sse.buffer, keepalive=config.sse.keepalive, stats=_Stats(metrics)
+            bus,
+            buffer=config.sse.buffer,
+            keepalive=config.sse.keepalive,
+            batch_window=config.sse.batch_window,
+            stats=_Stats(metrics),
         )
         self._buckets: dict[str, TokenBucket] = {}
         self._counters: dict[tuple[str, str, int], Any] = {}

@@ -128,3 +128,29 @@ async def test_a_broadcaster_that_falls_behind_resets_its_streams() -> None:
         assert dropped == [1]
         assert len(bus) == 1  # it subscribed again
         nursery.cancel_scope.cancel()
+
+
+async def test_batch_window_groups_events_under_load_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bus = Bus()
+    broadcaster = Broadcaster(bus, buffer=10, keepalive=60, batch_window=0.01)
+    writes: list[tuple[float, int]] = []
+
+    def send_nowait(data: bytes) -> int:
+        writes.append((round(trio.current_time() - start, 3), data.count(b"event: ")))
+        return len(data)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(broadcaster.run)
+        broadcaster.attach(accept_all, send_nowait, lambda: None).take()
+        start = trio.current_time()
+        bus.publish(event(1))  # quiet before: written at once
+        for n in range(2, 5):  # then one every millisecond: gathered
+            await trio.sleep(0.001)
+            bus.publish(event(n))
+        await trio.sleep(1)
+        bus.publish(event(5))  # quiet again: at once
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert writes == [(0.0, 1), (0.01, 3), (1.003, 1)]

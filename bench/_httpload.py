@@ -1,0 +1,419 @@
+"""A cheap HTTP/1.1 load generator: raw non-blocking sockets, keep-alive, pre-rendered requests.
+
+Each worker process drives several connections from one ``selectors`` loop. A connection
+keeps at most ``pipeline`` requests in flight; when responses arrive, the same number of
+requests leave in one ``send`` of pre-rendered bytes. Responses are split by hand
+(head end, ``content-length``), which costs far less than any real parser, so the server,
+not this client, is what a run measures. Every loop is bounded by a deadline and a count.
+
+``run_load`` starts the workers (separate processes), starts them together, and merges
+their results.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import selectors
+import socket
+import time
+from array import array
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from _harness import cpu_seconds, machine_cpu_seconds
+
+RECEIVE_SIZE = 262144
+"""Bytes per recv: with pipelining, one read may hold many responses."""
+
+READY_TIMEOUT = 30.0
+"""Seconds a worker gets to open its connections."""
+
+DRAIN_TIMEOUT = 5.0
+"""Seconds after the deadline that in-flight requests get to be answered."""
+
+HEAD_END = b"\r\n\r\n"
+LENGTH = b"content-length:"
+ID_FIELD = b'"id":'
+
+
+def render_post(
+    host: str, port: int, path: str, token: str, body: bytes, content_type: str
+) -> bytes:
+    """One complete keep-alive POST request, ready to be sent many times."""
+    head = (
+        f"POST {path} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """What one run of the load generator does (split among workers by ``run_load``)."""
+
+    host: str
+    port: int
+    request: bytes
+    connections: int = 32
+    pipeline: int = 1
+    duration: float = 5.0
+    warmup: float = 0.5
+    max_requests: int = 2_000_000
+    rate: float = 0.0  # requests/s for the whole run; 0 = as fast as answered
+    track_ids: bool = False  # read "id" from each 200 body (publish answers)
+
+
+@dataclass
+class LoadResult:
+    """What the workers saw; counts cover the measured window unless named otherwise."""
+
+    ok: int = 0  # 200 answers completed inside the window
+    window: float = 0.0  # seconds measured (after the warmup)
+    sent: int = 0  # requests sent in total, warmup included
+    answered: int = 0  # responses received in total, any status, warmup included
+    errors: Counter[str] = field(default_factory=Counter)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    client_cpu: float = 0.0  # CPU seconds the workers used inside the window
+    connections: int = 0
+    min_id: int | None = None
+    max_id: int | None = None
+    workers: int = 0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def per_second(self) -> float:
+        return self.ok / self.window if self.window > 0 else 0.0
+
+    def merge(self, other: LoadResult) -> None:
+        self.ok += other.ok
+        self.window = max(self.window, other.window)
+        self.sent += other.sent
+        self.answered += other.answered
+        self.errors.update(other.errors)
+        self.latencies.extend(other.latencies)
+        self.client_cpu += other.client_cpu
+        self.connections += other.connections
+        self.workers += other.workers
+        for value in (other.min_id, other.max_id):
+            if value is None:
+                continue
+            self.min_id = value if self.min_id is None else min(self.min_id, value)
+            self.max_id = value if self.max_id is None else max(self.max_id, value)
+
+
+class _Conn:
+    __slots__ = ("buf", "in_flight", "pending", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.in_flight: deque[float] = deque()
+        self.pending = b""  # request bytes the socket did not take yet
+
+
+def _split_responses(
+    buf: bytes, conn: _Conn, now: float, counted: bool, result: LoadResult, track_ids: bool
+) -> int:
+    """Consume complete responses from ``buf``; returns how many; leaves the rest in ``conn``."""
+    pos = 0
+    done = 0
+    size = len(buf)
+    in_flight = conn.in_flight
+    latencies = result.latencies
+    while True:
+        head_end = buf.find(HEAD_END, pos)
+        if head_end < 0:
+            break
+        at = buf.find(LENGTH, pos, head_end)
+        if at < 0:
+            at = buf.lower().find(LENGTH, pos, head_end)
+        if at < 0:
+            length = 0  # no body (or close-delimited, which keep-alive answers never are)
+        else:
+            line_end = buf.find(b"\r\n", at, head_end + 2)
+            length = int(buf[at + len(LENGTH) : line_end])
+        end = head_end + 4 + length
+        if end > size:
+            break
+        status = buf[pos + 9 : pos + 12]
+        sent_at = in_flight.popleft() if in_flight else now
+        if status == b"200":
+            if counted:
+                result.ok += 1
+                latencies.append(now - sent_at)
+            if track_ids:
+                i = buf.find(ID_FIELD, head_end, end)
+                if i >= 0:
+                    j = i + len(ID_FIELD)
+                    k = j
+                    while k < end and 48 <= buf[k] <= 57:
+                        k += 1
+                    if k > j:
+                        event_id = int(buf[j:k])
+                        if result.min_id is None or event_id < result.min_id:
+                            result.min_id = event_id
+                        if result.max_id is None or event_id > result.max_id:
+                            result.max_id = event_id
+        else:
+            result.errors[f"status {status.decode('latin-1', 'replace')}"] += 1
+        pos = end
+        done += 1
+    conn.buf = buf[pos:] if pos < size else b""
+    result.answered += done
+    return done
+
+
+def _worker(spec: LoadSpec, control: Connection) -> None:
+    """One worker process: connect, report ready, wait for "go", load, report results."""
+    result = LoadResult(workers=1)
+    sel = selectors.DefaultSelector()
+    conns: list[_Conn] = []
+    for _ in range(spec.connections):
+        try:
+            sock = socket.create_connection((spec.host, spec.port), timeout=READY_TIMEOUT)
+        except OSError as exc:
+            result.errors[f"connect: {exc.strerror or exc}"] += 1
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        conn = _Conn(sock)
+        conns.append(conn)
+        sel.register(sock, selectors.EVENT_READ, conn)
+    result.connections = len(conns)
+    control.send(("ready", len(conns)))
+    if not control.poll(READY_TIMEOUT):
+        return
+    message = control.recv()
+    if message[0] != "go":
+        return
+    start: float = message[1]
+    while time.monotonic() < start:
+        time.sleep(min(0.01, max(0.0, start - time.monotonic())))
+    try:
+        _drive(spec, sel, conns, start, result)
+    finally:
+        for conn in conns:
+            conn.sock.close()
+        sel.close()
+    control.send(("done", result))
+
+
+def _drive(
+    spec: LoadSpec,
+    sel: selectors.BaseSelector,
+    conns: list[_Conn],
+    start: float,
+    result: LoadResult,
+) -> None:
+    request = spec.request
+    pipeline = spec.pipeline
+    track_ids = spec.track_ids
+    window_start = start + spec.warmup
+    deadline = window_start + spec.duration
+    hard_deadline = deadline + DRAIN_TIMEOUT
+    budget = spec.max_requests
+    rate = spec.rate
+    live: set[_Conn] = set(conns)
+    clock = time.monotonic
+    cpu_at_start: float | None = None
+    cpu_at_end: float | None = None
+    finished = deadline
+
+    def lost(conn: _Conn, why: str) -> None:
+        result.errors[why] += 1
+        if conn.in_flight:
+            result.errors["no answer (connection lost)"] += len(conn.in_flight)
+            conn.in_flight.clear()
+        sel.unregister(conn.sock)
+        conn.sock.close()
+        live.discard(conn)
+
+    def send(conn: _Conn, count: int, now: float) -> None:
+        nonlocal budget
+        count = min(count, budget)
+        if count <= 0:
+            return
+        budget -= count
+        result.sent += count
+        conn.in_flight.extend([now] * count)
+        data = request * count
+        if conn.pending:
+            conn.pending += data
+            return
+        try:
+            written = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        except OSError as exc:
+            lost(conn, f"send: {exc.strerror or exc}")
+            return
+        if written < len(data):
+            conn.pending = data[written:]
+            sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+
+    def allowed(now: float) -> int:
+        """Requests the rate lets us start now (the whole budget when no rate is set)."""
+        if rate <= 0:
+            return budget
+        return max(0, int((now - start) * rate) + 1 - result.sent)
+
+    now = clock()
+    for conn in conns:
+        send(conn, min(pipeline, allowed(now)), now)
+    while live:
+        now = clock()
+        if cpu_at_start is None and now >= window_start:
+            cpu_at_start = time.process_time()
+        if cpu_at_end is None and now >= deadline:
+            cpu_at_end = time.process_time()
+        sending = now < deadline and budget > 0
+        if not sending and not any(conn.in_flight for conn in live):
+            finished = min(now, deadline)
+            break
+        if now >= hard_deadline:
+            stuck = sum(len(conn.in_flight) for conn in live)
+            if stuck:
+                result.errors["no answer before the drain timeout"] += stuck
+            break
+        if sending and rate > 0:
+            # Open loop: start what the schedule allows on connections with room.
+            quota = allowed(now)
+            for conn in list(live):
+                room = min(pipeline - len(conn.in_flight), quota)
+                if room > 0:
+                    send(conn, room, now)
+                    quota -= room
+            timeout = max(0.0, min(1.0 / rate, deadline - now))
+        else:
+            timeout = max(0.0, min(0.1, (deadline if sending else hard_deadline) - now))
+        for key, mask in sel.select(timeout):
+            conn = key.data
+            if mask & selectors.EVENT_WRITE and conn.pending:
+                try:
+                    written = conn.sock.send(conn.pending)
+                except (BlockingIOError, InterruptedError):
+                    written = 0
+                except OSError as exc:
+                    lost(conn, f"send: {exc.strerror or exc}")
+                    continue
+                conn.pending = conn.pending[written:]
+                if not conn.pending:
+                    sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            if not mask & selectors.EVENT_READ:
+                continue
+            try:
+                data = conn.sock.recv(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                lost(conn, f"recv: {exc.strerror or exc}")
+                continue
+            if not data:
+                lost(conn, "closed by the server")
+                continue
+            now = clock()
+            buf = conn.buf + data if conn.buf else data
+            counted = window_start <= now < deadline
+            done = _split_responses(buf, conn, now, counted, result, track_ids)
+            if done and rate <= 0 and now < deadline:
+                send(conn, done, now)
+    result.window = max(0.0, finished - window_start)
+    end_cpu = cpu_at_end if cpu_at_end is not None else time.process_time()
+    result.client_cpu = end_cpu - (cpu_at_start if cpu_at_start is not None else end_cpu)
+
+
+@dataclass
+class LoadRun:
+    """``run_load``'s answer: merged results, plus the server's CPU use in the window."""
+
+    result: LoadResult
+    server_cpu: float | None  # CPU seconds of server_pid during the window
+    machine_cpu: float | None  # CPU seconds of every process on the machine, same window
+
+    def others_cpu(self, *clients: float) -> float | None:
+        """CPU seconds in the window used by neither the server nor the given clients."""
+        if self.server_cpu is None or self.machine_cpu is None:
+            return None
+        return max(0.0, self.machine_cpu - self.server_cpu - sum(clients))
+
+
+def run_load(spec: LoadSpec, procs: int = 1, server_pid: int | None = None) -> LoadRun:
+    """Run ``spec`` split over ``procs`` worker processes; wait (bounded) for all of them."""
+    procs = max(1, min(procs, spec.connections))
+    ctx = multiprocessing.get_context("spawn")
+    workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    try:
+        for i in range(procs):
+            share = replace(
+                spec,
+                connections=_share(spec.connections, procs, i),
+                max_requests=_share(spec.max_requests, procs, i),
+                rate=spec.rate / procs,
+            )
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=_worker, args=(share, child), daemon=True)
+            process.start()
+            child.close()
+            workers.append((process, parent))
+        for process, control in workers:
+            _receive(process, control, READY_TIMEOUT + 30)
+        start = time.monotonic() + 0.2
+        for _, control in workers:
+            control.send(("go", start))
+        server_cpu = machine_cpu = None
+        if server_pid is not None:
+            server_cpu, machine_cpu = _window_cpu(
+                server_pid, start + spec.warmup, start + spec.warmup + spec.duration
+            )
+        merged = LoadResult()
+        timeout = spec.warmup + spec.duration + DRAIN_TIMEOUT + 30
+        for process, control in workers:
+            merged.merge(_receive(process, control, timeout)[1])
+        return LoadRun(merged, server_cpu, machine_cpu)
+    finally:
+        for process, control in workers:
+            control.close()
+            process.join(5)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+
+
+def _receive(
+    process: multiprocessing.process.BaseProcess, control: Connection, timeout: float
+) -> tuple[Any, ...]:
+    """The worker's next message; a clear error if it died or went quiet."""
+    try:
+        if control.poll(timeout):
+            message: tuple[Any, ...] = control.recv()
+            return message
+    except EOFError:
+        process.join(1)
+        raise RuntimeError(
+            f"load worker {process.pid} died (exit code {process.exitcode})"
+        ) from None
+    raise RuntimeError(f"load worker {process.pid} sent nothing for {timeout:.0f}s")
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def _window_cpu(pid: int, begin: float, end: float) -> tuple[float | None, float | None]:
+    """CPU seconds of ``pid``, and of the whole machine, between two monotonic instants."""
+    try:
+        time.sleep(max(0.0, begin - time.monotonic()))
+        server, machine = cpu_seconds(pid), machine_cpu_seconds()
+        time.sleep(max(0.0, end - time.monotonic()))
+        return cpu_seconds(pid) - server, machine_cpu_seconds() - machine
+    except OSError:
+        return None, None
