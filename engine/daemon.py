@@ -11,7 +11,7 @@ from engine import __version__
 from engine.api.app import Api
 from engine.bus import Bus
 from engine.config import Config, ConfigError
-from engine.http.server import HttpServer, ServerLimits
+from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
 from engine.metrics import Metrics
 
@@ -39,15 +39,9 @@ class Engine:
         self.journal = open_journal(config)
         self.bus = Bus()
         self.api = Api(config, self.journal, self.bus, self.metrics)
-        limits = config.limits
         self.server = HttpServer(
             self.api.handle,
-            ServerLimits(
-                max_header_bytes=limits.max_header_bytes,
-                max_body_bytes=limits.max_body_bytes,
-                idle_timeout=limits.idle_timeout,
-                request_timeout=limits.request_timeout,
-            ),
+            config.limits,
             on_protocol_error=lambda status: self.metrics.http_protocol_errors.labels(
                 str(status)
             ).inc(),

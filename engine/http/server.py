@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 import trio
@@ -84,12 +85,17 @@ def error_response(status: int, message: str, headers: list[tuple[str, str]] = J
     return Response(status, orjson.dumps({"ok": False, "error": message}), headers)
 
 
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    max_header_bytes: int = 16384
-    max_body_bytes: int = 65536
-    idle_timeout: float = 60.0
-    request_timeout: float = 10.0
+class ServerLimits(Protocol):
+    """The limits the server enforces; ``[limits]`` of the config is one."""
+
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def idle_timeout(self) -> float: ...
+    @property
+    def request_timeout(self) -> float: ...
 
 
 class HttpServer:

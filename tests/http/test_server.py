@@ -8,11 +8,12 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.config import LimitsConfig
 from engine.http.h1 import Request
-from engine.http.server import HttpServer, Response, ServerLimits, StreamResponse
+from engine.http.server import HttpServer, Response, StreamResponse
 from tests.helpers import RawClient
 
-LIMITS = ServerLimits(
+LIMITS = LimitsConfig(
     max_header_bytes=1024, max_body_bytes=1024, idle_timeout=60, request_timeout=10
 )
 
