@@ -54,7 +54,10 @@ def check_data(data: object, max_bytes: int) -> str:
         return ""
     if not isinstance(data, str):
         raise EventRejected(f"data must be a string, got {type(data).__name__}")
-    size = len(data.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(data.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise EventRejected("data is not valid Unicode text (lone surrogate)") from None
     if size > max_bytes:
         raise EventRejected(f"data is {size} bytes; the limit is {max_bytes} bytes", 413)
     return data

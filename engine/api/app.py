@@ -122,12 +122,12 @@ class Api:
         return result
 
     def _record(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in KNOWN_METHODS else "other"
         key = (route, method, status)
         counter = self._counters.get(key)
         if counter is None:
-            label = method if method in KNOWN_METHODS else "other"
             counter = self._counters[key] = self._metrics.http_requests.labels(
-                route, label, str(status)
+                route, method, str(status)
             )
         counter.inc()
         timer = self._timers.get(route)

@@ -235,9 +235,9 @@ class Broadcaster:
         if not events or not self._sinks:
             return
         now = trio.current_time()
-        frames = [
-            (event, format_event(event.name, event.id, event_json(event))) for event in events
-        ]
+        frames = [(event, frame) for event in events if (frame := _frame(event)) is not None]
+        if not frames:
+            return
         everything = b"".join([frame for _, frame in frames])
         sent = 0
         for sink in list(self._sinks):
@@ -258,6 +258,15 @@ class Broadcaster:
         for sink in list(self._sinks):
             if sink.last_push <= quiet_since:
                 sink.push(KEEPALIVE, 0, now)
+
+
+def _frame(event: Event) -> bytes | None:
+    try:
+        return format_event(event.name, event.id, event_json(event))
+    except (ValueError, orjson.JSONEncodeError) as exc:
+        # Ingest validates every event, so this is a bug upstream: say so, keep serving.
+        log.error("event %d cannot be sent over SSE: %s", event.id, exc)
+        return None
 
 
 def event_json(event: Event) -> bytes:

@@ -11,7 +11,7 @@ import trio
 
 from engine.model import Event, EventDraft
 
-DEFAULT_KEEP = 100_000
+DEFAULT_KEEP = 10_000
 """Recent events kept for inspection; bounds memory under any load."""
 
 

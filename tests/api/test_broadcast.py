@@ -154,3 +154,15 @@ async def test_batch_window_groups_events_under_load_only(
         await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
     assert writes == [(0.0, 1), (0.01, 3), (1.003, 1)]
+
+
+async def test_an_event_that_cannot_be_framed_is_logged_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broadcaster = Broadcaster(Bus(), buffer=10, keepalive=9)
+    socket = Socket()
+    broadcaster.attach(accept_all, socket.send_nowait, lambda: None).take()
+    broadcaster.deliver([event(1, "bad\nname"), event(2)])
+    assert socket.data.count(b"event: ") == 1
+    assert b"id: 2\n" in socket.data
+    assert "event 1 cannot be sent over SSE" in caplog.text
