@@ -41,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--path", default="/v1/devices/events", help="SSE route to subscribe to")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of publishing")
     parser.add_argument(
-        "--rate", type=float, default=0.0, help="events/s to publish; 0 = as fast as answered"
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="events/s to publish (default: what one client process can read from 2,000 "
+        "streams); 0 = as fast as answered",
     )
     parser.add_argument("--max-events", type=int, default=100_000, help="publish at most this")
     parser.add_argument("--pub-conns", type=int, default=4, help="publisher connections")
