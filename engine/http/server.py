@@ -195,6 +195,7 @@ class HttpServer:
             if not await self._answer_ready(stream, reader):
                 return
             if failure is not None:
+                log.debug("closing a connection: %s (%d)", failure, failure.status_hint)
                 if self._on_protocol_error is not None:
                     self._on_protocol_error(failure.status_hint)
                 await self._send_error(stream, failure.status_hint, str(failure))
