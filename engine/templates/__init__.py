@@ -1,0 +1,65 @@
+"""Mustache templates compiled ahead of time into Python callables.
+
+``compile_template(text)`` parses once and returns a ``Template`` whose ``render(context)``
+runs generated code: no parsing at render time. See ``parser`` for what of the spec is
+covered (lambdas and the optional ``~`` modules are not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.templates.compiler import TemplateRenderError, compile_tree
+from engine.templates.parser import TemplateError, parse
+
+__all__ = ["Template", "TemplateError", "TemplateRenderError", "compile_template"]
+
+
+class Template:
+    """A compiled template: ``render(context) -> str``."""
+
+    __slots__ = ("render", "source")
+
+    def __init__(
+        self,
+        source: str,
+        partials: Mapping[str, str] | None = None,
+        *,
+        refuse_line_breaks: bool = False,
+        strict_partials: bool = False,
+    ) -> None:
+        self.source = source
+        self.render = compile_tree(
+            parse(source),
+            partials,
+            refuse_line_breaks=refuse_line_breaks,
+            strict_partials=strict_partials,
+        )
+
+    def __repr__(self) -> str:
+        shown = self.source if len(self.source) <= 40 else self.source[:37] + "..."
+        return f"<Template {shown!r}>"
+
+
+def compile_template(
+    source: str,
+    partials: Mapping[str, str] | None = None,
+    *,
+    refuse_line_breaks: bool = False,
+    strict_partials: bool = False,
+) -> Template:
+    """Parse and compile ``source``; raises TemplateError ("LINE:COL: problem").
+
+    ``refuse_line_breaks``: for URLs and header values, a variable whose value holds CR or
+    LF makes ``render`` raise TemplateRenderError naming it. ``strict_partials``: a partial
+    missing from ``partials`` is an error (the spec renders it as nothing).
+    """
+    return Template(
+        source, partials, refuse_line_breaks=refuse_line_breaks, strict_partials=strict_partials
+    )
+
+
+def render(source: str, context: Any, partials: Mapping[str, str] | None = None) -> str:
+    """Compile and render once (for tools and tests; hooks keep their compiled Template)."""
+    return compile_template(source, partials).render(context)
