@@ -7,14 +7,20 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import orjson
 import trio
 
 from engine import __version__
 from engine.api.auth import hash_token, new_token
 from engine.config import Config, ConfigError, load_config
+from engine.events import utc_now_iso
+from engine.model import Event
+from engine.templates import TemplateError, TemplateRenderError, compile_template
+from engine.templates.context import event_context
 
 DEFAULT_CONFIG = "config/engine.toml"
 SCOPES = ("publish", "subscribe", "admin", "gateway")
+EXAMPLE_DEVICE = "0123456789abcdef01234567"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -30,6 +36,21 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a config file; exit 0 if it is valid")
     check.add_argument("--config", default=DEFAULT_CONFIG, help="config file (TOML)")
+
+    render = commands.add_parser(
+        "render",
+        help="render a template, to try it before it goes into a hook",
+        description="Render TEMPLATE and print the result exactly (no newline added).",
+    )
+    render.add_argument("template", help="the Mustache template text")
+    source = render.add_mutually_exclusive_group()
+    source.add_argument("--context", help="the context as JSON, used as is")
+    source.add_argument("--event", help="build the variables a hook sees for this event name")
+    render.add_argument("--data", default="", help="with --event: the event data")
+    render.add_argument(
+        "--device", default=EXAMPLE_DEVICE, help="with --event: the device id (default %(default)s)"
+    )
+    render.add_argument("--partials", help='partials as a JSON object: {"name": "template"}')
 
     token = commands.add_parser("token", help="make and hash access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -51,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "check":
         return _check(args.config)
+    if args.command == "render":
+        return _render(args)
     if args.token_command == "new":
         return _token_new(args.name, args.scopes)
     return _token_hash(args.token)
@@ -104,6 +127,39 @@ def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def _render(args: argparse.Namespace) -> int:
+    try:
+        context = _render_context(args)
+        partials = _json_argument(args.partials, "--partials") if args.partials else None
+        if partials is not None and not (
+            isinstance(partials, dict) and all(isinstance(v, str) for v in partials.values())
+        ):
+            raise ValueError('--partials: expected a JSON object of strings, {"name": "text"}')
+        text = compile_template(args.template, partials).render(context)
+    except (ValueError, TemplateError, TemplateRenderError) as exc:
+        print(f"hookwire render: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _render_context(args: argparse.Namespace) -> object:
+    if args.context is not None:
+        return _json_argument(args.context, "--context")
+    if args.event is None:
+        return {}
+    event = Event(1, args.event, args.data, 60, False, utc_now_iso(), args.device, None)
+    return event_context(event)
+
+
+def _json_argument(text: str, option: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{option}: not valid JSON: {exc}") from None
 
 
 def _token_new(name: str, scopes: str) -> int:

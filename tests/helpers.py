@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import trio
 
 from engine.daemon import Engine
 from engine.model import Event, EventDraft
+
+HOOKWIRE = [sys.executable, "-m", "engine.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """Run `hookwire ARGS` from the repository root and capture what it prints."""
+    return await trio.run_process(
+        [*HOOKWIRE, *args],
+        stdin=stdin,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        cwd=ROOT,
+    )
 
 
 async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -16,10 +15,7 @@ import trio
 from httpx_sse import aconnect_sse
 
 from tests.conftest import ADMIN, BASE_CONFIG
-from tests.helpers import RawClient
-
-HOOKWIRE = [sys.executable, "-m", "engine.cli"]
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import HOOKWIRE, ROOT, RawClient, run_cli
 
 
 class Daemon:
@@ -52,17 +48,6 @@ async def daemon(config: Path) -> AsyncIterator[Daemon]:
         if process.returncode is None:
             process.kill()
         await process.wait()
-
-
-async def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    return await trio.run_process(
-        [*HOOKWIRE, *args],
-        stdin=stdin,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-        cwd=ROOT,
-    )
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -1,0 +1,67 @@
+"""`hookwire render` and `hookwire check` on templates, as a user runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+
+
+@pytest.mark.parametrize(
+    ("args", "out"),
+    [
+        (["Hi {{name}}!", "--context", '{"name":"<Ann>"}'], b"Hi &lt;Ann&gt;!"),
+        (
+            ["{{{a.0.b}}}|{{n}}|{{t}}", "--context", '{"a":[{"b":3.0}],"n":null,"t":true}'],
+            b"3||true",
+        ),
+        (
+            [
+                '{"t":{{{temp}}},"d":"{{{PARTICLE_DEVICE_ID}}}"}',
+                "--event",
+                "temp",
+                "--data",
+                '{"temp":21.5}',
+                "--device",
+                "dev9",
+            ],
+            b'{"t":21.5,"d":"dev9"}',
+        ),
+        (["<{{>p}}>\n", "--partials", '{"p":"[{{x}}]"}', "--context", '{"x":1}'], b"<[1]>\n"),
+        (["line\n"], b"line\n"),
+    ],
+)
+async def test_render_prints_exactly_the_render(args: list[str], out: bytes) -> None:
+    result = await run_cli("render", *args)
+    assert (result.returncode, result.stdout, result.stderr) == (0, out, b"")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["a\n {{#tags}}x"], b'2:2: section "tags" is never closed'),
+        (["x", "--context", "{bad"], b"--context: not valid JSON"),
+        (["x", "--partials", "[1]"], b"--partials: expected a JSON object of strings"),
+    ],
+)
+async def test_render_errors_go_to_stderr(args: list[str], error: bytes) -> None:
+    result = await run_cli("render", *args)
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert error in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+async def test_check_reports_template_errors_with_line_and_column(tmp_path: Path) -> None:
+    config = tmp_path / "engine.toml"
+    config.write_text(
+        '[[hooks]]\nevent = "t"\nurl = "http://127.0.0.1/"\n'
+        'json = \'{"tags": [{{#tags}}"{{.}}"]}\'\n'
+    )
+    result = await run_cli("check", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == (
+        f'{config}: hooks[0].json: 1:11: section "tags" is never closed'
+    )
