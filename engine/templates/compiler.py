@@ -1,14 +1,16 @@
 """Template tree -> one Python function, generated as source and compiled once.
 
 Rendering never re-parses: literal text is a constant, a top-level simple name is one
-``dict.get``, and each section body is its own small function (so nesting depth never
-meets Python's limit on nested blocks). Partials are compiled once each and called
-with the indentation of their standalone tag, added at every line they begin.
+``dict.get``, a template is one f-string expression and a section a list comprehension
+inside it (sections nested deeper than a few levels become functions, so Python's
+limits on nesting are never met). Partials are compiled once each and called with the
+indentation of their standalone tag, added at every line they begin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
@@ -22,7 +24,7 @@ from engine.templates.parser import (
     Variable,
     parse,
 )
-from engine.templates.values import escape_html, to_text, truthy
+from engine.templates.values import escape_html, js_number, to_text, truthy
 
 MAX_PARTIAL_DEPTH = 100
 """Partials calling partials (recursion over nested data) deeper than this are refused."""
@@ -35,10 +37,10 @@ class TemplateRenderError(Exception):
 Renderer = Callable[[Any], str]
 
 
-def _lookup(stack: list[Any], name: str) -> Any:
+def _lookup(stack: tuple[Any, ...], name: str) -> Any:
     """The first frame, from the innermost out, that has ``name``; None if none has it."""
     for frame in reversed(stack):
-        if isinstance(frame, Mapping):
+        if type(frame) is dict or isinstance(frame, Mapping):
             if name in frame:
                 return frame[name]
         elif isinstance(frame, list | tuple) and name.isdigit():
@@ -51,7 +53,7 @@ def _lookup(stack: list[Any], name: str) -> Any:
 def _walk(value: Any, parts: tuple[str, ...]) -> Any:
     """Follow a dotted name's later parts; list items by index (``c.0.d``)."""
     for part in parts:
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):
             value = value.get(part)
         elif isinstance(value, list | tuple) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
@@ -81,12 +83,76 @@ def _refuse_line_breaks(text: str, name: str) -> str:
     return text
 
 
-def _too_deep() -> None:
+def _too_deep() -> str:
     raise TemplateRenderError(f"partials nested more than {MAX_PARTIAL_DEPTH} deep")
 
 
+Body = Callable[[tuple[Any, ...], str, int], str]
+
+
+def _section(value: Any, body: Body, stack: tuple[Any, ...], indent: str, depth: int) -> str:
+    """A section: its body once per list item, or once with the value on the stack."""
+    if type(value) is list:
+        return "".join([body((*stack, item), indent, depth) for item in value])
+    if not truthy(value):
+        return ""
+    if isinstance(value, tuple):
+        return "".join([body((*stack, item), indent, depth) for item in value])
+    return body((*stack, value), indent, depth)
+
+
+def _inverted(value: Any, body: Body, stack: tuple[Any, ...], indent: str, depth: int) -> str:
+    return "" if truthy(value) else body(stack, indent, depth)
+
+
+MAX_FSTRING_PARTS = 200
+"""Beyond this many pieces one expression becomes a join over a tuple (compiler limits)."""
+
+MAX_INLINE_SECTIONS = 6
+"""Sections nested this deep are list comprehensions inside one expression; deeper ones
+become functions of their own (Python's parser limits how deeply brackets may nest)."""
+
+
+def _items(value: Any) -> list[Any] | tuple[Any, ...]:
+    """What a section iterates over: a list's items, once for any other truthy value."""
+    if type(value) is list:
+        return value  # type: ignore[no-any-return]
+    if not truthy(value):
+        return ()
+    return value if isinstance(value, tuple) else (value,)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Where an expression is evaluated: how it finds names, the stack, '.', indent, depth."""
+
+    level: int  # inline sections enclosing it
+    stack: str  # an expression for the context stack (a tuple)
+    dot: str  # an expression for "."
+    top: bool  # only the root context is visible: look names up with get()
+    indent: str
+    depth: str
+    indented: bool
+
+
+def _needs_stack(nodes: list[Node]) -> bool:
+    """Whether rendering ``nodes`` looks anything up beyond "." (so needs the stack)."""
+    for node in nodes:
+        if isinstance(node, Partial):
+            return True
+        if isinstance(node, Variable | Section) and node.name != ".":
+            return True
+        if isinstance(node, Section) and (not node.inverted or _needs_stack(node.children)):
+            return True
+    return False
+
+
 class _Generator:
-    """Writes the Python source of one template and its partials."""
+    """Writes the Python source of one template and its partials.
+
+    Each node list becomes one expression: an f-string of constants and lookups, with
+    sections as list comprehensions, so most templates render in one function call.
+    """
 
     def __init__(
         self,
@@ -104,6 +170,7 @@ class _Generator:
         self.functions: list[str] = []
 
     def constant(self, value: str) -> str:
+        """A name for a literal: the generated code never quotes text itself."""
         name = self._constants.get(value)
         if name is None:
             name = self._constants[value] = f"_c{len(self._constants)}"
@@ -117,99 +184,164 @@ class _Generator:
             _walk=_walk,
             _no_get=_no_get,
             _text=to_text,
+            _js=js_number,
             _esc=escape_html,
-            _truthy=truthy,
             _refuse=_refuse_line_breaks,
             _too_deep=_too_deep,
+            _section=_section,
+            _items=_items,
+            _truthy=truthy,
             _Mapping=Mapping,
             _MAX_DEPTH=MAX_PARTIAL_DEPTH,
+            _empty="",
+            _amp="&",
+            _lt="<",
+            _gt=">",
+            _quot='"',
         )
         return names
 
     def root(self, nodes: list[Node]) -> None:
-        body = self.block(nodes, top=True, indented=False)
+        scope = _Scope(0, "(context,)", "context", True, "_empty", "0", indented=False)
         self.functions.append(
             "def _render(context):\n"
-            "    stack = [context]\n"
-            "    get = context.get if isinstance(context, _Mapping) else _no_get\n"
-            "    out = []\n"
-            "    w = out.append\n"
-            "    indent = ''\n"
-            "    depth = 0\n"
-            f"{body}"
-            "    return ''.join(out)\n"
+            "    if type(context) is dict:\n"
+            "        get = context.get\n"
+            "    else:\n"
+            "        get = context.get if isinstance(context, _Mapping) else _no_get\n"
+            f"    return {self.expression(nodes, scope)}\n"
         )
 
-    def function(self, nodes: list[Node], *, indented: bool, partial: bool = False) -> str:
-        name = f"_f{next(self._names)}"
-        self.emit_function(name, nodes, indented=indented, partial=partial)
-        return name
-
     def emit_function(self, name: str, nodes: list[Node], *, indented: bool, partial: bool) -> None:
-        guard = "    if depth > _MAX_DEPTH:\n        _too_deep()\n" if partial else ""
-        body = self.block(nodes, top=False, indented=indented)
-        self.functions.append(f"def {name}(stack, w, indent, depth):\n{guard}{body}    pass\n")
+        """``name(stack, indent, depth)``: renders ``nodes`` with ``stack`` as context."""
+        guard = "    if depth > _MAX_DEPTH:\n        return _too_deep()\n" if partial else ""
+        scope = _Scope(0, "stack", "stack[-1]", False, "indent", "depth", indented)
+        body = self.expression(nodes, scope)
+        self.functions.append(f"def {name}(stack, indent, depth):\n{guard}    return {body}\n")
 
-    def block(self, nodes: list[Node], *, top: bool, indented: bool) -> str:
-        lines: list[str] = []
+    def expression(self, nodes: list[Node], scope: _Scope, *, outermost: bool = True) -> str:
+        """One expression that renders ``nodes`` (adjacent literals merged).
+
+        The outermost is an f-string; those nested in it concatenate with ``+``, since an
+        f-string may not hold another one with the same quotes before Python 3.12.
+        """
+        parts: list[str] = []
         pending: list[str] = []
-
-        def flush() -> None:
-            if pending:
-                lines.append(f"    w({self.constant(''.join(pending))})\n")
-                pending.clear()
-
         for node in nodes:
             if isinstance(node, Text):
                 pending.append(node.text)
-            elif isinstance(node, LineStart):
-                if indented:
-                    flush()
-                    lines.append("    if indent:\n        w(indent)\n")
+                continue
+            if isinstance(node, LineStart):
+                if not scope.indented:
+                    continue
+                item = scope.indent
             else:
-                flush()
-                lines.append(self.node(node, top=top, indented=indented))
-        flush()
-        return "".join(lines)
+                item = self.node(node, scope)
+            if pending:
+                parts.append(self.constant("".join(pending)))
+                pending.clear()
+            parts.append(item)
+        if pending:
+            parts.append(self.constant("".join(pending)))
+        if not parts:
+            return "_empty"
+        if len(parts) == 1 and parts[0].startswith("_c"):
+            return parts[0]
+        if len(parts) > MAX_FSTRING_PARTS:
+            return "_empty.join((" + ", ".join(parts) + ",))"
+        if not outermost:
+            return "(" + " + ".join(parts) + ")"
+        return "f'" + "".join(f"{{{part}}}" for part in parts) + "'"
 
-    def value(self, name: str, *, top: bool) -> str:
+    def value(self, name: str, scope: _Scope, *, walrus: bool = True) -> str:
+        """An expression for the value of ``name`` (``walrus``: may bind helper names)."""
         if name == ".":
-            return "stack[-1]"
+            return scope.dot
         first, *rest = name.split(".")
-        found = f"get({first!r})" if top else f"_lookup(stack, {first!r})"
-        return f"_walk({found}, {tuple(rest)!r})" if rest else found
+        key = self.constant(first)
+        found = f"get({key})" if scope.top else f"_lookup({scope.stack}, {key})"
+        for part in rest:
+            step = self.constant(part)
+            if scope.level == 0 and walrus:
+                # One dict step inline; anything else (lists, missing) through _walk.
+                found = f"(w.get({step}) if type(w := {found}) is dict else _walk(w, ({step},)))"
+            else:
+                found = f"_walk({found}, ({step},))"
+        return found
 
-    def node(self, node: Node, *, top: bool, indented: bool) -> str:
+    def node(self, node: Node, scope: _Scope) -> str:
         if isinstance(node, Variable):
-            text = "(v if type(v) is str else _text(v))"
+            value = self.value(node.name, scope)
+            if value.isidentifier():
+                text = f"({value} if type({value}) is str else _text({value}))"
+            elif scope.level == 0:
+                # Strings, then numbers, inline: the common cases cost no call.
+                text = (
+                    f"(v if (t := type(v := {value})) is str "
+                    "else _js(v) if t is float else str(v) if t is int else _text(v))"
+                )
+            else:
+                # In a comprehension a walrus would make `v` a cell of the whole function.
+                text = f"_text({value})"
             if self._refuse:
-                text = f"_refuse({text}, {node.name!r})"
-            if node.escape:
-                text = f"_esc({text})"
-            return f"    v = {self.value(node.name, top=top)}\n    w({text})\n"
+                text = f"_refuse({text}, {self.constant(node.name)})"
+            if not node.escape:
+                return text
+            if scope.level == 0:
+                # Most values need no escaping: test inline, call only when they do.
+                return (
+                    f"(e if (_amp not in (e := {text}) and _lt not in e and _gt not in e "
+                    "and _quot not in e) else _esc(e))"
+                )
+            return f"_esc({text})"
         if isinstance(node, Section):
-            body = self.function(node.children, indented=indented)
-            value = self.value(node.name, top=top)
-            if node.inverted:
-                return f"    if not _truthy({value}):\n        {body}(stack, w, indent, depth)\n"
-            return (
-                f"    v = {value}\n"
-                "    if _truthy(v):\n"
-                "        for item in (v if isinstance(v, (list, tuple)) else (v,)):\n"
-                "            stack.append(item)\n"
-                f"            {body}(stack, w, indent, depth)\n"
-                "            stack.pop()\n"
-            )
+            return self.section(node, scope)
         if isinstance(node, Partial):
-            return self.partial(node)
+            return self.partial(node, scope)
         raise AssertionError(f"unexpected node {node!r}")
 
-    def partial(self, node: Partial) -> str:
+    def section(self, node: Section, scope: _Scope) -> str:
+        value = self.value(node.name, scope)
+        if node.inverted:
+            body = self.expression(node.children, scope, outermost=False)
+            return f"(_empty if _truthy({value}) else {body})"
+        if scope.level >= MAX_INLINE_SECTIONS:
+            body = f"_f{next(self._names)}"
+            self.emit_function(body, node.children, indented=scope.indented, partial=False)
+            return f"_section({value}, {body}, {scope.stack}, {scope.indent}, {scope.depth})"
+        items = (
+            f"(v if type(v := {value}) is list else _items(v))"
+            if scope.level == 0
+            else f"_items({value})"
+        )
+        if _needs_stack(node.children) or scope.indented:
+            # A walrus may not stand in a comprehension's iterable.
+            plain = self.value(node.name, scope, walrus=False)
+            return self.section_with_stack(node, scope, f"_items({plain})")
+        # Text and "." only: one small function mapped over the items.
+        body = f"_b{next(self._names)}"
+        dot_only = _Scope(0, "()", "item", False, "_empty", "0", indented=False)
+        self.functions.append(
+            f"def {body}(item):\n    return {self.expression(node.children, dot_only)}\n"
+        )
+        return f"_empty.join(map({body}, {items}))"
+
+    def section_with_stack(self, node: Section, scope: _Scope, items: str) -> str:
+        level = scope.level + 1
+        item, stack = f"i{level}", f"s{level}"
+        inner = _Scope(level, stack, item, False, scope.indent, scope.depth, scope.indented)
+        body = self.expression(node.children, inner, outermost=False)
+        loop = f"for {item} in {items}"
+        if _needs_stack(node.children):
+            loop += f" for {stack} in ((*{scope.stack}, {item}),)"
+        return f"_empty.join([{body} {loop}])"
+
+    def partial(self, node: Partial, scope: _Scope) -> str:
         source = self._partial_sources.get(node.name)
         if source is None:
             if self._strict:
                 raise TemplateError(f'partial "{node.name}" is not defined', node.line, node.col)
-            return ""  # the spec: a missing partial renders as nothing
+            return "_empty"  # the spec: a missing partial renders as nothing
         function = self._partials.get(node.name)
         if function is None:
             function = self._partials[node.name] = f"_p{len(self._partials)}"
@@ -222,8 +354,8 @@ class _Generator:
                     node.col,
                 ) from None
             self.emit_function(function, tree, indented=True, partial=True)
-        indent = f"indent + {node.indent!r}" if node.standalone else "''"
-        return f"    {function}(stack, w, {indent}, depth + 1)\n"
+        indent = f"{scope.indent} + {self.constant(node.indent)}" if node.standalone else "_empty"
+        return f"{function}({scope.stack}, {indent}, {scope.depth} + 1)"
 
 
 def compile_tree(
