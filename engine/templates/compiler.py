@@ -116,7 +116,7 @@ become functions of their own (Python's parser limits how deeply brackets may ne
 def _items(value: Any) -> list[Any] | tuple[Any, ...]:
     """What a section iterates over: a list's items, once for any other truthy value."""
     if type(value) is list:
-        return value  # type: ignore[no-any-return]
+        return value
     if not truthy(value):
         return ()
     return value if isinstance(value, tuple) else (value,)
