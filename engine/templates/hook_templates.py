@@ -62,6 +62,9 @@ def compile_hook_templates(hook: HookConfig, partials: Mapping[str, str]) -> Hoo
     problems: list[str] = []
 
     def one(source: str, field: str, *, header: bool = False) -> Template:
+        if header and ("\r" in source or "\n" in source):
+            problems.append(f"{hook.where}.{field}: a line break is not allowed here")
+            return compile_template("")
         try:
             return compile_template(
                 source, partials, refuse_line_breaks=header, strict_partials=True

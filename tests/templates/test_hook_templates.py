@@ -67,7 +67,7 @@ bad = "{{#open}}"
 event = "temp"
 url = "http://127.0.0.1/{{#a}}"
 json = '{"tags": [{{#tags}}"{{.}}"]}'
-headers = { "X-A" = "{{>nope}}" }
+headers = { "X-A" = "{{>nope}}", "X-B" = "a\\nb" }
 
 [[hooks]]
 event = "hum"
@@ -83,6 +83,7 @@ responseTemplate = "{{=x=}}"
         'hooks[0].url: 1:18: section "a" is never closed',
         'hooks[0].json: 1:11: section "tags" is never closed',
         'hooks[0].headers.X-A: 1:1: partial "nope" is not defined',
+        "hooks[0].headers.X-B: a line break is not allowed here",
         'hooks[1].json.a.b[0]: 1:1: closing tag "c" has no open section',
         'hooks[1].responseTemplate: 1:1: bad delimiter tag "x": expected two delimiters '
         'without "=" or spaces, like {{=<% %>=}}',
