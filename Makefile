@@ -34,8 +34,11 @@ format: install
 	$(BIN)/ruff check --fix engine tests bench
 
 bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/sse_fanout.py
+	$(BIN)/python bench/idle_memory.py
+	$(BIN)/python bench/templates.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
