@@ -166,14 +166,16 @@ class _Generator:
         self._strict = strict_partials
         self._names = count()
         self._constants: dict[str, str] = {}
+        self.literals: dict[str, str] = {}  # constant name -> its text, escaped for f'...'
         self._partials: dict[str, str] = {}
         self.functions: list[str] = []
 
     def constant(self, value: str) -> str:
-        """A name for a literal: the generated code never quotes text itself."""
+        """A name for a literal: expressions never quote text themselves."""
         name = self._constants.get(value)
         if name is None:
             name = self._constants[value] = f"_c{len(self._constants)}"
+            self.literals[name] = _fstring_literal(value)
         return name
 
     @property
@@ -198,18 +200,33 @@ class _Generator:
             _lt="<",
             _gt=">",
             _quot='"',
+            _e="e",
+            _n="n",
+            _dot0=".0",
+            _cr="\r",
+            _lf="\n",
         )
         return names
 
-    def root(self, nodes: list[Node]) -> None:
+    def root(self, nodes: list[Node], *, checked: bool = False) -> None:
+        """``_render(context)``; ``checked``: re-render with ``_checked`` on a line break."""
         scope = _Scope(0, "(context,)", "context", True, "_empty", "0", indented=False)
+        result = self.expression(nodes, scope)
+        finish = (
+            f"    text = {result}\n"
+            "    if _cr in text or _lf in text:\n"
+            "        return _checked(context)\n"
+            "    return text\n"
+            if checked
+            else f"    return {result}\n"
+        )
         self.functions.append(
             "def _render(context):\n"
             "    if type(context) is dict:\n"
             "        get = context.get\n"
             "    else:\n"
             "        get = context.get if isinstance(context, _Mapping) else _no_get\n"
-            f"    return {self.expression(nodes, scope)}\n"
+            f"{finish}"
         )
 
     def emit_function(self, name: str, nodes: list[Node], *, indented: bool, partial: bool) -> None:
@@ -251,7 +268,8 @@ class _Generator:
             return "_empty.join((" + ", ".join(parts) + ",))"
         if not outermost:
             return "(" + " + ".join(parts) + ")"
-        return "f'" + "".join(f"{{{part}}}" for part in parts) + "'"
+        # Literal text goes into the f-string itself: a constant, not a global lookup.
+        return "f'" + "".join(self.literals.get(part) or f"{{{part}}}" for part in parts) + "'"
 
     def value(self, name: str, scope: _Scope, *, walrus: bool = True) -> str:
         """An expression for the value of ``name`` (``walrus``: may bind helper names)."""
@@ -278,7 +296,10 @@ class _Generator:
                 # Strings, then numbers, inline: the common cases cost no call.
                 text = (
                     f"(v if (t := type(v := {value})) is str "
-                    "else _js(v) if t is float else str(v) if t is int else _text(v))"
+                    "else str(v) if t is int "
+                    "else (r if _e not in (r := repr(v)) and _n not in r and r[-2:] != _dot0 "
+                    "else _js(v)) if t is float "
+                    "else _text(v))"
                 )
             else:
                 # In a comprehension a walrus would make `v` a cell of the whole function.
@@ -290,8 +311,8 @@ class _Generator:
             if scope.level == 0:
                 # Most values need no escaping: test inline, call only when they do.
                 return (
-                    f"(e if (_amp not in (e := {text}) and _lt not in e and _gt not in e "
-                    "and _quot not in e) else _esc(e))"
+                    f"(e if (e := {text}).isalnum() or (_amp not in e and _lt not in e "
+                    "and _gt not in e and _quot not in e) else _esc(e))"
                 )
             return f"_esc({text})"
         if isinstance(node, Section):
@@ -358,6 +379,12 @@ class _Generator:
         return f"{function}({scope.stack}, {indent}, {scope.depth} + 1)"
 
 
+def _fstring_literal(text: str) -> str:
+    """``text`` as the literal part of a single-quoted f-string."""
+    escaped = text.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+    return escaped.replace("{", "{{").replace("}", "}}")
+
+
 def compile_tree(
     nodes: list[Node],
     partials: Mapping[str, str] | None = None,
@@ -365,14 +392,33 @@ def compile_tree(
     refuse_line_breaks: bool = False,
     strict_partials: bool = False,
 ) -> Renderer:
-    """One callable that renders ``nodes`` against a context."""
+    """One callable that renders ``nodes`` against a context.
+
+    With ``refuse_line_breaks`` the render checks its result once; only when it holds a
+    line break does a second version, which checks every variable, find the culprit.
+    """
+    checked: Renderer | None = None
+    if refuse_line_breaks:
+        checked = _build(nodes, partials, refuse=True, strict_partials=strict_partials)
+    return _build(nodes, partials, refuse=False, strict_partials=strict_partials, checked=checked)
+
+
+def _build(
+    nodes: list[Node],
+    partials: Mapping[str, str] | None,
+    *,
+    refuse: bool,
+    strict_partials: bool,
+    checked: Renderer | None = None,
+) -> Renderer:
     generator = _Generator(
-        partials or {}, refuse_line_breaks=refuse_line_breaks, strict_partials=strict_partials
+        partials or {}, refuse_line_breaks=refuse, strict_partials=strict_partials
     )
-    generator.root(nodes)
+    generator.root(nodes, checked=checked is not None)
     source = "\n".join(generator.functions)
     namespace = generator.namespace
-    # The source is ours, generated from the parsed tree: names are repr()-quoted literals.
+    namespace["_checked"] = checked
+    # The source is ours, generated from the parsed tree; text reaches it only escaped.
     exec(compile(source, "<template>", "exec"), namespace)
     render: Renderer = namespace["_render"]
     return render
