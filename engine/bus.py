@@ -8,12 +8,15 @@ so one slow reader never slows publishing or the other subscribers.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 
 import trio
 
 from engine.model import Event
+
+log = logging.getLogger("hookwire.bus")
 
 EventFilter = Callable[[Event], bool]
 
@@ -90,6 +93,7 @@ class Bus:
     def __init__(self) -> None:
         self._subscribers: dict[Subscription, None] = {}
         self._listeners: list[Callable[[int], object]] = []
+        self._consumers: list[Callable[[Event], object]] = []
 
     def __repr__(self) -> str:
         return f"<Bus subscribers={len(self._subscribers)}>"
@@ -120,8 +124,25 @@ class Bus:
             del self._subscribers[subscription]
             self._count_changed()
 
+    def add_listener(self, consume: Callable[[Event], object]) -> None:
+        """Call ``consume(event)`` for every event, synchronously, as it is published.
+
+        For the engine's own consumers (delivery), which must see every event and take
+        only a moment each: they are never dropped.
+        """
+        self._consumers.append(consume)
+
+    def remove_listener(self, consume: Callable[[Event], object]) -> None:
+        if consume in self._consumers:
+            self._consumers.remove(consume)
+
     def publish(self, event: Event) -> None:
-        """Hand a committed event to every subscriber; never blocks."""
+        """Hand a committed event to every consumer and subscriber; never blocks."""
+        for consume in self._consumers:
+            try:
+                consume(event)
+            except Exception:
+                log.exception("event %d: a consumer failed", event.id)
         # offer() may drop (and so remove) a subscriber: iterate over a snapshot.
         for subscription in list(self._subscribers):
             subscription.offer(event)

@@ -6,10 +6,17 @@ engines in one process without sharing counters.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 60.0, 3600.0)
+"""Delivery latency: milliseconds when all is well, hours when retries were needed."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """Request latency buckets in seconds: most answers take well under a millisecond."""
@@ -58,6 +65,73 @@ class Metrics:
             registry=r,
         )
 
+        self.deliveries = Counter(
+            "hookwire_deliveries",
+            "Webhook deliveries finished, by hook and outcome (delivered or dead).",
+            ["hook", "outcome"],
+            registry=r,
+        )
+        self.delivery_attempts = Counter(
+            "hookwire_delivery_attempts",
+            "Webhook attempts, by status class (2xx..5xx, or error when no answer came).",
+            ["status_class"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "hookwire_delivery_latency_seconds",
+            "From an event being accepted to its webhook answering 2xx (retries included).",
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+
+    def watch_destinations(self, destinations: Callable[[], Iterable[DestinationState]]) -> None:
+        """Report queue depth, in-flight attempts and breaker state of each destination."""
+        self.registry.register(_DestinationCollector(destinations))
+
     def render(self) -> bytes:
         """The text exposition format, for GET /metrics."""
         return generate_latest(self.registry)
+
+
+class DestinationState(Protocol):
+    """What a delivery destination shows to metrics (engine.delivery.destination)."""
+
+    @property
+    def depth(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def breaker_state(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+
+
+class _DestinationCollector:
+    """Reads the destinations at scrape time: nothing is counted per event."""
+
+    def __init__(self, destinations: Callable[[], Iterable[DestinationState]]) -> None:
+        self._destinations = destinations
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "hookwire_destination_queue_depth",
+            "Deliveries queued for a destination (ready or waiting to retry).",
+            labels=["destination"],
+        )
+        in_flight = GaugeMetricFamily(
+            "hookwire_destination_in_flight",
+            "Attempts in progress to a destination.",
+            labels=["destination"],
+        )
+        breaker = GaugeMetricFamily(
+            "hookwire_destination_breaker_state",
+            "Circuit breaker of a destination: 0 closed, 1 half-open, 2 open.",
+            labels=["destination"],
+        )
+        for destination in self._destinations():
+            depth.add_metric([destination.name], destination.depth)
+            in_flight.add_metric([destination.name], destination.in_flight)
+            breaker.add_metric([destination.name], destination.breaker_state)
+        yield depth
+        yield in_flight
+        yield breaker

@@ -49,3 +49,28 @@ class Event:
             draft.device_id,
             draft.product_id,
         )
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One event to one hook: retried under the same id until it succeeds or gives up."""
+
+    id: str
+    event: Event
+    hook_index: int
+    attempts: int = 0
+    due: float = 0.0  # trio clock time of the next attempt
+    state: str = "pending"  # pending | in_flight | waiting | delivered | failed | dead
+    last_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one try of a delivery gave: for the journal, metrics and dead letters."""
+
+    delivery_id: str
+    number: int
+    status: int | None  # the HTTP status, None when no response came
+    duration: float
+    reason: str  # one line: "200", "error status 404 from host", "timeout after 20 s ..."
+    excerpt: bytes = b""  # the start of the response body, at most 2 KB

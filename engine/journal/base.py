@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.model import Event, EventDraft
+from engine.model import Attempt, Delivery, Event, EventDraft
 
 
 class JournalUnavailable(Exception):
@@ -24,6 +24,15 @@ class Journal(Protocol):
 
     def last_id(self) -> int:
         """The id of the newest stored event (0 when there is none)."""
+        ...
+
+    @property
+    def epoch(self) -> str:
+        """Names this journal's history: with the event id it makes delivery ids unique."""
+        ...
+
+    async def record_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+        """Keep what one attempt gave, and the delivery's state after it."""
         ...
 
     async def aclose(self) -> None: ...

@@ -5,14 +5,15 @@ Nothing survives a restart; `[journal] backend = "memory"` says so in the config
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 
 import trio
 
-from engine.model import Event, EventDraft
+from engine.model import Attempt, Delivery, Event, EventDraft
 
 DEFAULT_KEEP = 10_000
-"""Recent events kept for inspection; bounds memory under any load."""
+"""Recent events (and attempts, and dead letters) kept; bounds memory under any load."""
 
 
 class MemoryJournal:
@@ -21,6 +22,9 @@ class MemoryJournal:
     def __init__(self, keep: int = DEFAULT_KEEP) -> None:
         self._next_id = 1
         self._recent: deque[Event] = deque(maxlen=keep)
+        self._epoch = secrets.token_hex(4)
+        self.attempts: deque[Attempt] = deque(maxlen=keep)
+        self.dead_letters: deque[Delivery] = deque(maxlen=keep)
 
     def __repr__(self) -> str:
         return f"<MemoryJournal last_id={self._next_id - 1} kept={len(self._recent)}>"
@@ -41,6 +45,16 @@ class MemoryJournal:
 
     def last_id(self) -> int:
         return self._next_id - 1
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    async def record_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+        await trio.lowlevel.checkpoint()
+        self.attempts.append(attempt)
+        if delivery.state == "dead":
+            self.dead_letters.append(delivery)
 
     def recent(self) -> list[Event]:
         """The events still held, oldest first."""

@@ -52,13 +52,24 @@ class JsonTemplate:
         """JSON text; a string template whose render is not JSON raises TemplateRenderError."""
         if self._text is not None:
             text = self._text.render(context)
-            try:
-                orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                raise TemplateRenderError(f"rendered json is not valid JSON: {exc}") from None
+            _parse(text)
             return text.encode("utf-8")
         assert self._build is not None
         return orjson.dumps(self._build(context), option=orjson.OPT_NON_STR_KEYS)
+
+    def render_value(self, context: Any) -> Any:
+        """The rendered JSON as Python data (to add fields before it is encoded)."""
+        if self._text is not None:
+            return _parse(self._text.render(context))
+        assert self._build is not None
+        return self._build(context)
+
+
+def _parse(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise TemplateRenderError(f"rendered json is not valid JSON: {exc}") from None
 
 
 def _compile(

@@ -1,0 +1,165 @@
+"""A hook's HTTP request for one event, built from its compiled templates (no I/O).
+
+As Particle does: with no body option the request is a form POST of the default fields
+(a query for GET and DELETE); ``json``, ``form`` and ``query`` get the default fields too
+unless ``noDefaults``. Rendering happens once per delivery; only the signature, which
+holds a timestamp, is made again for each attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+
+from engine import __version__
+from engine.config import HookConfig
+from engine.model import Event
+from engine.templates import TemplateRenderError
+from engine.templates.hook_templates import HookTemplates, Pairs
+
+USER_AGENT = f"Hookwire/{__version__}"
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+BODYLESS_METHODS = ("GET", "DELETE")
+
+
+class RequestError(Exception):
+    """The request cannot be built (bad rendered URL, header injection, invalid JSON).
+
+    A permanent failure of the delivery: trying again would render the same thing.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request goes: one destination queue, pool and breaker per target."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        default = DEFAULT_PORTS.get(self.scheme) == self.port
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}" + ("" if default else f":{self.port}")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    target: Target
+    method: str
+    path: str  # path and query, as sent on the request line
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def default_fields(event: Event) -> dict[str, str]:
+    """Particle's default fields: what a hook sends when it says nothing else."""
+    return {
+        "event": event.name,
+        "data": event.data,
+        "coreid": event.device_id,
+        "published_at": event.published_at,
+    }
+
+
+def build_request(
+    hook: HookConfig,
+    templates: HookTemplates,
+    event: Event,
+    context: Mapping[str, Any],
+    delivery_id: str,
+) -> PreparedRequest:
+    """Render every template of ``hook`` for ``event``; raises RequestError."""
+    try:
+        return _build(hook, templates, event, context, delivery_id)
+    except TemplateRenderError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def _build(
+    hook: HookConfig,
+    templates: HookTemplates,
+    event: Event,
+    context: Mapping[str, Any],
+    delivery_id: str,
+) -> PreparedRequest:
+    url = templates.url.render(context)
+    target, path = _split_url(url)
+    method = hook.request_type
+    defaults = None if hook.no_defaults else default_fields(event)
+    headers: list[tuple[str, str]] = [("User-Agent", USER_AGENT), ("webhook-id", delivery_id)]
+    body = b""
+    query = _render_pairs(templates.query, context)
+    if templates.json is not None:
+        value = templates.json.render_value(context)
+        if defaults is not None and isinstance(value, dict):
+            value = {**defaults, **value}
+        body = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        headers += [("Content-Type", JSON), ("Accept", JSON)]
+    elif templates.form is not None:
+        fields = _render_pairs(templates.form, context) or {}
+        body = urlencode({**(defaults or {}), **fields}).encode("ascii")
+        headers.append(("Content-Type", FORM))
+    elif templates.body is not None:
+        body = templates.body.render(context).encode("utf-8")
+    elif query is None and defaults is not None:
+        if method in BODYLESS_METHODS:
+            query = {}
+        else:
+            body = urlencode(defaults).encode("ascii")
+            headers.append(("Content-Type", FORM))
+    if query is not None:
+        if defaults is not None:
+            query = {**defaults, **query}
+        path += ("&" if "?" in path else "?") + urlencode(query)
+    if templates.auth is not None:
+        user, password = (part.render(context) for part in templates.auth)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers.append(("Authorization", f"Basic {token}"))
+    for name, value in _render_header_pairs(templates.headers, context):
+        headers.append((name, value))
+    return PreparedRequest(target, method, path, headers, body)
+
+
+def _split_url(url: str) -> tuple[Target, str]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise RequestError(f"rendered URL {url!r} is not valid: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise RequestError(f"rendered URL {url!r} is not http or https")
+    if not parts.hostname:
+        raise RequestError(f"rendered URL {url!r} has no host")
+    if any(c.isspace() for c in url):
+        raise RequestError(f"rendered URL {url!r} contains white space")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(scheme, parts.hostname, port or DEFAULT_PORTS[scheme]), path
+
+
+def _render_pairs(pairs: Pairs | None, context: Mapping[str, Any]) -> dict[str, str] | None:
+    if pairs is None:
+        return None
+    return {name.render(context): value.render(context) for name, value in pairs}
+
+
+def _render_header_pairs(pairs: Pairs | None, context: Mapping[str, Any]) -> list[tuple[str, str]]:
+    if pairs is None:
+        return []
+    rendered = []
+    for name_template, value_template in pairs:
+        name = name_template.render(context)
+        if not name or not all(33 <= ord(c) <= 126 and c != ":" for c in name):
+            raise RequestError(f"rendered header name {name!r} is not a valid token")
+        rendered.append((name, value_template.render(context)))
+    return rendered

@@ -1,0 +1,110 @@
+"""Building a hook's request: default fields, body options, headers, auth, bad renders."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+
+from engine.config import HookConfig
+from engine.delivery.request import USER_AGENT, RequestError, Target, build_request
+from engine.model import Event
+from engine.templates.context import event_context
+from tests.conftest import WriteConfig
+
+EVENT = Event(
+    7, "temp", '{"temp":21.5,"unit":"C"}', 60, False, "2026-11-28T10:00:00.000Z", "dev1", None
+)
+DEFAULTS = {
+    "event": "temp",
+    "data": '{"temp":21.5,"unit":"C"}',
+    "coreid": "dev1",
+    "published_at": "2026-11-28T10:00:00.000Z",
+}
+
+
+def hook(write_config: WriteConfig, body: str) -> HookConfig:
+    [made] = write_config(f'[[hooks]]\nevent = "temp"\n{body}\n').hooks
+    return made
+
+
+def build(made: HookConfig, event: Event = EVENT):  # type: ignore[no-untyped-def]
+    assert made.templates is not None
+    return build_request(made, made.templates, event, event_context(event), "msg_1")
+
+
+def test_default_is_a_form_post_of_the_default_fields(write_config: WriteConfig) -> None:
+    request = build(hook(write_config, 'url = "https://api.example.com/x/{{{unit}}}"'))
+    assert request.target == Target("https", "api.example.com", 443)
+    assert str(request.target) == "https://api.example.com"
+    assert (request.method, request.path) == ("POST", "/x/C")
+    assert parse_qs(request.body.decode()) == {k: [v] for k, v in DEFAULTS.items()}
+    headers = dict(request.headers)
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["User-Agent"] == USER_AGENT
+    assert headers["webhook-id"] == "msg_1"
+
+
+def test_get_sends_the_default_fields_as_a_query(write_config: WriteConfig) -> None:
+    request = build(hook(write_config, 'url = "http://h:8080/r?a=1"\nrequestType = "GET"'))
+    assert request.target == Target("http", "h", 8080)
+    assert request.body == b""
+    path, _, query = request.path.partition("?")
+    assert path == "/r"
+    assert parse_qs(query) == {"a": ["1"], **{k: [v] for k, v in DEFAULTS.items()}}
+
+
+def test_json_with_defaults_and_typed_values(write_config: WriteConfig) -> None:
+    request = build(
+        hook(
+            write_config,
+            'url = "http://h/"\njson = { value = "{{{temp}}}", unit = "{{unit}}" }\n'
+            "typed_json = true",
+        )
+    )
+    assert orjson.loads(request.body) == {**DEFAULTS, "value": 21.5, "unit": "C"}
+    headers = dict(request.headers)
+    assert headers["Content-Type"] == headers["Accept"] == "application/json"
+
+
+def test_no_defaults_form_query_headers_and_auth(write_config: WriteConfig) -> None:
+    request = build(
+        hook(
+            write_config,
+            'url = "http://h/"\nnoDefaults = true\nform = { t = "{{temp}}" }\n'
+            'query = { u = "{{unit}}" }\nheaders = { "X-Device" = "{{{TRACKLE_DEVICE_ID}}}" }\n'
+            'auth = { username = "user", password = "p{{unit}}" }',
+        )
+    )
+    assert request.body == b"t=21.5"
+    assert urlsplit(request.path).query == "u=C"
+    headers = dict(request.headers)
+    assert headers["X-Device"] == "dev1"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"user:pC").decode()
+
+
+def test_raw_body(write_config: WriteConfig) -> None:
+    request = build(hook(write_config, 'url = "http://h/"\nbody = "t={{temp}}"'))
+    assert request.body == b"t=21.5"
+
+
+@pytest.mark.parametrize(
+    ("body", "data", "error"),
+    [
+        ('url = "http://{{{u}}}/"', '{"u":""}', "has no host"),
+        ('url = "http://h/{{{u}}}"', '{"u":"a b"}', "contains white space"),
+        ('url = "http://h/{{{u}}}"', '{"u":"x\\r\\nHost: evil"}', 'variable "u" contains a line'),
+        ('url = "http://h/"\nheaders = { X = "{{{u}}}" }', '{"u":"a\\nb"}', 'variable "u"'),
+        ('url = "http://h/"\nheaders = { "{{{u}}}" = "v" }', '{"u":"a b"}', "not a valid token"),
+        ("url = \"http://h/\"\njson = '{\"a\":{{{u}}}}'", '{"u":"nope"}', "not valid JSON"),
+        ('url = "http://h:99999/"', "{}", "is not valid"),
+    ],
+)
+def test_bad_renders_are_request_errors(
+    write_config: WriteConfig, body: str, data: str, error: str
+) -> None:
+    event = Event(1, "temp", data, 60, False, "t", "dev1", None)
+    with pytest.raises(RequestError, match=error):
+        build(hook(write_config, body), event)
