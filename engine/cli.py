@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 import trio
@@ -52,6 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--partials", help='partials as a JSON object: {"name": "template"}')
 
+    import_ = commands.add_parser(
+        "import",
+        help="check a Particle webhook JSON document and print its [[hooks]] entry",
+        description="Validate a Particle webhook JSON document as the config would (its "
+        "templates compiled) and print the [[hooks]] entry that uses it unchanged.",
+    )
+    import_.add_argument("file", help="the Particle webhook JSON document")
+    import_.add_argument("--name", help="a name for the hook (default: the file's name)")
+    import_.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="the config it will join: its products and partials count (default %(default)s)",
+    )
+
     token = commands.add_parser("token", help="make and hash access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     new = token_commands.add_parser("new", help="make a random token and print its config entry")
@@ -74,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.config)
     if args.command == "render":
         return _render(args)
+    if args.command == "import":
+        return _import(args.file, args.name, args.config)
     if args.token_command == "new":
         return _token_new(args.name, args.scopes)
     return _token_hash(args.token)
@@ -127,6 +145,39 @@ def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def _import(file: str, name: str | None, config: str) -> int:
+    document = Path(file).resolve()
+    hook_name = name or document.stem
+    entry = (
+        f"[[hooks]]\nname = {_toml_string(hook_name)}\nparticle = {_toml_string(str(document))}\n"
+    )
+    config_path = Path(config)
+    try:
+        base = config_path.read_text()
+    except OSError as exc:
+        print(f"{config}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    # Checked as part of the config it joins, from the config's folder (relative paths).
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".toml", dir=config_path.parent, prefix=".hookwire-import-"
+    ) as probe:
+        probe.write(f"{base}\n\n{entry}")
+        probe.flush()
+        try:
+            load_config(probe.name)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem.replace(probe.name, str(config_path)), file=sys.stderr)
+            return 1
+    print(f"# {file}: a valid Particle webhook. Add this to {config}:")
+    print(entry, end="")
+    return 0
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import ROOT, run_cli
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,24 @@ async def test_check_reports_template_errors_with_line_and_column(tmp_path: Path
     assert result.stderr.decode().strip() == (
         f'{config}: hooks[0].json: 1:11: section "tags" is never closed'
     )
+
+
+async def test_import_checks_a_particle_document_and_prints_its_entry(tmp_path: Path) -> None:
+    good = ROOT / "config" / "examples" / "hooks" / "legacy-particle-webhook.json"
+    result = await run_cli("import", str(good), "--name", "legacy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines()[1:] == [
+        "[[hooks]]",
+        'name = "legacy"',
+        f'particle = "{good}"',
+    ]
+    for text, error in [
+        ('{"event": "x", "url": "http://h/", "requestType": "POTS"}', "requestType: expected one"),
+        ('{"event": "x", "url": "http://h/{{#a}}"}', 'url: 1:10: section "a" is never closed'),
+        ('{"event": "x", "url": ', "not valid JSON"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        result = await run_cli("import", str(bad))
+        assert result.returncode == 1
+        assert error in result.stderr.decode()
