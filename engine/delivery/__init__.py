@@ -1,0 +1,1 @@
+"""Webhook delivery: routing, queues, retries, breakers, signing, responses."""
