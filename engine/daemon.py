@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 
 import trio
 
@@ -11,6 +12,8 @@ from engine import __version__
 from engine.api.app import Api
 from engine.bus import Bus
 from engine.config import Config, ConfigError
+from engine.delivery.dispatcher import Dispatcher
+from engine.delivery.downlink import MemoryDownlink
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
 from engine.metrics import Metrics
@@ -33,11 +36,16 @@ def open_journal(config: Config) -> Journal:
 class Engine:
     """The running daemon: journal, bus, API server, metrics."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
         self.journal = open_journal(config)
         self.bus = Bus()
+        self.downlink = MemoryDownlink()
+        self.dispatcher = Dispatcher(
+            config, self.journal, self.bus, self.downlink, self.metrics, ssl_context=ssl_context
+        )
+        self.metrics.watch_destinations(lambda: self.dispatcher.destinations)
         self.api = Api(config, self.journal, self.bus, self.metrics)
         self.server = HttpServer(
             self.api.handle,
@@ -58,6 +66,7 @@ class Engine:
         try:
             async with trio.open_nursery() as background:
                 await background.start(self.api.broadcaster.run)
+                await background.start(self.dispatcher.run)
                 async with trio.open_nursery() as front:
                     addresses = await front.start(self.server.serve, server.host, server.port)
                     for host, port in addresses:

@@ -98,7 +98,7 @@ def test_raw_body(write_config: WriteConfig) -> None:
         ('url = "http://h/{{{u}}}"', '{"u":"x\\r\\nHost: evil"}', 'variable "u" contains a line'),
         ('url = "http://h/"\nheaders = { X = "{{{u}}}" }', '{"u":"a\\nb"}', 'variable "u"'),
         ('url = "http://h/"\nheaders = { "{{{u}}}" = "v" }', '{"u":"a b"}', "not a valid token"),
-        ("url = \"http://h/\"\njson = '{\"a\":{{{u}}}}'", '{"u":"nope"}', "not valid JSON"),
+        ('url = "http://h/"\njson = \'{"a":{{{u}}}}\'', '{"u":"nope"}', "not valid JSON"),
         ('url = "http://h:99999/"', "{}", "is not valid"),
     ],
 )

@@ -216,6 +216,6 @@ def _mutate(data: bytes, cuts: list[int], flips: list[tuple[int, int]]) -> bytes
     out = bytearray(data)
     for i, value in flips:
         out[i] = value
-    for i in sorted(cuts, reverse=True):
+    for i in sorted(set(cuts), reverse=True):
         del out[i]
     return bytes(out)

@@ -1,0 +1,353 @@
+"""Runs webhook deliveries: routes committed events to hooks, attempts, retries, responses.
+
+The bus hands every committed event to ``accept`` synchronously, so no event is skipped
+however busy the engine is; each matching hook gets a Delivery with a stable id (sent as
+``webhook-id`` on every attempt) queued at its destination. Attempts run in the
+destination's nursery; what they give is recorded through the journal, and responses and
+errors go back as ``hook-response`` / ``hook-error`` events to the bus and the downlink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from typing import Any
+
+import trio
+
+from engine.config import Config, HookConfig
+from engine.delivery import retry
+from engine.delivery.destination import Destination, Job
+from engine.delivery.downlink import Downlink
+from engine.delivery.request import PreparedRequest, RequestError, Target, build_request
+from engine.delivery.responses import (
+    SLEEPING,
+    response_events,
+    response_text,
+    status_line,
+    topic_is_valid,
+)
+from engine.delivery.router import Router
+from engine.delivery.signing import Signer
+from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
+from engine.events import utc_now_iso
+from engine.http.client import ConnectionPool, HttpClientError, Origin, Response
+from engine.journal import Journal, JournalUnavailable
+from engine.metrics import Metrics
+from engine.model import INTERNAL_DEVICE_ID, REST_DEVICE_ID, Attempt, Delivery, Event, EventDraft
+from engine.ratelimit import TokenBucket
+from engine.templates.context import event_context
+from engine.templates.hook_templates import HookTemplates
+
+log = logging.getLogger("hookwire.delivery")
+
+EXCERPT_BYTES = 2048
+"""The start of a response body kept with each attempt."""
+
+ADDRESS_TTL = 60.0
+"""Seconds a vetted address is trusted before the name is resolved (and vetted) again."""
+
+RESOLVE_TIMEOUT = 5.0
+
+
+class Dispatcher:
+    """Owns every destination and delivery; ``run`` serves until cancelled."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        bus: Any,
+        downlink: Downlink,
+        metrics: Metrics,
+        *,
+        rng: random.Random | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._config = config
+        self._journal = journal
+        self._bus = bus
+        self._downlink = downlink
+        self._metrics = metrics
+        self._rng = rng or random.Random()
+        self._ssl_context = ssl_context
+        self.router = Router(config.hooks)
+        self._schedules = [
+            retry.RetrySchedule(hook.retry if hook.retry is not None else config.delivery.retry)
+            for hook in config.hooks
+        ]
+        self._signers = [Signer(h.secret) if h.secret else None for h in config.hooks]
+        self._buckets = {
+            i: TokenBucket(h.rate, h.burst or max(1.0, h.rate), 0.0)
+            for i, h in enumerate(config.hooks)
+            if h.rate
+        }
+        self._destinations: dict[tuple[Target, bool], Destination] = {}
+        self._pools: dict[Destination, tuple[ConnectionPool, float]] = {}
+        self._failed: deque[tuple[Delivery, str]] = deque()
+        self._failed_lot = trio.lowlevel.ParkingLot()
+        self._nursery: trio.Nursery | None = None
+        self._sequence = 0
+
+    def __repr__(self) -> str:
+        return f"<Dispatcher destinations={len(self._destinations)} {self.router!r}>"
+
+    @property
+    def destinations(self) -> list[Destination]:
+        return list(self._destinations.values())
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._record_failures)
+                self._bus.add_listener(self.accept)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._bus.remove_listener(self.accept)
+            self._nursery = None
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                for pool, _ in self._pools.values():
+                    await pool.aclose()
+
+    # routing (synchronous: called by the bus for every committed event)
+
+    def accept(self, event: Event) -> None:
+        indices = self.router.match(event)
+        if not indices or self._nursery is None:
+            return
+        context = event_context(event)
+        now = trio.current_time()
+        for index in indices:
+            hook = self._config.hooks[index]
+            delivery = Delivery(self._delivery_id(event, hook), event, index)
+            templates = hook.templates
+            assert templates is not None, "hooks are compiled when the config loads"
+            try:
+                request = build_request(hook, templates, event, context, delivery.id)
+            except RequestError as exc:
+                self._failed.append((delivery, str(exc)))
+                self._failed_lot.unpark_all()
+                continue
+            lane = (index, event.device_id) if hook.ordered else None
+            self._destination(request, hook).submit(Job(delivery, request, lane, now))
+
+    def _delivery_id(self, event: Event, hook: HookConfig) -> str:
+        hook_tag = hashlib.blake2s(hook.name.encode(), digest_size=4).hexdigest()
+        return f"msg_{self._journal.epoch}_{event.id:x}_{hook_tag}"
+
+    def _destination(self, request: PreparedRequest, hook: HookConfig) -> Destination:
+        key = (request.target, hook.reject_unauthorized)
+        destination = self._destinations.get(key)
+        capacity = hook.max_in_flight or self._config.delivery.max_in_flight
+        if destination is None:
+            destination = Destination(
+                request.target, hook.reject_unauthorized, capacity, self._attempt, self._buckets
+            )
+            self._destinations[key] = destination
+            assert self._nursery is not None
+            self._nursery.start_soon(destination.run)
+        elif capacity > destination.capacity:
+            destination.capacity = capacity
+        return destination
+
+    # attempts
+
+    async def _attempt(self, destination: Destination, job: Job) -> None:
+        delivery, request = job.delivery, job.request
+        hook = self._config.hooks[delivery.hook_index]
+        delivery.attempts += 1
+        delivery.state = "in_flight"
+        started = trio.current_time()
+        response: Response | None = None
+        permanent = False
+        try:
+            pool = await self._pool(destination)
+            headers = request.headers
+            signer = self._signers[delivery.hook_index]
+            if signer is not None:
+                headers = headers + signer.headers(delivery.id, int(time.time()), request.body)
+            response = await pool.request(
+                request.method,
+                request.path,
+                headers,
+                request.body,
+                timeout=hook.timeout or self._config.delivery.timeout,
+            )
+            reason = str(response.status)
+        except Refused as exc:
+            reason, permanent = str(exc), True
+        except (Unresolvable, HttpClientError) as exc:
+            reason = f"{exc} from {request.target.host}"
+        finally:
+            destination.attempt_done()
+        duration = trio.current_time() - started
+        if response is not None:
+            await self._publish_internal(f"hook-sent/{delivery.event.name}", "", delivery, False)
+        await self._settle(destination, job, hook, response, reason, permanent, duration)
+
+    async def _pool(self, destination: Destination) -> ConnectionPool:
+        now = trio.current_time()
+        cached = self._pools.get(destination)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        target = destination.target
+        address = await vetted_address(
+            target.host, target.port, self._config.delivery.allow_networks, RESOLVE_TIMEOUT
+        )
+        if cached is not None:
+            old = cached[0]
+            if getattr(old, "address", None) == address:
+                self._pools[destination] = (old, now + ADDRESS_TTL)
+                return old
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await old.aclose()
+        pool = ConnectionPool(
+            Origin(target.scheme, target.host, target.port),
+            address=address,
+            max_connections=destination.capacity,
+            verify_tls=destination.verify_tls,
+            ssl_context=self._ssl_context,
+        )
+        self._pools[destination] = (pool, now + ADDRESS_TTL)
+        return pool
+
+    async def _settle(
+        self,
+        destination: Destination,
+        job: Job,
+        hook: HookConfig,
+        response: Response | None,
+        reason: str,
+        permanent: bool,
+        duration: float,
+    ) -> None:
+        delivery = job.delivery
+        now = trio.current_time()
+        status = response.status if response is not None else None
+        if response is not None:
+            verdict = retry.classify_status(response.status)
+            if verdict is not retry.Verdict.SUCCESS:
+                reason = status_line(response.status, destination.target.host)
+        else:
+            verdict = retry.Verdict.PERMANENT if permanent else retry.Verdict.RETRY
+        if destination.breaker.record(verdict is not retry.Verdict.RETRY, now):
+            await self._publish_error(delivery, hook, SLEEPING)
+        delivery.last_reason = reason
+        delay = None
+        if verdict is retry.Verdict.RETRY:
+            retry_after = retry.parse_retry_after(
+                response.header(b"retry-after") if response is not None else None, time.time()
+            )
+            delay = self._schedules[delivery.hook_index].next_delay(
+                delivery.attempts, self._rng, retry_after
+            )
+        if verdict is retry.Verdict.SUCCESS:
+            delivery.state = "delivered"
+        elif delay is not None:
+            delivery.state = "waiting"
+            delivery.due = now + delay
+        else:
+            delivery.state = "dead"
+        excerpt = response.body[:EXCERPT_BYTES] if response is not None else b""
+        attempt = Attempt(delivery.id, delivery.attempts, status, duration, reason, excerpt)
+        self._count(hook, verdict, status, delivery, job)
+        await self._record(delivery, attempt)
+        if delivery.state == "waiting":
+            destination.retry_later(job, delivery.due)
+            return
+        destination.finished(job)
+        if delivery.state == "delivered":
+            assert response is not None and hook.templates is not None
+            await self._publish_response(delivery, hook.templates, response)
+            return
+        if verdict is retry.Verdict.DISABLE:
+            self.router.disable(delivery.hook_index)
+            log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)
+        log.info("delivery %s of hook %r gave up: %s", delivery.id, hook.name, reason)
+        await self._publish_error(delivery, hook, reason)
+
+    def _count(
+        self,
+        hook: HookConfig,
+        verdict: retry.Verdict,
+        status: int | None,
+        delivery: Delivery,
+        job: Job,
+    ) -> None:
+        metrics = self._metrics
+        status_class = f"{status // 100}xx" if status is not None else "error"
+        metrics.delivery_attempts.labels(status_class).inc()
+        if delivery.state in ("delivered", "dead"):
+            metrics.deliveries.labels(hook.name, delivery.state).inc()
+        if delivery.state == "delivered":
+            metrics.delivery_latency.observe(trio.current_time() - job.accepted_at)
+
+    async def _record(self, delivery: Delivery, attempt: Attempt) -> None:
+        try:
+            await self._journal.record_attempt(delivery, attempt)
+        except JournalUnavailable as exc:
+            log.error("attempt of %s not recorded: %s", delivery.id, exc)
+
+    async def _record_failures(self) -> None:
+        """Deliveries whose request could not even be built: permanent failures."""
+        while True:
+            while not self._failed:
+                await self._failed_lot.park()
+            delivery, reason = self._failed.popleft()
+            hook = self._config.hooks[delivery.hook_index]
+            delivery.attempts = 1
+            delivery.state = "dead"
+            delivery.last_reason = reason
+            self._metrics.deliveries.labels(hook.name, "dead").inc()
+            await self._record(delivery, Attempt(delivery.id, 1, None, 0.0, reason))
+            await self._publish_error(delivery, hook, reason)
+
+    # events back to the bus and the device
+
+    async def _publish_response(
+        self, delivery: Delivery, templates: HookTemplates, response: Response
+    ) -> None:
+        if not response.body:
+            return
+        context = event_context(delivery.event)
+        topic = templates.response_topic.render(context)
+        if not topic_is_valid(topic):
+            await self._publish_error(
+                delivery,
+                self._config.hooks[delivery.hook_index],
+                f"invalid response topic {topic!r}",
+            )
+            return
+        text = response_text(response.body, templates.response_template, context)
+        for name, data in response_events(topic, text):
+            await self._publish_internal(name, data, delivery, True)
+
+    async def _publish_error(self, delivery: Delivery, hook: HookConfig, line: str) -> None:
+        templates = hook.templates
+        assert templates is not None
+        topic = templates.error_response_topic.render(event_context(delivery.event))
+        if not topic_is_valid(topic):
+            topic = f"hook-error/{delivery.event.name}"
+        await self._publish_internal(f"{topic}/0", line.splitlines()[0][:512], delivery, True)
+
+    async def _publish_internal(
+        self, name: str, data: str, delivery: Delivery, to_device: bool
+    ) -> None:
+        source = delivery.event
+        draft = EventDraft(
+            name, data, source.ttl, True, utc_now_iso(), INTERNAL_DEVICE_ID, source.product_id
+        )
+        try:
+            event = await self._journal.append(draft)
+        except JournalUnavailable as exc:
+            log.error("%s not stored: %s", name, exc)
+            return
+        self._bus.publish(event)
+        if to_device and source.device_id != REST_DEVICE_ID:
+            self._downlink.send_nowait(source.device_id, event)

@@ -1,0 +1,489 @@
+"""Pooled HTTP/1.1 client over trio streams: the delivery transport; framing is ``h1client``.
+
+One ``ConnectionPool`` per ``Origin`` (scheme, host, port), connecting to an address
+that was resolved and vetted elsewhere. A request takes an idle keep-alive connection,
+or opens one while fewer than ``max_connections`` are open, or waits its turn (FIFO);
+all of it, connecting included, within the request's ``timeout``.
+
+The pool changes its state in small synchronous ``*_nowait`` methods that return the
+work left to do (a connection to close); the I/O happens afterwards, and closes are
+shielded and bounded in time, so a cancelled request never leaves a half-used
+connection behind. Failures are translated once, here, into ``HttpClientError``
+subclasses named by phase, so a retry policy decides on types, not on messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+from collections import deque
+from dataclasses import dataclass
+
+import trio
+
+from engine.http.h1client import (
+    MAX_BODY_BYTES,
+    HttpClientError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ResponseReader,
+    render_request,
+)
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionPool",
+    "HttpClientError",
+    "LocalProtocolError",
+    "Origin",
+    "PoolClosed",
+    "ReadError",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "Response",
+    "TLSError",
+    "WriteError",
+]
+
+RECEIVE_SIZE = 65536
+"""Bytes asked of the socket per read: most responses arrive in one."""
+
+CLOSE_TIMEOUT = 1.0
+"""Seconds a connection may take to close (a TLS goodbye to a stuck peer) before it is cut."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ConnectError(HttpClientError):
+    """The TCP connection could not be made; nothing was sent."""
+
+
+class ConnectTimeout(HttpClientError):
+    """The deadline passed while connecting (TCP or TLS handshake); nothing was sent."""
+
+
+class TLSError(HttpClientError):
+    """The TLS handshake failed (certificate refused, no common protocol); nothing was sent."""
+
+
+class WriteError(HttpClientError):
+    """The connection broke while the request was being sent."""
+
+
+class ReadError(HttpClientError):
+    """The connection was reset or closed before the response was complete."""
+
+
+class ReadTimeout(HttpClientError):
+    """The deadline passed after connecting: waiting for the response or a free connection."""
+
+
+class PoolClosed(HttpClientError):
+    """The pool was closed before or during the request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where requests go: one pool, one destination queue, one circuit breaker each."""
+
+    scheme: str
+    """``"http"`` or ``"https"``."""
+    host: str
+    """The name, for the Host header, TLS SNI and certificate checks."""
+    port: int
+
+    def __post_init__(self) -> None:
+        if self.scheme not in _DEFAULT_PORTS:
+            raise ValueError(f"unsupported scheme {self.scheme!r}: expected http or https")
+
+    @property
+    def authority(self) -> str:
+        """``host[:port]`` as the Host header wants it: the port only when not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == _DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority}"
+
+
+@dataclass(slots=True)
+class Response:
+    """A complete response; ``body`` holds at most ``MAX_BODY_BYTES``."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    """Header fields in order; names lowercase."""
+    body: bytes
+    truncated: bool
+    """True when the body was longer than ``MAX_BODY_BYTES`` and the rest was dropped."""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header; ``name`` must be lowercase."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class _Connection:
+    """One open stream and its history."""
+
+    __slots__ = ("idle_since", "requests", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.idle_since = 0.0
+        self.requests = 0
+        """Responses read completely; a connection with any is one the server may have dropped."""
+
+
+class _Waiter:
+    """A request queued for a connection; granted a slot, or a connection with it."""
+
+    __slots__ = ("connection", "event", "granted")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.granted = False
+        self.connection: _Connection | None = None
+
+
+class _Stale(Exception):
+    """A reused connection was closed by the server before it answered: try a fresh one."""
+
+
+class ConnectionPool:
+    """Keep-alive HTTP/1.1 connections to one origin, at most ``max_connections`` at once.
+
+    ``address`` is the IP address to connect to (DNS and SSRF checks happen before).
+    ``ssl_context`` verifies the server (default: the system's CAs); pass one shared
+    context to many pools, building it costs milliseconds. ``verify_tls=False`` uses
+    a context that checks neither the certificate nor the name, and ignores
+    ``ssl_context``. Idle connections are closed once older than ``idle_timeout``,
+    when the pool is next used: the pool runs no task of its own.
+    """
+
+    def __init__(
+        self,
+        origin: Origin,
+        *,
+        address: str,
+        max_connections: int = 16,
+        verify_tls: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        idle_timeout: float = 30.0,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.origin = origin
+        self._address = (address, origin.port)
+        self._family = trio.socket.AF_INET6 if ":" in address else trio.socket.AF_INET
+        self._host_header = origin.authority
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._ssl_context: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            self._ssl_context = _tls_context(ssl_context, verify_tls)
+        self._idle: list[_Connection] = []
+        """Oldest first: the newest is reused, the oldest expire."""
+        self._in_use: set[_Connection] = set()
+        self._reserved = 0
+        """Slots taken: connections in use plus connections being opened."""
+        self._waiters: deque[_Waiter] = deque()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        origin = self.origin
+        closed = " closed" if self._closed else ""
+        return (
+            f"<ConnectionPool {origin.scheme}://{origin.host}:{origin.port}{closed} "
+            f"active={self._reserved} idle={len(self._idle)} waiting={len(self._waiters)}>"
+        )
+
+    @property
+    def address(self) -> str:
+        """The IP address this pool connects to."""
+        return self._address[0]
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        *,
+        # Our own deadline, not the caller's fail_after: the phase it cuts names the error.
+        timeout: float,  # noqa: ASYNC109
+    ) -> Response:
+        """Send one request and read its response, all within ``timeout`` seconds.
+
+        ``target`` is the path and query; ``headers`` must not carry Host,
+        Content-Length or Transfer-Encoding (the pool writes them). Raises an
+        ``HttpClientError`` subclass named by the phase that failed.
+        """
+        data = render_request(method, target, self._host_header, headers, body)
+        phase = "waiting"
+        with trio.move_on_after(timeout) as deadline:
+            connection = await self._acquire()
+            reusable = False
+            try:
+                if connection is None:
+                    phase = "connecting"
+                    connection = await self._connect()
+                phase = "exchanging"
+                try:
+                    reader = await self._exchange(connection, data, method)
+                except _Stale:
+                    stale, connection = connection, None
+                    self._in_use.discard(stale)  # the slot stays ours for the fresh one
+                    await _close(stale)
+                    phase = "connecting"
+                    connection = await self._connect()
+                    phase = "exchanging"
+                    reader = await self._exchange(connection, data, method)
+                reusable = reader.keep_alive
+                return Response(reader.status, reader.headers, reader.body, reader.truncated)
+            finally:
+                to_close = self._release_nowait(connection, reusable, trio.current_time())
+                if to_close is not None:
+                    await _close(to_close)
+        assert deadline.cancelled_caught
+        if phase == "connecting":
+            raise ConnectTimeout(f"timeout after {timeout:g} s while connecting")
+        if phase == "waiting":
+            raise ReadTimeout(f"timeout after {timeout:g} s waiting for a free connection")
+        raise ReadTimeout(f"timeout after {timeout:g} s")
+
+    async def aclose(self) -> None:
+        """Close every connection; requests in progress or queued raise ``PoolClosed``."""
+        for connection in self._close_nowait():
+            await _close(connection)
+
+    # State changes: synchronous, no I/O; they return what is left to do.
+
+    def _acquire_nowait(self, now: float) -> tuple[_Connection | _Waiter | None, list[_Connection]]:
+        """Take an idle connection, reserve a slot (None) or queue a waiter.
+
+        Also returns the idle connections that expired, for the caller to close.
+        """
+        if self._closed:
+            raise PoolClosed(f"connection pool for {self.origin} is closed")
+        idle = self._idle
+        expired: list[_Connection] = []
+        if idle and idle[0].idle_since <= now - self._idle_timeout:
+            cutoff = now - self._idle_timeout
+            count = 0
+            while count < len(idle) and idle[count].idle_since <= cutoff:
+                count += 1
+            expired = idle[:count]
+            del idle[:count]
+        if idle:
+            connection = idle.pop()
+            self._reserved += 1
+            self._in_use.add(connection)
+            return connection, expired
+        if self._reserved < self._max_connections:
+            self._reserved += 1
+            return None, expired
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        return waiter, expired
+
+    def _release_nowait(
+        self, connection: _Connection | None, reusable: bool, now: float
+    ) -> _Connection | None:
+        """Give a slot back, with its connection if reusable; returns a connection to close.
+
+        The oldest waiter gets the slot (and the connection) directly, so no newcomer
+        can overtake it; with nobody waiting the connection goes idle.
+        """
+        to_close = None
+        if connection is not None:
+            self._in_use.discard(connection)
+            if not reusable or self._closed:
+                to_close, connection = connection, None
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            waiter.connection = connection
+            if connection is not None:
+                self._in_use.add(connection)
+            waiter.event.set()
+        else:
+            self._reserved -= 1
+            if connection is not None:
+                connection.idle_since = now
+                self._idle.append(connection)
+        return to_close
+
+    def _abandon_nowait(self, waiter: _Waiter) -> _Connection | None:
+        """A queued request gives up (cancelled); what it was granted meanwhile passes on."""
+        if waiter.granted:
+            return self._release_nowait(waiter.connection, True, trio.current_time())
+        if not self._closed:
+            self._waiters.remove(waiter)
+        return None
+
+    def _opened_nowait(self, connection: _Connection) -> bool:
+        """Count a new connection as in use; False if the pool closed while it opened."""
+        if self._closed:
+            return False
+        self._in_use.add(connection)
+        return True
+
+    def _close_nowait(self) -> list[_Connection]:
+        """Mark the pool closed and wake the queue; returns every open connection."""
+        self._closed = True
+        connections = [*self._idle, *self._in_use]
+        self._idle.clear()
+        self._in_use.clear()
+        for waiter in self._waiters:
+            waiter.event.set()  # not granted: it raises PoolClosed
+        self._waiters.clear()
+        return connections
+
+    # I/O
+
+    async def _acquire(self) -> _Connection | None:
+        """A connection to use, or None when a slot is reserved for a new one."""
+        lease, expired = self._acquire_nowait(trio.current_time())
+        for connection in expired:
+            await _close(connection)
+        if not isinstance(lease, _Waiter):
+            return lease
+        try:
+            await lease.event.wait()
+        except BaseException:
+            to_close = self._abandon_nowait(lease)
+            if to_close is not None:
+                await _close(to_close)
+            raise
+        if not lease.granted:
+            raise PoolClosed(f"connection pool for {self.origin} was closed")
+        return lease.connection
+
+    async def _connect(self) -> _Connection:
+        """Open a connection (TCP, then TLS for https) into a slot already reserved."""
+        sock = trio.socket.socket(self._family, trio.socket.SOCK_STREAM)
+        try:
+            await sock.connect(self._address)
+        except OSError as exc:
+            sock.close()
+            host, port = self._address
+            raise ConnectError(
+                f"cannot connect to {self.origin} at {host}:{port}: {_os_reason(exc)}"
+            ) from exc
+        except BaseException:
+            sock.close()
+            raise
+        stream: trio.abc.Stream = trio.SocketStream(sock)
+        if self._ssl_context is not None:
+            tls = trio.SSLStream(
+                stream, self._ssl_context, server_hostname=self.origin.host, https_compatible=True
+            )
+            stream = tls
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as exc:
+                await trio.aclose_forcefully(tls)
+                raise TLSError(
+                    f"TLS handshake with {self.origin} failed: {_tls_reason(exc.__cause__)}"
+                ) from exc
+            except BaseException:
+                await trio.aclose_forcefully(tls)
+                raise
+        connection = _Connection(stream)
+        if not self._opened_nowait(connection):
+            await _close(connection)
+            raise PoolClosed(f"connection pool for {self.origin} was closed")
+        return connection
+
+    async def _exchange(self, connection: _Connection, data: bytes, method: str) -> ResponseReader:
+        """Send one request and read its whole response; the transport's exceptions end here."""
+        stream = connection.stream
+        reused = connection.requests > 0
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if self._closed:
+                raise PoolClosed(f"connection pool for {self.origin} was closed") from exc
+            if reused:
+                raise _Stale from exc
+            raise WriteError(f"connection lost while sending the request: {_reason(exc)}") from exc
+        reader = ResponseReader(method)
+        receive = stream.receive_some
+        answered = False
+        try:
+            while not reader.complete:
+                chunk = await receive(RECEIVE_SIZE)
+                if chunk:
+                    answered = True
+                    reader.feed(chunk)
+                elif reused and not answered:
+                    raise _Stale
+                else:
+                    try:
+                        reader.feed_eof()
+                    except RemoteProtocolError as exc:
+                        raise ReadError(str(exc)) from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if self._closed:
+                raise PoolClosed(f"connection pool for {self.origin} was closed") from exc
+            if reused and not answered:
+                raise _Stale from exc
+            raise ReadError(f"connection lost while reading the response: {_reason(exc)}") from exc
+        connection.requests += 1
+        return reader
+
+
+async def _close(connection: _Connection) -> None:
+    """Close a connection, even from a cancelled task, giving up after ``CLOSE_TIMEOUT``."""
+    with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+        # A stream that broke while closing is closed all the same.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await connection.stream.aclose()
+
+
+def _tls_context(given: ssl.SSLContext | None, verify: bool) -> ssl.SSLContext:
+    if verify and given is not None:
+        return given
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _tls_reason(exc: BaseException | None) -> str:
+    """What a TLS failure means, in words: "certificate verify failed: self-signed certificate"."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.replace("_", " ").lower()
+    if exc is None:
+        return "connection closed during the handshake"
+    return _os_reason(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause of a broken stream, in words: "connection reset by peer"."""
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return _tls_reason(cause)
+    if cause is not None:
+        return _os_reason(cause)
+    return str(exc) or "connection closed"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """An OS error in words, without the address trio adds: "connection refused"."""
+    if isinstance(exc, OSError) and exc.errno:
+        text = os.strerror(exc.errno)
+        return text[0].lower() + text[1:]
+    return str(exc) or type(exc).__name__
