@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the config it will join: its products and partials count (default %(default)s)",
     )
 
+    receiver = commands.add_parser(
+        "receiver", help="a local webhook receiver for trying hooks: prints what arrives"
+    )
+    receiver.add_argument("--host", default="127.0.0.1")
+    receiver.add_argument("--port", type=int, default=9000)
+
     token = commands.add_parser("token", help="make and hash access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     new = token_commands.add_parser("new", help="make a random token and print its config entry")
@@ -90,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.config)
     if args.command == "render":
         return _render(args)
+    if args.command == "receiver":
+        return _receiver(args.host, args.port)
     if args.command == "import":
         return _import(args.file, args.name, args.config)
     if args.token_command == "new":
@@ -145,6 +153,20 @@ def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def _receiver(host: str, port: int) -> int:
+    from engine.receiver import serve_receiver
+
+    failure: BaseException | None = None
+    try:
+        trio.run(serve_receiver, host, port)
+    except* OSError as group:
+        failure = group
+    if failure is not None:
+        print(f"hookwire receiver: cannot serve: {_first_leaf(failure)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _import(file: str, name: str | None, config: str) -> int:

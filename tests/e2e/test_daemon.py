@@ -11,6 +11,7 @@ from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
 import httpx
+import orjson
 import trio
 from httpx_sse import aconnect_sse
 
@@ -147,3 +148,39 @@ async def test_unavailable_journal_backend_is_refused_clearly(tmp_path: Path) ->
     assert result.returncode == 1
     assert b'journal.backend: "sqlite" is not available in this version' in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+async def test_the_shipped_demo_hook_delivers_and_answers_back(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    from tests.http.sink import Reply, Sink
+
+    sink = Sink(Reply(200, b'{"received": 1}'))
+    await nursery.start(sink.serve)
+    shipped = (ROOT / "config" / "engine.toml").read_text()
+    config = shipped.replace("port = 8080", "port = 0").replace(
+        "127.0.0.1:9000", f"127.0.0.1:{sink.port}"
+    )
+    token = "hw_dev_0123456789abcdefghijklmnopqrstuv"  # the shipped demo token
+    async with daemon(write(tmp_path, config)) as d:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            httpx.AsyncClient(base_url=d.url, headers=headers, timeout=5) as client,
+            aconnect_sse(client, "GET", "/v1/events/hook-response/demo") as source,
+        ):
+            published = await client.post(
+                "/v1/devices/events",
+                data={"name": "demo/temp", "data": '{"temp":21.5,"unit":"C"}'},
+            )
+            assert published.status_code == 200
+            async with aclosing(source.aiter_sse()) as events:
+                answer = await events.__anext__()
+        d.process.send_signal(signal.SIGTERM)
+    assert (answer.event, orjson.loads(answer.data)["data"]) == (
+        "hook-response/demo/temp/0",
+        "received 1",
+    )
+    [request] = sink.requests
+    assert request.target == "/readings/api"
+    body = orjson.loads(request.body)
+    assert (body["temp"], body["unit"], body["event"]) == (21.5, "C", "demo/temp")
