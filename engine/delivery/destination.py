@@ -101,6 +101,11 @@ class Destination:
         self.ready.append(job)
         self._wake()
 
+    def requeue(self, job: Job) -> None:
+        """A job that was started but not sent goes back to the front."""
+        self.ready.appendleft(job)
+        self._wake()
+
     def retry_later(self, job: Job, due: float) -> None:
         heapq.heappush(self._retries, _Due(due, next(self._seq), job))
         self._wake()

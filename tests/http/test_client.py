@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -48,8 +50,8 @@ async def make_pool() -> AsyncIterator[MakePool]:
     """Pools to 127.0.0.1 under the name "localhost"; all closed after the test."""
     pools: list[ConnectionPool] = []
 
-    def make(port: int, scheme: str = "http", **options: object) -> ConnectionPool:
-        pool = ConnectionPool(Origin(scheme, "localhost", port), address="127.0.0.1", **options)  # type: ignore[arg-type]
+    def make(port: int, scheme: str = "http", **options: Any) -> ConnectionPool:
+        pool = ConnectionPool(Origin(scheme, "localhost", port), address="127.0.0.1", **options)
         pools.append(pool)
         return pool
 
@@ -444,6 +446,49 @@ async def test_aclose(sink: Sink, make_pool: MakePool) -> None:
     with pytest.raises(PoolClosed, match="is closed"):
         await get(pool)
     await wait_until(lambda: sink.connections_open == 0)
+
+
+async def test_random_timeouts_and_cancellations_keep_the_pool_consistent(
+    sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
+) -> None:
+    rng = random.Random(7)
+
+    def decide(request: Received) -> Behaviour:
+        roll = rng.random()
+        if roll < 0.1:
+            return "close-after"
+        if roll < 0.15:
+            return Reply(keep_alive=False)
+        return Reply(delay=rng.choice([0, 0, 0.5, 1, 3]))
+
+    sink.behaviour = decide
+    pool = make_pool(sink.port, max_connections=3)
+    outcomes: dict[str, int] = {}
+    worst = 0
+
+    async def one(seconds: float, cancel_after: float | None) -> None:
+        nonlocal worst
+        with trio.move_on_after(cancel_after if cancel_after is not None else 1e9):
+            try:
+                await get(pool, seconds=seconds)
+                outcome = "ok"
+            except HttpClientError as exc:
+                outcome = type(exc).__name__
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        active, idle, _ = (int(part.split("=")[1]) for part in state(pool).split())
+        worst = max(worst, active + idle)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(300):
+            cancel_after = rng.choice([None, None, 0.2, 1.5])
+            nursery.start_soon(one, rng.choice([0.7, 2, 10]), cancel_after)
+            if rng.random() < 0.3:
+                await trio.sleep(rng.random())
+    assert state(pool).startswith("active=0 ")
+    assert state(pool).endswith(" waiting=0")
+    assert worst <= 3
+    assert outcomes["ok"] > 50
+    assert set(outcomes) <= {"ok", "ReadTimeout", "ReadError"}
 
 
 # Body size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,9 @@ CHUNKED = (
     b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
 )
 CLOSE_DELIMITED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+
+
+Read = Callable[[bytes], ResponseReader]
 
 
 def read(data: bytes, method: str = "POST", *, eof: bool = False) -> ResponseReader:
@@ -95,8 +99,8 @@ def test_line_breaks_cannot_smuggle_a_header(
 
 
 @pytest.mark.parametrize("feed", [read, read_bytewise])
-def test_content_length_response(feed: object) -> None:
-    reader = feed(OK)  # type: ignore[operator]
+def test_content_length_response(feed: Read) -> None:
+    reader = feed(OK)
     assert reader.complete
     assert reader.head_complete
     assert reader.status == 200
@@ -107,8 +111,8 @@ def test_content_length_response(feed: object) -> None:
 
 
 @pytest.mark.parametrize("feed", [read, read_bytewise])
-def test_chunked_response(feed: object) -> None:
-    reader = feed(CHUNKED)  # type: ignore[operator]
+def test_chunked_response(feed: Read) -> None:
+    reader = feed(CHUNKED)
     assert reader.complete
     assert reader.status == 201
     assert reader.body == b"hello world"
@@ -207,11 +211,11 @@ def test_no_body_statuses(status: int) -> None:
 
 
 @pytest.mark.parametrize("feed", [read, read_bytewise])
-def test_interim_responses_are_skipped(feed: object) -> None:
+def test_interim_responses_are_skipped(feed: Read) -> None:
     data = (
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n" + OK
     )
-    reader = feed(data)  # type: ignore[operator]
+    reader = feed(data)
     assert reader.complete
     assert reader.status == 200
     assert reader.headers == [(b"content-type", b"text/plain"), (b"content-length", b"5")]
