@@ -273,8 +273,18 @@ def engine_command() -> list[str]:
     return [sys.executable, "-m", "engine.cli"]
 
 
+TomlValue = str | int | float | bool | list[str]
+"""What a generated ``[delivery]`` or ``[[hooks]]`` entry may hold."""
+
+
 class Daemon(ServerProcess):
-    """``hookwire run`` with a generated config and a fresh bearer token."""
+    """``hookwire run`` with a generated config and a fresh bearer token.
+
+    ``delivery`` becomes the ``[delivery]`` table and each of ``hooks`` a ``[[hooks]]``
+    table, as written (e.g. ``{"allow_networks": ["127.0.0.0/8"]}`` and
+    ``[{"name": "h0", "event": "bench/", "url": "http://127.0.0.1:8000/"}]``);
+    by default the config has neither.
+    """
 
     def __init__(
         self,
@@ -284,6 +294,8 @@ class Daemon(ServerProcess):
         sse_batch_window: float | None = None,
         max_data_bytes: int = 1024,
         log_level: str = "warning",
+        delivery: dict[str, TomlValue] | None = None,
+        hooks: list[dict[str, TomlValue]] | None = None,
     ) -> None:
         port = free_port()
         self.token = secrets.token_urlsafe(24)
@@ -299,6 +311,7 @@ class Daemon(ServerProcess):
                 max_data_bytes=max_data_bytes,
                 log_level=log_level,
             )
+            + _tables_toml(delivery, hooks)
         )
         self.argv = [*engine_command(), "run", "--config", str(self.config_path)]
 
@@ -394,3 +407,30 @@ buffer = {sse_buffer}
 [journal]
 backend = "memory"
 """
+
+
+def _tables_toml(
+    delivery: dict[str, TomlValue] | None, hooks: list[dict[str, TomlValue]] | None
+) -> str:
+    """``[delivery]`` and ``[[hooks]]`` tables (empty text when neither is given)."""
+    parts = []
+    if delivery:
+        parts.append("\n[delivery]\n" + _toml_pairs(delivery))
+    for hook in hooks or ():
+        parts.append("\n[[hooks]]\n" + _toml_pairs(hook))
+    return "".join(parts)
+
+
+def _toml_pairs(table: dict[str, TomlValue]) -> str:
+    return "".join(f"{key} = {_toml_value(value)}\n" for key, value in table.items())
+
+
+def _toml_value(value: TomlValue) -> str:
+    # JSON strings are valid TOML basic strings; bool before int (bool is an int).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    return "[" + ", ".join(json.dumps(item) for item in value) + "]"

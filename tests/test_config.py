@@ -95,7 +95,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     )
     assert config.gateway == GatewayConfig(tcp=None, unix=None, max_frame_bytes=65536)
     assert dict(config.partials) == {}
-    assert config.hooks == ()
+    assert [hook.name for hook in config.hooks] == ["demo receiver"]
 
 
 def test_hook_defaults() -> None:
@@ -696,7 +696,7 @@ def test_shipped_default_config_loads() -> None:
     assert config.product("demo-thermostat") == config.product("1001") is not None
     assert config.journal.backend == "memory"
     assert config.delivery.allow_networks == (ipaddress.ip_network("127.0.0.0/8"),)
-    assert config.hooks == ()
+    assert [hook.name for hook in config.hooks] == ["demo receiver"]
 
 
 def test_shipped_full_example_loads() -> None:
