@@ -333,3 +333,20 @@ async def test_breaker_opens_waits_and_probes(
     assert destination.breaker.state.name == "CLOSED"
     sleeping = [e for e in setup.internal("hook-error/") if "Sleeping" in e.data]
     assert len(sleeping) == 1
+
+
+async def test_metrics_report_deliveries_attempts_and_destinations(start) -> None:
+    setup = await start("")
+    await publish_direct(setup.engine, "temp", "", device=DEVICE)
+    await wait_until(
+        lambda: len(setup.internal("hook-response/")) + len(setup.journal.attempts) >= 1
+    )
+    await wait_until(lambda: len(setup.journal.attempts) == 1)
+    text = setup.engine.metrics.render().decode()
+    assert 'hookwire_deliveries_total{hook="main",outcome="delivered"} 1.0' in text
+    assert 'hookwire_delivery_attempts_total{status_class="2xx"} 1.0' in text
+    assert "hookwire_delivery_latency_seconds_count 1.0" in text
+    destination = f'destination="http://127.0.0.1:{setup.sink.port}"'
+    assert f"hookwire_destination_queue_depth{{{destination}}} 0.0" in text
+    assert f"hookwire_destination_in_flight{{{destination}}} 0.0" in text
+    assert f"hookwire_destination_breaker_state{{{destination}}} 0.0" in text
