@@ -27,6 +27,8 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 BODYLESS_METHODS = ("GET", "DELETE")
+ENGINE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+"""Framing headers the client writes; one from a hook would corrupt the request."""
 
 
 class RequestError(Exception):
@@ -161,5 +163,7 @@ def _render_header_pairs(pairs: Pairs | None, context: Mapping[str, Any]) -> lis
         name = name_template.render(context)
         if not name or not all(33 <= ord(c) <= 126 and c != ":" for c in name):
             raise RequestError(f"rendered header name {name!r} is not a valid token")
+        if name.lower() in ENGINE_HEADERS:
+            raise RequestError(f"header {name!r} is set by the engine; a hook may not set it")
         rendered.append((name, value_template.render(context)))
     return rendered

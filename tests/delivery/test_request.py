@@ -100,6 +100,7 @@ def test_raw_body(write_config: WriteConfig) -> None:
         ('url = "http://h/"\nheaders = { "{{{u}}}" = "v" }', '{"u":"a b"}', "not a valid token"),
         ('url = "http://h/"\njson = \'{"a":{{{u}}}}\'', '{"u":"nope"}', "not valid JSON"),
         ('url = "http://h:99999/"', "{}", "is not valid"),
+        ('url = "http://h/"\nheaders = { "Content-Length" = "5" }', "{}", "set by the engine"),
     ],
 )
 def test_bad_renders_are_request_errors(
