@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -137,14 +137,18 @@ def _run(path: str) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    return _serve("hookwire", run_until_signalled, engine)
+
+
+def _serve(who: str, serve: Callable[..., Awaitable[None]], *args: object) -> int:
+    """Run a server until it stops; a socket error (a port taken) is one line, exit 1."""
     failure: BaseException | None = None
     try:
-        trio.run(run_until_signalled, engine)
+        trio.run(serve, *args)
     except* OSError as group:
         failure = group
     if failure is not None:
-        # Typically the port is taken: one line, not a traceback.
-        print(f"hookwire: cannot serve: {_first_leaf(failure)}", file=sys.stderr)
+        print(f"{who}: cannot serve: {_first_leaf(failure)}", file=sys.stderr)
         return 1
     return 0
 
@@ -158,15 +162,7 @@ def _first_leaf(exc: BaseException) -> BaseException:
 def _receiver(host: str, port: int) -> int:
     from engine.receiver import serve_receiver
 
-    failure: BaseException | None = None
-    try:
-        trio.run(serve_receiver, host, port)
-    except* OSError as group:
-        failure = group
-    if failure is not None:
-        print(f"hookwire receiver: cannot serve: {_first_leaf(failure)}", file=sys.stderr)
-        return 1
-    return 0
+    return _serve("hookwire receiver", serve_receiver, host, port)
 
 
 def _import(file: str, name: str | None, config: str) -> int:

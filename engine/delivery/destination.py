@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import trio
 
 from engine.delivery.breaker import CircuitBreaker
-from engine.delivery.request import PreparedRequest, Target
+from engine.delivery.request import PreparedRequest
+from engine.http.client import Origin
 from engine.model import Delivery
 from engine.ratelimit import TokenBucket
 
@@ -50,7 +51,7 @@ class Destination:
 
     def __init__(
         self,
-        target: Target,
+        target: Origin,
         verify_tls: bool,
         capacity: int,
         attempt: AttemptRunner,

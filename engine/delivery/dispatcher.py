@@ -25,7 +25,7 @@ from engine.delivery import retry
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
 from engine.delivery.downlink import Downlink
-from engine.delivery.request import PreparedRequest, RequestError, Target, build_request
+from engine.delivery.request import PreparedRequest, RequestError, build_request
 from engine.delivery.responses import (
     SLEEPING,
     response_events,
@@ -126,7 +126,7 @@ class Dispatcher:
             for i, h in enumerate(config.hooks)
             if h.rate
         }
-        self._destinations: dict[tuple[Target, bool], Destination] = {}
+        self._destinations: dict[tuple[Origin, bool], Destination] = {}
         self._pools: dict[Destination, tuple[Transport, float]] = {}
         self._open_transport: OpenTransport = open_transport or self._connection_pool
         self._failed: deque[tuple[Delivery, str]] = deque()
@@ -272,8 +272,7 @@ class Dispatcher:
                 return old
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await old.aclose()
-        origin = Origin(target.scheme, target.host, target.port)
-        pool = self._open_transport(origin, address, destination.capacity, destination.verify_tls)
+        pool = self._open_transport(target, address, destination.capacity, destination.verify_tls)
         self._pools[destination] = (pool, now + ADDRESS_TTL)
         return pool
 

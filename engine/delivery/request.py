@@ -18,6 +18,7 @@ import orjson
 
 from engine import __version__
 from engine.config import HookConfig
+from engine.http.client import Origin
 from engine.model import Event
 from engine.templates import TemplateRenderError
 from engine.templates.hook_templates import HookTemplates, Pairs
@@ -39,22 +40,8 @@ class RequestError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """Where a request goes: one destination queue, pool and breaker per target."""
-
-    scheme: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        default = DEFAULT_PORTS.get(self.scheme) == self.port
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}" + ("" if default else f":{self.port}")
-
-
-@dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    target: Target
+    target: Origin
     method: str
     path: str  # path and query, as sent on the request line
     headers: list[tuple[str, str]]
@@ -130,7 +117,7 @@ def _build(
     return PreparedRequest(target, method, path, headers, body)
 
 
-def _split_url(url: str) -> tuple[Target, str]:
+def _split_url(url: str) -> tuple[Origin, str]:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -146,7 +133,7 @@ def _split_url(url: str) -> tuple[Target, str]:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return Target(scheme, parts.hostname, port or DEFAULT_PORTS[scheme]), path
+    return Origin(scheme, parts.hostname, port or DEFAULT_PORTS[scheme]), path
 
 
 def _render_pairs(pairs: Pairs | None, context: Mapping[str, Any]) -> dict[str, str] | None:

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from engine.config import HookConfig
-from engine.delivery.request import USER_AGENT, RequestError, Target, build_request
+from engine.delivery.request import USER_AGENT, RequestError, build_request
+from engine.http.client import Origin
 from engine.model import Event
 from engine.templates.context import event_context
 from tests.conftest import WriteConfig
@@ -37,7 +38,7 @@ def build(made: HookConfig, event: Event = EVENT):  # type: ignore[no-untyped-de
 
 def test_default_is_a_form_post_of_the_default_fields(write_config: WriteConfig) -> None:
     request = build(hook(write_config, 'url = "https://api.example.com/x/{{{unit}}}"'))
-    assert request.target == Target("https", "api.example.com", 443)
+    assert request.target == Origin("https", "api.example.com", 443)
     assert str(request.target) == "https://api.example.com"
     assert (request.method, request.path) == ("POST", "/x/C")
     assert parse_qs(request.body.decode()) == {k: [v] for k, v in DEFAULTS.items()}
@@ -49,7 +50,7 @@ def test_default_is_a_form_post_of_the_default_fields(write_config: WriteConfig)
 
 def test_get_sends_the_default_fields_as_a_query(write_config: WriteConfig) -> None:
     request = build(hook(write_config, 'url = "http://h:8080/r?a=1"\nrequestType = "GET"'))
-    assert request.target == Target("http", "h", 8080)
+    assert request.target == Origin("http", "h", 8080)
     assert request.body == b""
     path, _, query = request.path.partition("?")
     assert path == "/r"
