@@ -164,11 +164,11 @@ class Destination:
             while True:
                 now = trio.current_time()
                 self._due_retries(now)
+                # Start everything the limits allow before waiting again.
                 job, wake = self._next_start(now)
-                if job is not None:
+                while job is not None:
                     self.in_flight += 1
                     attempts.start_soon(self._attempt, self, job)
-                    await trio.lowlevel.checkpoint()
-                    continue
+                    job, wake = self._next_start(now)
                 with trio.move_on_at(wake):
                     await self._lot.park()

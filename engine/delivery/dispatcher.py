@@ -25,7 +25,7 @@ from engine.delivery import retry
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
 from engine.delivery.downlink import Downlink
-from engine.delivery.request import PreparedRequest, RequestError, build_request
+from engine.delivery.request import EventParts, PreparedRequest, RequestBuilder, RequestError
 from engine.delivery.responses import (
     SLEEPING,
     response_events,
@@ -116,6 +116,13 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._ssl_context = ssl_context
         self.router = Router(config.hooks)
+        self._requests = RequestBuilder()
+        # A hook's part of its delivery ids: its name hashed (stable across config edits).
+        self._hook_tags = [
+            hashlib.blake2s(hook.name.encode(), digest_size=4).hexdigest() for hook in config.hooks
+        ]
+        self._outcomes: dict[tuple[str, str], Any] = {}
+        self._status_classes: dict[str, Any] = {}
         self._schedules = [
             retry.RetrySchedule(hook.retry if hook.retry is not None else config.delivery.retry)
             for hook in config.hooks
@@ -162,15 +169,15 @@ class Dispatcher:
         indices = self.router.match(event)
         if not indices or self._nursery is None:
             return
-        context = event_context(event)
+        parts = EventParts(event, event_context(event))
         now = trio.current_time()
         for index in indices:
             hook = self._config.hooks[index]
-            delivery = Delivery(self._delivery_id(event, hook), event, index)
+            delivery = Delivery(self._delivery_id(event, index), event, index)
             templates = hook.templates
             assert templates is not None, "hooks are compiled when the config loads"
             try:
-                request = build_request(hook, templates, event, context, delivery.id)
+                request = self._requests.build(hook, templates, parts, delivery.id)
             except RequestError as exc:
                 self._failed.append((delivery, str(exc)))
                 self._failed_lot.unpark_all()
@@ -178,9 +185,8 @@ class Dispatcher:
             lane = (index, event.device_id) if hook.ordered else None
             self._destination(request, hook).submit(Job(delivery, request, lane, now))
 
-    def _delivery_id(self, event: Event, hook: HookConfig) -> str:
-        hook_tag = hashlib.blake2s(hook.name.encode(), digest_size=4).hexdigest()
-        return f"msg_{self._journal.epoch}_{event.id:x}_{hook_tag}"
+    def _delivery_id(self, event: Event, index: int) -> str:
+        return f"msg_{self._journal.epoch}_{event.id:x}_{self._hook_tags[index]}"
 
     def _destination(self, request: PreparedRequest, hook: HookConfig) -> Destination:
         key = (request.target, hook.reject_unauthorized)
@@ -356,9 +362,18 @@ class Dispatcher:
     ) -> None:
         metrics = self._metrics
         status_class = f"{status // 100}xx" if status is not None else "error"
-        metrics.delivery_attempts.labels(status_class).inc()
+        attempts = self._status_classes.get(status_class)
+        if attempts is None:
+            attempts = self._status_classes[status_class] = metrics.delivery_attempts.labels(
+                status_class
+            )
+        attempts.inc()
         if delivery.state in ("delivered", "dead"):
-            metrics.deliveries.labels(hook.name, delivery.state).inc()
+            key = (hook.name, delivery.state)
+            outcomes = self._outcomes.get(key)
+            if outcomes is None:
+                outcomes = self._outcomes[key] = metrics.deliveries.labels(*key)
+            outcomes.inc()
         if delivery.state == "delivered":
             metrics.delivery_latency.observe(trio.current_time() - job.accepted_at)
 

@@ -58,6 +58,95 @@ def default_fields(event: Event) -> dict[str, str]:
     }
 
 
+class EventParts:
+    """What every hook of one event shares: its variables and its default fields."""
+
+    __slots__ = ("_form", "context", "defaults", "event")
+
+    def __init__(self, event: Event, context: Mapping[str, Any]) -> None:
+        self.event = event
+        self.context = context
+        self.defaults = default_fields(event)
+        self._form: bytes | None = None
+
+    @property
+    def default_form(self) -> bytes:
+        """The default fields as a form body, encoded once for all the event's hooks."""
+        if self._form is None:
+            self._form = urlencode(self.defaults).encode("ascii")
+        return self._form
+
+
+URL_CACHE_SIZE = 4096
+"""Rendered URLs remembered with their split; most hooks render few distinct URLs."""
+
+
+class RequestBuilder:
+    """Builds hooks' requests; remembers how recent URLs split (parsing is costly)."""
+
+    def __init__(self) -> None:
+        self._urls: dict[str, tuple[Origin, str]] = {}
+
+    def build(
+        self, hook: HookConfig, templates: HookTemplates, parts: EventParts, delivery_id: str
+    ) -> PreparedRequest:
+        """Render every template of ``hook`` for the event; raises RequestError."""
+        try:
+            return self._build(hook, templates, parts, delivery_id)
+        except TemplateRenderError as exc:
+            raise RequestError(str(exc)) from None
+
+    def _split(self, url: str) -> tuple[Origin, str]:
+        split = self._urls.get(url)
+        if split is None:
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            split = self._urls[url] = _split_url(url)
+        return split
+
+    def _build(
+        self, hook: HookConfig, templates: HookTemplates, parts: EventParts, delivery_id: str
+    ) -> PreparedRequest:
+        context = parts.context
+        target, path = self._split(templates.url.render(context))
+        method = hook.request_type
+        defaults = None if hook.no_defaults else parts.defaults
+        headers: list[tuple[str, str]] = [
+            ("User-Agent", USER_AGENT),
+            ("webhook-id", delivery_id),
+        ]
+        body = b""
+        query = _render_pairs(templates.query, context)
+        if templates.json is not None:
+            value = templates.json.render_value(context)
+            if defaults is not None and isinstance(value, dict):
+                value = {**defaults, **value}
+            body = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+            headers += [("Content-Type", JSON), ("Accept", JSON)]
+        elif templates.form is not None:
+            fields = _render_pairs(templates.form, context) or {}
+            body = urlencode({**(defaults or {}), **fields}).encode("ascii")
+            headers.append(("Content-Type", FORM))
+        elif templates.body is not None:
+            body = templates.body.render(context).encode("utf-8")
+        elif query is None and defaults is not None:
+            if method in BODYLESS_METHODS:
+                query = {}
+            else:
+                body = parts.default_form
+                headers.append(("Content-Type", FORM))
+        if query is not None:
+            if defaults is not None:
+                query = {**defaults, **query}
+            path += ("&" if "?" in path else "?") + urlencode(query)
+        if templates.auth is not None:
+            user, password = (part.render(context) for part in templates.auth)
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers.append(("Authorization", f"Basic {token}"))
+        headers += _render_header_pairs(templates.headers, context)
+        return PreparedRequest(target, method, path, headers, body)
+
+
 def build_request(
     hook: HookConfig,
     templates: HookTemplates,
@@ -65,56 +154,8 @@ def build_request(
     context: Mapping[str, Any],
     delivery_id: str,
 ) -> PreparedRequest:
-    """Render every template of ``hook`` for ``event``; raises RequestError."""
-    try:
-        return _build(hook, templates, event, context, delivery_id)
-    except TemplateRenderError as exc:
-        raise RequestError(str(exc)) from None
-
-
-def _build(
-    hook: HookConfig,
-    templates: HookTemplates,
-    event: Event,
-    context: Mapping[str, Any],
-    delivery_id: str,
-) -> PreparedRequest:
-    url = templates.url.render(context)
-    target, path = _split_url(url)
-    method = hook.request_type
-    defaults = None if hook.no_defaults else default_fields(event)
-    headers: list[tuple[str, str]] = [("User-Agent", USER_AGENT), ("webhook-id", delivery_id)]
-    body = b""
-    query = _render_pairs(templates.query, context)
-    if templates.json is not None:
-        value = templates.json.render_value(context)
-        if defaults is not None and isinstance(value, dict):
-            value = {**defaults, **value}
-        body = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-        headers += [("Content-Type", JSON), ("Accept", JSON)]
-    elif templates.form is not None:
-        fields = _render_pairs(templates.form, context) or {}
-        body = urlencode({**(defaults or {}), **fields}).encode("ascii")
-        headers.append(("Content-Type", FORM))
-    elif templates.body is not None:
-        body = templates.body.render(context).encode("utf-8")
-    elif query is None and defaults is not None:
-        if method in BODYLESS_METHODS:
-            query = {}
-        else:
-            body = urlencode(defaults).encode("ascii")
-            headers.append(("Content-Type", FORM))
-    if query is not None:
-        if defaults is not None:
-            query = {**defaults, **query}
-        path += ("&" if "?" in path else "?") + urlencode(query)
-    if templates.auth is not None:
-        user, password = (part.render(context) for part in templates.auth)
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        headers.append(("Authorization", f"Basic {token}"))
-    for name, value in _render_header_pairs(templates.headers, context):
-        headers.append((name, value))
-    return PreparedRequest(target, method, path, headers, body)
+    """One request, without caches shared across events (tools and tests)."""
+    return RequestBuilder().build(hook, templates, EventParts(event, context), delivery_id)
 
 
 def _split_url(url: str) -> tuple[Origin, str]:
