@@ -136,8 +136,9 @@ class Dispatcher:
         self._destinations: dict[tuple[Origin, bool], Destination] = {}
         self._pools: dict[Destination, tuple[Transport, float]] = {}
         self._open_transport: OpenTransport = open_transport or self._connection_pool
-        self._failed: deque[tuple[Delivery, str]] = deque()
-        self._failed_lot = trio.lowlevel.ParkingLot()
+        self._attempt_log: deque[tuple[Delivery, Attempt]] = deque()
+        self._outbox: deque[tuple[EventDraft, str | None]] = deque()
+        self._outbox_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
         self._sequence = 0
 
@@ -152,7 +153,7 @@ class Dispatcher:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._record_failures)
+                nursery.start_soon(self._write_journal)
                 self._bus.add_listener(self.accept)
                 task_status.started()
                 await trio.sleep_forever()
@@ -179,8 +180,7 @@ class Dispatcher:
             try:
                 request = self._requests.build(hook, templates, parts, delivery.id)
             except RequestError as exc:
-                self._failed.append((delivery, str(exc)))
-                self._failed_lot.unpark_all()
+                self._fail_unsent(delivery, hook, str(exc))
                 continue
             lane = (index, event.device_id) if hook.ordered else None
             self._destination(request, hook).submit(Job(delivery, request, lane, now))
@@ -214,11 +214,9 @@ class Dispatcher:
                 return  # requeued unsent: the breaker opened meanwhile
             response, reason, permanent, duration = sent
             if response is not None:
-                await self._publish_internal(
-                    f"hook-sent/{job.delivery.event.name}", "", job.delivery, False
-                )
+                self._emit(f"hook-sent/{job.delivery.event.name}", "", job.delivery, False)
             hook = self._config.hooks[job.delivery.hook_index]
-            await self._settle(
+            self._settle(
                 destination, job, hook, response, reason, permanent, duration, slot.release
             )
         finally:
@@ -293,7 +291,7 @@ class Dispatcher:
             ssl_context=self._ssl_context,
         )
 
-    async def _settle(
+    def _settle(
         self,
         destination: Destination,
         job: Job,
@@ -304,6 +302,7 @@ class Dispatcher:
         duration: float,
         release: Callable[[], None],
     ) -> None:
+        """Decide what an attempt's outcome means; all state changes, no waiting."""
         delivery = job.delivery
         now = trio.current_time()
         status = response.status if response is not None else None
@@ -317,7 +316,7 @@ class Dispatcher:
         # Free the slot only now: the next send must see the breaker this outcome left.
         release()
         if opened:
-            await self._publish_error(delivery, hook, SLEEPING)
+            self._emit_error(delivery, hook, SLEEPING)
         delivery.last_reason = reason
         delay = None
         if verdict is retry.Verdict.RETRY:
@@ -335,30 +334,35 @@ class Dispatcher:
         else:
             delivery.state = "dead"
         excerpt = response.body[:EXCERPT_BYTES] if response is not None else b""
-        attempt = Attempt(delivery.id, delivery.attempts, status, duration, reason, excerpt)
-        self._count(hook, verdict, status, delivery, job)
-        await self._record(delivery, attempt)
+        self._count(hook, status, delivery, job)
+        self._record(
+            delivery, Attempt(delivery.id, delivery.attempts, status, duration, reason, excerpt)
+        )
         if delivery.state == "waiting":
             destination.retry_later(job, delivery.due)
             return
         destination.finished(job)
         if delivery.state == "delivered":
             assert response is not None and hook.templates is not None
-            await self._publish_response(delivery, hook.templates, response)
+            self._emit_response(delivery, hook.templates, response)
             return
         if verdict is retry.Verdict.DISABLE:
             self.router.disable(delivery.hook_index)
             log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)
         log.info("delivery %s of hook %r gave up: %s", delivery.id, hook.name, reason)
-        await self._publish_error(delivery, hook, reason)
+        self._emit_error(delivery, hook, reason)
+
+    def _fail_unsent(self, delivery: Delivery, hook: HookConfig, reason: str) -> None:
+        """A delivery whose request could not even be built: a permanent failure."""
+        delivery.attempts = 1
+        delivery.state = "dead"
+        delivery.last_reason = reason
+        self._count(hook, None, delivery, None)
+        self._record(delivery, Attempt(delivery.id, 1, None, 0.0, reason, b"", "dead"))
+        self._emit_error(delivery, hook, reason)
 
     def _count(
-        self,
-        hook: HookConfig,
-        verdict: retry.Verdict,
-        status: int | None,
-        delivery: Delivery,
-        job: Job,
+        self, hook: HookConfig, status: int | None, delivery: Delivery, job: Job | None
     ) -> None:
         metrics = self._metrics
         status_class = f"{status // 100}xx" if status is not None else "error"
@@ -374,32 +378,53 @@ class Dispatcher:
             if outcomes is None:
                 outcomes = self._outcomes[key] = metrics.deliveries.labels(*key)
             outcomes.inc()
-        if delivery.state == "delivered":
+        if delivery.state == "delivered" and job is not None:
             metrics.delivery_latency.observe(trio.current_time() - job.accepted_at)
 
-    async def _record(self, delivery: Delivery, attempt: Attempt) -> None:
-        try:
-            await self._journal.record_attempt(delivery, attempt)
-        except JournalUnavailable as exc:
-            log.error("attempt of %s not recorded: %s", delivery.id, exc)
+    # the journal, written in batches by one task
 
-    async def _record_failures(self) -> None:
-        """Deliveries whose request could not even be built: permanent failures."""
+    def _record(self, delivery: Delivery, attempt: Attempt) -> None:
+        self._attempt_log.append((delivery, attempt))
+        self._outbox_lot.unpark_all()
+
+    def _emit(self, name: str, data: str, delivery: Delivery, to_device: bool) -> None:
+        """Queue an event of the engine's own, to be stored, then fanned out."""
+        source = delivery.event
+        draft = EventDraft(
+            name, data, source.ttl, True, utc_now_iso(), INTERNAL_DEVICE_ID, source.product_id
+        )
+        device = source.device_id if to_device and source.device_id != REST_DEVICE_ID else None
+        self._outbox.append((draft, device))
+        self._outbox_lot.unpark_all()
+
+    async def _write_journal(self) -> None:
+        """Store queued attempts and events, as many per write as have gathered."""
         while True:
-            while not self._failed:
-                await self._failed_lot.park()
-            delivery, reason = self._failed.popleft()
-            hook = self._config.hooks[delivery.hook_index]
-            delivery.attempts = 1
-            delivery.state = "dead"
-            delivery.last_reason = reason
-            self._metrics.deliveries.labels(hook.name, "dead").inc()
-            await self._record(delivery, Attempt(delivery.id, 1, None, 0.0, reason))
-            await self._publish_error(delivery, hook, reason)
+            while not self._outbox and not self._attempt_log:
+                await self._outbox_lot.park()
+            if self._attempt_log:
+                attempts = list(self._attempt_log)
+                self._attempt_log.clear()
+                try:
+                    await self._journal.record_attempts(attempts)
+                except JournalUnavailable as exc:
+                    log.error("%d attempts not recorded: %s", len(attempts), exc)
+            if self._outbox:
+                batch = list(self._outbox)
+                self._outbox.clear()
+                try:
+                    events = await self._journal.append_many([draft for draft, _ in batch])
+                except JournalUnavailable as exc:
+                    log.error("%d hook events not stored: %s", len(batch), exc)
+                    continue
+                for event, (_, device) in zip(events, batch, strict=True):
+                    self._bus.publish(event)
+                    if device is not None:
+                        self._downlink.send_nowait(device, event)
 
     # events back to the bus and the device
 
-    async def _publish_response(
+    def _emit_response(
         self, delivery: Delivery, templates: HookTemplates, response: Response
     ) -> None:
         if not response.body:
@@ -407,36 +432,17 @@ class Dispatcher:
         context = event_context(delivery.event)
         topic = templates.response_topic.render(context)
         if not topic_is_valid(topic):
-            await self._publish_error(
-                delivery,
-                self._config.hooks[delivery.hook_index],
-                f"invalid response topic {topic!r}",
-            )
+            hook = self._config.hooks[delivery.hook_index]
+            self._emit_error(delivery, hook, f"invalid response topic {topic!r}")
             return
         text = response_text(response.body, templates.response_template, context)
         for name, data in response_events(topic, text):
-            await self._publish_internal(name, data, delivery, True)
+            self._emit(name, data, delivery, True)
 
-    async def _publish_error(self, delivery: Delivery, hook: HookConfig, line: str) -> None:
+    def _emit_error(self, delivery: Delivery, hook: HookConfig, line: str) -> None:
         templates = hook.templates
         assert templates is not None
         topic = templates.error_response_topic.render(event_context(delivery.event))
         if not topic_is_valid(topic):
             topic = f"hook-error/{delivery.event.name}"
-        await self._publish_internal(f"{topic}/0", line.splitlines()[0][:512], delivery, True)
-
-    async def _publish_internal(
-        self, name: str, data: str, delivery: Delivery, to_device: bool
-    ) -> None:
-        source = delivery.event
-        draft = EventDraft(
-            name, data, source.ttl, True, utc_now_iso(), INTERNAL_DEVICE_ID, source.product_id
-        )
-        try:
-            event = await self._journal.append(draft)
-        except JournalUnavailable as exc:
-            log.error("%s not stored: %s", name, exc)
-            return
-        self._bus.publish(event)
-        if to_device and source.device_id != REST_DEVICE_ID:
-            self._downlink.send_nowait(source.device_id, event)
+        self._emit(f"{topic}/0", line.splitlines()[0][:512], delivery, True)

@@ -31,8 +31,8 @@ class Journal(Protocol):
         """Names this journal's history: with the event id it makes delivery ids unique."""
         ...
 
-    async def record_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
-        """Keep what one attempt gave, and the delivery's state after it."""
+    async def record_attempts(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
+        """Keep what attempts gave, and each delivery's state after it, in one write."""
         ...
 
     async def aclose(self) -> None: ...

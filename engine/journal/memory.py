@@ -50,11 +50,12 @@ class MemoryJournal:
     def epoch(self) -> str:
         return self._epoch
 
-    async def record_attempt(self, delivery: Delivery, attempt: Attempt) -> None:
+    async def record_attempts(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
         await trio.lowlevel.checkpoint()
-        self.attempts.append(attempt)
-        if delivery.state == "dead":
-            self.dead_letters.append(delivery)
+        for delivery, attempt in attempts:
+            self.attempts.append(attempt)
+            if attempt.state == "dead":
+                self.dead_letters.append(delivery)
 
     def recent(self) -> list[Event]:
         """The events still held, oldest first."""
