@@ -336,7 +336,10 @@ class Dispatcher:
         excerpt = response.body[:EXCERPT_BYTES] if response is not None else b""
         self._count(hook, status, delivery, job)
         self._record(
-            delivery, Attempt(delivery.id, delivery.attempts, status, duration, reason, excerpt)
+            delivery,
+            Attempt(
+                delivery.id, delivery.attempts, status, duration, reason, excerpt, delivery.state
+            ),
         )
         if delivery.state == "waiting":
             destination.retry_later(job, delivery.due)
