@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -350,3 +351,20 @@ async def test_metrics_report_deliveries_attempts_and_destinations(start) -> Non
     assert f"hookwire_destination_queue_depth{{{destination}}} 0.0" in text
     assert f"hookwire_destination_in_flight{{{destination}}} 0.0" in text
     assert f"hookwire_destination_breaker_state{{{destination}}} 0.0" in text
+
+
+async def test_a_hooks_rate_limits_its_requests(
+    start, autojump_clock: trio.testing.MockClock
+) -> None:
+    times: list[float] = []
+
+    def answer(request):  # type: ignore[no-untyped-def]
+        times.append(trio.current_time())
+        return Reply(200)
+
+    setup = await start("rate = 2\nburst = 1", Sink(answer))
+    for n in range(5):
+        await publish_direct(setup.engine, "temp", str(n), device=DEVICE)
+    await wait_until(lambda: len(times) == 5, within=60)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= 0.49 for gap in gaps), gaps
