@@ -6,11 +6,18 @@ engines in one process without sharing counters.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -65,24 +72,8 @@ class Metrics:
             registry=r,
         )
 
-        self.deliveries = Counter(
-            "hookwire_deliveries",
-            "Webhook deliveries finished, by hook and outcome (delivered or dead).",
-            ["hook", "outcome"],
-            registry=r,
-        )
-        self.delivery_attempts = Counter(
-            "hookwire_delivery_attempts",
-            "Webhook attempts, by status class (2xx..5xx, or error when no answer came).",
-            ["status_class"],
-            registry=r,
-        )
-        self.delivery_latency = Histogram(
-            "hookwire_delivery_latency_seconds",
-            "From an event being accepted to its webhook answering 2xx (retries included).",
-            buckets=DELIVERY_BUCKETS,
-            registry=r,
-        )
+        self.delivery_counts = DeliveryCounts()
+        r.register(_DeliveryCollector(self.delivery_counts))
 
     def watch_destinations(self, destinations: Callable[[], Iterable[DestinationState]]) -> None:
         """Report queue depth, in-flight attempts and breaker state of each destination."""
@@ -135,3 +126,56 @@ class _DestinationCollector:
         yield depth
         yield in_flight
         yield breaker
+
+
+class DeliveryCounts:
+    """Delivery metrics as plain numbers, bumped per attempt and read at scrape time.
+
+    prometheus-client's metrics take a lock per update; on the delivery path that was a
+    measurable share of the time, so these are exported by a collector instead.
+    """
+
+    def __init__(self) -> None:
+        self.outcomes: Tally[tuple[str, str]] = Tally()  # (hook, delivered|dead)
+        self.attempts: Tally[str] = Tally()  # status class: 2xx..5xx, error
+        self.latency_buckets = [0] * (len(DELIVERY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_buckets[bisect_left(DELIVERY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+
+class _DeliveryCollector:
+    def __init__(self, counts: DeliveryCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._counts
+        deliveries = CounterMetricFamily(
+            "hookwire_deliveries",
+            "Webhook deliveries finished, by hook and outcome (delivered or dead).",
+            labels=["hook", "outcome"],
+        )
+        for (hook, outcome), n in sorted(counts.outcomes.items()):
+            deliveries.add_metric([hook, outcome], n)
+        attempts = CounterMetricFamily(
+            "hookwire_delivery_attempts",
+            "Webhook attempts, by status class (2xx..5xx, or error when no answer came).",
+            labels=["status_class"],
+        )
+        for status_class, n in sorted(counts.attempts.items()):
+            attempts.add_metric([status_class], n)
+        cumulative, buckets = 0, []
+        for bound, n in zip((*DELIVERY_BUCKETS, float("inf")), counts.latency_buckets, strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+        latency = HistogramMetricFamily(
+            "hookwire_delivery_latency_seconds",
+            "From an event being accepted to its webhook answering 2xx (retries included).",
+            buckets=buckets,
+            sum_value=counts.latency_sum,
+        )
+        yield deliveries
+        yield attempts
+        yield latency

@@ -112,7 +112,6 @@ class Dispatcher:
         self._journal = journal
         self._bus = bus
         self._downlink = downlink
-        self._metrics = metrics
         self._rng = rng or random.Random()
         self._ssl_context = ssl_context
         self.router = Router(config.hooks)
@@ -121,8 +120,7 @@ class Dispatcher:
         self._hook_tags = [
             hashlib.blake2s(hook.name.encode(), digest_size=4).hexdigest() for hook in config.hooks
         ]
-        self._outcomes: dict[tuple[str, str], Any] = {}
-        self._status_classes: dict[str, Any] = {}
+        self._counts = metrics.delivery_counts
         self._schedules = [
             retry.RetrySchedule(hook.retry if hook.retry is not None else config.delivery.retry)
             for hook in config.hooks
@@ -367,22 +365,12 @@ class Dispatcher:
     def _count(
         self, hook: HookConfig, status: int | None, delivery: Delivery, job: Job | None
     ) -> None:
-        metrics = self._metrics
-        status_class = f"{status // 100}xx" if status is not None else "error"
-        attempts = self._status_classes.get(status_class)
-        if attempts is None:
-            attempts = self._status_classes[status_class] = metrics.delivery_attempts.labels(
-                status_class
-            )
-        attempts.inc()
+        counts = self._counts
+        counts.attempts[f"{status // 100}xx" if status is not None else "error"] += 1
         if delivery.state in ("delivered", "dead"):
-            key = (hook.name, delivery.state)
-            outcomes = self._outcomes.get(key)
-            if outcomes is None:
-                outcomes = self._outcomes[key] = metrics.deliveries.labels(*key)
-            outcomes.inc()
+            counts.outcomes[hook.name, delivery.state] += 1
         if delivery.state == "delivered" and job is not None:
-            metrics.delivery_latency.observe(trio.current_time() - job.accepted_at)
+            counts.observe_latency(trio.current_time() - job.accepted_at)
 
     # the journal, written in batches by one task
 

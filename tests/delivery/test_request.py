@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.config import HookConfig
-from engine.delivery.request import USER_AGENT, RequestError, build_request
+from engine.delivery.request import USER_AGENT, RequestError, build_request, form_encode
 from engine.http.client import Origin
 from engine.model import Event
 from engine.templates.context import event_context
@@ -110,3 +112,8 @@ def test_bad_renders_are_request_errors(
     event = Event(1, "temp", data, 60, False, "t", "dev1", None)
     with pytest.raises(RequestError, match=error):
         build(hook(write_config, body), event)
+
+
+@given(st.dictionaries(st.text(max_size=10), st.text(max_size=30), max_size=5))
+def test_form_encode_is_urlencode(fields: dict[str, str]) -> None:
+    assert form_encode(fields) == urlencode(fields)
