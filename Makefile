@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/sse_fanout.py
 	$(BIN)/python bench/idle_memory.py
 	$(BIN)/python bench/templates.py
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
