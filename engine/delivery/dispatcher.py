@@ -16,10 +16,11 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
+from engine.bus import Bus
 from engine.config import Config, HookConfig
 from engine.delivery import retry
 from engine.delivery.breaker import BreakerState
@@ -100,7 +101,7 @@ class Dispatcher:
         self,
         config: Config,
         journal: Journal,
-        bus: Any,
+        bus: Bus,
         downlink: Downlink,
         metrics: Metrics,
         *,
