@@ -6,8 +6,8 @@ requests leave in one ``send`` of pre-rendered bytes. Responses are split by han
 (head end, ``content-length``), which costs far less than any real parser, so the server,
 not this client, is what a run measures. Every loop is bounded by a deadline and a count.
 
-``run_load`` starts the workers (separate processes), starts them together, and merges
-their results.
+``run_load`` splits one spec among workers (separate processes), starts them together, and
+merges their results; ``run_loads`` runs several specs (one process each) side by side.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import socket
 import time
 from array import array
 from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,20 +38,26 @@ HEAD_END = b"\r\n\r\n"
 LENGTH = b"content-length:"
 ID_FIELD = b'"id":'
 
+Render = Callable[[int, float], bytes]
+"""``render(count, now)``: the bytes of the next ``count`` requests, sent at ``now``."""
+
+
+def post_head(host: str, port: int, path: str, token: str, content_type: str) -> bytes:
+    """A keep-alive POST request's head up to ``Content-Length: `` (the length comes next)."""
+    return (
+        f"POST {path} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        "Content-Length: "
+    ).encode("latin-1")
+
 
 def render_post(
     host: str, port: int, path: str, token: str, body: bytes, content_type: str
 ) -> bytes:
     """One complete keep-alive POST request, ready to be sent many times."""
-    head = (
-        f"POST {path} HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\n"
-        f"Authorization: Bearer {token}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "\r\n"
-    )
-    return head.encode("latin-1") + body
+    return b"%s%d\r\n\r\n%s" % (post_head(host, port, path, token, content_type), len(body), body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,7 @@ class LoadSpec:
 
     host: str
     port: int
-    request: bytes
+    request: bytes = b""  # sent as is, ``count`` times over, unless ``renderer`` is set
     connections: int = 32
     pipeline: int = 1
     duration: float = 5.0
@@ -67,6 +74,14 @@ class LoadSpec:
     max_requests: int = 2_000_000
     rate: float = 0.0  # requests/s for the whole run; 0 = as fast as answered
     track_ids: bool = False  # read "id" from each 200 body (publish answers)
+    # Called once in each worker (so it must pickle: a module-level function or a partial of
+    # one); the ``Render`` it returns makes every request instead of ``request`` (requests
+    # that differ, e.g. stamped with the time they are sent).
+    renderer: Callable[[], Render] | None = None
+    # Answers that arrive after the deadline (in the drain) still count in ``ok`` and the
+    # latencies, and the client CPU runs to the last one: for runs where every acknowledged
+    # request matters. ``window`` (hence ``per_second``) still ends at the deadline.
+    count_drain: bool = False
 
 
 @dataclass
@@ -215,11 +230,14 @@ def _drive(
     result: LoadResult,
 ) -> None:
     request = spec.request
+    render = spec.renderer() if spec.renderer is not None else None
     pipeline = spec.pipeline
     track_ids = spec.track_ids
     window_start = start + spec.warmup
     deadline = window_start + spec.duration
-    hard_deadline = deadline + DRAIN_TIMEOUT
+    window_end = hard_deadline = deadline + DRAIN_TIMEOUT
+    if not spec.count_drain:
+        window_end = deadline  # answers (and CPU) counted up to here
     budget = spec.max_requests
     rate = spec.rate
     live: set[_Conn] = set(conns)
@@ -245,7 +263,7 @@ def _drive(
         budget -= count
         result.sent += count
         conn.in_flight.extend([now] * count)
-        data = request * count
+        data = request * count if render is None else render(count, now)
         if conn.pending:
             conn.pending += data
             return
@@ -267,13 +285,15 @@ def _drive(
         return max(0, int((now - start) * rate) + 1 - result.sent)
 
     now = clock()
+    if now >= window_start:
+        cpu_at_start = time.process_time()
     for conn in conns:
         send(conn, min(pipeline, allowed(now)), now)
     while live:
         now = clock()
         if cpu_at_start is None and now >= window_start:
             cpu_at_start = time.process_time()
-        if cpu_at_end is None and now >= deadline:
+        if cpu_at_end is None and now >= window_end:
             cpu_at_end = time.process_time()
         sending = now < deadline and budget > 0
         if not sending and not any(conn.in_flight for conn in live):
@@ -322,7 +342,7 @@ def _drive(
                 continue
             now = clock()
             buf = conn.buf + data if conn.buf else data
-            counted = window_start <= now < deadline
+            counted = window_start <= now < window_end
             done = _split_responses(buf, conn, now, counted, result, track_ids)
             if done and rate <= 0 and now < deadline:
                 send(conn, done, now)
@@ -333,11 +353,13 @@ def _drive(
 
 @dataclass
 class LoadRun:
-    """``run_load``'s answer: merged results, plus the server's CPU use in the window."""
+    """What a run did: merged results, plus the server's CPU use in the window."""
 
-    result: LoadResult
+    result: LoadResult  # every worker's result, merged
     server_cpu: float | None  # CPU seconds of server_pid during the window
     machine_cpu: float | None  # CPU seconds of every process on the machine, same window
+    results: list[LoadResult] = field(default_factory=list)  # each worker's, in spec order
+    start: float = 0.0  # monotonic: when the workers started, together
 
     def others_cpu(self, *clients: float) -> float | None:
         """CPU seconds in the window used by neither the server nor the given clients."""
@@ -349,49 +371,61 @@ class LoadRun:
 def run_load(spec: LoadSpec, procs: int = 1, server_pid: int | None = None) -> LoadRun:
     """Run ``spec`` split over ``procs`` worker processes; wait (bounded) for all of them."""
     procs = max(1, min(procs, spec.connections))
+    shares = [
+        replace(
+            spec,
+            connections=_share(spec.connections, procs, i),
+            max_requests=_share(spec.max_requests, procs, i),
+            rate=spec.rate / procs,
+        )
+        for i in range(procs)
+    ]
+    return run_loads(shares, server_pid)
+
+
+def run_loads(
+    specs: Sequence[LoadSpec],
+    server_pid: int | None = None,
+    midway: Callable[[], None] | None = None,
+) -> LoadRun:
+    """Run each spec in its own worker process, all starting together; wait (bounded).
+
+    The window (for the CPU figures) runs from the end of the longest warmup to the last
+    deadline. ``midway``, with a ``server_pid``, is called once halfway through it.
+    """
     ctx = multiprocessing.get_context("spawn")
     workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     try:
-        for i in range(procs):
-            share = replace(
-                spec,
-                connections=_share(spec.connections, procs, i),
-                max_requests=_share(spec.max_requests, procs, i),
-                rate=spec.rate / procs,
-            )
+        for spec in specs:
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker, args=(share, child), daemon=True)
+            process = ctx.Process(target=_worker, args=(spec, child), daemon=True)
             process.start()
             child.close()
             workers.append((process, parent))
         for process, control in workers:
-            _receive(process, control, READY_TIMEOUT + 30)
+            receive(process, control, READY_TIMEOUT + 30)
         start = time.monotonic() + 0.2
         for _, control in workers:
             control.send(("go", start))
+        end = start + max(spec.warmup + spec.duration for spec in specs)
         server_cpu = machine_cpu = None
         if server_pid is not None:
-            server_cpu, machine_cpu = _window_cpu(
-                server_pid, start + spec.warmup, start + spec.warmup + spec.duration
-            )
+            begin = start + max(spec.warmup for spec in specs)
+            server_cpu, machine_cpu = _window_cpu(server_pid, begin, end, midway)
+        timeout = end - start + DRAIN_TIMEOUT + 30
+        results: list[LoadResult] = [receive(p, c, timeout)[1] for p, c in workers]
         merged = LoadResult()
-        timeout = spec.warmup + spec.duration + DRAIN_TIMEOUT + 30
-        for process, control in workers:
-            merged.merge(_receive(process, control, timeout)[1])
-        return LoadRun(merged, server_cpu, machine_cpu)
+        for result in results:
+            merged.merge(result)
+        return LoadRun(merged, server_cpu, machine_cpu, results, start)
     finally:
-        for process, control in workers:
-            control.close()
-            process.join(5)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
+        join(workers)
 
 
-def _receive(
+def receive(
     process: multiprocessing.process.BaseProcess, control: Connection, timeout: float
 ) -> tuple[Any, ...]:
-    """The worker's next message; a clear error if it died or went quiet."""
+    """A worker process's next message; a clear error if it died or went quiet."""
     try:
         if control.poll(timeout):
             message: tuple[Any, ...] = control.recv()
@@ -404,15 +438,33 @@ def _receive(
     raise RuntimeError(f"load worker {process.pid} sent nothing for {timeout:.0f}s")
 
 
+def join(workers: Sequence[tuple[multiprocessing.process.BaseProcess, Connection]]) -> None:
+    """Close the workers' pipes and wait (bounded) for them to exit; terminate stragglers."""
+    for process, control in workers:
+        control.close()
+        process.join(5)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+
+
 def _share(total: int, parts: int, index: int) -> int:
     return total // parts + (1 if index < total % parts else 0)
 
 
-def _window_cpu(pid: int, begin: float, end: float) -> tuple[float | None, float | None]:
-    """CPU seconds of ``pid``, and of the whole machine, between two monotonic instants."""
+def _window_cpu(
+    pid: int, begin: float, end: float, midway: Callable[[], None] | None = None
+) -> tuple[float | None, float | None]:
+    """CPU seconds of ``pid``, and of the whole machine, between two monotonic instants.
+
+    Calls ``midway`` (if given) once halfway between them.
+    """
     try:
         time.sleep(max(0.0, begin - time.monotonic()))
         server, machine = cpu_seconds(pid), machine_cpu_seconds()
+        if midway is not None:
+            time.sleep(max(0.0, (begin + end) / 2 - time.monotonic()))
+            midway()
         time.sleep(max(0.0, end - time.monotonic()))
         return cpu_seconds(pid) - server, machine_cpu_seconds() - machine
     except OSError:

@@ -29,30 +29,20 @@ import argparse
 import asyncio
 import math
 import multiprocessing
-import selectors
-import socket
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from _harness import (
-    HOST,
-    Daemon,
-    EngineFailed,
-    cpu_seconds,
-    machine_busy,
-    machine_cpu_seconds,
-    raise_fd_limit,
-    rss_kb,
-)
+from _harness import HOST, Daemon, EngineFailed, machine_busy, raise_fd_limit, rss_kb
 
-# The publish load generator's connection record and response splitter, shared on purpose.
-from _httpload import LoadResult, _Conn, _split_responses
+# The publishers are the publish benchmark's load generator, fed stamped requests.
+from _httpload import LoadResult, LoadSpec, Render, join, post_head, receive, run_loads
 from _receiver import Receiver, ReceiverStats
 from _report import Report, percentile
 
@@ -71,12 +61,8 @@ USER_AGENT = "Hookwire/0.1.0"
 """What the engine sends as User-Agent; the baselines send it too."""
 
 READY_TIMEOUT = 30.0
-"""Seconds a client process gets to start and open its connections."""
+"""Seconds a baseline client process gets to start."""
 
-ANSWER_TIMEOUT = 5.0
-"""Seconds after the publishing deadline that publishes in flight get to be answered."""
-
-RECEIVE_SIZE = 262144
 DRAIN_RATE_MIN = 1000
 """Backlog (deliveries) from which the rate after publishing stopped is worth showing."""
 CLIENT_BOUND = 0.9
@@ -149,85 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --- the publisher: raw sockets, one selectors loop per process, stamped events ----------
+# --- the publisher: bench/_httpload.py's client, one process per stream, stamped events --
 
 
-@dataclass(frozen=True, slots=True)
-class PublishSpec:
-    """One publisher process: which events, how fast, for how long.
+def _stamped_publishes(host: str, port: int, token: str, names: tuple[str, ...]) -> Render:
+    """``render(count, now)``: the next ``count`` publish requests, stamped with ``now``.
 
     Each event's ``data`` is the publisher's ``time.monotonic()`` when it was sent, so the
-    receiver can tell the end-to-end latency of every delivery it gets.
+    receiver can tell the end-to-end latency of every delivery it gets; ``names`` are cycled
+    through, one per event.
     """
-
-    host: str
-    port: int
-    token: str
-    names: tuple[str, ...]  # cycled through, one per event
-    connections: int = 8
-    pipeline: int = 1
-    duration: float = 4.0
-    max_events: int = 500_000
-    rate: float = 0.0  # events/s; 0 = as fast as they are answered
-
-
-@dataclass
-class PublishRun:
-    """What the publishers did, and the daemon's CPU use while they published."""
-
-    results: list[LoadResult]
-    start: float  # monotonic: the first publish
-    duration: float
-    daemon_cpu: float | None
-    machine_cpu: float | None
-    midway: dict[str, float]  # the engine's /metrics halfway through publishing
-
-
-def _publisher(spec: PublishSpec, control: Connection) -> None:
-    """A publisher process: connect, report ready, wait for "go", publish, report."""
-    result = LoadResult(workers=1)
-    sel = selectors.DefaultSelector()
-    conns: list[_Conn] = []
-    for _ in range(spec.connections):
-        try:
-            sock = socket.create_connection((spec.host, spec.port), timeout=READY_TIMEOUT)
-        except OSError as exc:
-            result.errors[f"connect: {exc.strerror or exc}"] += 1
-            continue
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        conn = _Conn(sock)
-        conns.append(conn)
-        sel.register(sock, selectors.EVENT_READ, conn)
-    result.connections = len(conns)
-    control.send(("ready", len(conns)))
-    if not control.poll(READY_TIMEOUT):
-        return
-    message = control.recv()
-    if message[0] != "go":
-        return
-    start: float = message[1]
-    while time.monotonic() < start:
-        time.sleep(min(0.01, max(0.0, start - time.monotonic())))
-    try:
-        _publish(spec, sel, conns, start, result)
-    finally:
-        for conn in conns:
-            conn.sock.close()
-        sel.close()
-    control.send(("done", result))
-
-
-def _request_renderer(spec: PublishSpec) -> Callable[[int, float], bytes]:
-    """``render(count, now)``: the next ``count`` publish requests, stamped with ``now``."""
-    head = (
-        "POST /v1/devices/events HTTP/1.1\r\n"
-        f"Host: {spec.host}:{spec.port}\r\n"
-        f"Authorization: Bearer {spec.token}\r\n"
-        f"Content-Type: {FORM}\r\n"
-        "Content-Length: "
-    ).encode("latin-1")
-    fields = [f"name={quote(name, safe='/')}&data=".encode() for name in spec.names]
+    head = post_head(host, port, "/v1/devices/events", token, FORM)
+    fields = [f"name={quote(name, safe='/')}&data=".encode() for name in names]
     count_of_names = len(fields)
     sequence = 0
 
@@ -244,197 +163,29 @@ def _request_renderer(spec: PublishSpec) -> Callable[[int, float], bytes]:
     return render
 
 
-def _publish(
-    spec: PublishSpec,
-    sel: selectors.BaseSelector,
-    conns: list[_Conn],
-    start: float,
-    result: LoadResult,
-) -> None:
-    """Publish until the deadline or the budget; then wait (bounded) for the answers."""
-    render = _request_renderer(spec)
-    pipeline = spec.pipeline
-    rate = spec.rate
-    deadline = start + spec.duration
-    hard_deadline = deadline + ANSWER_TIMEOUT
-    budget = spec.max_events
-    live: set[_Conn] = set(conns)
-    clock = time.monotonic
-    cpu_start = time.process_time()
-    stopped = deadline
+@dataclass
+class PublishRun:
+    """What the publishers did, and the daemon's CPU use while they published."""
 
-    def lost(conn: _Conn, why: str) -> None:
-        result.errors[why] += 1
-        if conn.in_flight:
-            result.errors["no answer (connection lost)"] += len(conn.in_flight)
-            conn.in_flight.clear()
-        sel.unregister(conn.sock)
-        conn.sock.close()
-        live.discard(conn)
-
-    def send(conn: _Conn, count: int, now: float) -> None:
-        nonlocal budget
-        count = min(count, budget)
-        if count <= 0:
-            return
-        budget -= count
-        result.sent += count
-        conn.in_flight.extend([now] * count)
-        data = render(count, now)
-        if conn.pending:
-            conn.pending += data
-            return
-        try:
-            written = conn.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            written = 0
-        except OSError as exc:
-            lost(conn, f"send: {exc.strerror or exc}")
-            return
-        if written < len(data):
-            conn.pending = data[written:]
-            sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
-
-    def allowed(now: float) -> int:
-        if rate <= 0:
-            return budget
-        return max(0, int((now - start) * rate) + 1 - result.sent)
-
-    now = clock()
-    for conn in conns:
-        send(conn, min(pipeline, allowed(now)), now)
-    while live:
-        now = clock()
-        sending = now < deadline and budget > 0
-        if not sending and stopped == deadline:
-            stopped = min(now, deadline)
-        if not sending and not any(conn.in_flight for conn in live):
-            break
-        if now >= hard_deadline:
-            stuck = sum(len(conn.in_flight) for conn in live)
-            if stuck:
-                result.errors["no answer before the drain timeout"] += stuck
-            break
-        if sending and rate > 0:
-            quota = allowed(now)
-            for conn in list(live):
-                room = min(pipeline - len(conn.in_flight), quota)
-                if room > 0:
-                    send(conn, room, now)
-                    quota -= room
-            timeout = max(0.0, min(1.0 / rate, deadline - now))
-        else:
-            timeout = max(0.0, min(0.1, (deadline if sending else hard_deadline) - now))
-        for key, mask in sel.select(timeout):
-            conn = key.data
-            if mask & selectors.EVENT_WRITE and conn.pending:
-                try:
-                    written = conn.sock.send(conn.pending)
-                except (BlockingIOError, InterruptedError):
-                    written = 0
-                except OSError as exc:
-                    lost(conn, f"send: {exc.strerror or exc}")
-                    continue
-                conn.pending = conn.pending[written:]
-                if not conn.pending:
-                    sel.modify(conn.sock, selectors.EVENT_READ, conn)
-            if not mask & selectors.EVENT_READ:
-                continue
-            try:
-                data = conn.sock.recv(RECEIVE_SIZE)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:
-                lost(conn, f"recv: {exc.strerror or exc}")
-                continue
-            if not data:
-                lost(conn, "closed by the server")
-                continue
-            now = clock()
-            buf = conn.buf + data if conn.buf else data
-            done = _split_responses(buf, conn, now, True, result, True)
-            if done and rate <= 0 and now < deadline:
-                send(conn, done, now)
-    result.window = max(0.0, stopped - start)
-    result.client_cpu = time.process_time() - cpu_start
+    results: list[LoadResult]  # one per publisher spec, in order
+    start: float  # monotonic: the first publish
+    duration: float
+    daemon_cpu: float | None
+    machine_cpu: float | None
+    midway: dict[str, float]  # the engine's /metrics halfway through publishing
 
 
 def run_publishers(
-    specs: Sequence[PublishSpec], daemon_pid: int, probe: Callable[[], dict[str, float]]
+    specs: Sequence[LoadSpec], daemon_pid: int, probe: Callable[[], dict[str, float]]
 ) -> PublishRun:
     """Run each spec in its own process, all starting together; wait (bounded) for them.
 
     ``probe`` (the daemon's /metrics) is called once, halfway through publishing.
     """
-    ctx = multiprocessing.get_context("spawn")
-    workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
-    try:
-        for spec in specs:
-            parent, child = ctx.Pipe()
-            process = ctx.Process(target=_publisher, args=(spec, child), daemon=True)
-            process.start()
-            child.close()
-            workers.append((process, parent))
-        for worker, control in workers:
-            _receive(worker, control, READY_TIMEOUT + 30)
-        start = time.monotonic() + 0.2
-        for _, control in workers:
-            control.send(("go", start))
-        duration = max(spec.duration for spec in specs)
-        midway: dict[str, float] = {}
-
-        def sample() -> None:
-            midway.update(probe())
-
-        daemon_cpu, machine_cpu = _window_cpu(daemon_pid, start, start + duration, sample)
-        timeout = duration + ANSWER_TIMEOUT + 30
-        results: list[LoadResult] = [_receive(p, c, timeout)[1] for p, c in workers]
-        return PublishRun(results, start, duration, daemon_cpu, machine_cpu, midway)
-    finally:
-        _join(workers)
-
-
-def _receive(
-    process: multiprocessing.process.BaseProcess, control: Connection, timeout: float
-) -> tuple[Any, ...]:
-    """The client process's next message; a clear error if it died or went quiet."""
-    try:
-        if control.poll(timeout):
-            message: tuple[Any, ...] = control.recv()
-            return message
-    except EOFError:
-        process.join(1)
-        raise RuntimeError(
-            f"client process {process.pid} died (exit code {process.exitcode})"
-        ) from None
-    raise RuntimeError(f"client process {process.pid} sent nothing for {timeout:.0f}s")
-
-
-def _join(workers: list[tuple[multiprocessing.process.BaseProcess, Connection]]) -> None:
-    for process, control in workers:
-        control.close()
-        process.join(5)
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
-
-
-def _window_cpu(
-    pid: int, begin: float, end: float, midway: Callable[[], None]
-) -> tuple[float | None, float | None]:
-    """CPU seconds of ``pid``, and of the whole machine, between two monotonic instants.
-
-    Calls ``midway`` once halfway between them.
-    """
-    try:
-        time.sleep(max(0.0, begin - time.monotonic()))
-        used, machine = cpu_seconds(pid), machine_cpu_seconds()
-        time.sleep(max(0.0, (begin + end) / 2 - time.monotonic()))
-        midway()
-        time.sleep(max(0.0, end - time.monotonic()))
-        return cpu_seconds(pid) - used, machine_cpu_seconds() - machine
-    except OSError:
-        return None, None
+    midway: dict[str, float] = {}
+    run = run_loads(specs, daemon_pid, lambda: midway.update(probe()))
+    duration = max(spec.duration for spec in specs)
+    return PublishRun(run.results, run.start, duration, run.server_cpu, run.machine_cpu, midway)
 
 
 # --- the naive baselines: httpx on trio, aiohttp on asyncio -----------------------------
@@ -585,12 +336,12 @@ def run_baseline(spec: BaselineSpec) -> BaselineResult:
     process.start()
     child.close()
     try:
-        result: BaselineResult = _receive(
+        result: BaselineResult = receive(
             process, parent, READY_TIMEOUT + spec.warmup + spec.duration + 30
         )[1]
         return result
     finally:
-        _join([(process, parent)])
+        join([(process, parent)])
 
 
 # --- scenarios ------------------------------------------------------------------------
@@ -670,7 +421,7 @@ def _phase(
     args: argparse.Namespace,
     daemon: Daemon,
     receiver: Receiver,
-    streams: Sequence[tuple[PublishSpec, int]],
+    streams: Sequence[tuple[LoadSpec, int]],
 ) -> PhaseResult:
     """Publish ``streams`` (spec, healthy deliveries per event) together; wait for the rest."""
     receiver.reset()
@@ -693,16 +444,19 @@ def _phase(
 
 def _publish_spec(
     args: argparse.Namespace, daemon: Daemon, names: tuple[str, ...], **changes: Any
-) -> PublishSpec:
-    spec = PublishSpec(
+) -> LoadSpec:
+    """One publisher process: events named ``names``, stamped, every answer counted."""
+    spec = LoadSpec(
         host=daemon.host,
         port=daemon.port,
-        token=daemon.token,
-        names=names,
         connections=args.pub_conns,
         pipeline=args.pub_pipeline,
         duration=args.duration,
-        max_events=args.max_events,
+        warmup=0.0,  # the phase's warmup is left out at the receiver, not here
+        max_requests=args.max_events,
+        track_ids=True,
+        renderer=partial(_stamped_publishes, daemon.host, daemon.port, daemon.token, names),
+        count_drain=True,  # each acknowledged event is a delivery the receiver must get
     )
     return replace(spec, **changes)
 
