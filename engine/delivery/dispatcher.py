@@ -85,6 +85,7 @@ class Transport(Protocol):
         body: bytes = b"",
         *,
         timeout: float,  # noqa: ASYNC109 (the pool's own deadline names the phase)
+        on_sent: Callable[[], object] | None = None,
     ) -> Response: ...
 
     async def aclose(self) -> None: ...
@@ -212,8 +213,6 @@ class Dispatcher:
             if sent is None:
                 return  # requeued unsent: the breaker opened meanwhile
             response, reason, permanent, duration = sent
-            if response is not None:
-                self._emit(f"hook-sent/{job.delivery.event.name}", "", job.delivery, False)
             hook = self._config.hooks[job.delivery.hook_index]
             self._settle(
                 destination, job, hook, response, reason, permanent, duration, slot.release
@@ -253,6 +252,7 @@ class Dispatcher:
                 headers,
                 request.body,
                 timeout=hook.timeout or self._config.delivery.timeout,
+                on_sent=lambda: self._emit(f"hook-sent/{delivery.event.name}", "", delivery, False),
             )
         except HttpClientError as exc:
             reason = f"{exc} from {request.target.host}"

@@ -18,6 +18,7 @@ import contextlib
 import os
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -222,14 +223,17 @@ class ConnectionPool:
         *,
         # Our own deadline, not the caller's fail_after: the phase it cuts names the error.
         timeout: float,  # noqa: ASYNC109
+        on_sent: Callable[[], object] | None = None,
     ) -> Response:
         """Send one request and read its response, all within ``timeout`` seconds.
 
         ``target`` is the path and query; ``headers`` must not carry Host,
         Content-Length or Transfer-Encoding (the pool writes them). Raises an
-        ``HttpClientError`` subclass named by the phase that failed.
+        ``HttpClientError`` subclass named by the phase that failed. ``on_sent`` is called
+        once, as soon as the request has been written.
         """
         data = render_request(method, target, self._host_header, headers, body)
+        written = _Once(on_sent)
         phase = "waiting"
         with trio.move_on_after(timeout) as deadline:
             now = trio.current_time()
@@ -245,7 +249,7 @@ class ConnectionPool:
                     connection = await self._connect()
                 phase = "exchanging"
                 try:
-                    reader = await self._exchange(connection, data, method)
+                    reader = await self._exchange(connection, data, method, written)
                 except _Stale:
                     stale, connection = connection, None
                     self._in_use.discard(stale)  # the slot stays ours for the fresh one
@@ -253,7 +257,7 @@ class ConnectionPool:
                     phase = "connecting"
                     connection = await self._connect()
                     phase = "exchanging"
-                    reader = await self._exchange(connection, data, method)
+                    reader = await self._exchange(connection, data, method, written)
                 reusable = reader.keep_alive
                 return Response(reader.status, reader.headers, reader.body, reader.truncated)
             finally:
@@ -407,7 +411,9 @@ class ConnectionPool:
             raise PoolClosed(f"connection pool for {self.origin} was closed")
         return connection
 
-    async def _exchange(self, connection: _Connection, data: bytes, method: str) -> ResponseReader:
+    async def _exchange(
+        self, connection: _Connection, data: bytes, method: str, written: _Once
+    ) -> ResponseReader:
         """Send one request and read its whole response; the transport's exceptions end here."""
         stream = connection.stream
         sock = connection.socket
@@ -423,6 +429,7 @@ class ConnectionPool:
             if reused:
                 raise _Stale from exc
             raise WriteError(f"connection lost while sending the request: {_reason(exc)}") from exc
+        written()
         reader = ResponseReader(method)
         receive = stream.receive_some if sock is None else sock.recv
         answered = False
@@ -447,6 +454,20 @@ class ConnectionPool:
             raise ReadError(f"connection lost while reading the response: {_reason(exc)}") from exc
         connection.requests += 1
         return reader
+
+
+class _Once:
+    """Calls ``callback`` the first time it is called (a retried request is sent twice)."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, callback: Callable[[], object] | None) -> None:
+        self._callback = callback
+
+    def __call__(self) -> None:
+        if self._callback is not None:
+            callback, self._callback = self._callback, None
+            callback()
 
 
 async def _close(connection: _Connection) -> None:

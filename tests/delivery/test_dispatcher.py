@@ -156,6 +156,8 @@ async def test_failures_end_as_the_contract_says(
     assert reason in error.data
     assert [d for d, _ in setup.engine.downlink.sent] == [DEVICE]
     assert [d.state for d in setup.journal.dead_letters] == ["dead"]
+    # The request was written in every case here: hook-sent says so, answer or not.
+    assert [e.name for e in setup.internal("hook-sent/")] == ["hook-sent/temp"]
 
 
 async def test_connection_refused(start, autojump_clock: trio.testing.MockClock) -> None:
@@ -165,6 +167,7 @@ async def test_connection_refused(start, autojump_clock: trio.testing.MockClock)
     [attempt] = setup.journal.attempts
     assert attempt.status is None
     assert "refused" in attempt.reason.lower()
+    assert setup.internal("hook-sent/") == []  # nothing was sent
 
 
 async def test_retry_after_is_honoured(start, autojump_clock: trio.testing.MockClock) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +63,11 @@ class FakeTransport:
         body: bytes = b"",
         *,
         timeout: float,  # noqa: ASYNC109
+        on_sent: Callable[[], object] | None = None,
     ) -> Response:
         assert self.engine is not None
+        if on_sent is not None:
+            on_sent()
         [destination] = self.engine.dispatcher.destinations
         if destination.breaker.state is BreakerState.OPEN:
             self.sent_while_open += 1
