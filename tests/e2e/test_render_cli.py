@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,36 @@ async def test_import_checks_a_particle_document_and_prints_its_entry(tmp_path: 
         result = await run_cli("import", str(bad))
         assert result.returncode == 1
         assert error in result.stderr.decode()
+
+
+async def test_receiver_prints_what_arrives_and_answers_json() -> None:
+    import httpx
+    import trio
+
+    from tests.helpers import HOOKWIRE
+
+    process = await trio.lowlevel.open_process(
+        [*HOOKWIRE, "receiver", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        banner = b""
+        with trio.fail_after(10):
+            while b"\n" not in banner:
+                banner += await process.stderr.receive_some(1024)
+        url = banner.decode().split("on ")[1].strip()
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url + "/hook", content=b"a=1", headers={"webhook-id": "m1"})
+        assert answer.json() == {"ok": True, "received": 1}
+        line = b""
+        with trio.fail_after(10):
+            while b"\n" not in line:
+                line += await process.stdout.receive_some(1024)
+        assert line.decode() == "POST /hook m1 a=1\n"
+    finally:
+        process.terminate()
+        with trio.fail_after(5):
+            assert await process.wait() == 0
