@@ -92,7 +92,6 @@ class Bus:
 
     def __init__(self) -> None:
         self._subscribers: dict[Subscription, None] = {}
-        self._listeners: list[Callable[[int], object]] = []
         self._consumers: list[Callable[[Event], object]] = []
 
     def __repr__(self) -> str:
@@ -100,10 +99,6 @@ class Bus:
 
     def __len__(self) -> int:
         return len(self._subscribers)
-
-    def watch_count(self, listener: Callable[[int], object]) -> None:
-        """Call ``listener(n)`` whenever the number of subscribers changes (for a gauge)."""
-        self._listeners.append(listener)
 
     def subscribe(
         self,
@@ -116,13 +111,10 @@ class Bus:
             raise ValueError("a subscription needs room for at least one event")
         subscription = Subscription(self, accepts, capacity, on_drop)
         self._subscribers[subscription] = None
-        self._count_changed()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        if subscription in self._subscribers:
-            del self._subscribers[subscription]
-            self._count_changed()
+        self._subscribers.pop(subscription, None)
 
     def add_listener(self, consume: Callable[[Event], object]) -> None:
         """Call ``consume(event)`` for every event, synchronously, as it is published.
@@ -146,12 +138,3 @@ class Bus:
         # offer() may drop (and so remove) a subscriber: iterate over a snapshot.
         for subscription in list(self._subscribers):
             subscription.offer(event)
-
-    def publish_many(self, events: list[Event]) -> None:
-        for event in events:
-            self.publish(event)
-
-    def _count_changed(self) -> None:
-        n = len(self._subscribers)
-        for listener in self._listeners:
-            listener(n)

@@ -46,18 +46,11 @@ class Principal:
     products: frozenset[int]
     devices: frozenset[str]
 
-    @property
-    def unscoped(self) -> bool:
-        return not self.products and not self.devices
-
     def sees_product(self, product_id: int | None) -> bool:
         return not self.products or product_id in self.products
 
     def sees_device(self, device_id: str) -> bool:
         return not self.devices or device_id in self.devices
-
-    def sees(self, device_id: str, product_id: int | None) -> bool:
-        return self.sees_product(product_id) and self.sees_device(device_id)
 
 
 class Authenticator:

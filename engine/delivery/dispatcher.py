@@ -38,7 +38,16 @@ from engine.delivery.router import Router
 from engine.delivery.signing import Signer
 from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
 from engine.events import utc_now_iso
-from engine.http.client import ConnectionPool, HttpClientError, Origin, Response
+from engine.http.client import (
+    ConnectError,
+    ConnectionPool,
+    ConnectTimeout,
+    HttpClientError,
+    Origin,
+    ReadTimeout,
+    Response,
+    TLSError,
+)
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
 from engine.model import INTERNAL_DEVICE_ID, REST_DEVICE_ID, Attempt, Delivery, Event, EventDraft
@@ -55,6 +64,17 @@ ADDRESS_TTL = 60.0
 """Seconds a vetted address is trusted before the name is resolved (and vetted) again."""
 
 RESOLVE_TIMEOUT = 5.0
+
+
+def _failure_of(error: HttpClientError) -> retry.Failure:
+    """The kind of a transport error, for the retry policy (decided on types, not text)."""
+    if isinstance(error, ReadTimeout | ConnectTimeout):
+        return retry.Failure.TIMEOUT
+    if isinstance(error, ConnectError):
+        return retry.Failure.CONNECT
+    if isinstance(error, TLSError):
+        return retry.Failure.TLS
+    return retry.Failure.PROTOCOL
 
 
 class _Slot:
@@ -140,7 +160,6 @@ class Dispatcher:
         self._outbox: deque[tuple[EventDraft, str | None]] = deque()
         self._outbox_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
-        self._sequence = 0
 
     def __repr__(self) -> str:
         return f"<Dispatcher destinations={len(self._destinations)} {self.router!r}>"
@@ -212,18 +231,16 @@ class Dispatcher:
             sent = await self._send(destination, job)
             if sent is None:
                 return  # requeued unsent: the breaker opened meanwhile
-            response, reason, permanent, duration = sent
+            response, reason, failure, duration = sent
             hook = self._config.hooks[job.delivery.hook_index]
-            self._settle(
-                destination, job, hook, response, reason, permanent, duration, slot.release
-            )
+            self._settle(destination, job, hook, response, reason, failure, duration, slot.release)
         finally:
             slot.release()
 
     async def _send(
         self, destination: Destination, job: Job
-    ) -> tuple[Response | None, str, bool, float] | None:
-        """(response, reason, permanent, seconds), or None if the job went back unsent."""
+    ) -> tuple[Response | None, str, retry.Failure | None, float] | None:
+        """(response, reason, failure, seconds), or None if the job went back unsent."""
         delivery, request = job.delivery, job.request
         hook = self._config.hooks[delivery.hook_index]
         started = trio.current_time()
@@ -231,10 +248,11 @@ class Dispatcher:
             pool = await self._pool(destination)
         except Refused as exc:
             delivery.attempts += 1
-            return None, str(exc), True, trio.current_time() - started
+            return None, str(exc), retry.Failure.REFUSED, trio.current_time() - started
         except Unresolvable as exc:
             delivery.attempts += 1
-            return None, f"{exc} from {request.target.host}", False, trio.current_time() - started
+            reason = f"{exc} from {request.target.host}"
+            return None, reason, retry.Failure.CONNECT, trio.current_time() - started
         if destination.breaker.state is BreakerState.OPEN:
             # An attempt in flight opened it while this one got ready: wait, unsent.
             destination.requeue(job)
@@ -256,8 +274,8 @@ class Dispatcher:
             )
         except HttpClientError as exc:
             reason = f"{exc} from {request.target.host}"
-            return None, reason, False, trio.current_time() - started
-        return response, str(response.status), False, trio.current_time() - started
+            return None, reason, _failure_of(exc), trio.current_time() - started
+        return response, str(response.status), None, trio.current_time() - started
 
     async def _pool(self, destination: Destination) -> Transport:
         now = trio.current_time()
@@ -297,7 +315,7 @@ class Dispatcher:
         hook: HookConfig,
         response: Response | None,
         reason: str,
-        permanent: bool,
+        failure: retry.Failure | None,
         duration: float,
         release: Callable[[], None],
     ) -> None:
@@ -310,7 +328,8 @@ class Dispatcher:
             if verdict is not retry.Verdict.SUCCESS:
                 reason = status_line(response.status, destination.target.host)
         else:
-            verdict = retry.Verdict.PERMANENT if permanent else retry.Verdict.RETRY
+            assert failure is not None
+            verdict = retry.classify_failure(failure)
         opened = destination.breaker.record(verdict is not retry.Verdict.RETRY, now)
         # Free the slot only now: the next send must see the breaker this outcome left.
         release()

@@ -60,10 +60,3 @@ class Signer:
 def sign(secret: str, msg_id: str, timestamp: int, payload: bytes) -> str:
     """`Signer.sign` for a one-off; a hook keeps its `Signer` instead."""
     return Signer(secret).sign(msg_id, timestamp, payload)
-
-
-def signature_headers(
-    secret: str, msg_id: str, timestamp: int, payload: bytes
-) -> list[tuple[str, str]]:
-    """`Signer.headers` for a one-off; a hook keeps its `Signer` instead."""
-    return Signer(secret).headers(msg_id, timestamp, payload)

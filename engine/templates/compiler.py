@@ -101,10 +101,6 @@ def _section(value: Any, body: Body, stack: tuple[Any, ...], indent: str, depth:
     return body((*stack, value), indent, depth)
 
 
-def _inverted(value: Any, body: Body, stack: tuple[Any, ...], indent: str, depth: int) -> str:
-    return "" if truthy(value) else body(stack, indent, depth)
-
-
 MAX_FSTRING_PARTS = 200
 """Beyond this many pieces one expression becomes a join over a tuple (compiler limits)."""
 
