@@ -34,6 +34,7 @@ from _report import Report
 from engine.model import Event
 from engine.templates import compile_template
 from engine.templates.context import event_context
+from engine.templates.values import escape_html
 
 try:
     import chevron
@@ -81,19 +82,8 @@ Render = Callable[[Any], str]
 # -- the ceiling: what a person would write for these templates and this data -------------
 
 
-def _escape(text: str) -> str:
-    if "&" in text or "<" in text or ">" in text or '"' in text:
-        return (
-            text.replace("&", "&amp;")
-            .replace("<", "&lt;")
-            .replace(">", "&gt;")
-            .replace('"', "&quot;")
-        )
-    return text
-
-
 def _body_fstring(c: Any) -> str:
-    tags = "".join([f'"{_escape(tag)}",' for tag in c["tags"]])
+    tags = "".join([f'"{escape_html(tag)}",' for tag in c["tags"]])
     return (
         f'{{"device":"{c["TRACKLE_DEVICE_ID"]}","event":"{c["TRACKLE_EVENT_NAME"]}",'
         f'"temp":{c["temp"]},"hum":{c["hum"]},"at":"{c["TRACKLE_PUBLISHED_AT"]}",'
@@ -104,7 +94,7 @@ def _body_fstring(c: Any) -> str:
 def _url_fstring(c: Any) -> str:
     return (
         f"https://api.example.com/devices/{c['TRACKLE_DEVICE_ID']}/readings"
-        f"?unit={_escape(c['unit'])}&site={_escape(c['site']['name'])}"
+        f"?unit={escape_html(c['unit'])}&site={escape_html(c['site']['name'])}"
     )
 
 

@@ -190,7 +190,8 @@ class Broadcaster:
         return sink
 
     def detach(self, sink: Sink) -> None:
-        if self._sinks.pop(sink, False) is None:
+        if sink in self._sinks:
+            del self._sinks[sink]
             self._stats.closed()
             if sink.overflowed:
                 self._stats.dropped()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -32,6 +33,7 @@ MAX_IDLE_WAIT = 60.0
 class Job:
     delivery: Delivery
     request: PreparedRequest
+    context: Mapping[str, Any]  # the event's variables, shared by its hooks' jobs
     lane: tuple[int, str] | None = None  # (hook, device) for ordered hooks
     accepted_at: float = 0.0
 

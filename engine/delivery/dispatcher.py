@@ -15,8 +15,8 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import trio
 
@@ -199,10 +199,12 @@ class Dispatcher:
             try:
                 request = self._requests.build(hook, templates, parts, delivery.id)
             except RequestError as exc:
-                self._fail_unsent(delivery, hook, str(exc))
+                self._fail_unsent(delivery, hook, str(exc), parts.context)
                 continue
             lane = (index, event.device_id) if hook.ordered else None
-            self._destination(request, hook).submit(Job(delivery, request, lane, now))
+            self._destination(request, hook).submit(
+                Job(delivery, request, parts.context, lane, now)
+            )
 
     def _delivery_id(self, event: Event, index: int) -> str:
         return f"msg_{self._journal.epoch}_{event.id:x}_{self._hook_tags[index]}"
@@ -334,7 +336,7 @@ class Dispatcher:
         # Free the slot only now: the next send must see the breaker this outcome left.
         release()
         if opened:
-            self._emit_error(delivery, hook, SLEEPING)
+            self._emit_error(delivery, hook, SLEEPING, job.context)
         delivery.last_reason = reason
         delay = None
         if verdict is retry.Verdict.RETRY:
@@ -365,22 +367,24 @@ class Dispatcher:
         destination.finished(job)
         if delivery.state == "delivered":
             assert response is not None and hook.templates is not None
-            self._emit_response(delivery, hook.templates, response)
+            self._emit_response(delivery, hook.templates, response, job.context)
             return
         if verdict is retry.Verdict.DISABLE:
             self.router.disable(delivery.hook_index)
             log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)
         log.info("delivery %s of hook %r gave up: %s", delivery.id, hook.name, reason)
-        self._emit_error(delivery, hook, reason)
+        self._emit_error(delivery, hook, reason, job.context)
 
-    def _fail_unsent(self, delivery: Delivery, hook: HookConfig, reason: str) -> None:
+    def _fail_unsent(
+        self, delivery: Delivery, hook: HookConfig, reason: str, context: Mapping[str, Any]
+    ) -> None:
         """A delivery whose request could not even be built: a permanent failure."""
         delivery.attempts = 1
         delivery.state = "dead"
         delivery.last_reason = reason
         self._count(hook, None, delivery, None)
         self._record(delivery, Attempt(delivery.id, 1, None, 0.0, reason, b"", "dead"))
-        self._emit_error(delivery, hook, reason)
+        self._emit_error(delivery, hook, reason, context)
 
     def _count(
         self, hook: HookConfig, status: int | None, delivery: Delivery, job: Job | None
@@ -436,24 +440,29 @@ class Dispatcher:
     # events back to the bus and the device
 
     def _emit_response(
-        self, delivery: Delivery, templates: HookTemplates, response: Response
+        self,
+        delivery: Delivery,
+        templates: HookTemplates,
+        response: Response,
+        context: Mapping[str, Any],
     ) -> None:
         if not response.body:
             return
-        context = event_context(delivery.event)
         topic = templates.response_topic.render(context)
         if not topic_is_valid(topic):
             hook = self._config.hooks[delivery.hook_index]
-            self._emit_error(delivery, hook, f"invalid response topic {topic!r}")
+            self._emit_error(delivery, hook, f"invalid response topic {topic!r}", context)
             return
         text = response_text(response.body, templates.response_template, context)
         for name, data in response_events(topic, text):
             self._emit(name, data, delivery, True)
 
-    def _emit_error(self, delivery: Delivery, hook: HookConfig, line: str) -> None:
+    def _emit_error(
+        self, delivery: Delivery, hook: HookConfig, line: str, context: Mapping[str, Any]
+    ) -> None:
         templates = hook.templates
         assert templates is not None
-        topic = templates.error_response_topic.render(event_context(delivery.event))
+        topic = templates.error_response_topic.render(context)
         if not topic_is_valid(topic):
             topic = f"hook-error/{delivery.event.name}"
         self._emit(f"{topic}/0", line.splitlines()[0][:512], delivery, True)

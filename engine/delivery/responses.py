@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, cast
 
 import orjson
 
@@ -32,7 +32,9 @@ def response_text(body: bytes, template: Template | None, context: Mapping[str, 
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return text
-    scope: Any = ChainMap(parsed, dict(context)) if isinstance(parsed, dict) else parsed
+    # ChainMap only reads its later maps; the typing wants them mutable.
+    behind = cast("MutableMapping[str, Any]", context)
+    scope: Any = ChainMap(parsed, behind) if isinstance(parsed, dict) else parsed
     try:
         return template.render(scope)
     except TemplateRenderError:
