@@ -130,12 +130,16 @@ def _run(path: str) -> int:
         level=config.log.level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
     )
     from engine.daemon import Engine, run_until_signalled
+    from engine.journal.schema import JournalError
 
     try:
         engine = Engine(config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return 1
+    except JournalError as exc:
+        print(f"hookwire: {exc}", file=sys.stderr)
         return 1
     return _serve("hookwire", run_until_signalled, engine)
 

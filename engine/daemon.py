@@ -14,21 +14,31 @@ from engine.bus import Bus
 from engine.config import Config, ConfigError
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.downlink import MemoryDownlink
+from engine.delivery.router import Router
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
+from engine.journal.sqlite import SqliteJournal
 from engine.metrics import Metrics
 
 log = logging.getLogger("hookwire")
 
 
-def open_journal(config: Config) -> Journal:
-    backend = config.journal.backend
-    if backend == "memory":
+def open_journal(config: Config, router: Router) -> Journal:
+    """The configured journal, opened (and migrated); raises JournalError when it cannot be."""
+    settings = config.journal
+    if settings.backend == "memory":
         return MemoryJournal()
+    if settings.backend == "sqlite":
+        return SqliteJournal(
+            settings.path,
+            router,
+            synchronous=settings.synchronous,
+            retention=settings.retention,
+        )
     raise ConfigError(
         [
-            f'{config.path}: journal.backend: "{backend}" is not available in this version; '
-            'use "memory"'
+            f'{config.path}: journal.backend: "{settings.backend}" is not available in this '
+            'version; use "sqlite" or "memory"'
         ]
     )
 
@@ -39,11 +49,18 @@ class Engine:
     def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.journal = open_journal(config)
+        router = Router(config.hooks)
+        self.journal = open_journal(config, router)
         self.bus = Bus()
         self.downlink = MemoryDownlink()
         self.dispatcher = Dispatcher(
-            config, self.journal, self.bus, self.downlink, self.metrics, ssl_context=ssl_context
+            config,
+            self.journal,
+            self.bus,
+            self.downlink,
+            self.metrics,
+            ssl_context=ssl_context,
+            router=router,
         )
         self.metrics.watch_destinations(lambda: self.dispatcher.destinations)
         self.api = Api(config, self.journal, self.bus, self.metrics)
@@ -64,16 +81,20 @@ class Engine:
         """Serve until cancelled or ``shutdown()``; reports the API's bound addresses."""
         server = self.config.server
         try:
-            async with trio.open_nursery() as background:
-                await background.start(self.api.broadcaster.run)
-                await background.start(self.dispatcher.run)
-                async with trio.open_nursery() as front:
-                    addresses = await front.start(self.server.serve, server.host, server.port)
-                    for host, port in addresses:
-                        log.info("hookwire %s serving http://%s:%d", __version__, host, port)
-                    task_status.started(addresses)
-                # The server has stopped: nothing is left for the background to serve.
-                background.cancel_scope.cancel()
+            # The journal outlives the rest, so what they write on the way out is kept.
+            async with trio.open_nursery() as storage:
+                await storage.start(self.journal.run)
+                async with trio.open_nursery() as background:
+                    await background.start(self.api.broadcaster.run)
+                    await background.start(self.dispatcher.run)
+                    async with trio.open_nursery() as front:
+                        addresses = await front.start(self.server.serve, server.host, server.port)
+                        for host, port in addresses:
+                            log.info("hookwire %s serving http://%s:%d", __version__, host, port)
+                        task_status.started(addresses)
+                    # The server has stopped: nothing is left for the background to serve.
+                    background.cancel_scope.cancel()
+                storage.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.journal.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 REST_DEVICE_ID = "api"
@@ -75,3 +76,28 @@ class Attempt:
     reason: str  # one line: "200", "error status 404 from host", "timeout after 20 s ..."
     excerpt: bytes = b""  # the start of the response body, at most 2 KB
     state: str = ""  # the delivery's state after this attempt: waiting, delivered or dead
+
+
+def hook_tag(hook_name: str) -> str:
+    """A hook's part of its delivery ids: its name hashed (stable across config edits)."""
+    return hashlib.blake2s(hook_name.encode(), digest_size=4).hexdigest()
+
+
+def delivery_id(epoch: str, event_id: int, tag: str, replay: int = 0) -> str:
+    """The stable id of one event's delivery to one hook (``webhook-id``).
+
+    A replay of a time window sends the events again under new ids (``replay`` > 0).
+    """
+    base = f"msg_{epoch}_{event_id:x}_{tag}"
+    return f"{base}_r{replay}" if replay else base
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """A delivery not yet settled, as the journal keeps it: recovered at start, or replayed."""
+
+    id: str
+    event: Event
+    hook: str
+    attempts: int
+    due: float  # unix time of the next attempt

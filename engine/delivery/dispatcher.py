@@ -9,7 +9,6 @@ errors go back as ``hook-response`` / ``hook-error`` events to the bus and the d
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import ssl
@@ -50,7 +49,17 @@ from engine.http.client import (
 )
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
-from engine.model import INTERNAL_DEVICE_ID, REST_DEVICE_ID, Attempt, Delivery, Event, EventDraft
+from engine.model import (
+    INTERNAL_DEVICE_ID,
+    REST_DEVICE_ID,
+    Attempt,
+    Delivery,
+    Event,
+    EventDraft,
+    StoredDelivery,
+    delivery_id,
+    hook_tag,
+)
 from engine.ratelimit import TokenBucket
 from engine.templates.context import event_context
 from engine.templates.hook_templates import HookTemplates
@@ -64,6 +73,15 @@ ADDRESS_TTL = 60.0
 """Seconds a vetted address is trusted before the name is resolved (and vetted) again."""
 
 RESOLVE_TIMEOUT = 5.0
+
+REPLAY_POLL = 1.0
+"""Seconds between looks for deliveries replayed from the CLI or the API."""
+
+JOURNAL_RETRY = 1.0
+"""Seconds before hook events the journal could not store are offered to it again."""
+
+FINAL_FLUSH = 3.0
+"""Seconds allowed at shutdown to record what attempts gave."""
 
 
 def _failure_of(error: HttpClientError) -> retry.Failure:
@@ -129,6 +147,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
         open_transport: OpenTransport | None = None,
+        router: Router | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
@@ -136,12 +155,10 @@ class Dispatcher:
         self._downlink = downlink
         self._rng = rng or random.Random()
         self._ssl_context = ssl_context
-        self.router = Router(config.hooks)
+        self.router = router or Router(config.hooks)
         self._requests = RequestBuilder()
-        # A hook's part of its delivery ids: its name hashed (stable across config edits).
-        self._hook_tags = [
-            hashlib.blake2s(hook.name.encode(), digest_size=4).hexdigest() for hook in config.hooks
-        ]
+        self._hook_tags = [hook_tag(hook.name) for hook in config.hooks]
+        self._hook_index = {hook.name: i for i, hook in enumerate(config.hooks)}
         self._counts = metrics.delivery_counts
         self._schedules = [
             retry.RetrySchedule(hook.retry if hook.retry is not None else config.delivery.retry)
@@ -157,6 +174,7 @@ class Dispatcher:
         self._pools: dict[Destination, tuple[Transport, float]] = {}
         self._open_transport: OpenTransport = open_transport or self._connection_pool
         self._attempt_log: deque[tuple[Delivery, Attempt]] = deque()
+        self._disabled: list[int] = []  # hooks disabled since the journal last heard
         self._outbox: deque[tuple[EventDraft, str | None]] = deque()
         self._outbox_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
@@ -174,11 +192,20 @@ class Dispatcher:
                 self._nursery = nursery
                 nursery.start_soon(self._write_journal)
                 self._bus.add_listener(self.accept)
+                recovered = await self._journal.recover()
+                for stored in recovered:
+                    self.restore(stored)
+                if recovered:
+                    log.info("recovered %d deliveries not yet settled", len(recovered))
                 task_status.started()
-                await trio.sleep_forever()
+                while True:
+                    await trio.sleep(REPLAY_POLL)
+                    await self._take_replays()
         finally:
             self._bus.remove_listener(self.accept)
             self._nursery = None
+            with trio.CancelScope(shield=True), trio.move_on_after(FINAL_FLUSH):
+                await self._flush_journal()
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 for pool, _ in self._pools.values():
                     await pool.aclose()
@@ -207,7 +234,50 @@ class Dispatcher:
             )
 
     def _delivery_id(self, event: Event, index: int) -> str:
-        return f"msg_{self._journal.epoch}_{event.id:x}_{self._hook_tags[index]}"
+        return delivery_id(self._journal.epoch, event.id, self._hook_tags[index])
+
+    def restore(self, stored: StoredDelivery) -> None:
+        """Queue a delivery the journal kept: recovered after a restart, or replayed."""
+        assert self._nursery is not None, "restore runs while the dispatcher runs"
+        event = stored.event
+        index = self._hook_index.get(stored.hook)
+        delivery = Delivery(stored.id, event, index if index is not None else -1)
+        delivery.attempts = stored.attempts
+        parts = EventParts(event, event_context(event))
+        if index is None or self.router.is_disabled(index):
+            why = "is no longer configured" if index is None else "is disabled (410 Gone)"
+            self._settle_unsent(delivery, None, f"hook {stored.hook!r} {why}")
+            return
+        hook = self._config.hooks[index]
+        templates = hook.templates
+        assert templates is not None, "hooks are compiled when the config loads"
+        try:
+            request = self._requests.build(hook, templates, parts, delivery.id)
+        except RequestError as exc:
+            self._fail_unsent(delivery, hook, str(exc), parts.context)
+            return
+        now = trio.current_time()
+        lane = (index, event.device_id) if hook.ordered else None
+        job = Job(delivery, request, parts.context, lane, now)
+        destination = self._destination(request, hook)
+        wait = stored.due - time.time()
+        if wait > 0 and lane is None:
+            delivery.state = "waiting"
+            delivery.due = now + wait
+            destination.retry_later(job, delivery.due)
+        else:
+            destination.submit(job)
+
+    async def _take_replays(self) -> None:
+        try:
+            replays = await self._journal.take_replays()
+        except JournalUnavailable as exc:
+            log.warning("cannot look for replays: %s", exc)
+            return
+        for stored in replays:
+            self.restore(stored)
+        if replays:
+            log.info("replaying %d deliveries", len(replays))
 
     def _destination(self, request: PreparedRequest, hook: HookConfig) -> Destination:
         key = (request.target, hook.reject_unauthorized)
@@ -371,6 +441,8 @@ class Dispatcher:
             return
         if verdict is retry.Verdict.DISABLE:
             self.router.disable(delivery.hook_index)
+            self._disabled.append(delivery.hook_index)
+            self._outbox_lot.unpark_all()
             log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)
         log.info("delivery %s of hook %r gave up: %s", delivery.id, hook.name, reason)
         self._emit_error(delivery, hook, reason, job.context)
@@ -379,12 +451,19 @@ class Dispatcher:
         self, delivery: Delivery, hook: HookConfig, reason: str, context: Mapping[str, Any]
     ) -> None:
         """A delivery whose request could not even be built: a permanent failure."""
-        delivery.attempts = 1
+        self._settle_unsent(delivery, hook, reason)
+        self._emit_error(delivery, hook, reason, context)
+
+    def _settle_unsent(self, delivery: Delivery, hook: HookConfig | None, reason: str) -> None:
+        delivery.attempts += 1
         delivery.state = "dead"
         delivery.last_reason = reason
-        self._count(hook, None, delivery, None)
-        self._record(delivery, Attempt(delivery.id, 1, None, 0.0, reason, b"", "dead"))
-        self._emit_error(delivery, hook, reason, context)
+        if hook is not None:
+            self._count(hook, None, delivery, None)
+        self._record(
+            delivery, Attempt(delivery.id, delivery.attempts, None, 0.0, reason, b"", "dead")
+        )
+        log.info("delivery %s gave up: %s", delivery.id, reason)
 
     def _count(
         self, hook: HookConfig, status: int | None, delivery: Delivery, job: Job | None
@@ -415,27 +494,47 @@ class Dispatcher:
     async def _write_journal(self) -> None:
         """Store queued attempts and events, as many per write as have gathered."""
         while True:
-            while not self._outbox and not self._attempt_log:
+            while not self._outbox and not self._attempt_log and not self._disabled:
                 await self._outbox_lot.park()
-            if self._attempt_log:
-                attempts = list(self._attempt_log)
-                self._attempt_log.clear()
-                try:
-                    await self._journal.record_attempts(attempts)
-                except JournalUnavailable as exc:
-                    log.error("%d attempts not recorded: %s", len(attempts), exc)
-            if self._outbox:
-                batch = list(self._outbox)
-                self._outbox.clear()
-                try:
-                    events = await self._journal.append_many([draft for draft, _ in batch])
-                except JournalUnavailable as exc:
-                    log.error("%d hook events not stored: %s", len(batch), exc)
-                    continue
-                for event, (_, device) in zip(events, batch, strict=True):
-                    self._bus.publish(event)
-                    if device is not None:
-                        self._downlink.send_nowait(device, event)
+            if not await self._flush_journal():
+                await trio.sleep(JOURNAL_RETRY)
+
+    async def _flush_journal(self) -> bool:
+        """One write of everything gathered; False when the journal refused part of it.
+
+        Attempts the journal could not take are not kept: their deliveries stay open on
+        disk, so a restart sends them again under the same id. Hook events are kept and
+        offered again, so a response is not lost while the disk is full.
+        """
+        stored = True
+        while self._disabled:
+            index = self._disabled.pop()
+            try:
+                await self._journal.disable_hook(index, "410 Gone")
+            except JournalUnavailable as exc:
+                log.error("hook %r disabled for now only: %s", self._config.hooks[index].name, exc)
+        if self._attempt_log:
+            attempts = list(self._attempt_log)
+            self._attempt_log.clear()
+            try:
+                await self._journal.record_attempts(attempts)
+            except JournalUnavailable as exc:
+                log.error("%d attempts not recorded: %s", len(attempts), exc)
+                stored = False
+        if self._outbox:
+            batch = list(self._outbox)
+            self._outbox.clear()
+            try:
+                events = await self._journal.append_many([draft for draft, _ in batch])
+            except JournalUnavailable as exc:
+                log.error("%d hook events not stored yet: %s", len(batch), exc)
+                self._outbox.extendleft(reversed(batch))
+                return False
+            for event, (_, device) in zip(events, batch, strict=True):
+                self._bus.publish(event)
+                if device is not None:
+                    self._downlink.send_nowait(device, event)
+        return stored
 
     # events back to the bus and the device
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from engine.config import HookConfig
-from engine.model import Event
+from engine.model import Event, EventDraft
 
 INTERNAL_PREFIX = "hook-"
 
@@ -30,7 +30,7 @@ class Router:
     def __repr__(self) -> str:
         return f"<Router hooks={len(self.hooks)} disabled={len(self._disabled)}>"
 
-    def match(self, event: Event) -> list[int]:
+    def match(self, event: Event | EventDraft) -> list[int]:
         """Indices of the hooks ``event`` triggers, in config order."""
         name = event.name
         if name.startswith(INTERNAL_PREFIX) or not self._lengths:
@@ -46,7 +46,7 @@ class Router:
         return found
 
     @staticmethod
-    def _admits(hook: HookConfig, event: Event) -> bool:
+    def _admits(hook: HookConfig, event: Event | EventDraft) -> bool:
         if hook.devices and event.device_id not in hook.devices:
             return False
         return hook.product is None or hook.product == event.product_id

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.model import Attempt, Delivery, Event, EventDraft
+import trio
+
+from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery
 
 
 class JournalUnavailable(Exception):
@@ -13,6 +15,10 @@ class JournalUnavailable(Exception):
 
 class Journal(Protocol):
     """Durable, ordered storage of events; ids are assigned here and only here."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve writes until cancelled (started before anything appends)."""
+        ...
 
     async def append(self, draft: EventDraft) -> Event:
         """Store one event; returns it with its id once it is durable."""
@@ -33,6 +39,26 @@ class Journal(Protocol):
 
     async def record_attempts(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
         """Keep what attempts gave, and each delivery's state after it, in one write."""
+        ...
+
+    def oldest_id(self) -> int:
+        """The id of the oldest event still retained (``last_id() + 1`` when none is)."""
+        ...
+
+    async def events_after(self, after_id: int, limit: int) -> list[Event]:
+        """Retained events with ids above ``after_id``, oldest first, at most ``limit``."""
+        ...
+
+    async def recover(self) -> list[StoredDelivery]:
+        """Every delivery not yet settled (at start, after a stop or a crash)."""
+        ...
+
+    async def take_replays(self) -> list[StoredDelivery]:
+        """Deliveries asked for again (dead-letter or window replays) since the last look."""
+        ...
+
+    async def disable_hook(self, index: int, reason: str) -> None:
+        """Remember that a hook's target answered 410 Gone."""
         ...
 
     async def aclose(self) -> None: ...

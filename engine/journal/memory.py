@@ -5,12 +5,13 @@ Nothing survives a restart; `[journal] backend = "memory"` says so in the config
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections import deque
 
 import trio
 
-from engine.model import Attempt, Delivery, Event, EventDraft
+from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery
 
 DEFAULT_KEEP = 10_000
 """Recent events (and attempts, and dead letters) kept; bounds memory under any load."""
@@ -28,6 +29,10 @@ class MemoryJournal:
 
     def __repr__(self) -> str:
         return f"<MemoryJournal last_id={self._next_id - 1} kept={len(self._recent)}>"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
 
     async def append(self, draft: EventDraft) -> Event:
         await trio.lowlevel.checkpoint()
@@ -57,9 +62,31 @@ class MemoryJournal:
             if attempt.state == "dead":
                 self.dead_letters.append(delivery)
 
+    def oldest_id(self) -> int:
+        return self._recent[0].id if self._recent else self._next_id
+
+    async def events_after(self, after_id: int, limit: int) -> list[Event]:
+        await trio.lowlevel.checkpoint()
+        recent = self._recent
+        if not recent:
+            return []
+        start = max(0, after_id + 1 - recent[0].id)  # ids are consecutive
+        return list(itertools.islice(recent, start, start + limit))
+
     def recent(self) -> list[Event]:
         """The events still held, oldest first."""
         return list(self._recent)
+
+    async def recover(self) -> list[StoredDelivery]:
+        await trio.lowlevel.checkpoint()
+        return []  # nothing outlives the process
+
+    async def take_replays(self) -> list[StoredDelivery]:
+        await trio.lowlevel.checkpoint()
+        return []
+
+    async def disable_hook(self, index: int, reason: str) -> None:
+        await trio.lowlevel.checkpoint()  # forgotten at restart
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()

@@ -142,12 +142,13 @@ async def test_token_new_and_hash() -> None:
     assert b'unknown scope "root"' in bad.stderr
 
 
-async def test_unavailable_journal_backend_is_refused_clearly(tmp_path: Path) -> None:
+async def test_a_journal_in_a_missing_folder_is_refused_clearly(tmp_path: Path) -> None:
     config = write(tmp_path, BASE_CONFIG.replace('backend = "memory"', 'backend = "sqlite"'))
     result = await run_cli("run", "--config", str(config))
     assert result.returncode == 1
-    assert b'journal.backend: "sqlite" is not available in this version' in result.stderr
+    assert b"var does not exist; create it or change journal.path" in result.stderr
     assert b"Traceback" not in result.stderr
+    assert not (tmp_path / "var").exists()
 
 
 async def test_the_shipped_demo_hook_delivers_and_answers_back(

@@ -1,0 +1,204 @@
+"""The SQLite journal's file: opening it safely, its schema, and forward migrations.
+
+A database is ours when its ``application_id`` says so; its ``user_version`` is the schema
+version. Opening never overwrites or "repairs" a file: a file that is not a SQLite database,
+a database of another application, or one from a newer Hookwire is refused with a message
+that says which and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+APPLICATION_ID = 0x486B5752
+"""``PRAGMA application_id`` of a Hookwire journal ("HkWR")."""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- body: msgpack [data, ttl, private, published_at]; at: unix time of the commit
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        name TEXT NOT NULL,
+        device TEXT NOT NULL,
+        product INTEGER,
+        body BLOB NOT NULL
+    );
+
+    -- state: pending | waiting | replay (asked for, not yet taken) | delivered | dead
+    -- due: unix time of the next attempt
+    CREATE TABLE deliveries (
+        event_id INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        hook TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        due REAL NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (event_id, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_open ON deliveries (event_id)
+        WHERE state IN ('pending', 'waiting', 'replay');
+
+    CREATE TABLE attempts (
+        event_id INTEGER NOT NULL,
+        delivery_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        at REAL NOT NULL,
+        status INTEGER,
+        duration REAL NOT NULL,
+        reason TEXT NOT NULL,
+        excerpt BLOB NOT NULL,
+        PRIMARY KEY (event_id, delivery_id, number)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE dead_letters (
+        event_id INTEGER NOT NULL,
+        delivery_id TEXT NOT NULL,
+        hook TEXT NOT NULL,
+        at REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (event_id, delivery_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX dead_letters_at ON dead_letters (at);
+
+    -- a hook whose target answered 410 Gone, while its url stays what it was
+    CREATE TABLE disabled_hooks (
+        hook TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        at REAL NOT NULL,
+        reason TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- messages to devices not yet acknowledged by a gateway (the gateway fills it)
+    CREATE TABLE downlink_outbox (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        expires REAL NOT NULL
+    );
+
+    -- publisher keys seen lately, so a retransmitted publish is stored once (the gateway)
+    CREATE TABLE ingest_keys (
+        device TEXT NOT NULL,
+        key TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (device, key)
+    ) WITHOUT ROWID;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class JournalError(Exception):
+    """The journal file cannot be used; the message names the file and what to do."""
+
+
+def open_database(
+    path: Path,
+    *,
+    synchronous: str = "full",
+    create: bool = True,
+    migrations: tuple[str, ...] = MIGRATIONS,
+) -> sqlite3.Connection:
+    """Open (or create) the journal at ``path``, check it is ours, and migrate it forward."""
+    _check_location(path, create)
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, cached_statements=64
+        )
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: cannot open the journal: {exc}") from None
+    try:
+        _configure(conn, path, synchronous)
+        _migrate(conn, path, migrations)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_location(path: Path, create: bool) -> None:
+    if path.exists():
+        if path.is_dir():
+            raise JournalError(f"{path}: journal.path is a directory; name a file in it")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise JournalError(f"{path}: the journal is not readable and writable by this user")
+        return
+    if not create:
+        raise JournalError(f"{path}: no journal here (has the daemon ever run with this config?)")
+    folder = path.parent
+    if not folder.is_dir():
+        raise JournalError(
+            f"{path}: the folder {folder} does not exist; create it or change journal.path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise JournalError(f"{path}: the folder {folder} is not writable by this user")
+
+
+def _configure(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
+    try:
+        application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(
+            f"{path}: not a SQLite database ({exc}); refusing to touch it. "
+            "Move it away or change journal.path"
+        ) from None
+    if application_id not in (0, APPLICATION_ID):
+        raise JournalError(
+            f"{path}: a SQLite database of another application "
+            f"(application_id {application_id:#x}); refusing to touch it"
+        )
+    if mode.lower() != "wal":
+        raise JournalError(f"{path}: cannot switch the journal to WAL mode (got {mode!r})")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA journal_size_limit=67108864")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[str, ...]) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    latest = len(migrations)
+    if version > latest:
+        raise JournalError(
+            f"{path}: written by a newer Hookwire (schema version {version}; this one knows "
+            f"up to {latest}). Upgrade Hookwire, or point journal.path at another file"
+        )
+    if version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'")
+        if tables.fetchone()[0]:
+            raise JournalError(
+                f"{path}: a SQLite database that is not a Hookwire journal; refusing to touch it"
+            )
+    for number in range(version, latest):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _statements(migrations[number]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number + 1}")
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise JournalError(
+                f"{path}: migrating the schema from version {number} to {number + 1} failed: {exc}"
+            ) from None
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (they hold no semicolons inside)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,418 @@
+"""The durable journal: SQLite in WAL mode, one writer thread, group commit.
+
+Callers in trio hand the writer thread small pieces of work. The thread takes every piece
+waiting, runs them all in one transaction, commits, and only then releases their callers,
+so an event is acknowledged only once it is on disk and one fsync serves everyone who
+was waiting. When a commit fails (disk full, I/O error, a lock held too long) the
+transaction is rolled back, its callers get ``JournalUnavailable`` with the reason, and
+the next batch tries again: the journal recovers by itself when writing works again.
+
+An event is stored with one row per delivery it triggers, in the same transaction, so
+after a crash every delivery not yet settled is found again (``recover``) and retried
+under the same id.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgpack
+import trio
+
+from engine.delivery.router import Router
+from engine.journal.base import JournalUnavailable
+from engine.journal.schema import open_database
+from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery, delivery_id, hook_tag
+
+log = logging.getLogger("hookwire.journal")
+
+T = TypeVar("T")
+
+OPEN_STATES = ("pending", "waiting", "replay")
+"""Delivery states that still have work to do (the ``deliveries_open`` index holds them)."""
+
+PRUNE_EVERY = 10.0
+"""Seconds between retention passes."""
+
+PRUNE_BATCH = 1000
+"""Events removed per transaction, so pruning never holds the writer for long."""
+
+READ_PAGE = 1000
+
+
+class _Work:
+    """A piece of work for the writer thread, and what came of it."""
+
+    __slots__ = ("done", "error", "result", "run")
+
+    def __init__(self, run: Callable[[sqlite3.Connection], Any]) -> None:
+        self.run = run
+        self.done = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_STOP = None
+
+
+class SqliteJournal:
+    """Events, deliveries and attempts in one SQLite file; ``run`` owns the writer thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        router: Router,
+        *,
+        synchronous: str = "full",
+        retention: float = 7 * 86400.0,
+    ) -> None:
+        self.path = path
+        self._router = router
+        self._retention = retention
+        self._conn = open_database(path, synchronous=synchronous)
+        self._epoch = self._load_epoch()
+        row = self._conn.execute("SELECT min(id), max(id) FROM events").fetchone()
+        self._next_id = (row[1] or 0) + 1  # the writer thread's; only it advances it
+        self._last_id = self._next_id - 1
+        self._oldest_id = row[0] or self._next_id
+        self._apply_disabled_hooks()
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = trio.CapacityLimiter(1)
+        self._replays_asked = True  # look once at start
+        self._data_version = -1
+
+    def __repr__(self) -> str:
+        return f"<SqliteJournal {self.path} last_id={self._last_id}>"
+
+    # the writer thread
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve writes until cancelled; prunes old events as it goes."""
+        self._token = trio.lowlevel.current_trio_token()
+        thread = threading.Thread(target=self._serve, name="hookwire-journal", daemon=True)
+        thread.start()
+        try:
+            task_status.started()
+            while True:
+                await trio.sleep(PRUNE_EVERY)
+                await self.prune()
+        finally:
+            self._token = None
+            self._queue.put(_STOP)
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await trio.to_thread.run_sync(thread.join, abandon_on_cancel=True)
+
+    def _serve(self) -> None:
+        """The writer thread: commit everything waiting in one transaction, again and again."""
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while True:
+                try:
+                    work = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if work is _STOP:
+                    stopping = True
+                    break
+                batch.append(work)
+            self._commit(batch)
+            token = self._token
+            if token is not None:
+                try:
+                    token.run_sync_soon(_release, batch)
+                except trio.RunFinishedError:
+                    return
+
+    def _commit(self, batch: list[_Work]) -> None:
+        conn = self._conn
+        next_id = self._next_id
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for work in batch:
+                work.result = work.run(conn)
+            conn.execute("COMMIT")
+        except Exception as exc:
+            self._next_id = next_id
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("journal rollback failed")
+            if isinstance(exc, sqlite3.Error):
+                error: Exception = JournalUnavailable(f"the journal cannot write: {exc}")
+            else:
+                log.exception("journal batch failed")
+                error = JournalUnavailable(f"internal error in the journal: {exc!r}")
+            for work in batch:
+                work.error = error
+
+    async def _call(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``run`` in the writer thread, in the next transaction; returns once committed."""
+        if self._token is None:
+            raise JournalUnavailable("the journal is not running")
+        work = _Work(run)
+        self._queue.put(work)
+        await work.done.wait()
+        if work.error is not None:
+            raise work.error
+        result: T = work.result
+        return result
+
+    # events
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    def last_id(self) -> int:
+        return self._last_id
+
+    def oldest_id(self) -> int:
+        return self._oldest_id
+
+    async def append(self, draft: EventDraft) -> Event:
+        return (await self.append_many([draft]))[0]
+
+    async def append_many(self, drafts: list[EventDraft]) -> list[Event]:
+        hooks = self._router.hooks
+        routes = [[hooks[i].name for i in self._router.match(draft)] for draft in drafts]
+        events: list[Event] = await self._call(lambda conn: self._insert(conn, drafts, routes))
+        self._last_id = max(self._last_id, events[-1].id) if events else self._last_id
+        return events
+
+    def _insert(
+        self, conn: sqlite3.Connection, drafts: list[EventDraft], routes: list[list[str]]
+    ) -> list[Event]:
+        now = time.time()
+        events: list[Event] = []
+        rows = []
+        deliveries = []
+        pack = msgpack.packb
+        for draft, hooks in zip(drafts, routes, strict=True):
+            event = Event.from_draft(draft, self._next_id)
+            self._next_id += 1
+            events.append(event)
+            body = pack((draft.data, draft.ttl, draft.private, draft.published_at))
+            rows.append((event.id, now, draft.name, draft.device_id, draft.product_id, body))
+            for hook in hooks:
+                key = delivery_id(self._epoch, event.id, hook_tag(hook))
+                deliveries.append((event.id, key, hook, "pending", 0, now, ""))
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if deliveries:
+            conn.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)", deliveries)
+        return events
+
+    async def events_after(self, after_id: int, limit: int) -> list[Event]:
+        rows = await self._read(
+            "SELECT id, name, device, product, body FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_event(row) for row in rows]
+
+    async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        """A query on the reader connection, in a thread (reads never wait for the writer)."""
+
+        def query() -> list[Any]:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+            return self._reader.execute(sql, parameters).fetchall()
+
+        try:
+            return await trio.to_thread.run_sync(query, limiter=self._read_lock)
+        except sqlite3.Error as exc:
+            raise JournalUnavailable(f"the journal cannot read: {exc}") from None
+
+    # deliveries
+
+    async def record_attempts(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
+        now, clock = time.time(), trio.current_time()
+        updates = []
+        rows = []
+        dead = []
+        for delivery, attempt in attempts:
+            event_id = delivery.event.id
+            due = now + max(0.0, delivery.due - clock) if attempt.state == "waiting" else now
+            updates.append(
+                (attempt.state, delivery.attempts, due, attempt.reason, event_id, delivery.id)
+            )
+            rows.append(
+                (
+                    event_id,
+                    delivery.id,
+                    attempt.number,
+                    now,
+                    attempt.status,
+                    attempt.duration,
+                    attempt.reason,
+                    attempt.excerpt,
+                )
+            )
+            if attempt.state == "dead":
+                dead.append((now, delivery.attempts, attempt.reason, event_id, delivery.id))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE deliveries SET state = ?, attempts = ?, due = ?, reason = ?"
+                " WHERE event_id = ? AND id = ?",
+                updates,
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            if dead:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO dead_letters SELECT event_id, id, hook, ?, ?, ?"
+                    " FROM deliveries WHERE event_id = ? AND id = ?",
+                    dead,
+                )
+
+        await self._call(write)
+
+    async def recover(self) -> list[StoredDelivery]:
+        """Every delivery not yet settled, oldest event first (replays asked for included)."""
+        return await self._call(lambda conn: _open_deliveries(conn, OPEN_STATES))
+
+    async def take_replays(self) -> list[StoredDelivery]:
+        """Deliveries asked for again (dead-letter or window replays) since the last look."""
+        return await self._call(self._take_replays)
+
+    def ask_replays(self) -> None:
+        """Look for replays at the next ``take_replays`` (after this process asked for some)."""
+        self._replays_asked = True
+
+    def _take_replays(self, conn: sqlite3.Connection) -> list[StoredDelivery]:
+        # data_version changes when another connection (the CLI) has committed.
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version and not self._replays_asked:
+            return []
+        self._data_version = version
+        self._replays_asked = False
+        return _open_deliveries(conn, ("replay",))
+
+    async def disable_hook(self, index: int, reason: str) -> None:
+        """Keep a hook disabled across restarts, while its url stays the same."""
+        hook = self._router.hooks[index]
+        await self._call(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO disabled_hooks VALUES (?, ?, ?, ?)",
+                (hook.name, hook.url, time.time(), reason),
+            )
+        )
+
+    async def run_in_writer(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``run(connection)`` in the next committed transaction (admin work, tests)."""
+        return await self._call(run)
+
+    # retention
+
+    async def prune(self) -> int:
+        """Remove events older than the retention, a batch per transaction; returns how many."""
+        removed = 0
+        while True:
+            try:
+                count = await self._call(self._prune_batch)
+            except JournalUnavailable as exc:
+                log.warning("pruning stopped: %s", exc)
+                return removed
+            removed += count
+            if count < PRUNE_BATCH:
+                break
+            await trio.lowlevel.checkpoint()
+        if removed:
+            log.info("pruned %d events older than the retention", removed)
+        return removed
+
+    def _prune_batch(self, conn: sqlite3.Connection) -> int:
+        cutoff = time.time() - self._retention
+        rows = conn.execute(
+            "SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?", (cutoff, PRUNE_BATCH)
+        ).fetchall()
+        if not rows:
+            return 0
+        high = rows[-1][0]
+        keep = (
+            "SELECT event_id FROM deliveries WHERE event_id <= :high"
+            " AND state IN ('pending', 'waiting', 'replay')"
+        )
+        conn.execute(
+            f"DELETE FROM attempts WHERE event_id <= :high AND event_id NOT IN ({keep})",
+            {"high": high},
+        )
+        conn.execute("DELETE FROM dead_letters WHERE event_id <= :high", {"high": high})
+        conn.execute(
+            "DELETE FROM deliveries WHERE event_id <= :high AND state IN ('delivered', 'dead')",
+            {"high": high},
+        )
+        cursor = conn.execute(
+            f"DELETE FROM events WHERE id <= :high AND id NOT IN ({keep})", {"high": high}
+        )
+        oldest = conn.execute("SELECT min(id) FROM events").fetchone()[0]
+        self._oldest_id = oldest if oldest is not None else self._next_id
+        return int(cursor.rowcount)
+
+    # start and stop
+
+    def _load_epoch(self) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        if row is not None:
+            return str(row[0])
+        epoch = secrets.token_hex(4)
+        self._conn.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
+        return epoch
+
+    def _apply_disabled_hooks(self) -> None:
+        rows = self._conn.execute("SELECT hook, url FROM disabled_hooks").fetchall()
+        by_name = {hook.name: (i, hook.url) for i, hook in enumerate(self._router.hooks)}
+        for name, url in rows:
+            found = by_name.get(name)
+            if found is not None and found[1] == url:
+                self._router.disable(found[0])
+                log.warning("hook %r stays disabled: its target answered 410 Gone", name)
+            else:  # the hook is gone or points elsewhere now
+                self._conn.execute("DELETE FROM disabled_hooks WHERE hook = ?", (name,))
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._reader is not None:
+            self._reader.close()
+        self._conn.close()
+
+
+def _release(batch: list[_Work]) -> None:
+    for work in batch:
+        work.done.set()
+
+
+def _event(row: Sequence[Any]) -> Event:
+    event_id, name, device, product, body = row
+    data, ttl, private, published_at = msgpack.unpackb(body)
+    return Event(event_id, name, data, ttl, private, published_at, device, product)
+
+
+def _open_deliveries(conn: sqlite3.Connection, states: tuple[str, ...]) -> list[StoredDelivery]:
+    marks = ", ".join("?" * len(states))
+    rows = conn.execute(
+        "SELECT d.id, d.hook, d.attempts, d.due, e.id, e.name, e.device, e.product, e.body"
+        f" FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.state IN ({marks})"
+        " ORDER BY d.event_id",
+        states,
+    ).fetchall()
+    if "replay" in states:
+        conn.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'replay'")
+    return [StoredDelivery(row[0], _event(row[4:]), row[1], row[2], row[3]) for row in rows]
