@@ -152,10 +152,12 @@ def _configure(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
         application_id = conn.execute("PRAGMA application_id").fetchone()[0]
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise JournalError(
-            f"{path}: not a SQLite database ({exc}); refusing to touch it. "
-            "Move it away or change journal.path"
-        ) from None
+        if "not a database" in str(exc):
+            raise JournalError(
+                f"{path}: not a SQLite database ({exc}); refusing to touch it. "
+                "Move it away or change journal.path"
+            ) from None
+        raise JournalError(f"{path}: cannot open the journal: {exc}") from None
     if application_id not in (0, APPLICATION_ID):
         raise JournalError(
             f"{path}: a SQLite database of another application "

@@ -14,6 +14,8 @@ under the same id.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import queue
 import secrets
@@ -89,6 +91,8 @@ class SqliteJournal:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = trio.CapacityLimiter(1)
         self._replays_asked = True  # look once at start
+        self.commits = 0  # transactions committed (each serves every caller waiting)
+        self.failed_commits = 0
         self._data_version = -1
 
     def __repr__(self) -> str:
@@ -145,8 +149,10 @@ class SqliteJournal:
             for work in batch:
                 work.result = work.run(conn)
             conn.execute("COMMIT")
+            self.commits += 1
         except Exception as exc:
             self._next_id = next_id
+            self.failed_commits += 1
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
@@ -324,27 +330,29 @@ class SqliteJournal:
     async def prune(self) -> int:
         """Remove events older than the retention, a batch per transaction; returns how many."""
         removed = 0
-        while True:
+        after: int | None = 0
+        while after is not None:
             try:
-                count = await self._call(self._prune_batch)
+                count, after = await self._call(functools.partial(self._prune_batch, after=after))
             except JournalUnavailable as exc:
                 log.warning("pruning stopped: %s", exc)
                 return removed
             removed += count
-            if count < PRUNE_BATCH:
-                break
-            await trio.lowlevel.checkpoint()
         if removed:
             log.info("pruned %d events older than the retention", removed)
         return removed
 
-    def _prune_batch(self, conn: sqlite3.Connection) -> int:
+    def _prune_batch(self, conn: sqlite3.Connection, *, after: int) -> tuple[int, int | None]:
+        """Prune among the next events after ``after``: (removed, where to go on or None)."""
         cutoff = time.time() - self._retention
-        rows = conn.execute(
-            "SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?", (cutoff, PRUNE_BATCH)
+        # Events are numbered in commit order, so the old ones are a prefix: read a page
+        # from the oldest and stop at the first young one (no index on the time needed).
+        page = conn.execute(
+            "SELECT id, at FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, PRUNE_BATCH)
         ).fetchall()
+        rows = list(itertools.takewhile(lambda row: row[1] < cutoff, page))
         if not rows:
-            return 0
+            return 0, None
         high = rows[-1][0]
         keep = (
             "SELECT event_id FROM deliveries WHERE event_id <= :high"
@@ -364,7 +372,7 @@ class SqliteJournal:
         )
         oldest = conn.execute("SELECT min(id) FROM events").fetchone()[0]
         self._oldest_id = oldest if oldest is not None else self._next_id
-        return int(cursor.rowcount)
+        return int(cursor.rowcount), high if len(rows) == PRUNE_BATCH else None
 
     # start and stop
 

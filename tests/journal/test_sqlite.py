@@ -1,0 +1,319 @@
+"""The SQLite journal on real files: group commit, recovery, faults, retention, migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from engine.config import Config
+from engine.delivery.router import Router
+from engine.journal import JournalUnavailable
+from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, JournalError, open_database
+from engine.journal.sqlite import SqliteJournal
+from engine.model import Attempt, Delivery, EventDraft, delivery_id, hook_tag
+from tests.conftest import WriteConfig
+
+HOOKS = """
+[[hooks]]
+name = "temps"
+event = "temp"
+url = "http://127.0.0.1:9/t"
+
+[[hooks]]
+name = "everything"
+event = "t"
+url = "http://127.0.0.1:9/all"
+"""
+
+
+def draft(name: str = "temp", data: str = "21.5", device: str = "dev1") -> EventDraft:
+    return EventDraft(name, data, 60, True, "2026-11-29T00:00:00.000Z", device, None)
+
+
+@pytest.fixture
+def hooks_config(write_config: WriteConfig) -> Config:
+    return write_config(HOOKS)
+
+
+OpenJournal = Callable[..., "AsyncIterator[SqliteJournal]"]
+
+
+@asynccontextmanager
+async def running(
+    path: Path, config: Config, *, retention: float = 7 * 86400.0
+) -> AsyncIterator[SqliteJournal]:
+    journal = SqliteJournal(path, Router(config.hooks), retention=retention)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        yield journal
+        nursery.cancel_scope.cancel()
+    await journal.aclose()
+
+
+async def test_appends_are_numbered_stored_and_kept_across_a_restart(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        first = await journal.append(draft(data="a"))
+        more = await journal.append_many([draft(data="b"), draft("other", "c")])
+        epoch = journal.epoch
+        assert [first.id, *(e.id for e in more)] == [1, 2, 3]
+        assert journal.last_id() == 3
+    async with running(path, hooks_config) as journal:
+        assert journal.epoch == epoch
+        assert journal.last_id() == 3
+        assert journal.oldest_id() == 1
+        assert [e.data for e in await journal.events_after(1, 10)] == ["b", "c"]
+        assert (await journal.append(draft())).id == 4
+        stored = (await journal.events_after(0, 1))[0]
+        assert stored == first
+
+
+async def test_concurrent_appends_share_commits(tmp_path: Path, hooks_config: Config) -> None:
+    async with running(tmp_path / "j.db", hooks_config) as journal:
+        ids: list[int] = []
+
+        async def publish(i: int) -> None:
+            ids.append((await journal.append(draft(data=str(i)))).id)
+
+        before = journal.commits
+        async with trio.open_nursery() as nursery:
+            for i in range(300):
+                nursery.start_soon(publish, i)
+        assert sorted(ids) == list(range(1, 301))
+        assert journal.commits - before < 100  # one fsync serves many callers
+
+
+async def test_an_event_and_its_deliveries_are_written_together(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        event = await journal.append(draft("temp"))
+        await journal.append(draft("hook-sent/temp"))  # the engine's own: no deliveries
+        await journal.append(draft("x"))  # matches no hook
+        recovered = await journal.recover()
+    ids = {d.hook: d.id for d in recovered}
+    assert ids == {
+        "temps": delivery_id(journal.epoch, event.id, hook_tag("temps")),
+        "everything": delivery_id(journal.epoch, event.id, hook_tag("everything")),
+    }
+    assert all(d.event == event and d.attempts == 0 for d in recovered)
+
+
+async def test_attempts_settle_deliveries_and_the_dead_become_dead_letters(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        event = await journal.append(draft("temp"))
+        found = {d.hook: d for d in await journal.recover()}
+        temps, everything = found["temps"], found["everything"]
+        ok = Delivery(temps.id, event, 0, attempts=1, state="delivered")
+        waiting = Delivery(everything.id, event, 1, attempts=1, state="waiting")
+        waiting.due = trio.current_time() + 300
+        await journal.record_attempts(
+            [
+                (ok, Attempt(ok.id, 1, 200, 0.01, "200", b"{}", "delivered")),
+                (waiting, Attempt(waiting.id, 1, 503, 0.02, "error status 503", b"", "waiting")),
+            ]
+        )
+        [left] = await journal.recover()
+        assert left.id == everything.id and left.attempts == 1
+        assert left.due > trio.current_time() and left.due > 1e9  # unix time, ~5 min ahead
+        waiting.attempts = 2
+        waiting.state = "dead"
+        await journal.record_attempts(
+            [(waiting, Attempt(waiting.id, 2, 400, 0.01, "error status 400", b"no", "dead"))]
+        )
+        assert await journal.recover() == []
+    conn = sqlite3.connect(path)
+    assert conn.execute(
+        "SELECT delivery_id, hook, attempts, reason FROM dead_letters"
+    ).fetchall() == [(everything.id, "everything", 2, "error status 400")]
+    assert conn.execute("SELECT count(*) FROM attempts").fetchone() == (3,)
+
+
+async def test_replays_asked_by_another_connection_are_taken_once(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        await journal.append(draft("tx"))  # one delivery, to "everything"
+        assert len(await journal.take_replays()) == 0
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("UPDATE deliveries SET state = 'replay'")
+        other.close()
+        [replayed] = await journal.take_replays()
+        assert replayed.hook == "everything"
+        assert await journal.take_replays() == []
+
+
+async def test_a_disabled_hook_stays_disabled_until_its_url_changes(
+    tmp_path: Path, write_config: WriteConfig
+) -> None:
+    path = tmp_path / "j.db"
+    config = write_config(HOOKS)
+    async with running(path, config) as journal:
+        await journal.disable_hook(0, "410 Gone")
+    again = Router(config.hooks)
+    SqliteJournal(path, again).__repr__()
+    assert again.is_disabled(0) and not again.is_disabled(1)
+    moved = write_config(HOOKS.replace("127.0.0.1:9/t", "127.0.0.1:9/new"))
+    router = Router(moved.hooks)
+    SqliteJournal(path, router)
+    assert not router.is_disabled(0)
+    assert not Router(config.hooks).is_disabled(0)
+
+
+async def test_a_full_disk_refuses_appends_then_recovers_by_itself(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    async with running(tmp_path / "j.db", hooks_config) as journal:
+        await journal.append(draft())
+        pages = await journal.run_in_writer(
+            lambda conn: conn.execute("PRAGMA page_count").fetchone()[0]
+        )
+        await journal.run_in_writer(lambda conn: conn.execute(f"PRAGMA max_page_count={pages}"))
+        big = "x" * 60_000
+        with pytest.raises(JournalUnavailable, match="database or disk is full"):
+            await journal.append_many([draft(data=big) for _ in range(20)])
+        assert journal.last_id() == 1
+        await journal.run_in_writer(lambda conn: conn.execute("PRAGMA max_page_count=1000000"))
+        after = await journal.append(draft())
+        assert after.id == 2  # no id was used by the refused batch
+
+
+async def test_publishing_while_the_disk_is_full_answers_503(
+    tmp_path: Path, write_config: WriteConfig, nursery: trio.Nursery
+) -> None:
+    import httpx
+
+    from engine.daemon import Engine
+    from tests.conftest import PUBLISHER
+
+    config = write_config(
+        replace={'backend = "memory"': f'backend = "sqlite"\npath = "{tmp_path / "j.db"}"'}
+    )
+    engine = Engine(config)
+    [(host, port), *_] = await nursery.start(engine.run)
+    journal = engine.journal
+    assert isinstance(journal, SqliteJournal)
+    pages = await journal.run_in_writer(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+    await journal.run_in_writer(lambda conn: conn.execute(f"PRAGMA max_page_count={pages}"))
+    auth = {"authorization": f"Bearer {PUBLISHER}"}
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", headers=auth) as client:
+        for _ in range(500):  # until a page is needed that may not be had
+            full = await client.post("/v1/devices/events", data={"name": "t", "data": "x" * 500})
+            if full.status_code != 200:
+                break
+        assert full.status_code == 503
+        assert (
+            "event not stored: the journal cannot write: database or disk is full"
+            in (full.json()["error"])
+        )
+        await journal.run_in_writer(lambda conn: conn.execute("PRAGMA max_page_count=1000000"))
+        ok = await client.post("/v1/devices/events", data={"name": "t", "data": "x" * 500})
+        assert ok.status_code == 200
+    nursery.cancel_scope.cancel()
+
+
+async def test_retention_prunes_old_events_but_keeps_those_still_owed(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    async with running(tmp_path / "j.db", hooks_config, retention=3600) as journal:
+        owed = await journal.append(draft("temp"))  # two deliveries, never settled
+        old = await journal.append_many([draft("nothing") for _ in range(2500)])
+        recent = await journal.append(draft("nothing"))
+        await journal.run_in_writer(
+            lambda conn: conn.execute("UPDATE events SET at = at - 7200 WHERE id < ?", (recent.id,))
+        )
+        assert await journal.prune() == len(old)
+        assert journal.oldest_id() == owed.id
+        kept = await journal.events_after(0, 10)
+        assert [e.id for e in kept] == [owed.id, recent.id]
+        assert len(await journal.recover()) == 2
+        assert await journal.prune() == 0
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    path.write_bytes(b"these are somebody's notes, not a database\n" * 100)
+    before = path.read_bytes()
+    with pytest.raises(JournalError, match=r"not a SQLite database.*refusing to touch it"):
+        open_database(path)
+    assert path.read_bytes() == before
+
+
+def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (text)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(JournalError, match="not a Hookwire journal"):
+        open_database(path)
+
+
+def test_a_database_from_a_newer_hookwire_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    open_database(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(JournalError, match=f"schema version {SCHEMA_VERSION + 1}.*Upgrade"):
+        open_database(path)
+
+
+def test_migrations_run_forward_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    open_database(path).close()
+    later = (*MIGRATIONS, "ALTER TABLE events ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+    conn = open_database(path, migrations=later)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
+    assert "source" in [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+    conn.close()
+    with pytest.raises(JournalError, match="written by a newer Hookwire"):
+        open_database(path)
+
+
+def test_a_failed_migration_names_the_versions_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    open_database(path).close()
+    broken = (*MIGRATIONS, "ALTER TABLE nowhere ADD COLUMN x")
+    with pytest.raises(
+        JournalError, match=f"from version {SCHEMA_VERSION} to {SCHEMA_VERSION + 1}"
+    ):
+        open_database(path, migrations=broken)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_missing_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match=r"the folder .*nowhere does not exist"):
+        open_database(tmp_path / "nowhere" / "j.db")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        # root may write anywhere it can open: use a folder no one can create files in.
+        with pytest.raises(JournalError, match=r"not writable|cannot open the journal"):
+            open_database(Path("/proc/self/hookwire.db"))
+        return
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    with pytest.raises(JournalError, match="is not writable by this user"):
+        open_database(folder / "j.db")
+
+
+def test_a_path_that_is_a_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="is a directory"):
+        open_database(tmp_path)
