@@ -134,7 +134,7 @@ class SseConfig:
 class JournalConfig:
     """The event store; `load_config` makes `path` absolute."""
 
-    backend: str = "memory"
+    backend: str = "sqlite"
     path: Path = DEFAULT_JOURNAL_PATH
     synchronous: str = "full"
     retention: float = 7 * 86400.0

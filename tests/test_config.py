@@ -82,7 +82,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     )
     assert config.sse == SseConfig(keepalive=9.0, buffer=1024)
     assert config.journal == JournalConfig(
-        backend="memory",
+        backend="sqlite",
         path=tmp_path / "var" / "hookwire.db",
         synchronous="full",
         retention=7 * 24 * 3600.0,
@@ -694,7 +694,9 @@ def test_shipped_default_config_loads() -> None:
     assert token.sha256 == hashlib.sha256(DEMO_TOKEN.encode()).hexdigest()
     assert token.scopes == {"publish", "subscribe", "admin", "gateway"}
     assert config.product("demo-thermostat") == config.product("1001") is not None
-    assert config.journal.backend == "memory"
+    assert config.journal.backend == "sqlite"
+    assert config.journal.path == REPO / "config" / "var" / "hookwire.db"
+    assert config.journal.path.parent.is_dir()  # shipped, so `make run` works on a clone
     assert config.delivery.allow_networks == (ipaddress.ip_network("127.0.0.0/8"),)
     assert [hook.name for hook in config.hooks] == ["demo receiver"]
 

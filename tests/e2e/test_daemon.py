@@ -163,6 +163,7 @@ async def test_the_shipped_demo_hook_delivers_and_answers_back(
         "127.0.0.1:9000", f"127.0.0.1:{sink.port}"
     )
     token = "hw_dev_0123456789abcdefghijklmnopqrstuv"  # the shipped demo token
+    (tmp_path / "var").mkdir()  # shipped as config/var/ for the journal
     async with daemon(write(tmp_path, config)) as d:
         headers = {"Authorization": f"Bearer {token}"}
         async with (
