@@ -63,6 +63,8 @@ class Engine:
             router=router,
         )
         self.metrics.watch_destinations(lambda: self.dispatcher.destinations)
+        if isinstance(self.journal, SqliteJournal):
+            self.metrics.watch_journal(self.journal)
         self.api = Api(config, self.journal, self.bus, self.metrics)
         self.server = HttpServer(
             self.api.handle,

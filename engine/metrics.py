@@ -79,6 +79,10 @@ class Metrics:
         """Report queue depth, in-flight attempts and breaker state of each destination."""
         self.registry.register(_DestinationCollector(destinations))
 
+    def watch_journal(self, journal: JournalState) -> None:
+        """Report the journal's commits, failures and the range of event ids it keeps."""
+        self.registry.register(_JournalCollector(journal))
+
     def render(self) -> bytes:
         """The text exposition format, for GET /metrics."""
         return generate_latest(self.registry)
@@ -126,6 +130,48 @@ class _DestinationCollector:
         yield depth
         yield in_flight
         yield breaker
+
+
+class JournalState(Protocol):
+    """What the durable journal shows to metrics (engine.journal.sqlite)."""
+
+    commits: int
+    failed_commits: int
+    writes: int
+
+    def last_id(self) -> int: ...
+    def oldest_id(self) -> int: ...
+
+
+class _JournalCollector:
+    def __init__(self, journal: JournalState) -> None:
+        self._journal = journal
+
+    def collect(self) -> Iterator[Metric]:
+        journal = self._journal
+        yield CounterMetricFamily(
+            "hookwire_journal_commits",
+            "Journal transactions committed (each one fsync, shared by every write waiting).",
+            journal.commits,
+        )
+        yield CounterMetricFamily(
+            "hookwire_journal_writes",
+            "Writes committed (appends, attempt batches...): writes/commits is the group size.",
+            journal.writes,
+        )
+        yield CounterMetricFamily(
+            "hookwire_journal_commit_failures",
+            "Journal transactions rolled back (disk full, I/O error, lock held too long).",
+            journal.failed_commits,
+        )
+        yield GaugeMetricFamily(
+            "hookwire_journal_last_event_id", "Id of the newest stored event.", journal.last_id()
+        )
+        yield GaugeMetricFamily(
+            "hookwire_journal_oldest_event_id",
+            "Id of the oldest event still retained (older ones were pruned).",
+            journal.oldest_id(),
+        )
 
 
 class DeliveryCounts:

@@ -92,6 +92,7 @@ class SqliteJournal:
         self._read_lock = trio.CapacityLimiter(1)
         self._replays_asked = True  # look once at start
         self.commits = 0  # transactions committed (each serves every caller waiting)
+        self.writes = 0  # pieces of work in them
         self.failed_commits = 0
         self._data_version = -1
 
@@ -150,6 +151,7 @@ class SqliteJournal:
                 work.result = work.run(conn)
             conn.execute("COMMIT")
             self.commits += 1
+            self.writes += len(batch)
         except Exception as exc:
             self._next_id = next_id
             self.failed_commits += 1

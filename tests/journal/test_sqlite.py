@@ -222,6 +222,9 @@ async def test_publishing_while_the_disk_is_full_answers_503(
         await journal.run_in_writer(lambda conn: conn.execute("PRAGMA max_page_count=1000000"))
         ok = await client.post("/v1/devices/events", data={"name": "t", "data": "x" * 500})
         assert ok.status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert "hookwire_journal_commit_failures_total 1.0" in metrics
+    assert f"hookwire_journal_last_event_id {float(ok.json()['id'])}" in metrics
     nursery.cancel_scope.cancel()
 
 
