@@ -88,6 +88,7 @@ class SqliteJournal:
         self._apply_disabled_hooks()
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._token: trio.lowlevel.TrioToken | None = None
+        self._closing = False
         self._reader: sqlite3.Connection | None = None
         self._read_lock = trio.CapacityLimiter(1)
         self._replays_asked = True  # look once at start
@@ -104,6 +105,7 @@ class SqliteJournal:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve writes until cancelled; prunes old events as it goes."""
         self._token = trio.lowlevel.current_trio_token()
+        self._closing = False
         thread = threading.Thread(target=self._serve, name="hookwire-journal", daemon=True)
         thread.start()
         try:
@@ -112,10 +114,12 @@ class SqliteJournal:
                 await trio.sleep(PRUNE_EVERY)
                 await self.prune()
         finally:
-            self._token = None
+            # Work queued before the stop is still committed, and its callers released.
+            self._closing = True
             self._queue.put(_STOP)
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await trio.to_thread.run_sync(thread.join, abandon_on_cancel=True)
+            self._token = None
 
     def _serve(self) -> None:
         """The writer thread: commit everything waiting in one transaction, again and again."""
@@ -170,7 +174,7 @@ class SqliteJournal:
 
     async def _call(self, run: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``run`` in the writer thread, in the next transaction; returns once committed."""
-        if self._token is None:
+        if self._token is None or self._closing:
             raise JournalUnavailable("the journal is not running")
         work = _Work(run)
         self._queue.put(work)
