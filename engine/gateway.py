@@ -1,0 +1,437 @@
+"""The device cloud's channel: msgpack uplink of device events, downlink of hook answers.
+
+Each gateway connection has three tasks in its own nursery: a reader (frames in, never
+more than ``max_unacked`` publishes waiting for the journal), a committer (stores waiting
+publishes in one journal write, then acknowledges them as ranges) and a writer (the only
+one that writes to the socket). Downlinks are written to the journal's outbox with the
+hook answer they carry; the hub offers each to the connection that last published for its
+device (else any), at most ``max_unacked`` in flight per connection. A gateway that stops
+reading gets nothing more: what it has not acknowledged stays in the outbox, is sent
+again after a reconnect, and expires after ``downlink_ttl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from engine import __version__
+from engine import gateway_protocol as wire
+from engine.api.auth import Authenticator, Principal
+from engine.bus import Bus
+from engine.config import Config
+from engine.journal import JournalUnavailable
+from engine.metrics import Metrics
+from engine.model import Event, EventDraft
+
+log = logging.getLogger("hookwire.gateway")
+
+HELLO_TIMEOUT = 10.0
+SEND_TIMEOUT = 30.0
+"""A gateway that takes no bytes for this long is disconnected (its downlinks wait)."""
+
+PUMP_EVERY = 1.0
+"""Seconds between looks at the outbox for downlinks to (re)send and to expire."""
+
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Downlink:
+    """A message for a device, kept in the outbox until a gateway acknowledges it."""
+
+    event: Event
+    device: str
+
+
+class GatewayStore(Protocol):
+    """What the gateway needs from the journal."""
+
+    async def append_keyed(self, items: list[tuple[EventDraft, str | None]]) -> list[Event | None]:
+        """Store events unless their (device, key) was seen lately; None for a duplicate."""
+        ...
+
+    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[Downlink]:
+        """Unexpired outbox entries not in ``skip``, oldest first."""
+        ...
+
+    async def downlinks_acked(self, ids: list[int]) -> None: ...
+
+    async def expire_downlinks(self) -> int:
+        """Drop outbox entries past their TTL; returns how many."""
+        ...
+
+
+class _Connection:
+    """One gateway's connection: its reader, committer and writer."""
+
+    def __init__(self, hub: GatewayHub, stream: trio.abc.Stream, principal: Principal) -> None:
+        self.hub = hub
+        self.stream = stream
+        self.principal = principal
+        self.name = "gateway"
+        self.in_flight: dict[int, Downlink] = {}
+        self._out: deque[bytes] = deque()
+        self._out_lot = trio.lowlevel.ParkingLot()
+        self._pubs: list[wire.Pub] = []
+        self._pubs_lot = trio.lowlevel.ParkingLot()
+        self._room_lot = trio.lowlevel.ParkingLot()
+        self._committing = 0
+
+    def __repr__(self) -> str:
+        return f"<gateway {self.name!r} in_flight={len(self.in_flight)} pubs={len(self._pubs)}>"
+
+    @property
+    def room(self) -> int:
+        return self.hub.config.max_unacked - len(self.in_flight)
+
+    def send(self, frame: bytes) -> None:
+        self._out.append(frame)
+        self._out_lot.unpark_all()
+
+    def offer(self, downlink: Downlink) -> None:
+        event = downlink.event
+        self.in_flight[event.id] = downlink
+        self.send(wire.down(event.id, downlink.device, event.name, event.data, event.published_at))
+        self.hub.metrics.gateway_frames_out.labels("down").inc()
+
+    async def run(self, decoder: wire.FrameDecoder, early: list[dict[object, object]]) -> None:
+        """Serve the connection until the gateway leaves or breaks the stream."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write, nursery.cancel_scope)
+            nursery.start_soon(self._commit)
+            if all([await self._take(frame) for frame in early]):
+                await self._read(decoder)
+            nursery.cancel_scope.cancel()
+
+    async def _read(self, decoder: wire.FrameDecoder) -> None:
+        hub = self.hub
+        limit = hub.config.max_unacked
+        while True:
+            while len(self._pubs) + self._committing >= limit:
+                await self._room_lot.park()  # acks slow down instead of memory growing
+            data = await self.stream.receive_some(decoder.max_frame)
+            if not data:
+                return
+            try:
+                frames = decoder.feed(data)
+            except wire.FrameError as exc:
+                await hub.refuse(self, exc)
+                return
+            for frame in frames:
+                if not await self._take(frame):
+                    return
+
+    async def _take(self, raw: dict[object, object]) -> bool:
+        """Handle one frame; False when the connection must close."""
+        hub = self.hub
+        try:
+            frame = wire.parse_frame(raw, max_data_bytes=hub.max_data_bytes)
+        except wire.FrameError as exc:
+            op = raw.get("op")
+            hub.metrics.gateway_frames_in.labels(op if op in wire.KNOWN_OPS else "bad").inc()
+            if exc.fatal:
+                await hub.refuse(self, exc)
+                return False
+            self._reject(exc)
+            return True
+        if isinstance(frame, wire.Pub):
+            hub.metrics.gateway_frames_in.labels("pub").inc()
+            problem = hub.forbidden(self.principal, frame)
+            if problem is not None:
+                self._reject(wire.FrameError("forbidden", problem, seq=frame.seq))
+                return True
+            self._pubs.append(frame)
+            self._pubs_lot.unpark_all()
+        elif isinstance(frame, wire.DownAck):
+            hub.metrics.gateway_frames_in.labels("down-ack").inc()
+            await hub.acked(self, frame.ids)
+        elif isinstance(frame, wire.Ping):
+            hub.metrics.gateway_frames_in.labels("ping").inc()
+            self.send(wire.pong())
+        else:  # a second hello
+            await hub.refuse(self, wire.FrameError("bad-hello", "hello may be sent only once"))
+            return False
+        return True
+
+    def _reject(self, exc: wire.FrameError) -> None:
+        if exc.seq is None:
+            self.send(wire.error(exc.code, exc.message))
+            return
+        self.hub.metrics.gateway_nacks.inc()
+        self.send(wire.nack(exc.seq, exc.code, exc.message))
+
+    async def _commit(self) -> None:
+        """Store waiting publishes, one journal write per batch, and acknowledge them."""
+        hub = self.hub
+        while True:
+            while not self._pubs:
+                await self._pubs_lot.park()
+            batch, self._pubs = self._pubs, []
+            self._committing = len(batch)
+            try:
+                stored = await hub.store.append_keyed([(p.draft, p.key) for p in batch])
+            except JournalUnavailable as exc:  # nothing is claimed stored
+                for pub in batch:
+                    self.send(wire.nack(pub.seq, "not-stored", f"event not stored: {exc}"))
+                hub.metrics.gateway_nacks.inc(len(batch))
+            else:
+                hub.published(self, batch, stored)
+                self.send(wire.ack(p.seq for p in batch))
+                hub.metrics.gateway_frames_out.labels("ack").inc()
+            finally:
+                self._committing = 0
+                self._room_lot.unpark_all()
+
+    async def _write(self, cancel: trio.CancelScope) -> None:
+        while True:
+            while not self._out:
+                await self._out_lot.park()
+            data = b"".join(self._out)
+            self._out.clear()
+            with trio.move_on_after(SEND_TIMEOUT) as waited:
+                await self.stream.send_all(data)
+            if waited.cancelled_caught:
+                log.warning("%r took no bytes for %.0f s: disconnected", self, SEND_TIMEOUT)
+                cancel.cancel()
+                return
+
+
+class GatewayHub:
+    """Listens for gateways, routes downlinks to them; the dispatcher's Downlink."""
+
+    def __init__(self, config: Config, store: GatewayStore, bus: Bus, metrics: Metrics) -> None:
+        self.config = config.gateway
+        self.max_data_bytes = config.limits.max_data_bytes
+        self._engine_config = config
+        self.store = store
+        self._bus = bus
+        self.metrics = metrics
+        self._auth = Authenticator(config.auth.tokens)
+        self._connections: list[_Connection] = []
+        self._by_device: dict[str, _Connection] = {}
+        self._pump_lot = trio.lowlevel.ParkingLot()
+        self._backlog = True  # the outbox may hold downlinks no connection has
+
+    def __repr__(self) -> str:
+        return f"<GatewayHub connections={len(self._connections)}>"
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    # the dispatcher's Downlink
+
+    def send_nowait(self, device_id: str, event: Event) -> None:
+        """A committed downlink (already in the outbox): offer it now if a gateway has room."""
+        connection = None if self._backlog else self._route(device_id)
+        if connection is not None and connection.room > 0:
+            connection.offer(Downlink(event, device_id))
+        else:  # older ones wait in the outbox: the pump sends them in order
+            self._backlog = True
+            self._pump_lot.unpark_all()
+
+    def _route(self, device: str) -> _Connection | None:
+        connection = self._by_device.get(device)
+        if connection is not None:
+            return connection
+        return max(self._connections, key=lambda c: c.room, default=None)
+
+    # serving
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on the configured TCP address and/or Unix socket until cancelled."""
+        listeners: list[trio.SocketListener] = []
+        where: list[str] = []
+        if self.config.tcp is not None:
+            host, port = self.config.tcp
+            for listener in await trio.open_tcp_listeners(port, host=host):
+                listeners.append(listener)
+                address = listener.socket.getsockname()
+                where.append(f"tcp://{host}:{address[1]}")
+        if self.config.unix is not None:
+            listeners.append(await _unix_listener(self.config.unix))
+            where.append(f"unix://{self.config.unix}")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump)
+            for listener in listeners:
+                nursery.start_soon(trio.serve_listeners, self._handle, [listener])
+            task_status.started(where)
+
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        try:
+            await self._converse(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.info("gateway connection lost: %s", exc)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.aclose()
+
+    async def _converse(self, stream: trio.abc.Stream) -> None:
+        decoder = wire.FrameDecoder(self.config.max_frame_bytes)
+        with trio.move_on_after(HELLO_TIMEOUT):
+            hello = await self._hello(stream, decoder)
+        if hello is None:
+            return
+        connection = _Connection(self, stream, hello[1])
+        connection.name = hello[0].name
+        early = hello[2]
+        await stream.send_all(
+            wire.welcome(__version__, self.config.max_frame_bytes, self.config.max_unacked)
+        )
+        self._connections.append(connection)
+        self.metrics.gateway_connections.inc()
+        self._backlog = True
+        self._pump_lot.unpark_all()
+        log.info("gateway %r connected", connection.name)
+        try:
+            await connection.run(decoder, early)
+        finally:
+            self._connections.remove(connection)
+            self.metrics.gateway_connections.dec()
+            for device, owner in list(self._by_device.items()):
+                if owner is connection:
+                    del self._by_device[device]
+            if connection.in_flight:
+                self._backlog = True  # unacknowledged: still in the outbox, sent again
+                self._pump_lot.unpark_all()
+            log.info("gateway %r disconnected", connection.name)
+
+    async def _hello(
+        self, stream: trio.abc.Stream, decoder: wire.FrameDecoder
+    ) -> tuple[wire.Hello, Principal, list[dict[object, object]]] | None:
+        """The first frame must be a valid hello from a token with the gateway scope.
+
+        Returns it with the frames that came right behind it.
+        """
+        frames: list[dict[object, object]] = []
+        try:
+            while not frames:
+                data = await stream.receive_some(decoder.max_frame)
+                if not data:
+                    return None
+                frames = decoder.feed(data)
+            if frames[0].get("op") != "hello":
+                raise wire.FrameError(
+                    "hello-required", "the first frame must be a hello", fatal=True
+                )
+            hello = wire.parse_frame(frames[0], max_data_bytes=self.max_data_bytes)
+            assert isinstance(hello, wire.Hello)
+        except wire.FrameError as exc:
+            await self._send_error(stream, exc.code, exc.message)
+            return None
+        if hello.version != wire.PROTOCOL_VERSION:
+            await self._send_error(
+                stream,
+                "unsupported-version",
+                f"protocol version {hello.version} is not supported; "
+                f"this engine speaks {wire.PROTOCOL_VERSION}",
+            )
+            return None
+        principal = self._auth.authenticate(hello.token)
+        if principal is None:
+            await self._send_error(stream, "unauthorized", "invalid token")
+            return None
+        if "gateway" not in principal.scopes:
+            await self._send_error(
+                stream, "forbidden", f'token "{principal.name}" does not have the "gateway" scope'
+            )
+            return None
+        return hello, principal, frames[1:]
+
+    async def _send_error(self, stream: trio.abc.Stream, code: str, message: str) -> None:
+        log.info("gateway refused: %s: %s", code, message)
+        self.metrics.gateway_frames_out.labels("error").inc()
+        with trio.move_on_after(1):
+            await stream.send_all(wire.error(code, message))
+
+    async def refuse(self, connection: _Connection, exc: wire.FrameError) -> None:
+        """A frame that breaks the stream: say why, then the connection closes."""
+        log.warning("gateway %r: %s: %s", connection.name, exc.code, exc.message)
+        self.metrics.gateway_frames_out.labels("error").inc()
+        with trio.move_on_after(1):
+            await connection.stream.send_all(wire.error(exc.code, exc.message))
+
+    # uplink
+
+    def forbidden(self, principal: Principal, pub: wire.Pub) -> str | None:
+        """Why this token may not publish this event, or None."""
+        draft = pub.draft
+        if (
+            draft.product_id is not None
+            and self._engine_config.product(str(draft.product_id)) is None
+        ):
+            return f"product {draft.product_id} not found"
+        if not principal.sees_product(draft.product_id):
+            return f'token "{principal.name}" may not publish for product {draft.product_id}'
+        if not principal.sees_device(draft.device_id):
+            return f'token "{principal.name}" may not publish for device "{draft.device_id}"'
+        return None
+
+    def published(
+        self, connection: _Connection, batch: list[wire.Pub], stored: list[Event | None]
+    ) -> None:
+        """Committed publishes: fan out the new ones; duplicates were acknowledged only."""
+        duplicates = 0
+        for pub, event in zip(batch, stored, strict=True):
+            self._by_device[pub.draft.device_id] = connection
+            if event is None:
+                duplicates += 1
+            else:
+                self._bus.publish(event)
+        self.metrics.events_published.labels("gateway").inc(len(batch) - duplicates)
+        if duplicates:
+            self.metrics.gateway_duplicates.inc(duplicates)
+        self.metrics.gateway_acks.inc(len(batch))
+
+    # downlink
+
+    async def acked(self, connection: _Connection, ids: tuple[int, ...]) -> None:
+        known = [i for i in ids if connection.in_flight.pop(i, None) is not None]
+        if known:
+            await self.store.downlinks_acked(known)
+            self.metrics.gateway_downlinks_acked.inc(len(known))
+        if self._backlog:
+            self._pump_lot.unpark_all()
+
+    async def _pump(self) -> None:
+        """Send outbox entries no connection holds, as room allows; expire old ones."""
+        while True:
+            with trio.move_on_after(PUMP_EVERY):
+                await self._pump_lot.park()
+            expired = await self.store.expire_downlinks()
+            if expired:
+                self.metrics.gateway_downlinks_expired.inc(expired)
+            room = sum(max(0, c.room) for c in self._connections)
+            if not self._backlog or room <= 0:
+                continue
+            held = {i for c in self._connections for i in c.in_flight}
+            pending = await self.store.pending_downlinks(room, held)
+            self._backlog = len(pending) >= room
+            for downlink in pending:
+                connection = self._route(downlink.device)
+                if connection is None:
+                    self._backlog = True
+                    break
+                if connection.room > 0:
+                    connection.offer(downlink)
+                else:
+                    self._backlog = True
+
+
+async def _unix_listener(path: Path) -> trio.SocketListener:
+    stale = trio.Path(path)
+    if await stale.is_socket():
+        await stale.unlink()  # left by a daemon that did not stop cleanly
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(os.fspath(path))
+    sock.listen(128)
+    return trio.SocketListener(sock)

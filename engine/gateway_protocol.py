@@ -1,0 +1,270 @@
+"""The gateway channel's wire format, without I/O: msgpack frames in, typed frames out.
+
+A connection carries a stream of msgpack maps each way, each with an ``op``. The decoder
+splits the byte stream into frames and enforces the size limit; ``parse_frame`` turns a
+map from the gateway into a typed frame or raises ``FrameError`` saying what is wrong.
+The encoders build what the engine sends. docs/gateway-protocol.md is the reference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from engine.events import (
+    EventRejected,
+    check_data,
+    check_device_id,
+    check_name,
+    check_private,
+    check_ttl,
+    utc_now_iso,
+)
+from engine.model import EventDraft
+
+PROTOCOL_VERSION = 1
+
+KNOWN_OPS = frozenset({"hello", "pub", "down-ack", "ping"})
+"""What a gateway may send."""
+
+MAX_KEY_LENGTH = 128
+_PUBLISHED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
+
+
+class FrameError(Exception):
+    """A frame the engine cannot take. ``fatal``: the stream can no longer be trusted."""
+
+    def __init__(self, code: str, message: str, *, fatal: bool = False, seq: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+        self.seq = seq
+
+
+# frames from the gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    token: str
+    version: int
+    name: str  # the gateway's name, for logs and metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Pub:
+    seq: int
+    draft: EventDraft
+    key: str | None  # the device's own id for this publish: retransmissions share it
+
+
+@dataclass(frozen=True, slots=True)
+class DownAck:
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientFrame = Hello | Pub | DownAck | Ping
+
+
+class FrameDecoder:
+    """Splits bytes into msgpack maps, refusing any frame over ``max_frame`` bytes."""
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        # Room for one incomplete frame plus one read of at most max_frame bytes.
+        self._unpacker = msgpack.Unpacker(
+            raw=False, max_buffer_size=3 * max_frame, strict_map_key=False
+        )
+        self._fed = 0
+        self._taken = 0
+
+    def feed(self, data: bytes | bytearray) -> list[dict[Any, Any]]:
+        """The complete frames ``data`` finishes; raises a fatal FrameError on bad bytes."""
+        frames: list[dict[Any, Any]] = []
+        view = memoryview(data)
+        for start in range(0, len(view), self.max_frame):
+            self._feed_piece(view[start : start + self.max_frame], frames)
+        return frames
+
+    def _feed_piece(self, piece: memoryview, frames: list[dict[Any, Any]]) -> None:
+        unpacker = self._unpacker
+        unpacker.feed(piece)
+        self._fed += len(piece)
+        while True:
+            try:
+                frame = unpacker.unpack()
+            except msgpack.OutOfData:
+                break
+            except (ValueError, msgpack.UnpackException) as exc:
+                raise FrameError(
+                    "malformed", f"the bytes are not valid msgpack: {exc}", fatal=True
+                ) from None
+            end = unpacker.tell()
+            size, self._taken = end - self._taken, end
+            self._check_size(size)
+            if not isinstance(frame, dict):
+                kind = type(frame).__name__
+                raise FrameError(
+                    "malformed", f"a frame must be a msgpack map, got {kind}", fatal=True
+                )
+            frames.append(frame)
+        self._check_size(self._fed - self._taken)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_frame:
+            raise FrameError(
+                "frame-too-large",
+                f"a frame is over the limit of {self.max_frame} bytes",
+                fatal=True,
+            )
+
+
+def parse_frame(frame: dict[Any, Any], *, max_data_bytes: int) -> ClientFrame:
+    """A map from the gateway as a typed frame; FrameError says what is wrong with it."""
+    op = frame.get("op")
+    if op == "pub":
+        return _pub(frame, max_data_bytes)
+    if op == "down-ack":
+        return DownAck(tuple(_id_list(frame.get("ids"), "down-ack", "ids")))
+    if op == "hello":
+        token = frame.get("token")
+        version = frame.get("version")
+        name = frame.get("name", "gateway")
+        if not isinstance(token, str) or not token:
+            raise FrameError("bad-hello", "hello.token: expected a non-empty string", fatal=True)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise FrameError("bad-hello", "hello.version: expected an integer", fatal=True)
+        if not isinstance(name, str) or not 0 < len(name) <= 64:
+            raise FrameError("bad-hello", "hello.name: expected a string of 1 to 64 characters")
+        return Hello(token, version, name)
+    if op == "ping":
+        return Ping()
+    if not isinstance(op, str):
+        raise FrameError("bad-frame", f"op: expected a string, got {_kind(op)}")
+    raise FrameError("unknown-op", f'unknown op "{op[:32]}"; expected pub, down-ack or ping')
+
+
+def _pub(frame: dict[Any, Any], max_data_bytes: int) -> Pub:
+    seq = frame.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise FrameError("bad-frame", f"pub.seq: expected an integer >= 0, got {_kind(seq)}")
+    try:
+        device = check_device_id(frame.get("device"))
+        draft = EventDraft(
+            name=check_name(frame.get("name")),
+            data=check_data(frame.get("data"), max_data_bytes),
+            ttl=check_ttl(frame.get("ttl")),
+            private=check_private(frame.get("private", True)),
+            published_at=_published_at(frame.get("published_at")),
+            device_id=device,
+            product_id=_product(frame.get("product")),
+        )
+    except EventRejected as exc:
+        raise FrameError("invalid-event", str(exc), seq=seq) from None
+    key = frame.get("key")
+    if key is not None and not (isinstance(key, str | int) and len(str(key)) <= MAX_KEY_LENGTH):
+        raise FrameError(
+            "invalid-event", f"key: expected a string or an integer, got {_kind(key)}", seq=seq
+        )
+    return Pub(seq, draft, None if key is None else str(key))
+
+
+def _published_at(value: object) -> str:
+    if value is None:
+        return utc_now_iso()
+    if not isinstance(value, str) or not _PUBLISHED_AT.fullmatch(value):
+        raise EventRejected(
+            f"published_at: expected ISO 8601 UTC like 2026-11-29T10:00:00.000Z, got {value!r}"
+        )
+    return value
+
+
+def _product(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise EventRejected(f"product: expected a positive integer, got {value!r}")
+    return value
+
+
+def _id_list(value: object, op: str, field: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in value
+    ):
+        raise FrameError("bad-frame", f"{op}.{field}: expected an array of integers")
+    return value
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r:.40}"
+
+
+# frames to the gateway
+
+
+def _pack(frame: dict[str, Any]) -> bytes:
+    packed: bytes = msgpack.packb(frame)
+    return packed
+
+
+def welcome(engine_version: str, max_frame: int, max_unacked: int) -> bytes:
+    return _pack(
+        {
+            "op": "welcome",
+            "version": PROTOCOL_VERSION,
+            "engine": engine_version,
+            "max_frame": max_frame,
+            "max_unacked": max_unacked,
+        }
+    )
+
+
+def ack(seqs: Iterable[int]) -> bytes:
+    """Acknowledge publishes, as ranges ``[first, last]`` of consecutive sequence numbers."""
+    return _pack({"op": "ack", "ranges": ranges(seqs)})
+
+
+def ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """[1, 2, 3, 7, 9, 10] -> [[1, 3], [7, 7], [9, 10]] (input in any order)."""
+    out: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if out and out[-1][1] == seq - 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+def nack(seq: int, code: str, message: str) -> bytes:
+    return _pack({"op": "nack", "seq": seq, "error": code, "message": message})
+
+
+def error(code: str, message: str) -> bytes:
+    return _pack({"op": "error", "error": code, "message": message})
+
+
+def pong() -> bytes:
+    return _pack({"op": "pong"})
+
+
+def down(downlink_id: int, device: str, name: str, data: str, published_at: str) -> bytes:
+    return _pack(
+        {
+            "op": "down",
+            "id": downlink_id,
+            "device": device,
+            "name": name,
+            "data": data,
+            "published_at": published_at,
+        }
+    )
