@@ -157,6 +157,9 @@ class GatewayConfig:
     tcp: tuple[str, int] | None = None
     unix: Path | None = None
     max_frame_bytes: int = 65536
+    max_unacked: int = 1024  # downlinks in flight per connection, and publishes not yet acked
+    downlink_ttl: float = 60.0
+    dedupe_window: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,10 +416,14 @@ def _read_delivery(t: f.Table) -> DeliveryConfig:
 
 
 def _read_gateway(t: f.Table, base: Path) -> GatewayConfig:
+    d = GatewayConfig()
     gateway = GatewayConfig(
         tcp=t.opt("tcp", f.host_port),
         unix=t.opt("unix", f.path_under(base)),
-        max_frame_bytes=t.get("max_frame_bytes", f.positive_int, GatewayConfig().max_frame_bytes),
+        max_frame_bytes=t.get("max_frame_bytes", f.positive_int, d.max_frame_bytes),
+        max_unacked=t.get("max_unacked", f.positive_int, d.max_unacked),
+        downlink_ttl=t.get("downlink_ttl", f.positive_duration, d.downlink_ttl),
+        dedupe_window=t.get("dedupe_window", f.positive_duration, d.dedupe_window),
     )
     t.finish()
     return gateway

@@ -72,6 +72,42 @@ class Metrics:
             registry=r,
         )
 
+        self.gateway_connections = Gauge(
+            "hookwire_gateway_connections", "Gateway connections open.", registry=r
+        )
+        self.gateway_frames_in = Counter(
+            "hookwire_gateway_frames_in",
+            "Frames received from gateways, by op.",
+            ["op"],
+            registry=r,
+        )
+        self.gateway_frames_out = Counter(
+            "hookwire_gateway_frames_out", "Frames sent to gateways, by op.", ["op"], registry=r
+        )
+        self.gateway_acks = Counter(
+            "hookwire_gateway_publishes_acked",
+            "Gateway publishes acknowledged (stored, or duplicates of stored ones).",
+            registry=r,
+        )
+        self.gateway_nacks = Counter(
+            "hookwire_gateway_publishes_nacked",
+            "Gateway publishes refused (invalid, forbidden, or the journal could not write).",
+            registry=r,
+        )
+        self.gateway_duplicates = Counter(
+            "hookwire_gateway_dedupe_hits",
+            "Gateway publishes seen before within the dedupe window: acknowledged, not stored.",
+            registry=r,
+        )
+        self.gateway_downlinks_acked = Counter(
+            "hookwire_gateway_downlinks_acked", "Downlinks acknowledged by gateways.", registry=r
+        )
+        self.gateway_downlinks_expired = Counter(
+            "hookwire_gateway_downlinks_expired",
+            "Downlinks dropped from the outbox unacknowledged after their TTL.",
+            registry=r,
+        )
+
         self.delivery_counts = DeliveryCounts()
         r.register(_DeliveryCollector(self.delivery_counts))
 
