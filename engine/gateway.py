@@ -160,6 +160,10 @@ class _Connection:
             return False
         return True
 
+    def _key(self, pub: wire.Pub) -> str:
+        """What makes a publish the same one again: the device's key, else our name and seq."""
+        return pub.key if pub.key is not None else f"{self.name}#{pub.seq}"
+
     def _reject(self, exc: wire.FrameError) -> None:
         if exc.seq is None:
             self.send(wire.error(exc.code, exc.message))
@@ -176,7 +180,7 @@ class _Connection:
             batch, self._pubs = self._pubs, []
             self._committing = len(batch)
             try:
-                stored = await hub.store.append_keyed([(p.draft, p.key) for p in batch])
+                stored = await hub.store.append_keyed([(p.draft, self._key(p)) for p in batch])
             except JournalUnavailable as exc:  # nothing is claimed stored
                 for pub in batch:
                     self.send(wire.nack(pub.seq, "not-stored", f"event not stored: {exc}"))
