@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import trio
 
-from engine import __version__
+from engine import __version__, _cli_admin
 from engine.api.auth import hash_token, new_token
 from engine.config import Config, ConfigError, load_config
 from engine.events import utc_now_iso
@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     hash_ = token_commands.add_parser("hash", help="print the sha256 of a token")
     hash_.add_argument("token", nargs="?", help="the token (read from stdin when omitted)")
+    _cli_admin.add_commands(commands, DEFAULT_CONFIG)
     return parser
 
 
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _receiver(args.host, args.port)
     if args.command == "import":
         return _import(args.file, args.name, args.config)
+    if args.command in _cli_admin.COMMANDS:
+        return _cli_admin.run(args)
     if args.token_command == "new":
         return _token_new(args.name, args.scopes)
     return _token_hash(args.token)

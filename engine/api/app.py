@@ -12,6 +12,7 @@ import trio
 from engine import __version__
 from engine.api.auth import Authenticator, Principal, token_from
 from engine.api.broadcast import Broadcaster, StreamStats
+from engine.api.dead_letters import list_query, replay_query
 from engine.api.publish import publish_fields
 from engine.api.routes import Matched, MethodNotAllowed, match_route
 from engine.api.streams import EventStream, event_filter
@@ -86,6 +87,8 @@ class Api:
             "stream_device": self._stream,
             "stream_product": self._stream,
             "stream_product_device": self._stream,
+            "dead_letters": self._dead_letters,
+            "replay_dead_letters": self._replay_dead_letters,
             "metrics": self._metrics_page,
             "healthz": self._health,
         }
@@ -222,6 +225,46 @@ class Api:
             self.broadcaster,
             event_filter(principal, params.get("prefix", ""), device_id, product_id),
         )
+
+    async def _dead_letters(self, request: Request, params: dict[str, str]) -> Result:
+        self._administrator(request)
+        try:
+            query = list_query(request.query, time.time())
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        hooks = [hook.name for hook in self._config.hooks]
+        try:
+            letters = await self._journal.list_dead_letters(query, hooks)
+        except JournalUnavailable as exc:
+            return error_response(503, f"dead letters not read: {exc}")
+        body = {"ok": True, "dead_letters": [letter.to_json() for letter in letters]}
+        return Response(200, orjson.dumps(body))
+
+    async def _replay_dead_letters(self, request: Request, params: dict[str, str]) -> Result:
+        self._administrator(request)
+        try:
+            query = replay_query(request.body, time.time())
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        hooks = [hook.name for hook in self._config.hooks]
+        try:
+            replayed = await self._journal.replay_dead_letters(query, hooks)
+        except JournalUnavailable as exc:
+            return error_response(503, f"nothing replayed: {exc}")
+        return Response(200, orjson.dumps(replayed.to_json()))
+
+    def _administrator(self, request: Request) -> Principal:
+        """The principal of an admin route: the admin scope, and no product or device limit."""
+        principal = self._principal(request, "admin")
+        if principal.products or principal.devices:
+            raise Denied(
+                error_response(
+                    403,
+                    f'token "{principal.name}" is limited to some products or devices; '
+                    "dead letters need an admin token without limits",
+                )
+            )
+        return principal
 
     async def _metrics_page(self, request: Request, params: dict[str, str]) -> Result:
         return Response(200, self._metrics.render(), [("content-type", CONTENT_TYPE)])

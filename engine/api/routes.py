@@ -46,6 +46,8 @@ ROUTES = (
     Route("stream_device", "GET", "/v1/devices/:device/events/*prefix"),
     Route("stream_product", "GET", "/v1/products/:product/events/*prefix"),
     Route("stream_product_device", "GET", "/v1/products/:product/devices/:device/events/*prefix"),
+    Route("dead_letters", "GET", "/v1/dead-letters"),
+    Route("replay_dead_letters", "POST", "/v1/dead-letters/replay"),
     Route("metrics", "GET", "/metrics"),
     Route("healthz", "GET", "/healthz"),
 )

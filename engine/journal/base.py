@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import trio
 
+from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery
 
 
@@ -59,6 +61,21 @@ class Journal(Protocol):
 
     async def disable_hook(self, index: int, reason: str) -> None:
         """Remember that a hook's target answered 410 Gone."""
+        ...
+
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, hook_names: Sequence[str]
+    ) -> list[DeadLetter]:
+        """Dead letters matching ``query``, newest first.
+
+        ``hook_names`` are the config's, in order: the memory journal knows hooks by index.
+        """
+        ...
+
+    async def replay_dead_letters(
+        self, query: DeadLetterQuery, hook_names: Sequence[str]
+    ) -> Replayed:
+        """Queue ``query``'s dead letters again under their ids, for ``take_replays``."""
         ...
 
     async def aclose(self) -> None: ...

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 from collections import deque
+from collections.abc import Sequence
 
 import trio
 
+from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery
 
 DEFAULT_KEEP = 10_000
@@ -25,7 +28,8 @@ class MemoryJournal:
         self._recent: deque[Event] = deque(maxlen=keep)
         self._epoch = secrets.token_hex(4)
         self.attempts: deque[Attempt] = deque(maxlen=keep)
-        self.dead_letters: deque[Delivery] = deque(maxlen=keep)
+        self._dead: deque[tuple[Delivery, float]] = deque(maxlen=keep)  # and when, unix time
+        self._replays: list[StoredDelivery] = []
 
     def __repr__(self) -> str:
         return f"<MemoryJournal last_id={self._next_id - 1} kept={len(self._recent)}>"
@@ -60,7 +64,7 @@ class MemoryJournal:
         for delivery, attempt in attempts:
             self.attempts.append(attempt)
             if attempt.state == "dead":
-                self.dead_letters.append(delivery)
+                self._dead.append((delivery, time.time()))
 
     def oldest_id(self) -> int:
         return self._recent[0].id if self._recent else self._next_id
@@ -83,10 +87,61 @@ class MemoryJournal:
 
     async def take_replays(self) -> list[StoredDelivery]:
         await trio.lowlevel.checkpoint()
-        return []
+        replays, self._replays = self._replays, []
+        return replays
 
     async def disable_hook(self, index: int, reason: str) -> None:
         await trio.lowlevel.checkpoint()  # forgotten at restart
 
+    @property
+    def dead_letters(self) -> list[Delivery]:
+        """The deliveries given up on and not replayed, oldest first."""
+        return [delivery for delivery, _ in self._dead]
+
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, hook_names: Sequence[str]
+    ) -> list[DeadLetter]:
+        await trio.lowlevel.checkpoint()
+        found = (_dead_letter(d, at, hook_names) for d, at in reversed(self._dead))
+        chosen = (letter for letter in found if query.admits(letter.id, letter.hook, letter.at))
+        return list(itertools.islice(chosen, query.limit))
+
+    async def replay_dead_letters(
+        self, query: DeadLetterQuery, hook_names: Sequence[str]
+    ) -> Replayed:
+        await trio.lowlevel.checkpoint()
+        matching = [
+            (d, at) for d, at in self._dead if query.admits(d.id, _hook_name(d, hook_names), at)
+        ]
+        chosen = matching[: query.limit]
+        gone = {d.id for d, _ in chosen}
+        self._dead = deque((e for e in self._dead if e[0].id not in gone), self._dead.maxlen)
+        now = time.time()
+        self._replays.extend(
+            StoredDelivery(d.id, d.event, _hook_name(d, hook_names), 0, now) for d, _ in chosen
+        )
+        ids = tuple(d.id for d, _ in chosen)
+        missing = tuple(key for key in query.ids if key not in gone)
+        return Replayed(ids, missing, len(matching) - len(chosen))
+
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+def _hook_name(delivery: Delivery, hook_names: Sequence[str]) -> str:
+    index = delivery.hook_index
+    return hook_names[index] if 0 <= index < len(hook_names) else f"hooks[{index}]"
+
+
+def _dead_letter(delivery: Delivery, at: float, hook_names: Sequence[str]) -> DeadLetter:
+    event = delivery.event
+    return DeadLetter(
+        delivery.id,
+        event.id,
+        event.name,
+        event.device_id,
+        _hook_name(delivery, hook_names),
+        at,
+        delivery.attempts,
+        delivery.last_reason,
+    )

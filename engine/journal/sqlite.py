@@ -30,6 +30,7 @@ import msgpack
 import trio
 
 from engine.delivery.router import Router
+from engine.journal import admin
 from engine.journal.base import JournalUnavailable
 from engine.journal.schema import open_database
 from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery, delivery_id, hook_tag
@@ -406,6 +407,26 @@ class SqliteJournal:
         if self._reader is not None:
             self._reader.close()
         self._conn.close()
+
+    # administration: dead letters and their replay (the SQL is in engine.journal.admin)
+
+    async def list_dead_letters(
+        self, query: admin.DeadLetterQuery, hook_names: Sequence[str]
+    ) -> list[admin.DeadLetter]:
+        """Dead letters matching ``query``, newest first (rows name their hooks themselves)."""
+        rows = await self._read(*admin.dead_letters_sql(query))
+        return [admin.dead_letter(row) for row in rows]
+
+    async def replay_dead_letters(
+        self, query: admin.DeadLetterQuery, hook_names: Sequence[str]
+    ) -> admin.Replayed:
+        """Queue ``query``'s dead letters again under their ids; the dispatcher looks at once."""
+        now = time.time()
+        replayed = await self.run_in_writer(
+            lambda conn: admin.replay_dead_letters(conn, query, now)
+        )
+        self.ask_replays()
+        return replayed
 
 
 def _release(batch: list[_Work]) -> None:

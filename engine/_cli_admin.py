@@ -1,0 +1,342 @@
+"""`hookwire dead-letters list|show|replay` and `hookwire replay`: the journal, from a shell.
+
+The commands open the SQLite journal directly, so they work whether or not the daemon runs:
+a replay marks deliveries ``replay``, which a running daemon takes within a second and a
+stopped one at its next start. Tables are for people; ``--json`` prints what the REST API
+answers, for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+
+import orjson
+
+from engine.config import Config, ConfigError, load_config
+from engine.delivery.router import Router
+from engine.journal import admin
+from engine.journal.schema import JournalError, open_database
+
+COMMANDS = ("dead-letters", "replay")
+
+TIME_HELP = (
+    'TIME: an ISO 8601 time ("2026-11-29T10:00:00Z"; UTC when it names no zone) '
+    'or a duration ago ("30m", "2h", "7d").'
+)
+
+WHEN_SENT = "a running daemon sends them within a second, a stopped one when it starts"
+
+EXCERPT_CHARS = 60
+"""Characters of a response body shown in a table row: one attempt stays one line."""
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], config: str
+) -> None:
+    """Add the dead-letter and replay commands to ``hookwire``'s subcommands."""
+    dead = commands.add_parser("dead-letters", help="list, show and replay dead letters")
+    actions = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="dead letters, newest first")
+    _selection(listing, admin.LIST_LIMIT)
+    show = actions.add_parser("show", help="a delivery, its event and every attempt")
+    show.add_argument("id", help="the delivery id (its webhook-id)")
+    replay = actions.add_parser(
+        "replay",
+        help="send dead letters again under their ids",
+        description="Queue dead letters again, oldest first, each under its own id: name them "
+        "by id, or select them with --hook, --since and --until.",
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID", help="delivery ids")
+    _selection(replay, admin.REPLAY_LIMIT)
+    window = commands.add_parser(
+        "replay",
+        help="send a hook the events of a time window again, as new deliveries",
+        description="Queue every retained event stored in [--since, --until) that HOOK takes, "
+        "under new delivery ids. Nothing is queued when more than --limit events match.",
+    )
+    window.add_argument("--hook", required=True, help="the hook's name")
+    window.add_argument(
+        "--since", required=True, type=_when, metavar="TIME", help="stored at or after it"
+    )
+    window.add_argument(
+        "--until", type=_when, metavar="TIME", help="stored before it (default: now)"
+    )
+    _common(window, admin.REPLAY_LIMIT)
+    for parser in (listing, show, replay, window):
+        parser.add_argument("--config", default=config, help="config file (default %(default)s)")
+        parser.epilog = TIME_HELP
+    show.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+def _selection(parser: argparse.ArgumentParser, limit: int) -> None:
+    parser.add_argument("--hook", help="only this hook's")
+    parser.add_argument("--since", type=_when, metavar="TIME", help="given up at or after it")
+    parser.add_argument("--until", type=_when, metavar="TIME", help="given up before it")
+    _common(parser, limit)
+
+
+def _common(parser: argparse.ArgumentParser, limit: int) -> None:
+    parser.add_argument(
+        "--limit", type=_positive, default=limit, help="at most this many (default %(default)s)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+
+def _when(text: str) -> float:
+    try:
+        return admin.parse_time(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one of ``COMMANDS``; returns the exit status."""
+    window = args.command == "replay"
+    who = "hookwire replay" if window else f"hookwire dead-letters {args.dead_command}"
+    if window and args.until is None:
+        args.until = time.time()
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and until <= since:
+        print(f"{who}: --until must be later than --since", file=sys.stderr)
+        return 2
+    opened = _open(who, args.config)
+    if opened is None:
+        return 1
+    config, conn = opened
+    try:
+        if window:
+            return _replay_window(who, config, conn, args)
+        if args.dead_command == "list":
+            return _list(conn, args, config)
+        if args.dead_command == "show":
+            return _show(who, conn, args)
+        return _replay(who, conn, args)
+    except sqlite3.Error as exc:
+        print(f"{who}: {config.journal.path}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader left (`| head`): say nothing more, and let the exit not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        conn.close()
+
+
+def _open(who: str, path: str) -> tuple[Config, sqlite3.Connection] | None:
+    """The config and a connection to its journal; None after saying why there is none."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+    settings = config.journal
+    if settings.backend != "sqlite":
+        print(
+            f'{who}: {path}: journal.backend is "{settings.backend}": nothing is on disk to read '
+            "(a running daemon's dead letters: GET /v1/dead-letters)",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        conn = open_database(settings.path, synchronous=settings.synchronous, create=False)
+    except JournalError as exc:
+        print(f"{who}: {exc}", file=sys.stderr)
+        return None
+    return config, conn
+
+
+def _query(args: argparse.Namespace, ids: tuple[str, ...] = ()) -> admin.DeadLetterQuery:
+    limit = max(len(ids), args.limit)
+    return admin.DeadLetterQuery(ids, args.hook, args.since, args.until, limit)
+
+
+def _list(conn: sqlite3.Connection, args: argparse.Namespace, config: Config) -> int:
+    letters = admin.list_dead_letters(conn, _query(args))
+    if args.json:
+        _print_json({"ok": True, "dead_letters": [letter.to_json() for letter in letters]})
+        return 0
+    if args.hook is not None and args.hook not in {hook.name for hook in config.hooks}:
+        print(f'note: no hook named "{args.hook}" in {config.path}', file=sys.stderr)
+    if not letters:
+        print("no dead letters")
+        return 0
+    headers = ("ID", "HOOK", "EVENT", "DEVICE", "GAVE UP (UTC)", "ATTEMPTS", "REASON")
+    rows = [
+        (
+            d.id,
+            d.hook,
+            f"{d.event_name} #{d.event_id}",
+            d.device_id,
+            _clock(d.at),
+            str(d.attempts),
+            d.reason,
+        )
+        for d in letters
+    ]
+    print(_table(headers, rows))
+    more = (
+        f"; --limit {args.limit} reached, there may be more" if len(letters) == args.limit else ""
+    )
+    print(f"\n{_count(len(letters), 'dead letter')}, newest first{more}")
+    return 0
+
+
+def _show(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+    record = admin.show_delivery(conn, args.id)
+    if record is None:
+        print(f"{who}: no delivery {args.id} in the journal", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(record.to_json())
+        return 0
+    event = record.event
+    product = f", product {event.product_id}" if event.product_id is not None else ""
+    fields = [
+        ("delivery", record.id),
+        ("hook", record.hook),
+        ("state", _state(record)),
+        ("attempts", str(record.attempts)),
+        ("reason", record.reason or "-"),
+        ("event", f"{event.name} #{event.id}, device {event.device_id}{product}"),
+        ("published", event.published_at),
+        ("data", _one_line(event.data, None)),
+    ]
+    print(_table(("", ""), fields, header=False))
+    print()
+    if not record.attempt_log:
+        print("no attempts yet")
+        return 0
+    headers = ("#", "TIME (UTC)", "STATUS", "DURATION", "REASON", "RESPONSE")
+    rows = [
+        (
+            str(a.number),
+            _clock(a.at, ms=True),
+            str(a.status) if a.status is not None else "-",
+            f"{a.duration:.3f} s",
+            a.reason,
+            _one_line(a.excerpt.decode("utf-8", "replace"), EXCERPT_CHARS),
+        )
+        for a in record.attempt_log
+    ]
+    print(_table(headers, rows))
+    return 0
+
+
+def _replay(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+    ids = tuple(dict.fromkeys(args.ids))
+    query = _query(args, ids)
+    if not query.selects:
+        print(
+            f"{who}: name dead letters by id, or select them with --hook, --since, --until",
+            file=sys.stderr,
+        )
+        return 2
+    with admin.transaction(conn):
+        replayed = admin.replay_dead_letters(conn, query, time.time())
+    if args.json:
+        _print_json(replayed.to_json())
+    else:
+        print(
+            f"queued {_count(len(replayed.ids), 'dead letter')} again, under their ids; {WHEN_SENT}"
+        )
+        if replayed.more:
+            print(f"{replayed.more} more match; run again to replay them, or raise --limit")
+    for key in replayed.missing:
+        print(
+            f"{who}: not a dead letter (unknown, pruned or replayed already): {key}",
+            file=sys.stderr,
+        )
+    return 1 if replayed.missing else 0
+
+
+def _replay_window(
+    who: str, config: Config, conn: sqlite3.Connection, args: argparse.Namespace
+) -> int:
+    names = [hook.name for hook in config.hooks]
+    if args.hook not in names:
+        known = ", ".join(f'"{name}"' for name in names) or "none"
+        print(
+            f'{who}: --hook: no hook named "{args.hook}" in {config.path}; its hooks: {known}',
+            file=sys.stderr,
+        )
+        return 1
+    router = Router(config.hooks)
+    try:
+        with admin.transaction(conn):
+            queued = admin.replay_window(
+                conn,
+                router,
+                names.index(args.hook),
+                args.since,
+                args.until,
+                limit=args.limit,
+                now=time.time(),
+            )
+    except admin.AdminError as exc:
+        print(f"{who}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(queued.to_json())
+    elif not queued.ids:
+        print(f'no event stored in that window goes to hook "{queued.hook}"; nothing queued')
+    else:
+        events = _count(len(queued.ids), "event")
+        print(
+            f'queued {events} for hook "{queued.hook}" as replay {queued.replay} '
+            f"(new delivery ids ending in _r{queued.replay}); {WHEN_SENT}"
+        )
+    return 0
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _state(record: admin.DeliveryRecord) -> str:
+    if record.dead_at is not None:
+        return f"dead since {_clock(record.dead_at)} UTC"
+    if record.state in ("pending", "waiting", "replay"):
+        return f"{record.state}, due {_clock(record.due)} UTC"
+    return record.state
+
+
+def _clock(at: float, *, ms: bool = False) -> str:
+    moment = dt.datetime.fromtimestamp(at, dt.UTC)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text}.{moment.microsecond // 1000:03d}" if ms else text
+
+
+def _one_line(text: str, limit: int | None) -> str:
+    """Text as one line: JSON-quoted when it holds control characters, cut at ``limit``."""
+    shown = orjson.dumps(text).decode() if any(c < " " for c in text) else text
+    if limit is not None and len(shown) > limit:
+        return shown[: limit - 1] + "…"
+    return shown
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, header: bool = True) -> str:
+    """Columns aligned with two spaces between them; the last one is not padded."""
+    lines = [headers, *rows] if header else list(rows)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.buffer.flush()
