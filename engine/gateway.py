@@ -15,9 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import trio
 
@@ -26,9 +24,9 @@ from engine import gateway_protocol as wire
 from engine.api.auth import Authenticator, Principal
 from engine.bus import Bus
 from engine.config import Config
-from engine.journal import JournalUnavailable
+from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
-from engine.model import Event, EventDraft
+from engine.model import Event, OutboxEntry
 
 log = logging.getLogger("hookwire.gateway")
 
@@ -42,32 +40,6 @@ PUMP_EVERY = 1.0
 READ_SIZE = 65536
 
 
-@dataclass(frozen=True, slots=True)
-class Downlink:
-    """A message for a device, kept in the outbox until a gateway acknowledges it."""
-
-    event: Event
-    device: str
-
-
-class GatewayStore(Protocol):
-    """What the gateway needs from the journal."""
-
-    async def append_keyed(self, items: list[tuple[EventDraft, str | None]]) -> list[Event | None]:
-        """Store events unless their (device, key) was seen lately; None for a duplicate."""
-        ...
-
-    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[Downlink]:
-        """Unexpired outbox entries not in ``skip``, oldest first."""
-        ...
-
-    async def downlinks_acked(self, ids: list[int]) -> None: ...
-
-    async def expire_downlinks(self) -> int:
-        """Drop outbox entries past their TTL; returns how many."""
-        ...
-
-
 class _Connection:
     """One gateway's connection: its reader, committer and writer."""
 
@@ -76,7 +48,7 @@ class _Connection:
         self.stream = stream
         self.principal = principal
         self.name = "gateway"
-        self.in_flight: dict[int, Downlink] = {}
+        self.in_flight: dict[int, OutboxEntry] = {}
         self._out: deque[bytes] = deque()
         self._out_lot = trio.lowlevel.ParkingLot()
         self._pubs: list[wire.Pub] = []
@@ -95,7 +67,7 @@ class _Connection:
         self._out.append(frame)
         self._out_lot.unpark_all()
 
-    def offer(self, downlink: Downlink) -> None:
+    def offer(self, downlink: OutboxEntry) -> None:
         event = downlink.event
         self.in_flight[event.id] = downlink
         self.send(wire.down(event.id, downlink.device, event.name, event.data, event.published_at))
@@ -210,7 +182,9 @@ class _Connection:
 class GatewayHub:
     """Listens for gateways, routes downlinks to them; the dispatcher's Downlink."""
 
-    def __init__(self, config: Config, store: GatewayStore, bus: Bus, metrics: Metrics) -> None:
+    durable = True  # what it is given is already in the journal's outbox
+
+    def __init__(self, config: Config, store: Journal, bus: Bus, metrics: Metrics) -> None:
         self.config = config.gateway
         self.max_data_bytes = config.limits.max_data_bytes
         self._engine_config = config
@@ -236,7 +210,7 @@ class GatewayHub:
         """A committed downlink (already in the outbox): offer it now if a gateway has room."""
         connection = None if self._backlog else self._route(device_id)
         if connection is not None and connection.room > 0:
-            connection.offer(Downlink(event, device_id))
+            connection.offer(OutboxEntry(event, device_id))
         else:  # older ones wait in the outbox: the pump sends them in order
             self._backlog = True
             self._pump_lot.unpark_all()

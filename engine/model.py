@@ -93,6 +93,14 @@ def delivery_id(epoch: str, event_id: int, tag: str, replay: int = 0) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A message for a device, kept until a gateway acknowledges it; its id is the event's."""
+
+    event: Event
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredDelivery:
     """A delivery not yet settled, as the journal keeps it: recovered at start, or replayed."""
 

@@ -245,7 +245,12 @@ class Dispatcher:
         delivery.attempts = stored.attempts
         parts = EventParts(event, event_context(event))
         if index is None or self.router.is_disabled(index):
-            why = "is no longer configured" if index is None else "is disabled (410 Gone)"
+            if index is None:
+                why = "is no longer configured"
+            elif self._config.hooks[index].disabled:
+                why = "is disabled in the config"
+            else:
+                why = "is disabled: its target answered 410 Gone"
             self._settle_unsent(delivery, None, f"hook {stored.hook!r} {why}")
             return
         hook = self._config.hooks[index]
@@ -524,8 +529,11 @@ class Dispatcher:
         if self._outbox:
             batch = list(self._outbox)
             self._outbox.clear()
+            devices = [device for _, device in batch] if self._downlink.durable else ()
             try:
-                events = await self._journal.append_many([draft for draft, _ in batch])
+                events = await self._journal.append_many(
+                    [draft for draft, _ in batch], to_devices=devices
+                )
             except JournalUnavailable as exc:
                 log.error("%d hook events not stored yet: %s", len(batch), exc)
                 self._outbox.extendleft(reversed(batch))

@@ -16,6 +16,9 @@ MEMORY_DOWNLINK_KEEP = 10_000
 
 
 class Downlink(Protocol):
+    durable: bool
+    """True when the journal's outbox keeps messages until the device channel acks them."""
+
     def send_nowait(self, device_id: str, event: Event) -> None:
         """Queue ``event`` for ``device_id``; never blocks."""
         ...
@@ -23,6 +26,8 @@ class Downlink(Protocol):
 
 class MemoryDownlink:
     """Keeps the newest messages for inspection (no device channel yet)."""
+
+    durable = False
 
     def __init__(self, keep: int = MEMORY_DOWNLINK_KEEP) -> None:
         self.sent: deque[tuple[str, Event]] = deque(maxlen=keep)

@@ -8,7 +8,7 @@ from typing import Protocol
 import trio
 
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
-from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery
+from engine.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
 
 
 class JournalUnavailable(Exception):
@@ -26,8 +26,36 @@ class Journal(Protocol):
         """Store one event; returns it with its id once it is durable."""
         ...
 
-    async def append_many(self, drafts: list[EventDraft]) -> list[Event]:
-        """Store several events in one commit, in order."""
+    async def append_many(
+        self, drafts: list[EventDraft], *, to_devices: Sequence[str | None] = ()
+    ) -> list[Event]:
+        """Store several events in one commit, in order.
+
+        With ``to_devices``, each event also enters that device's downlink outbox (None: no
+        device) in the same commit, to wait there until a gateway acknowledges it.
+        """
+        ...
+
+    async def append_keyed(self, items: list[tuple[EventDraft, str | None]]) -> list[Event | None]:
+        """Store events unless their (device, key) was stored within the dedupe window.
+
+        Returns each stored event, or None for a publish seen before (not stored again).
+        """
+        ...
+
+    @property
+    def outbox_depth(self) -> int:
+        """Downlinks in the outbox, not yet acknowledged nor expired."""
+        ...
+
+    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
+        """Unexpired outbox entries not in ``skip``, oldest first."""
+        ...
+
+    async def downlinks_acked(self, ids: list[int]) -> None: ...
+
+    async def expire_downlinks(self) -> int:
+        """Drop outbox entries past their TTL; returns how many."""
         ...
 
     def last_id(self) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import trio
 
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
-from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery
+from engine.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
 
 DEFAULT_KEEP = 10_000
 """Recent events (and attempts, and dead letters) kept; bounds memory under any load."""
@@ -23,13 +23,19 @@ DEFAULT_KEEP = 10_000
 class MemoryJournal:
     """Numbers events from 1 and keeps the newest ``keep`` of them."""
 
-    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(
+        self, keep: int = DEFAULT_KEEP, *, downlink_ttl: float = 60.0, dedupe_window: float = 600.0
+    ) -> None:
         self._next_id = 1
         self._recent: deque[Event] = deque(maxlen=keep)
         self._epoch = secrets.token_hex(4)
         self.attempts: deque[Attempt] = deque(maxlen=keep)
         self._dead: deque[tuple[Delivery, float]] = deque(maxlen=keep)  # and when, unix time
         self._replays: list[StoredDelivery] = []
+        self._downlink_ttl = downlink_ttl
+        self._dedupe_window = dedupe_window
+        self._outbox: dict[int, tuple[OutboxEntry, float]] = {}  # by event id, with expiry
+        self._keys: dict[tuple[str, str], float] = {}  # (device, key) -> when, oldest first
 
     def __repr__(self) -> str:
         return f"<MemoryJournal last_id={self._next_id - 1} kept={len(self._recent)}>"
@@ -42,9 +48,60 @@ class MemoryJournal:
         await trio.lowlevel.checkpoint()
         return self._store(draft)
 
-    async def append_many(self, drafts: list[EventDraft]) -> list[Event]:
+    async def append_many(
+        self, drafts: list[EventDraft], *, to_devices: Sequence[str | None] = ()
+    ) -> list[Event]:
         await trio.lowlevel.checkpoint()
-        return [self._store(draft) for draft in drafts]
+        events = [self._store(draft) for draft in drafts]
+        expires = time.time() + self._downlink_ttl
+        for event, device in zip(events, to_devices, strict=False):
+            if device is not None:
+                self._outbox[event.id] = (OutboxEntry(event, device), expires)
+        return events
+
+    async def append_keyed(self, items: list[tuple[EventDraft, str | None]]) -> list[Event | None]:
+        await trio.lowlevel.checkpoint()
+        now = time.time()
+        keys = self._keys
+        while keys:  # forget keys older than the window (the oldest come first)
+            oldest = next(iter(keys))
+            if keys[oldest] >= now - self._dedupe_window:
+                break
+            del keys[oldest]
+        stored: list[Event | None] = []
+        for draft, key in items:
+            if key is not None:
+                if (draft.device_id, key) in keys:
+                    stored.append(None)
+                    continue
+                keys[draft.device_id, key] = now
+            stored.append(self._store(draft))
+        return stored
+
+    @property
+    def outbox_depth(self) -> int:
+        return len(self._outbox)
+
+    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
+        await trio.lowlevel.checkpoint()
+        now = time.time()
+        found = (
+            e for e, expires in self._outbox.values() if expires > now and e.event.id not in skip
+        )
+        return list(itertools.islice(found, limit))
+
+    async def downlinks_acked(self, ids: list[int]) -> None:
+        await trio.lowlevel.checkpoint()
+        for downlink_id in ids:
+            self._outbox.pop(downlink_id, None)
+
+    async def expire_downlinks(self) -> int:
+        await trio.lowlevel.checkpoint()
+        now = time.time()
+        expired = [i for i, (_, expires) in self._outbox.items() if expires <= now]
+        for downlink_id in expired:
+            del self._outbox[downlink_id]
+        return len(expired)
 
     def _store(self, draft: EventDraft) -> Event:
         event = Event.from_draft(draft, self._next_id)

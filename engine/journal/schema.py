@@ -79,11 +79,10 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL
     ) WITHOUT ROWID;
 
-    -- messages to devices not yet acknowledged by a gateway (the gateway fills it)
+    -- messages to devices not yet acknowledged by a gateway; the event is the message
     CREATE TABLE downlink_outbox (
-        id INTEGER PRIMARY KEY,
+        event_id INTEGER PRIMARY KEY,
         device TEXT NOT NULL,
-        event_id INTEGER NOT NULL,
         expires REAL NOT NULL
     );
 
@@ -95,6 +94,7 @@ MIGRATIONS: tuple[str, ...] = (
         at REAL NOT NULL,
         PRIMARY KEY (device, key)
     ) WITHOUT ROWID;
+    CREATE INDEX ingest_keys_at ON ingest_keys (at);
     """,
 )
 

@@ -33,7 +33,16 @@ from engine.delivery.router import Router
 from engine.journal import admin
 from engine.journal.base import JournalUnavailable
 from engine.journal.schema import open_database
-from engine.model import Attempt, Delivery, Event, EventDraft, StoredDelivery, delivery_id, hook_tag
+from engine.model import (
+    Attempt,
+    Delivery,
+    Event,
+    EventDraft,
+    OutboxEntry,
+    StoredDelivery,
+    delivery_id,
+    hook_tag,
+)
 
 log = logging.getLogger("hookwire.journal")
 
@@ -76,10 +85,14 @@ class SqliteJournal:
         *,
         synchronous: str = "full",
         retention: float = 7 * 86400.0,
+        downlink_ttl: float = 60.0,
+        dedupe_window: float = 600.0,
     ) -> None:
         self.path = path
         self._router = router
         self._retention = retention
+        self._downlink_ttl = downlink_ttl
+        self._dedupe_window = dedupe_window
         self._conn = open_database(path, synchronous=synchronous)
         self._epoch = self._load_epoch()
         row = self._conn.execute("SELECT min(id), max(id) FROM events").fetchone()
@@ -87,6 +100,7 @@ class SqliteJournal:
         self._last_id = self._next_id - 1
         self._oldest_id = row[0] or self._next_id
         self._apply_disabled_hooks()
+        self.outbox_depth = self._conn.execute("SELECT count(*) FROM downlink_outbox").fetchone()[0]
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._token: trio.lowlevel.TrioToken | None = None
         self._closing = False
@@ -200,34 +214,147 @@ class SqliteJournal:
     async def append(self, draft: EventDraft) -> Event:
         return (await self.append_many([draft]))[0]
 
-    async def append_many(self, drafts: list[EventDraft]) -> list[Event]:
-        hooks = self._router.hooks
-        routes = [[hooks[i].name for i in self._router.match(draft)] for draft in drafts]
-        events: list[Event] = await self._call(lambda conn: self._insert(conn, drafts, routes))
-        self._last_id = max(self._last_id, events[-1].id) if events else self._last_id
+    async def append_many(
+        self, drafts: list[EventDraft], *, to_devices: Sequence[str | None] = ()
+    ) -> list[Event]:
+        """Store events in order; with ``to_devices``, each one also goes to that device's
+        outbox in the same commit (None: to no device)."""
+        routes = self._routes(drafts)
+        events: list[Event] = await self._call(
+            lambda conn: self._insert(conn, drafts, routes, to_devices)
+        )
+        self._committed(events)
+        self.outbox_depth += sum(device is not None for device in to_devices)
         return events
 
+    async def append_keyed(self, items: list[tuple[EventDraft, str | None]]) -> list[Event | None]:
+        """Store events unless (device, key) was stored within the dedupe window.
+
+        Returns the stored event, or None for a publish seen before (not stored again).
+        """
+        drafts = [draft for draft, _ in items]
+        routes = self._routes(drafts)
+        keys = [key for _, key in items]
+        stored: list[Event | None] = await self._call(
+            lambda conn: self._insert_keyed(conn, drafts, routes, keys)
+        )
+        self._committed([event for event in stored if event is not None])
+        return stored
+
+    def _routes(self, drafts: list[EventDraft]) -> list[list[str]]:
+        hooks = self._router.hooks
+        return [[hooks[i].name for i in self._router.match(draft)] for draft in drafts]
+
+    def _committed(self, events: list[Event]) -> None:
+        if events:
+            self._last_id = max(self._last_id, events[-1].id)
+
     def _insert(
-        self, conn: sqlite3.Connection, drafts: list[EventDraft], routes: list[list[str]]
+        self,
+        conn: sqlite3.Connection,
+        drafts: list[EventDraft],
+        routes: list[list[str]],
+        to_devices: Sequence[str | None] = (),
     ) -> list[Event]:
         now = time.time()
-        events: list[Event] = []
+        events = [self._event_of(draft) for draft in drafts]
+        self._write_events(conn, now, events, routes)
+        if to_devices:
+            expires = now + self._downlink_ttl
+            conn.executemany(
+                "INSERT INTO downlink_outbox VALUES (?, ?, ?)",
+                [
+                    (event.id, device, expires)
+                    for event, device in zip(events, to_devices, strict=True)
+                    if device is not None
+                ],
+            )
+        return events
+
+    def _insert_keyed(
+        self,
+        conn: sqlite3.Connection,
+        drafts: list[EventDraft],
+        routes: list[list[str]],
+        keys: list[str | None],
+    ) -> list[Event | None]:
+        now = time.time()
+        cutoff = now - self._dedupe_window
+        stored: list[Event | None] = []
+        fresh: list[Event] = []
+        fresh_routes: list[list[str]] = []
+        for draft, hooks, key in zip(drafts, routes, keys, strict=True):
+            if key is not None:
+                # A key older than the window is taken over; a recent one means "seen".
+                claimed = conn.execute(
+                    "INSERT INTO ingest_keys VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET event_id = excluded.event_id, at = excluded.at"
+                    " WHERE at < ?",
+                    (draft.device_id, key, self._next_id, now, cutoff),
+                ).rowcount
+                if not claimed:
+                    stored.append(None)
+                    continue
+            event = self._event_of(draft)
+            stored.append(event)
+            fresh.append(event)
+            fresh_routes.append(hooks)
+        self._write_events(conn, now, fresh, fresh_routes)
+        return stored
+
+    def _event_of(self, draft: EventDraft) -> Event:
+        """The draft numbered (in the writer thread: ids follow commit order)."""
+        event = Event.from_draft(draft, self._next_id)
+        self._next_id += 1
+        return event
+
+    def _write_events(
+        self, conn: sqlite3.Connection, now: float, events: list[Event], routes: list[list[str]]
+    ) -> None:
+        pack = msgpack.packb
         rows = []
         deliveries = []
-        pack = msgpack.packb
-        for draft, hooks in zip(drafts, routes, strict=True):
-            event = Event.from_draft(draft, self._next_id)
-            self._next_id += 1
-            events.append(event)
-            body = pack((draft.data, draft.ttl, draft.private, draft.published_at))
-            rows.append((event.id, now, draft.name, draft.device_id, draft.product_id, body))
+        for event, hooks in zip(events, routes, strict=True):
+            body = pack((event.data, event.ttl, event.private, event.published_at))
+            rows.append((event.id, now, event.name, event.device_id, event.product_id, body))
             for hook in hooks:
                 key = delivery_id(self._epoch, event.id, hook_tag(hook))
                 deliveries.append((event.id, key, hook, "pending", 0, now, ""))
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
         if deliveries:
             conn.executemany("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?)", deliveries)
-        return events
+
+    # the downlink outbox
+
+    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
+        """Unexpired outbox entries not in ``skip``, oldest first."""
+        rows = await self._read(
+            "SELECT o.device, e.id, e.name, e.device, e.product, e.body"
+            " FROM downlink_outbox o JOIN events e ON e.id = o.event_id"
+            " WHERE o.expires > ? ORDER BY o.event_id LIMIT ?",
+            (time.time(), limit + len(skip)),
+        )
+        found = (OutboxEntry(_event(row[1:]), row[0]) for row in rows if row[1] not in skip)
+        return list(itertools.islice(found, limit))
+
+    async def downlinks_acked(self, ids: list[int]) -> None:
+        def delete(conn: sqlite3.Connection) -> int:
+            marks = ", ".join("?" * len(ids))
+            sql = f"DELETE FROM downlink_outbox WHERE event_id IN ({marks})"
+            return int(conn.execute(sql, ids).rowcount)
+
+        self.outbox_depth -= await self._call(delete)
+
+    async def expire_downlinks(self) -> int:
+        """Drop outbox entries past their TTL; returns how many."""
+        now = time.time()
+        expired = await self._call(
+            lambda conn: int(
+                conn.execute("DELETE FROM downlink_outbox WHERE expires <= ?", (now,)).rowcount
+            )
+        )
+        self.outbox_depth -= expired
+        return expired
 
     async def events_after(self, after_id: int, limit: int) -> list[Event]:
         rows = await self._read(
@@ -268,7 +395,6 @@ class SqliteJournal:
                 (
                     event_id,
                     delivery.id,
-                    attempt.number,
                     now,
                     attempt.status,
                     attempt.duration,
@@ -285,8 +411,11 @@ class SqliteJournal:
                 " WHERE event_id = ? AND id = ?",
                 updates,
             )
+            # Numbered after the delivery's earlier attempts, replays included.
             conn.executemany(
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+                "INSERT INTO attempts SELECT ?1, ?2, coalesce(max(number), 0) + 1,"
+                " ?3, ?4, ?5, ?6, ?7 FROM attempts WHERE event_id = ?1 AND delivery_id = ?2",
+                rows,
             )
             if dead:
                 conn.executemany(
@@ -376,6 +505,11 @@ class SqliteJournal:
         )
         cursor = conn.execute(
             f"DELETE FROM events WHERE id <= :high AND id NOT IN ({keep})", {"high": high}
+        )
+        conn.execute(
+            "DELETE FROM ingest_keys WHERE (device, key) IN"
+            " (SELECT device, key FROM ingest_keys WHERE at < ? ORDER BY at LIMIT ?)",
+            (time.time() - self._dedupe_window, PRUNE_BATCH * 10),
         )
         oldest = conn.execute("SELECT min(id) FROM events").fetchone()[0]
         self._oldest_id = oldest if oldest is not None else self._next_id

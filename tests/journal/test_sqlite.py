@@ -320,3 +320,21 @@ def test_a_folder_that_cannot_be_written_is_named(tmp_path: Path) -> None:
 def test_a_path_that_is_a_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="is a directory"):
         open_database(tmp_path)
+
+
+async def test_a_replayed_delivery_keeps_its_earlier_attempts(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        event = await journal.append(draft("tx"))
+        [stored] = await journal.recover()
+        delivery = Delivery(stored.id, event, 1, attempts=1, state="dead")
+        dead = Attempt(delivery.id, 1, 400, 0.01, "error status 400", b"", "dead")
+        await journal.record_attempts([(delivery, dead)])
+        again = Delivery(stored.id, event, 1, attempts=1, state="delivered")  # counted anew
+        await journal.record_attempts(
+            [(again, Attempt(again.id, 1, 200, 0.01, "200", b"", "delivered"))]
+        )
+    numbers = sqlite3.connect(path).execute("SELECT number, status FROM attempts").fetchall()
+    assert numbers == [(1, 400), (2, 200)]
