@@ -13,8 +13,9 @@ from engine.api.app import Api
 from engine.bus import Bus
 from engine.config import Config, ConfigError
 from engine.delivery.dispatcher import Dispatcher
-from engine.delivery.downlink import MemoryDownlink
+from engine.delivery.downlink import Downlink, MemoryDownlink
 from engine.delivery.router import Router
+from engine.gateway import GatewayHub
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
 from engine.journal.sqlite import SqliteJournal
@@ -26,14 +27,17 @@ log = logging.getLogger("hookwire")
 def open_journal(config: Config, router: Router) -> Journal:
     """The configured journal, opened (and migrated); raises JournalError when it cannot be."""
     settings = config.journal
+    gateway = config.gateway
     if settings.backend == "memory":
-        return MemoryJournal()
+        return MemoryJournal(downlink_ttl=gateway.downlink_ttl, dedupe_window=gateway.dedupe_window)
     if settings.backend == "sqlite":
         return SqliteJournal(
             settings.path,
             router,
             synchronous=settings.synchronous,
             retention=settings.retention,
+            downlink_ttl=gateway.downlink_ttl,
+            dedupe_window=gateway.dedupe_window,
         )
     raise ConfigError(
         [
@@ -52,7 +56,13 @@ class Engine:
         router = Router(config.hooks)
         self.journal = open_journal(config, router)
         self.bus = Bus()
-        self.downlink = MemoryDownlink()
+        self.gateway: GatewayHub | None = None
+        self.downlink: Downlink = MemoryDownlink()
+        if config.gateway.tcp is not None or config.gateway.unix is not None:
+            self.gateway = GatewayHub(config, self.journal, self.bus, self.metrics)
+            self.downlink = self.gateway
+            journal = self.journal
+            self.metrics.gateway_outbox_depth.set_function(lambda: journal.outbox_depth)
         self.dispatcher = Dispatcher(
             config,
             self.journal,
@@ -89,6 +99,9 @@ class Engine:
                 async with trio.open_nursery() as background:
                     await background.start(self.api.broadcaster.run)
                     await background.start(self.dispatcher.run)
+                    if self.gateway is not None:
+                        for where in await background.start(self.gateway.serve):
+                            log.info("gateway channel listening on %s", where)
                     async with trio.open_nursery() as front:
                         addresses = await front.start(self.server.serve, server.host, server.port)
                         for host, port in addresses:

@@ -86,8 +86,6 @@ class _Connection:
         hub = self.hub
         limit = hub.config.max_unacked
         while True:
-            while len(self._pubs) + self._committing >= limit:
-                await self._room_lot.park()  # acks slow down instead of memory growing
             data = await self.stream.receive_some(decoder.max_frame)
             if not data:
                 return
@@ -97,6 +95,10 @@ class _Connection:
                 await hub.refuse(self, exc)
                 return
             for frame in frames:
+                # Stop taking (and reading) while the journal is behind: the gateway's
+                # acks slow down instead of memory growing.
+                while len(self._pubs) + self._committing >= limit:
+                    await self._room_lot.park()
                 if not await self._take(frame):
                     return
 
@@ -196,6 +198,8 @@ class GatewayHub:
         self._by_device: dict[str, _Connection] = {}
         self._pump_lot = trio.lowlevel.ParkingLot()
         self._backlog = True  # the outbox may hold downlinks no connection has
+        self.tcp_addresses: list[tuple[str, int]] = []  # bound, once serving
+        self._acking: set[int] = set()
 
     def __repr__(self) -> str:
         return f"<GatewayHub connections={len(self._connections)}>"
@@ -233,8 +237,9 @@ class GatewayHub:
             host, port = self.config.tcp
             for listener in await trio.open_tcp_listeners(port, host=host):
                 listeners.append(listener)
-                address = listener.socket.getsockname()
-                where.append(f"tcp://{host}:{address[1]}")
+                bound = listener.socket.getsockname()
+                self.tcp_addresses.append((bound[0], bound[1]))
+                where.append(f"tcp://{bound[0]}:{bound[1]}")
         if self.config.unix is not None:
             listeners.append(await _unix_listener(self.config.unix))
             where.append(f"unix://{self.config.unix}")
@@ -247,8 +252,8 @@ class GatewayHub:
     async def _handle(self, stream: trio.abc.Stream) -> None:
         try:
             await self._converse(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.info("gateway connection lost: %s", exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            log.info("gateway connection lost: %s", group.exceptions[0])
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await stream.aclose()
@@ -375,8 +380,16 @@ class GatewayHub:
     async def acked(self, connection: _Connection, ids: tuple[int, ...]) -> None:
         known = [i for i in ids if connection.in_flight.pop(i, None) is not None]
         if known:
-            await self.store.downlinks_acked(known)
-            self.metrics.gateway_downlinks_acked.inc(len(known))
+            self._acking.update(known)  # still in the outbox until the delete commits
+            try:
+                await self.store.downlinks_acked(known)
+            except JournalUnavailable as exc:  # they stay in the outbox: sent again later
+                log.warning("downlink acks not recorded: %s", exc)
+                self._backlog = True
+            else:
+                self.metrics.gateway_downlinks_acked.inc(len(known))
+            finally:
+                self._acking.difference_update(known)
         if self._backlog:
             self._pump_lot.unpark_all()
 
@@ -385,24 +398,27 @@ class GatewayHub:
         while True:
             with trio.move_on_after(PUMP_EVERY):
                 await self._pump_lot.park()
-            expired = await self.store.expire_downlinks()
-            if expired:
-                self.metrics.gateway_downlinks_expired.inc(expired)
-            room = sum(max(0, c.room) for c in self._connections)
-            if not self._backlog or room <= 0:
+            try:
+                await self._pump_once()
+            except JournalUnavailable as exc:
+                log.warning("downlink outbox not read: %s", exc)
+
+    async def _pump_once(self) -> None:
+        expired = await self.store.expire_downlinks()
+        if expired:
+            self.metrics.gateway_downlinks_expired.inc(expired)
+        room = sum(max(0, c.room) for c in self._connections)
+        if not self._backlog or room <= 0:
+            return
+        held = {i for c in self._connections for i in c.in_flight} | self._acking
+        pending = await self.store.pending_downlinks(room, held)
+        self._backlog = len(pending) >= room
+        for downlink in pending:
+            connection = self._route(downlink.device)
+            if connection is None or connection.room <= 0:
+                self._backlog = True
                 continue
-            held = {i for c in self._connections for i in c.in_flight}
-            pending = await self.store.pending_downlinks(room, held)
-            self._backlog = len(pending) >= room
-            for downlink in pending:
-                connection = self._route(downlink.device)
-                if connection is None:
-                    self._backlog = True
-                    break
-                if connection.room > 0:
-                    connection.offer(downlink)
-                else:
-                    self._backlog = True
+            connection.offer(downlink)
 
 
 async def _unix_listener(path: Path) -> trio.SocketListener:

@@ -99,6 +99,11 @@ class Metrics:
             "Gateway publishes seen before within the dedupe window: acknowledged, not stored.",
             registry=r,
         )
+        self.gateway_outbox_depth = Gauge(
+            "hookwire_gateway_outbox_depth",
+            "Downlinks waiting in the journal's outbox for a gateway to acknowledge them.",
+            registry=r,
+        )
         self.gateway_downlinks_acked = Counter(
             "hookwire_gateway_downlinks_acked", "Downlinks acknowledged by gateways.", registry=r
         )
