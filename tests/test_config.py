@@ -697,6 +697,8 @@ def test_shipped_default_config_loads() -> None:
     assert config.journal.backend == "sqlite"
     assert config.journal.path == REPO / "config" / "var" / "hookwire.db"
     assert config.journal.path.parent.is_dir()  # shipped, so `make run` works on a clone
+    assert config.gateway.tcp == ("127.0.0.1", 7070)
+    assert config.gateway.unix == REPO / "config" / "var" / "gateway.sock"
     assert config.delivery.allow_networks == (ipaddress.ip_network("127.0.0.0/8"),)
     assert [hook.name for hook in config.hooks] == ["demo receiver"]
 

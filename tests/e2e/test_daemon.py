@@ -15,6 +15,7 @@ import orjson
 import trio
 from httpx_sse import aconnect_sse
 
+from engine.gateway_client import open_gateway
 from tests.conftest import ADMIN, BASE_CONFIG
 from tests.helpers import HOOKWIRE, ROOT, RawClient, run_cli
 
@@ -159,7 +160,7 @@ async def test_the_shipped_demo_hook_delivers_and_answers_back(
     sink = Sink(Reply(200, b'{"received": 1}'))
     await nursery.start(sink.serve)
     shipped = (ROOT / "config" / "engine.toml").read_text()
-    config = shipped.replace("port = 8080", "port = 0").replace(
+    config = shipped.replace("port = 8080", "port = 0").replace("7070", "0").replace(
         "127.0.0.1:9000", f"127.0.0.1:{sink.port}"
     )
     token = "hw_dev_0123456789abcdefghijklmnopqrstuv"  # the shipped demo token
@@ -177,12 +178,22 @@ async def test_the_shipped_demo_hook_delivers_and_answers_back(
             assert published.status_code == 200
             async with aclosing(source.aiter_sse()) as events:
                 answer = await events.__anext__()
+        # A device publishing through the gateway channel gets the answer down it.
+        async with open_gateway(token, unix=tmp_path / "var" / "gateway.sock") as gateway:
+            await gateway.publish("0123456789abcdef01234567", "demo/temp", '{"temp":19}')
+            await gateway.wait_acked()
+            with trio.fail_after(5):
+                down = await gateway.downlinks.receive()
+            await gateway.ack_downlinks([down.id])
         d.process.send_signal(signal.SIGTERM)
+    assert (down.device, down.name) == ("0123456789abcdef01234567", "hook-response/demo/temp/0")
+    assert down.data == "received 1"
     assert (answer.event, orjson.loads(answer.data)["data"]) == (
         "hook-response/demo/temp/0",
         "received 1",
     )
-    [request] = sink.requests
+    request, from_device = sink.requests
+    assert from_device.target == "/readings/0123456789abcdef01234567"
     assert request.target == "/readings/api"
     body = orjson.loads(request.body)
     assert (body["temp"], body["unit"], body["event"]) == (21.5, "C", "demo/temp")
