@@ -15,7 +15,7 @@ from engine.api.broadcast import Broadcaster, StreamStats
 from engine.api.dead_letters import list_query, replay_query
 from engine.api.publish import publish_fields
 from engine.api.routes import Matched, MethodNotAllowed, match_route
-from engine.api.streams import EventStream, event_filter
+from engine.api.streams import EventStream, event_filter, plan_resume, requested_resume
 from engine.bus import Bus
 from engine.config import Config
 from engine.events import EventRejected, build_draft, check_device_id
@@ -221,10 +221,18 @@ class Api:
                         403, f'token "{principal.name}" may not see device "{device_id}"'
                     )
                 )
-        return EventStream(
-            self.broadcaster,
-            event_filter(principal, params.get("prefix", ""), device_id, product_id),
-        )
+        try:
+            last_event_id = requested_resume(request)
+        except ValueError as exc:
+            raise Denied(error_response(400, str(exc))) from None
+        accepts = event_filter(principal, params.get("prefix", ""), device_id, product_id)
+        if last_event_id is None:
+            return EventStream(self.broadcaster, accepts)
+        try:
+            resume = await plan_resume(self._journal, last_event_id)
+        except JournalUnavailable as exc:
+            return error_response(503, f"stream not resumed: {exc}")
+        return EventStream(self.broadcaster, accepts, resume)
 
     async def _dead_letters(self, request: Request, params: dict[str, str]) -> Result:
         self._administrator(request)

@@ -28,3 +28,20 @@ def format_event(name: str, event_id: int, data: bytes) -> bytes:
 def format_comment(text: str) -> bytes:
     """A comment line: ignored by clients, keeps proxies and idle timers from closing."""
     return b":%b\n\n" % _field_value(text, "comment")
+
+
+MAX_EVENT_ID_DIGITS = 19
+"""Event ids are 63-bit integers (SQLite's rowid); a longer number was never an id."""
+
+
+def parse_event_id(value: str, source: str) -> int | None:
+    """The id a client resumes after; None when empty (no id); ValueError names the fault."""
+    text = value.strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_EVENT_ID_DIGITS):
+        raise ValueError(
+            f"{source} must be the id of the last event received, a whole number "
+            f"(0 to replay everything kept), got {value!r}"
+        )
+    return int(text)
