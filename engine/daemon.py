@@ -56,10 +56,11 @@ class Engine:
         router = Router(config.hooks)
         self.journal = open_journal(config, router)
         self.bus = Bus()
+        self.journal.fan_out_to(self.bus.publish)
         self.gateway: GatewayHub | None = None
         self.downlink: Downlink = MemoryDownlink()
         if config.gateway.tcp is not None or config.gateway.unix is not None:
-            self.gateway = GatewayHub(config, self.journal, self.bus, self.metrics)
+            self.gateway = GatewayHub(config, self.journal, self.metrics)
             self.downlink = self.gateway
             journal = self.journal
             self.metrics.gateway_outbox_depth.set_function(lambda: journal.outbox_depth)

@@ -22,7 +22,6 @@ import trio
 from engine import __version__
 from engine import gateway_protocol as wire
 from engine.api.auth import Authenticator, Principal
-from engine.bus import Bus
 from engine.config import Config
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
@@ -186,12 +185,11 @@ class GatewayHub:
 
     durable = True  # what it is given is already in the journal's outbox
 
-    def __init__(self, config: Config, store: Journal, bus: Bus, metrics: Metrics) -> None:
+    def __init__(self, config: Config, store: Journal, metrics: Metrics) -> None:
         self.config = config.gateway
         self.max_data_bytes = config.limits.max_data_bytes
         self._engine_config = config
         self.store = store
-        self._bus = bus
         self.metrics = metrics
         self._auth = Authenticator(config.auth.tokens)
         self._connections: list[_Connection] = []
@@ -368,8 +366,6 @@ class GatewayHub:
             self._by_device[pub.draft.device_id] = connection
             if event is None:
                 duplicates += 1
-            else:
-                self._bus.publish(event)
         self.metrics.events_published.labels("gateway").inc(len(batch) - duplicates)
         if duplicates:
             self.metrics.gateway_duplicates.inc(duplicates)

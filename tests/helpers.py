@@ -42,7 +42,6 @@ async def publish_direct(
     """Store and fan out an event the way ingest does, without an HTTP round trip."""
     draft = EventDraft(name, data, 60, False, "2026-11-28T10:00:00.000Z", device, product)
     event = await engine.journal.append(draft)
-    engine.bus.publish(event)
     return event
 
 

@@ -194,7 +194,6 @@ class Api:
             event = await self._journal.append(draft)
         except JournalUnavailable as exc:
             return error_response(503, f"event not stored: {exc}")
-        self._bus.publish(event)
         self._published.inc()
         return Response(200, b'{"ok":true,"id":%d}' % event.id)
 

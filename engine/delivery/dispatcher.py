@@ -539,7 +539,6 @@ class Dispatcher:
                 self._outbox.extendleft(reversed(batch))
                 return False
             for event, (_, device) in zip(events, batch, strict=True):
-                self._bus.publish(event)
                 if device is not None:
                     self._downlink.send_nowait(device, event)
         return stored

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import trio
@@ -20,6 +20,11 @@ class Journal(Protocol):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve writes until cancelled (started before anything appends)."""
+        ...
+
+    def fan_out_to(self, publish: Callable[[Event], None]) -> None:
+        """Hand every committed event to ``publish`` (the bus), in id order, before the
+        append that stored it returns."""
         ...
 
     async def append(self, draft: EventDraft) -> Event:

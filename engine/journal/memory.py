@@ -9,7 +9,7 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -33,6 +33,7 @@ class MemoryJournal:
         self._dead: deque[tuple[Delivery, float]] = deque(maxlen=keep)  # and when, unix time
         self._replays: list[StoredDelivery] = []
         self._downlink_ttl = downlink_ttl
+        self._publish: Callable[[Event], None] | None = None
         self._dedupe_window = dedupe_window
         self._outbox: dict[int, tuple[OutboxEntry, float]] = {}  # by event id, with expiry
         self._keys: dict[tuple[str, str], float] = {}  # (device, key) -> when, oldest first
@@ -107,7 +108,12 @@ class MemoryJournal:
         event = Event.from_draft(draft, self._next_id)
         self._next_id += 1
         self._recent.append(event)
+        if self._publish is not None:
+            self._publish(event)
         return event
+
+    def fan_out_to(self, publish: Callable[[Event], None]) -> None:
+        self._publish = publish
 
     def last_id(self) -> int:
         return self._next_id - 1

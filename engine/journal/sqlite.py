@@ -22,6 +22,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,10 +64,11 @@ READ_PAGE = 1000
 class _Work:
     """A piece of work for the writer thread, and what came of it."""
 
-    __slots__ = ("done", "error", "result", "run")
+    __slots__ = ("done", "error", "publishes", "result", "run")
 
-    def __init__(self, run: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(self, run: Callable[[sqlite3.Connection], Any], publishes: bool = False) -> None:
         self.run = run
+        self.publishes = publishes  # the result is a list of events (None: not stored)
         self.done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -111,6 +113,9 @@ class SqliteJournal:
         self.writes = 0  # pieces of work in them
         self.failed_commits = 0
         self._data_version = -1
+        self._publish: Callable[[Event], None] | None = None
+        self._finished: deque[list[_Work]] = deque()
+        self._finished_lot = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
         return f"<SqliteJournal {self.path} last_id={self._last_id}>"
@@ -124,10 +129,12 @@ class SqliteJournal:
         thread = threading.Thread(target=self._serve, name="hookwire-journal", daemon=True)
         thread.start()
         try:
-            task_status.started()
-            while True:
-                await trio.sleep(PRUNE_EVERY)
-                await self.prune()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._hand_out)
+                task_status.started()
+                while True:
+                    await trio.sleep(PRUNE_EVERY)
+                    await self.prune()
         finally:
             # Work queued before the stop is still committed, and its callers released.
             self._closing = True
@@ -135,6 +142,30 @@ class SqliteJournal:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await trio.to_thread.run_sync(thread.join, abandon_on_cancel=True)
             self._token = None
+            while self._finished:
+                for work in self._finished.popleft():
+                    work.done.set()
+
+    def fan_out_to(self, publish: Callable[[Event], None]) -> None:
+        """Hand every committed event to ``publish``, in id order, before its writer resumes."""
+        self._publish = publish
+
+    def _batch_done(self, batch: list[_Work]) -> None:
+        """In the trio thread: a batch is committed (or failed); ``_hand_out`` takes it."""
+        self._finished.append(batch)
+        self._finished_lot.unpark_all()
+
+    async def _hand_out(self) -> None:
+        """Fan out committed events in commit order, then release their writers."""
+        while True:
+            while not self._finished:
+                await self._finished_lot.park()
+            for work in self._finished.popleft():
+                if work.publishes and work.error is None and self._publish is not None:
+                    for event in work.result:
+                        if event is not None:
+                            self._publish(event)
+                work.done.set()
 
     def _serve(self) -> None:
         """The writer thread: commit everything waiting in one transaction, again and again."""
@@ -157,7 +188,7 @@ class SqliteJournal:
             token = self._token
             if token is not None:
                 try:
-                    token.run_sync_soon(_release, batch)
+                    token.run_sync_soon(self._batch_done, batch)
                 except trio.RunFinishedError:
                     return
 
@@ -187,11 +218,14 @@ class SqliteJournal:
             for work in batch:
                 work.error = error
 
-    async def _call(self, run: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``run`` in the writer thread, in the next transaction; returns once committed."""
+    async def _call(self, run: Callable[[sqlite3.Connection], T], publishes: bool = False) -> T:
+        """Run ``run`` in the writer thread, in the next transaction; returns once committed.
+
+        ``publishes``: ``run`` returns the events it stored, to be fanned out.
+        """
         if self._token is None or self._closing:
             raise JournalUnavailable("the journal is not running")
-        work = _Work(run)
+        work = _Work(run, publishes)
         self._queue.put(work)
         await work.done.wait()
         if work.error is not None:
@@ -221,7 +255,7 @@ class SqliteJournal:
         outbox in the same commit (None: to no device)."""
         routes = self._routes(drafts)
         events: list[Event] = await self._call(
-            lambda conn: self._insert(conn, drafts, routes, to_devices)
+            lambda conn: self._insert(conn, drafts, routes, to_devices), publishes=True
         )
         self._committed(events)
         self.outbox_depth += sum(device is not None for device in to_devices)
@@ -236,7 +270,7 @@ class SqliteJournal:
         routes = self._routes(drafts)
         keys = [key for _, key in items]
         stored: list[Event | None] = await self._call(
-            lambda conn: self._insert_keyed(conn, drafts, routes, keys)
+            lambda conn: self._insert_keyed(conn, drafts, routes, keys), publishes=True
         )
         self._committed([event for event in stored if event is not None])
         return stored
@@ -561,11 +595,6 @@ class SqliteJournal:
         )
         self.ask_replays()
         return replayed
-
-
-def _release(batch: list[_Work]) -> None:
-    for work in batch:
-        work.done.set()
 
 
 def _event(row: Sequence[Any]) -> Event:

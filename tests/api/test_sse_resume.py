@@ -44,6 +44,7 @@ class Hub:
 
 async def serve_hub(config: Config, journal: MemoryJournal, nursery: trio.Nursery) -> Hub:
     bus = Bus()
+    journal.fan_out_to(bus.publish)
     api = Api(config, journal, bus, Metrics())
     server = HttpServer(api.handle, config.limits)
     await nursery.start(api.broadcaster.run)

@@ -132,7 +132,7 @@ def run(script: Script, folder: Path) -> tuple[FakeTransport, Engine]:
             for n in range(script.events):
                 device = f"dev{n % script.devices}"
                 draft = EventDraft("temp", str(n), 60, False, "t", device, None)
-                engine.bus.publish(await engine.journal.append(draft))
+                await engine.journal.append(draft)
             # Everything settles within the schedule and breaker cooldowns (virtual time).
             with trio.move_on_after(24 * 3600):
                 # (virtual seconds: the MockClock jumps while everything waits)

@@ -338,3 +338,21 @@ async def test_a_replayed_delivery_keeps_its_earlier_attempts(
         )
     numbers = sqlite3.connect(path).execute("SELECT number, status FROM attempts").fetchall()
     assert numbers == [(1, 400), (2, 200)]
+
+
+async def test_committed_events_are_fanned_out_in_id_order_before_appends_return(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    seen: list[int] = []
+    async with running(tmp_path / "j.db", hooks_config) as journal:
+        journal.fan_out_to(lambda event: seen.append(event.id))
+
+        async def publish(i: int) -> None:
+            event = await journal.append(draft(data=str(i)))
+            assert event.id in seen  # fanned out before the publisher hears "stored"
+
+        async with trio.open_nursery() as nursery:
+            for i in range(300):
+                nursery.start_soon(publish, i)
+        await journal.append_keyed([(draft(), "k"), (draft(), "k")])  # the second: a duplicate
+    assert seen == list(range(1, 302))
