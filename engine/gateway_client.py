@@ -14,7 +14,7 @@ Publishes not yet acknowledged are kept in ``unacked``; hand them to the next
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,7 @@ class GatewayClient:
         self.unacked: dict[int, bytes] = {}
         self.nacks: dict[int, tuple[str, str]] = {}
         self.error: GatewayRefused | None = None
+        self.on_ack: Callable[[int], object] | None = None  # called with each acked seq
         self._next_seq = first_seq
         self._send_lock = trio.Lock()
         self._acked_lot = trio.lowlevel.ParkingLot()
@@ -162,7 +163,8 @@ class GatewayClient:
         if op == "ack":
             for first, last in frame["ranges"]:
                 for seq in range(first, last + 1):
-                    self.unacked.pop(seq, None)
+                    if self.unacked.pop(seq, None) is not None and self.on_ack is not None:
+                        self.on_ack(seq)
             self._acked_lot.unpark_all()
         elif op == "nack":
             self.nacks[frame["seq"]] = (frame["error"], frame["message"])
