@@ -30,13 +30,17 @@ from engine.model import Event, OutboxEntry
 log = logging.getLogger("hookwire.gateway")
 
 HELLO_TIMEOUT = 10.0
+FLUSH_TIMEOUT = 1.0
+"""Seconds a closing connection has to send what is queued (an error frame, acks)."""
 SEND_TIMEOUT = 30.0
 """A gateway that takes no bytes for this long is disconnected (its downlinks wait)."""
 
 PUMP_EVERY = 1.0
 """Seconds between looks at the outbox for downlinks to (re)send and to expire."""
 
-READ_SIZE = 65536
+PUMP_PAGE = 1000
+PUMP_SCAN = 20_000
+"""Outbox entries looked at per pass, at most (a pass runs at least every PUMP_EVERY)."""
 
 
 class _Connection:
@@ -54,6 +58,8 @@ class _Connection:
         self._pubs_lot = trio.lowlevel.ParkingLot()
         self._room_lot = trio.lowlevel.ParkingLot()
         self._committing = 0
+        self._writing = False
+        self._flushed_lot = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
         return f"<gateway {self.name!r} in_flight={len(self.in_flight)} pubs={len(self._pubs)}>"
@@ -79,6 +85,9 @@ class _Connection:
             nursery.start_soon(self._commit)
             if all([await self._take(frame) for frame in early]):
                 await self._read(decoder)
+            with trio.move_on_after(FLUSH_TIMEOUT):  # what is queued (an error frame, acks)
+                while self._out or self._writing:
+                    await self._flushed_lot.park()
             nursery.cancel_scope.cancel()
 
     async def _read(self, decoder: wire.FrameDecoder) -> None:
@@ -91,13 +100,13 @@ class _Connection:
             try:
                 frames = decoder.feed(data)
             except wire.FrameError as exc:
-                await hub.refuse(self, exc)
+                self.refuse(exc)
                 return
             for frame in frames:
                 # Stop taking (and reading) while the journal is behind: the gateway's
                 # acks slow down instead of memory growing.
-                while len(self._pubs) + self._committing >= limit:
-                    await self._room_lot.park()
+                while len(self._pubs) + self._committing >= limit or len(self._out) >= limit:
+                    await self._room_lot.park()  # (also while the gateway reads nothing)
                 if not await self._take(frame):
                     return
 
@@ -110,7 +119,7 @@ class _Connection:
             op = raw.get("op")
             hub.metrics.gateway_frames_in.labels(op if op in wire.KNOWN_OPS else "bad").inc()
             if exc.fatal:
-                await hub.refuse(self, exc)
+                self.refuse(exc)
                 return False
             self._reject(exc)
             return True
@@ -129,13 +138,19 @@ class _Connection:
             hub.metrics.gateway_frames_in.labels("ping").inc()
             self.send(wire.pong())
         else:  # a second hello
-            await hub.refuse(self, wire.FrameError("bad-hello", "hello may be sent only once"))
+            self.refuse(wire.FrameError("bad-hello", "hello may be sent only once"))
             return False
         return True
 
     def _key(self, pub: wire.Pub) -> str:
         """What makes a publish the same one again: the device's key, else our name and seq."""
         return pub.key if pub.key is not None else f"{self.name}#{pub.seq}"
+
+    def refuse(self, exc: wire.FrameError) -> None:
+        """A frame that breaks the stream: say why; the connection closes once it is sent."""
+        log.warning("gateway %r: %s: %s", self.name, exc.code, exc.message)
+        self.hub.metrics.gateway_frames_out.labels("error").inc()
+        self.send(wire.error(exc.code, exc.message))
 
     def _reject(self, exc: wire.FrameError) -> None:
         if exc.seq is None:
@@ -167,13 +182,18 @@ class _Connection:
                 self._room_lot.unpark_all()
 
     async def _write(self, cancel: trio.CancelScope) -> None:
+        """The only writer of the socket: everything queued goes out in one write."""
         while True:
             while not self._out:
+                self._flushed_lot.unpark_all()
                 await self._out_lot.park()
             data = b"".join(self._out)
             self._out.clear()
+            self._writing = True
             with trio.move_on_after(SEND_TIMEOUT) as waited:
                 await self.stream.send_all(data)
+            self._writing = False
+            self._room_lot.unpark_all()
             if waited.cancelled_caught:
                 log.warning("%r took no bytes for %.0f s: disconnected", self, SEND_TIMEOUT)
                 cancel.cancel()
@@ -334,13 +354,6 @@ class GatewayHub:
         with trio.move_on_after(1):
             await stream.send_all(wire.error(code, message))
 
-    async def refuse(self, connection: _Connection, exc: wire.FrameError) -> None:
-        """A frame that breaks the stream: say why, then the connection closes."""
-        log.warning("gateway %r: %s: %s", connection.name, exc.code, exc.message)
-        self.metrics.gateway_frames_out.labels("error").inc()
-        with trio.move_on_after(1):
-            await connection.stream.send_all(wire.error(exc.code, exc.message))
-
     # uplink
 
     def forbidden(self, principal: Principal, pub: wire.Pub) -> str | None:
@@ -403,18 +416,28 @@ class GatewayHub:
         expired = await self.store.expire_downlinks()
         if expired:
             self.metrics.gateway_downlinks_expired.inc(expired)
-        room = sum(max(0, c.room) for c in self._connections)
-        if not self._backlog or room <= 0:
+        if not self._backlog:
             return
-        held = {i for c in self._connections for i in c.in_flight} | self._acking
-        pending = await self.store.pending_downlinks(room, held)
-        self._backlog = len(pending) >= room
-        for downlink in pending:
-            connection = self._route(downlink.device)
-            if connection is None or connection.room <= 0:
-                self._backlog = True
-                continue
-            connection.offer(downlink)
+        # Page through the outbox, oldest first, skipping what is in flight and what waits
+        # for a gateway without room (a slow gateway's devices do not hold up the others).
+        self._backlog = False
+        after, scanned = 0, 0
+        while scanned < PUMP_SCAN and any(c.room > 0 for c in self._connections):
+            page = await self.store.pending_downlinks(after, PUMP_PAGE)
+            held = self._acking.union(*(c.in_flight for c in self._connections))
+            for downlink in page:
+                if downlink.event.id in held:
+                    continue
+                connection = self._route(downlink.device)
+                if connection is None or connection.room <= 0:
+                    self._backlog = True
+                    continue
+                connection.offer(downlink)
+            scanned += len(page)
+            if len(page) < PUMP_PAGE:
+                return
+            after = page[-1].event.id
+        self._backlog = True  # not looked at to the end
 
 
 async def _unix_listener(path: Path) -> trio.SocketListener:

@@ -53,8 +53,8 @@ class Journal(Protocol):
         """Downlinks in the outbox, not yet acknowledged nor expired."""
         ...
 
-    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
-        """Unexpired outbox entries not in ``skip``, oldest first."""
+    async def pending_downlinks(self, after: int, limit: int) -> list[OutboxEntry]:
+        """Unexpired outbox entries with ids above ``after``, oldest first."""
         ...
 
     async def downlinks_acked(self, ids: list[int]) -> None: ...

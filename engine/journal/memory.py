@@ -83,11 +83,13 @@ class MemoryJournal:
     def outbox_depth(self) -> int:
         return len(self._outbox)
 
-    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
+    async def pending_downlinks(self, after: int, limit: int) -> list[OutboxEntry]:
         await trio.lowlevel.checkpoint()
         now = time.time()
-        found = (
-            e for e, expires in self._outbox.values() if expires > now and e.event.id not in skip
+        found = (  # the dict keeps insertion order: ids increase
+            entry
+            for entry, expires in self._outbox.values()
+            if entry.event.id > after and expires > now
         )
         return list(itertools.islice(found, limit))
 

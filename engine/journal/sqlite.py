@@ -360,16 +360,15 @@ class SqliteJournal:
 
     # the downlink outbox
 
-    async def pending_downlinks(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
-        """Unexpired outbox entries not in ``skip``, oldest first."""
+    async def pending_downlinks(self, after: int, limit: int) -> list[OutboxEntry]:
+        """Unexpired outbox entries with ids above ``after``, oldest first."""
         rows = await self._read(
             "SELECT o.device, e.id, e.name, e.device, e.product, e.body"
             " FROM downlink_outbox o JOIN events e ON e.id = o.event_id"
-            " WHERE o.expires > ? ORDER BY o.event_id LIMIT ?",
-            (time.time(), limit + len(skip)),
+            " WHERE o.event_id > ? AND o.expires > ? ORDER BY o.event_id LIMIT ?",
+            (after, time.time(), limit),
         )
-        found = (OutboxEntry(_event(row[1:]), row[0]) for row in rows if row[1] not in skip)
-        return list(itertools.islice(found, limit))
+        return [OutboxEntry(_event(row[1:]), row[0]) for row in rows]
 
     async def downlinks_acked(self, ids: list[int]) -> None:
         def delete(conn: sqlite3.Connection) -> int:

@@ -381,3 +381,25 @@ async def test_a_gateway_faster_than_the_journal_is_slowed_not_buffered(start: S
         gate.set()
         await gateway.wait_acked()
     assert not gateway.nacks
+
+
+async def test_a_gateway_that_never_reads_is_not_buffered_for(start: Start) -> None:
+    setup = await start("max_unacked = 8")
+    hub = setup.engine.gateway
+    assert hub is not None
+    stream = await trio.open_tcp_stream(*setup.tcp)
+    hello = msgpack.packb({"op": "hello", "token": GATEWAY, "version": 1, "name": "deaf"})
+    pubs = b"".join(
+        msgpack.packb({"op": "pub", "seq": i, "device": DEVICE, "name": "temp", "data": str(i)})
+        for i in range(500)
+    )
+    async with stream:
+        await stream.send_all(hello + pubs)  # and it never reads a byte of what comes back
+        await wait_until(lambda: len(setup.sink.requests) == 500, within=20)
+        await wait_until(lambda: setup.journal.outbox_depth == 500)
+        [deaf] = hub._connections
+        assert len(deaf.in_flight) == 8  # the other answers wait on disk, not in memory
+        assert len(deaf._out) <= 8
+        async with setup.connect() as other:  # the engine serves others as before
+            await other.wait_acked(await other.publish(OTHER, "temp", "fine"))
+            assert (await next_down(other)).device == OTHER
