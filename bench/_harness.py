@@ -229,6 +229,21 @@ class ServerProcess:
         self._proc = None
         return self.returncode
 
+    def kill(self) -> int | None:
+        """SIGKILL now (a crash: no shutdown of any kind), wait for it; returns the exit code.
+
+        ``start()`` may be called again afterwards: same command, same working directory.
+        """
+        proc = self._proc
+        if proc is None:
+            return self.returncode
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+        self.returncode = proc.returncode
+        self._proc = None
+        return self.returncode
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -283,7 +298,8 @@ class Daemon(ServerProcess):
     ``delivery`` becomes the ``[delivery]`` table and each of ``hooks`` a ``[[hooks]]``
     table, as written (e.g. ``{"allow_networks": ["127.0.0.0/8"]}`` and
     ``[{"name": "h0", "event": "bench/", "url": "http://127.0.0.1:8000/"}]``);
-    by default the config has neither.
+    by default the config has neither. ``journal`` becomes the ``[journal]`` table
+    (default ``{"backend": "memory"}``); a relative ``path`` in it is under ``workdir``.
     """
 
     def __init__(
@@ -296,6 +312,7 @@ class Daemon(ServerProcess):
         log_level: str = "warning",
         delivery: dict[str, TomlValue] | None = None,
         hooks: list[dict[str, TomlValue]] | None = None,
+        journal: dict[str, TomlValue] | None = None,
     ) -> None:
         port = free_port()
         self.token = secrets.token_urlsafe(24)
@@ -310,6 +327,7 @@ class Daemon(ServerProcess):
                 sse_batch_window=sse_batch_window,
                 max_data_bytes=max_data_bytes,
                 log_level=log_level,
+                journal=journal or {"backend": "memory"},
             )
             + _tables_toml(delivery, hooks)
         )
@@ -381,6 +399,7 @@ def _config_toml(
     sse_batch_window: float | None,
     max_data_bytes: int,
     log_level: str,
+    journal: dict[str, TomlValue],
 ) -> str:
     window = "" if sse_batch_window is None else f"batch_window = {sse_batch_window}\n"
     return f"""\
@@ -405,8 +424,7 @@ keepalive = {sse_keepalive}
 buffer = {sse_buffer}
 {window}
 [journal]
-backend = "memory"
-"""
+{_toml_pairs(journal)}"""
 
 
 def _tables_toml(

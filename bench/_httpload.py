@@ -74,6 +74,7 @@ class LoadSpec:
     max_requests: int = 2_000_000
     rate: float = 0.0  # requests/s for the whole run; 0 = as fast as answered
     track_ids: bool = False  # read "id" from each 200 body (publish answers)
+    keep_ids: bool = False  # with track_ids: keep every id in ``LoadResult.ids``, not only min/max
     # Called once in each worker (so it must pickle: a module-level function or a partial of
     # one); the ``Render`` it returns makes every request instead of ``request`` (requests
     # that differ, e.g. stamped with the time they are sent).
@@ -98,6 +99,7 @@ class LoadResult:
     connections: int = 0
     min_id: int | None = None
     max_id: int | None = None
+    ids: array[int] = field(default_factory=lambda: array("q"))  # every id, with keep_ids
     workers: int = 0
 
     @property
@@ -118,6 +120,7 @@ class LoadResult:
         self.client_cpu += other.client_cpu
         self.connections += other.connections
         self.workers += other.workers
+        self.ids.extend(other.ids)
         for value in (other.min_id, other.max_id):
             if value is None:
                 continue
@@ -136,7 +139,13 @@ class _Conn:
 
 
 def _split_responses(
-    buf: bytes, conn: _Conn, now: float, counted: bool, result: LoadResult, track_ids: bool
+    buf: bytes,
+    conn: _Conn,
+    now: float,
+    counted: bool,
+    result: LoadResult,
+    track_ids: bool,
+    keep_ids: bool = False,
 ) -> int:
     """Consume complete responses from ``buf``; returns how many; leaves the rest in ``conn``."""
     pos = 0
@@ -178,6 +187,8 @@ def _split_responses(
                             result.min_id = event_id
                         if result.max_id is None or event_id > result.max_id:
                             result.max_id = event_id
+                        if keep_ids:
+                            result.ids.append(event_id)
         else:
             result.errors[f"status {status.decode('latin-1', 'replace')}"] += 1
         pos = end
@@ -233,6 +244,7 @@ def _drive(
     render = spec.renderer() if spec.renderer is not None else None
     pipeline = spec.pipeline
     track_ids = spec.track_ids
+    keep_ids = spec.keep_ids
     window_start = start + spec.warmup
     deadline = window_start + spec.duration
     window_end = hard_deadline = deadline + DRAIN_TIMEOUT
@@ -343,7 +355,7 @@ def _drive(
             now = clock()
             buf = conn.buf + data if conn.buf else data
             counted = window_start <= now < window_end
-            done = _split_responses(buf, conn, now, counted, result, track_ids)
+            done = _split_responses(buf, conn, now, counted, result, track_ids, keep_ids)
             if done and rate <= 0 and now < deadline:
                 send(conn, done, now)
     result.window = max(0.0, finished - window_start)
@@ -387,11 +399,14 @@ def run_loads(
     specs: Sequence[LoadSpec],
     server_pid: int | None = None,
     midway: Callable[[], None] | None = None,
+    on_start: Callable[[float], None] | None = None,
 ) -> LoadRun:
     """Run each spec in its own worker process, all starting together; wait (bounded).
 
     The window (for the CPU figures) runs from the end of the longest warmup to the last
     deadline. ``midway``, with a ``server_pid``, is called once halfway through it.
+    ``on_start`` is called with the (monotonic) instant the workers start, once they are
+    told it: to schedule something during the load (e.g. a crash).
     """
     ctx = multiprocessing.get_context("spawn")
     workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
@@ -407,6 +422,8 @@ def run_loads(
         start = time.monotonic() + 0.2
         for _, control in workers:
             control.send(("go", start))
+        if on_start is not None:
+            on_start(start)
         end = start + max(spec.warmup + spec.duration for spec in specs)
         server_cpu = machine_cpu = None
         if server_pid is not None:

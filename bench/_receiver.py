@@ -17,8 +17,8 @@ records:
   ``time.monotonic()`` in the event's data gets end-to-end latency (receipt - stamp);
 - the port it came in on.
 
-``reset()`` clears everything; ``count()`` is a cheap progress check and ``stats()`` a
-full ``ReceiverStats`` snapshot. Every loop
+``reset()`` clears everything; ``count()`` is a cheap progress check, ``stats()`` a
+full ``ReceiverStats`` snapshot and ``ids()`` the distinct webhook-ids themselves. Every loop
 is bounded: the process exits when told to, when the pipe closes, or after ``lifetime``.
 """
 
@@ -288,6 +288,8 @@ def _command(control: Connection, state: _State) -> bool:
         control.send(("ok",))
     elif message == "count":
         control.send(("count", state.requests, len(state.ids), state.silent_requests))
+    elif message == "ids":
+        control.send(("ids", state.ids))
     elif message == "stats":
         control.send(("stats", state.snapshot()))
     elif message == "stop":
@@ -336,6 +338,11 @@ class Receiver:
         """(requests answered, unique webhook-ids, requests on silent ports) since the reset."""
         _, requests, unique, silent = self._ask("count")
         return requests, unique, silent
+
+    def ids(self) -> set[bytes]:
+        """Every distinct webhook-id received since the reset."""
+        ids: set[bytes] = self._ask("ids")[1]
+        return ids
 
     def stats(self) -> ReceiverStats:
         stats: ReceiverStats = self._ask("stats")[1]
