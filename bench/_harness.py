@@ -300,6 +300,7 @@ class Daemon(ServerProcess):
     ``[{"name": "h0", "event": "bench/", "url": "http://127.0.0.1:8000/"}]``);
     by default the config has neither. ``journal`` becomes the ``[journal]`` table
     (default ``{"backend": "memory"}``); a relative ``path`` in it is under ``workdir``.
+    ``gateway`` becomes the ``[gateway]`` table (e.g. ``{"tcp": "127.0.0.1:7070"}``).
     """
 
     def __init__(
@@ -313,6 +314,7 @@ class Daemon(ServerProcess):
         delivery: dict[str, TomlValue] | None = None,
         hooks: list[dict[str, TomlValue]] | None = None,
         journal: dict[str, TomlValue] | None = None,
+        gateway: dict[str, TomlValue] | None = None,
     ) -> None:
         port = free_port()
         self.token = secrets.token_urlsafe(24)
@@ -330,6 +332,7 @@ class Daemon(ServerProcess):
                 journal=journal or {"backend": "memory"},
             )
             + _tables_toml(delivery, hooks)
+            + ("\n[gateway]\n" + _toml_pairs(gateway) if gateway else "")
         )
         self.argv = [*engine_command(), "run", "--config", str(self.config_path)]
 
@@ -414,7 +417,7 @@ level = "{log_level}"
 [[auth.tokens]]
 name = "bench"
 sha256 = "{token_sha256}"
-scopes = ["publish", "subscribe", "admin"]
+scopes = ["publish", "subscribe", "admin", "gateway"]
 
 [limits]
 max_data_bytes = {max_data_bytes}

@@ -76,7 +76,7 @@ class _Connection:
         event = downlink.event
         self.in_flight[event.id] = downlink
         self.send(wire.down(event.id, downlink.device, event.name, event.data, event.published_at))
-        self.hub.metrics.gateway_frames_out.labels("down").inc()
+        self.hub.frames_out["down"].inc()
 
     async def run(self, decoder: wire.FrameDecoder, early: list[dict[object, object]]) -> None:
         """Serve the connection until the gateway leaves or breaks the stream."""
@@ -117,14 +117,14 @@ class _Connection:
             frame = wire.parse_frame(raw, max_data_bytes=hub.max_data_bytes)
         except wire.FrameError as exc:
             op = raw.get("op")
-            hub.metrics.gateway_frames_in.labels(op if op in wire.KNOWN_OPS else "bad").inc()
+            hub.frames_in[op if op in wire.KNOWN_OPS else "bad"].inc()
             if exc.fatal:
                 self.refuse(exc)
                 return False
             self._reject(exc)
             return True
         if isinstance(frame, wire.Pub):
-            hub.metrics.gateway_frames_in.labels("pub").inc()
+            hub.frames_in["pub"].inc()
             problem = hub.forbidden(self.principal, frame)
             if problem is not None:
                 self._reject(wire.FrameError("forbidden", problem, seq=frame.seq))
@@ -132,11 +132,12 @@ class _Connection:
             self._pubs.append(frame)
             self._pubs_lot.unpark_all()
         elif isinstance(frame, wire.DownAck):
-            hub.metrics.gateway_frames_in.labels("down-ack").inc()
+            hub.frames_in["down-ack"].inc()
             await hub.acked(self, frame.ids)
         elif isinstance(frame, wire.Ping):
-            hub.metrics.gateway_frames_in.labels("ping").inc()
+            hub.frames_in["ping"].inc()
             self.send(wire.pong())
+            hub.frames_out["pong"].inc()
         else:  # a second hello
             self.refuse(wire.FrameError("bad-hello", "hello may be sent only once"))
             return False
@@ -149,7 +150,7 @@ class _Connection:
     def refuse(self, exc: wire.FrameError) -> None:
         """A frame that breaks the stream: say why; the connection closes once it is sent."""
         log.warning("gateway %r: %s: %s", self.name, exc.code, exc.message)
-        self.hub.metrics.gateway_frames_out.labels("error").inc()
+        self.hub.frames_out["error"].inc()
         self.send(wire.error(exc.code, exc.message))
 
     def _reject(self, exc: wire.FrameError) -> None:
@@ -158,6 +159,7 @@ class _Connection:
             return
         self.hub.metrics.gateway_nacks.inc()
         self.send(wire.nack(exc.seq, exc.code, exc.message))
+        self.hub.frames_out["nack"].inc()
 
     async def _commit(self) -> None:
         """Store waiting publishes, one journal write per batch, and acknowledge them."""
@@ -172,11 +174,12 @@ class _Connection:
             except JournalUnavailable as exc:  # nothing is claimed stored
                 for pub in batch:
                     self.send(wire.nack(pub.seq, "not-stored", f"event not stored: {exc}"))
+                hub.frames_out["nack"].inc(len(batch))
                 hub.metrics.gateway_nacks.inc(len(batch))
             else:
                 hub.published(self, batch, stored)
                 self.send(wire.ack(p.seq for p in batch))
-                hub.metrics.gateway_frames_out.labels("ack").inc()
+                hub.frames_out["ack"].inc()
             finally:
                 self._committing = 0
                 self._room_lot.unpark_all()
@@ -211,6 +214,14 @@ class GatewayHub:
         self._engine_config = config
         self.store = store
         self.metrics = metrics
+        # The counters' children, looked up once: labels() costs more than inc().
+        self.frames_in = {
+            op: metrics.gateway_frames_in.labels(op) for op in [*wire.KNOWN_OPS, "bad"]
+        }
+        self.frames_out = {
+            op: metrics.gateway_frames_out.labels(op)
+            for op in ("welcome", "ack", "nack", "down", "pong", "error")
+        }
         self._auth = Authenticator(config.auth.tokens)
         self._connections: list[_Connection] = []
         self._by_device: dict[str, _Connection] = {}
@@ -288,6 +299,7 @@ class GatewayHub:
         await stream.send_all(
             wire.welcome(__version__, self.config.max_frame_bytes, self.config.max_unacked)
         )
+        self.frames_out["welcome"].inc()
         self._connections.append(connection)
         self.metrics.gateway_connections.inc()
         self._backlog = True
@@ -350,7 +362,7 @@ class GatewayHub:
 
     async def _send_error(self, stream: trio.abc.Stream, code: str, message: str) -> None:
         log.info("gateway refused: %s: %s", code, message)
-        self.metrics.gateway_frames_out.labels("error").inc()
+        self.frames_out["error"].inc()
         with trio.move_on_after(1):
             await stream.send_all(wire.error(code, message))
 

@@ -1,0 +1,138 @@
+"""The gateway channel: device events accepted durably through one connection, and ack latency.
+
+Starts ``hookwire run`` with the SQLite journal (``synchronous = "full"``: every ack means
+fsynced) and a gateway TCP listener, no hooks (this measures ingest), then talks to it with
+engine/gateway_client.py from this process:
+
+1. throughput: ``--events`` publishes (300,000) sent as fast as the engine takes them, in
+   batches of 256 frames, at most ``--window`` unacknowledged; events/s from the first send
+   to the last ack, and a check that the journal holds exactly that many new events;
+2. latency: a steady ``--rate`` (20,000 events/s, 20 every millisecond) for ``--duration``
+   seconds; each publish's time from being written to its ack arriving, p50/p99/max.
+
+Exit 1 if the daemon fails, a publish is nacked or an event is missing.
+
+    .venv/bin/python bench/gateway.py
+    .venv/bin/python bench/gateway.py --events 100000 --rate 5000 --duration 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import trio
+from _harness import HOST, Daemon, EngineFailed, cpu_seconds, free_port, machine_busy
+from _report import Report, percentile
+
+from engine.gateway_client import GatewayClient, open_gateway
+
+TARGET_EVENTS = 100_000.0
+TARGET_ACK_P99_MS = 5.0
+DEVICE = "0123456789abcdef01234567"
+BATCH = 256
+
+
+def _events(count: int, start: int) -> list[dict[str, object]]:
+    return [
+        {"device": DEVICE, "name": "bench/gw", "data": f"{start + i:09d}"} for i in range(count)
+    ]
+
+
+async def throughput(gateway: GatewayClient, events: int, window: int, limit: float) -> float:
+    """Publish ``events`` as fast as acks allow; returns events/s (first send to last ack)."""
+    started = time.perf_counter()
+    deadline = trio.current_time() + limit
+    sent = 0
+    while sent < events and trio.current_time() < deadline:
+        while len(gateway.unacked) > window:
+            await gateway.wait_acked(min(gateway.unacked))
+        count = min(BATCH, events - sent)
+        await gateway.publish_many(_events(count, sent))
+        sent += count
+    await gateway.wait_acked()
+    if gateway.nacks:
+        first = next(iter(gateway.nacks.values()))
+        raise EngineFailed(f"{len(gateway.nacks)} publishes nacked, e.g. {first}")
+    return sent / (time.perf_counter() - started)
+
+
+async def latency(gateway: GatewayClient, rate: int, duration: float) -> list[float]:
+    """Publish at a steady rate; returns each publish's ack latency in seconds."""
+    per_tick = max(1, rate // 1000)
+    tick = per_tick / rate
+    written: dict[int, float] = {}
+    latencies: list[float] = []
+    gateway.on_ack = lambda seq: latencies.append(time.perf_counter() - written.pop(seq))
+    next_tick = trio.current_time()
+    end = next_tick + duration
+    sent = 0
+    while next_tick < end:
+        await trio.sleep_until(next_tick)
+        seqs = await gateway.publish_many(_events(per_tick, sent))
+        now = time.perf_counter()
+        for seq in seqs:
+            written[seq] = now
+        sent += per_tick
+        next_tick += tick
+    await gateway.wait_acked()
+    gateway.on_ack = None
+    return latencies
+
+
+async def run(args: argparse.Namespace, daemon: Daemon, port: int, report: Report) -> None:
+    before = _last_event_id(daemon)
+    async with open_gateway(daemon.token, tcp=(HOST, port), name="bench") as gateway:
+        cpu_before = cpu_seconds(daemon.pid)
+        started = time.perf_counter()
+        rate = await throughput(gateway, args.events, args.window, args.limit)
+        cpu_share = (cpu_seconds(daemon.pid) - cpu_before) / (time.perf_counter() - started)
+        stored = _last_event_id(daemon) - before
+        if stored != args.events:
+            raise EngineFailed(f"{args.events} publishes acked, {stored} events stored")
+        report.section("throughput: as fast as acks allow")
+        report.row("events acked and stored", stored, key="throughput.events")
+        report.row("events/s (first send to last ack)", rate, key="throughput.per_second")
+        report.row("daemon CPU", cpu_share * 100, "% of a core", key="throughput.daemon_cpu_pct")
+        report.target("durable events/s, one connection", rate, ">=", TARGET_EVENTS, "")
+        latencies = await latency(gateway, args.rate, args.duration)
+    latencies.sort()
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    report.section(f"latency: {args.rate} events/s for {args.duration:g} s")
+    report.row("events", len(latencies), key="latency.events")
+    report.row("ack latency p50", p50, "ms", key="latency.p50_ms")
+    report.row("ack latency p99", p99, "ms", key="latency.p99_ms")
+    report.row("ack latency max", latencies[-1] * 1000, "ms", key="latency.max_ms")
+    report.target(f"ack p99 at {args.rate} events/s", p99, "<=", TARGET_ACK_P99_MS, "ms")
+
+
+def _last_event_id(daemon: Daemon) -> int:
+    return int(str(daemon.health()["last_event_id"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--window", type=int, default=4096, help="most unacked publishes")
+    parser.add_argument("--limit", type=float, default=60.0, help="seconds, at most")
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    report = Report("gateway", vars(args))
+    report.check_machine(machine_busy())
+    port = free_port()
+    daemon = Daemon(
+        journal={"backend": "sqlite", "path": "hookwire.db", "synchronous": "full"},
+        gateway={"tcp": f"{HOST}:{port}"},
+    )
+    try:
+        with daemon:
+            trio.run(run, args, daemon, port, report)
+    except EngineFailed as exc:
+        report.fail(str(exc))
+    return report.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
