@@ -217,21 +217,23 @@ class Dispatcher:
         if not indices or self._nursery is None:
             return
         parts = EventParts(event, event_context(event))
-        now = trio.current_time()
         for index in indices:
-            hook = self._config.hooks[index]
-            delivery = Delivery(self._delivery_id(event, index), event, index)
-            templates = hook.templates
-            assert templates is not None, "hooks are compiled when the config loads"
-            try:
-                request = self._requests.build(hook, templates, parts, delivery.id)
-            except RequestError as exc:
-                self._fail_unsent(delivery, hook, str(exc), parts.context)
-                continue
-            lane = (index, event.device_id) if hook.ordered else None
-            self._destination(request, hook).submit(
-                Job(delivery, request, parts.context, lane, now)
-            )
+            job = self._job(Delivery(self._delivery_id(event, index), event, index), parts)
+            if job is not None:
+                self._destination(job.request, self._config.hooks[index]).submit(job)
+
+    def _job(self, delivery: Delivery, parts: EventParts) -> Job | None:
+        """A delivery's request, built; None when it cannot be (a permanent failure)."""
+        hook = self._config.hooks[delivery.hook_index]
+        templates = hook.templates
+        assert templates is not None, "hooks are compiled when the config loads"
+        try:
+            request = self._requests.build(hook, templates, parts, delivery.id)
+        except RequestError as exc:
+            self._fail_unsent(delivery, hook, str(exc), parts.context)
+            return None
+        lane = (delivery.hook_index, delivery.event.device_id) if hook.ordered else None
+        return Job(delivery, request, parts.context, lane, trio.current_time())
 
     def _delivery_id(self, event: Event, index: int) -> str:
         return delivery_id(self._journal.epoch, event.id, self._hook_tags[index])
@@ -253,22 +255,14 @@ class Dispatcher:
                 why = "is disabled: its target answered 410 Gone"
             self._settle_unsent(delivery, None, f"hook {stored.hook!r} {why}")
             return
-        hook = self._config.hooks[index]
-        templates = hook.templates
-        assert templates is not None, "hooks are compiled when the config loads"
-        try:
-            request = self._requests.build(hook, templates, parts, delivery.id)
-        except RequestError as exc:
-            self._fail_unsent(delivery, hook, str(exc), parts.context)
+        job = self._job(delivery, parts)
+        if job is None:
             return
-        now = trio.current_time()
-        lane = (index, event.device_id) if hook.ordered else None
-        job = Job(delivery, request, parts.context, lane, now)
-        destination = self._destination(request, hook)
+        destination = self._destination(job.request, self._config.hooks[index])
         wait = stored.due - time.time()
-        if wait > 0 and lane is None:
+        if wait > 0 and job.lane is None:
             delivery.state = "waiting"
-            delivery.due = now + wait
+            delivery.due = job.accepted_at + wait
             destination.retry_later(job, delivery.due)
         else:
             destination.submit(job)
