@@ -35,6 +35,7 @@ import sqlite3
 import sys
 import threading
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -110,7 +111,7 @@ def _daemon(args: argparse.Namespace, hooks: list[dict[str, Any]]) -> Daemon:
 
 
 def _epoch(path: Path) -> str:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
         return str(conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
 
 

@@ -30,6 +30,7 @@ import sqlite3
 import statistics
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--synchronous", default="full", choices=("full", "normal"), help="SQLite synchronous")
     add("--latency-rate", type=float, default=5000.0, help="events/s of the latency phase")
     add("--latency-duration", type=float, default=5.0, help="seconds of the latency phase")
+    add("--latency-conns", type=int, default=8, help="publisher connections, latency phase")
+    add("--latency-pipeline", type=int, default=4, help="publishes in flight per connection")
     add("--no-latency-reference", action="store_true", help="skip the memory latency run")
     add("--growth-events", type=int, default=200_000, help="events published for growth")
     add("--growth-hooks", type=int, default=1, help="hooks each growth event triggers")
@@ -158,7 +161,8 @@ def _ack_latency(
             daemon,
             names,
             rate=args.latency_rate,
-            pipeline=4,
+            connections=args.latency_conns,
+            pipeline=args.latency_pipeline,
             duration=args.latency_duration,
         )
         phase = _phase(args, daemon, receiver, [(spec, 1)])
@@ -175,7 +179,10 @@ def _report_latency(
     # One publisher process records its answers in arrival order: at a fixed rate, the
     # first warmup x rate of them are the warm-up.
     acks = sorted(main.latencies[int(args.warmup * args.latency_rate) :])
-    report.section(f"publish-to-ack at {args.latency_rate:,.0f} events/s: {backend} journal")
+    report.section(
+        f"publish-to-ack at {args.latency_rate:,.0f} events/s, {args.latency_conns} connections"
+        f" x {args.latency_pipeline} in flight: {backend} journal"
+    )
     report.row("events/s achieved", main.ok / main.window, "", key=f"{key}.events_per_s")
     report.row("samples (after warmup)", len(acks), "", key=f"{key}.samples")
     for label, fraction in (("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)):
@@ -220,7 +227,7 @@ class JournalCounts:
 
 def _counts(path: Path) -> JournalCounts:
     """Row counts, read beside the running daemon (a WAL reader never blocks the writer)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
         events, deliveries, delivered, attempts = conn.execute(
             "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),"
             " (SELECT count(*) FROM deliveries WHERE state = 'delivered'),"
@@ -241,7 +248,7 @@ def _file_sizes(path: Path) -> dict[str, int]:
 def _table_bytes(path: Path) -> dict[str, int]:
     """Bytes of each table and index, from the dbstat virtual table (empty if not built in)."""
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
             rows = conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall()
     except sqlite3.Error:
         return {}

@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -36,7 +36,7 @@ from tests.http.sink import Reply, Sink
 HOOK = "crash"
 
 CRASHES = 5
-"""Crash moments per run: each costs a daemon start (about 0.4 s)."""
+"""Crash moments per run: each costs a daemon start and a backlog (about 1 s in all)."""
 
 RATE = 300.0
 """Events per second, all publishers together: about twice what the sink takes."""
@@ -236,7 +236,7 @@ def describe(round_: Round, seen: dict[str, list[str]], daemon: Daemon) -> str:
 
 
 def journal_epoch(path: Path) -> str:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return str(conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
 
 
