@@ -8,6 +8,11 @@ counts as a gap, so every subscriber's stream is checked for loss, duplicates an
 without parsing every frame. Partial frames wait for the next read, so nothing is
 counted twice or missed across chunk boundaries.
 
+The body is chunked (HTTP/1.1): chunk-size lines never hold ``\n\n`` or ``\nid: ``, so
+the count runs over the raw bytes and costs nothing more. Every ``CHECK_EVERY``-th
+subscriber also follows the chunk framing strictly (without copying), so the framing is
+checked under load at a small fraction of the client's work.
+
 The process is driven over a ``multiprocessing`` pipe by the orchestrating script:
 
     -> ("connected", SubscriberStats)   once every subscriber is open (or failed)
@@ -35,8 +40,15 @@ RECEIVE_SIZE = 262144
 CONNECT_BATCH = 256
 """Connections opened at once: stays well inside the listen backlog (somaxconn)."""
 
+CHECK_EVERY = 50
+"""One subscriber in this many checks the chunked framing of everything it reads."""
+
 HEAD_END = b"\r\n\r\n"
+CRLF = b"\r\n"
+CHUNKED = b"\r\ntransfer-encoding: chunked\r\n"
 PREAMBLE = b":ok\n\n"
+PREAMBLE_CHUNK = b"5\r\n:ok\n\n\r\n"
+HEX = b"0123456789abcdefABCDEF"
 FRAME_END = b"\n\n"
 ID_LINE = b"\nid: "
 
@@ -67,6 +79,7 @@ class SubscriberStats:
     first_frame_at: float | None = None  # time.monotonic() of the first frame
     last_frame_at: float | None = None
     gaps: int = 0  # reads whose ids did not follow on (loss, duplicate, reorder)
+    broken_framing: int = 0  # checked subscribers whose chunked framing was broken
     complete: int = 0  # live subscribers that saw every id in the range asked for
     incomplete: int = 0  # live subscribers that missed some
     missing_events: int = 0  # sum over live subscribers of the events they lack
@@ -81,6 +94,7 @@ class SubscriberStats:
         self.lost.update(other.lost)
         self.frames += other.frames
         self.gaps += other.gaps
+        self.broken_framing += other.broken_framing
         self.complete += other.complete
         self.incomplete += other.incomplete
         self.missing_events += other.missing_events
@@ -103,14 +117,64 @@ def _pick(choose: Callable[[T, T], T], a: T | None, b: T | None) -> T | None:
     return choose(a, b)
 
 
-class _Sub:
-    __slots__ = ("buf", "first_id", "frames", "last_id", "request", "sock", "state")
+class _ChunkCheck:
+    """Follows a chunked body's framing without copying it; False once it is broken."""
 
-    def __init__(self, sock: socket.socket, request: bytes) -> None:
+    __slots__ = ("left", "pending")
+
+    def __init__(self) -> None:
+        self.left = 0  # bytes of the current chunk still to come, its CRLF included
+        self.pending = b""  # an incomplete size line or CRLF
+
+    def feed(self, data: bytes) -> bool:
+        buf = self.pending + data
+        pos, end, left = 0, len(buf), self.left
+        while pos < end:
+            if left > 2:
+                step = min(left - 2, end - pos)
+                pos += step
+                left -= step
+            elif left:
+                if end - pos < 2:
+                    break
+                if buf[pos : pos + 2] != CRLF:
+                    return False
+                pos += 2
+                left = 0
+            else:
+                nl = buf.find(CRLF, pos)
+                if nl < 0:
+                    break
+                size = buf[pos:nl]
+                if not size or size.strip(HEX):
+                    return False
+                left = int(size, 16) + 2
+                pos = nl + 2
+        self.left = left
+        self.pending = buf[pos:]
+        return True
+
+
+class _Sub:
+    __slots__ = (
+        "buf",
+        "check",
+        "chunked",
+        "first_id",
+        "frames",
+        "last_id",
+        "request",
+        "sock",
+        "state",
+    )
+
+    def __init__(self, sock: socket.socket, request: bytes, check: bool) -> None:
         self.sock = sock
         self.request = request
         self.state = "connecting"  # -> "head" -> "preamble" -> "stream" | "closed"
         self.buf = b""
+        self.chunked = False
+        self.check = _ChunkCheck() if check else None
         self.frames = 0
         self.first_id: int | None = None
         self.last_id: int | None = None
@@ -149,7 +213,7 @@ class _Subscribers:
     def _open_one(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        sub = _Sub(sock, self.request)
+        sub = _Sub(sock, self.request, check=len(self.subs) % CHECK_EVERY == 0)
         self.subs.append(sub)
         self.opening += 1
         err = sock.connect_ex((self.spec.host, self.spec.port))
@@ -213,6 +277,10 @@ class _Subscribers:
             if not data:
                 self._fail(sub, "closed by the server")
                 continue
+            if sub.check is not None and sub.state == "stream" and not sub.check.feed(data):
+                self.stats.broken_framing += 1
+                self._fail(sub, "broken chunked framing")
+                continue
             if sub.state == "stream":
                 self._frames(sub, sub.buf + data if sub.buf else data)
             else:
@@ -242,26 +310,34 @@ class _Subscribers:
             if status != b"200":
                 self._fail(sub, f"status {status.decode('latin-1', 'replace')}")
                 return
+            sub.chunked = CHUNKED in buf[: end + 2].lower()
             buf = buf[end + 4 :]
             sub.state = "preamble"
-        if len(buf) < len(PREAMBLE):
+        preamble = PREAMBLE_CHUNK if sub.chunked else PREAMBLE
+        if len(buf) < len(preamble):
             sub.buf = buf
             return
-        if not buf.startswith(PREAMBLE):
+        if not buf.startswith(preamble):
             self._fail(sub, f"no :ok preamble: {buf[:40]!r}")
+            return
+        if sub.check is not None and not (sub.chunked and sub.check.feed(buf)):
+            self.stats.broken_framing += 1
+            self._fail(sub, "not chunked" if not sub.chunked else "broken chunked framing")
             return
         sub.state = "stream"
         self.opening -= 1
         self.stats.connected += 1
         sub.buf = b""
-        self._frames(sub, buf[len(PREAMBLE) :])
+        self._frames(sub, buf[len(preamble) :])
 
     def _frames(self, sub: _Sub, buf: bytes) -> None:
         end = buf.rfind(FRAME_END)
         if end < 0:
             sub.buf = buf
             return
-        sub.buf = buf[end + 2 :]
+        rest = buf[end + 2 :]
+        # A read usually ends with its last chunk's CRLF: no need to copy the next read to it.
+        sub.buf = b"" if rest == CRLF else rest
         n = buf.count(ID_LINE, 0, end + 1)
         if not n:
             return  # keepalive comments only

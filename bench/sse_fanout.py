@@ -245,6 +245,7 @@ def _deliveries(
     report.row("subscribers missing events", got.incomplete, "", key="deliveries.incomplete")
     report.row("events missing (live subs)", got.missing_events, "", key="deliveries.missing")
     report.row("out-of-sequence reads", got.gaps, "", key="deliveries.gaps")
+    report.row("broken chunked framing", got.broken_framing, "", key="deliveries.broken_framing")
     report.row("subscribers disconnected", got.lost_count, "", key="deliveries.lost")
     for reason, count in sorted(got.lost.items()):
         report.row(f"  {reason}", count)
@@ -263,6 +264,8 @@ def _deliveries(
     report.target("subscribers that got every event", got.complete, ">=", connected, "subscribers")
     if got.gaps:
         report.fail(f"{got.gaps} reads had event ids out of sequence (loss or duplicates)")
+    if got.broken_framing:
+        report.fail(f"{got.broken_framing} checked subscribers got broken chunked framing")
     if got.incomplete:
         report.fail(
             f"{got.incomplete} subscribers still connected did not get every event "

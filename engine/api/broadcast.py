@@ -1,10 +1,12 @@
 """Fan-out of committed events to every open SSE stream, from one task.
 
 One broadcaster task takes each batch of events off the bus, encodes every event once,
-and writes to each stream's socket straight away when the socket can take it. Only a
-stream whose socket is full (or whose writer is busy) gets a backlog, which its own task
-drains with an ordinary blocking send. A stream whose backlog exceeds ``buffer`` events is
-dropped (it resumes with Last-Event-ID), so a slow reader never slows anyone else.
+frames the batch once as a chunk of the HTTP body (HTTP/1.0 clients take the same bytes
+unframed), and writes to each stream's socket straight away when the socket can take it.
+Only a stream whose socket is full (or whose writer is busy) gets a backlog, which its own
+task drains with an ordinary blocking send. A stream whose backlog exceeds ``buffer``
+events is dropped (it resumes with Last-Event-ID), so a slow reader never slows anyone
+else; its task still ends the body well-formed when the socket lets it.
 
 A resuming stream is attached *replaying* up to the journal's newest id: while its task
 replays the journal, the newer live events it accepts are kept aside (at most ``buffer`` of
@@ -32,6 +34,7 @@ import orjson
 import trio
 
 from engine.bus import Bus, EventFilter, SubscriptionDropped
+from engine.http.h1 import CLOSE_DELIMITED, BodyFraming, frame_chunk
 from engine.http.sse import format_comment, format_event
 from engine.model import Event
 
@@ -54,9 +57,13 @@ def accept_all(event: Event) -> bool:
 
 
 class Sink:
-    """One stream as the broadcaster sees it: a filter, a socket, and a bounded backlog."""
+    """One stream as the broadcaster sees it: a filter, a socket, and a bounded backlog.
+
+    Everything pushed is one whole piece of the body, framed with ``framing`` (a chunk).
+    """
 
     __slots__ = (
+        "_forget",
         "_lot",
         "_on_drop",
         "_send_nowait",
@@ -66,10 +73,12 @@ class Sink:
         "backlog_events",
         "busy",
         "dropped",
+        "framing",
         "held",
         "last_push",
         "limit",
         "overflowed",
+        "partial",
     )
 
     def __init__(
@@ -80,14 +89,21 @@ class Sink:
         on_drop: Callable[[], object],
         now: float,
         replaying_to: int | None = None,
+        framing: BodyFraming = CLOSE_DELIMITED,
+        forget: Callable[[Sink], object] | None = None,
     ) -> None:
         self.accepts = accepts
+        self.framing = framing
         self.limit = limit
         self._send_nowait = send_nowait
         self._on_drop = on_drop
+        # How the broadcaster stops fanning out to a dropped sink (one method for all).
+        self._forget = forget
         self._lot = trio.lowlevel.ParkingLot()
         self.backlog = bytearray()
         self.backlog_events = 0
+        # The backlog's first bytes that finish a piece a direct write left half-sent.
+        self.partial = 0
         # The stream's own task owns the socket until it has sent the preamble.
         self.busy = True
         self.dropped = False
@@ -108,7 +124,7 @@ class Sink:
         return f"<Sink {state} backlog={self.backlog_events}/{self.limit}>"
 
     def push(self, data: bytes, events: int, now: float) -> None:
-        """Send ``data`` now if the socket takes it, else queue it for the stream's task."""
+        """Send a framed piece now if the socket takes it, else queue it for the stream's task."""
         if self.dropped:
             return
         self.last_push = now
@@ -120,6 +136,8 @@ class Sink:
                 return
             if sent == len(data):
                 return
+            if sent:
+                self.partial = len(data) - sent
             data = data[sent:]
         self.backlog += data
         self.backlog_events += events
@@ -145,7 +163,7 @@ class Sink:
         self.after = replayed_to
         fresh = [frame for event_id, frame in held if event_id > replayed_to]
         if fresh:
-            self.push(b"".join(fresh), len(fresh), now)
+            self.push(self.framing.frame(b"".join(fresh)), len(fresh), now)
         return len(fresh)
 
     def take(self) -> bytes | None:
@@ -159,7 +177,12 @@ class Sink:
         data = bytes(self.backlog)
         self.backlog.clear()
         self.backlog_events = 0
+        self.partial = 0
         return data
+
+    def partial_rest(self) -> bytes:
+        """What finishes the piece a direct write left half-sent: it goes before the body ends."""
+        return bytes(self.backlog[: self.partial])
 
     async def wait(self) -> None:
         """Park until there is a backlog to send (or the sink was dropped)."""
@@ -167,14 +190,16 @@ class Sink:
             await self._lot.park()
 
     def drop(self) -> None:
-        """Stop sending here: the stream's task is cancelled and its connection closes."""
+        """Stop queueing here: the stream's task ends the body and its connection closes."""
         if self.dropped:
             return
         self.dropped = True
         self._send_nowait = None
-        self.backlog.clear()
+        del self.backlog[self.partial :]
         self.held = None
         self._lot.unpark_all()
+        if self._forget is not None:
+            self._forget(self)
         self._on_drop()
 
     def detach(self) -> None:
@@ -213,6 +238,7 @@ class Broadcaster:
         self._capacity = capacity
         self._sinks: dict[Sink, None] = {}
         self._holding: dict[Sink, None] = {}
+        self._forget_dropped = self._dropped  # bound once, shared by every sink
 
     def __repr__(self) -> str:
         return f"<Broadcaster sinks={len(self._sinks)} holding={len(self._holding)}>"
@@ -232,10 +258,20 @@ class Broadcaster:
         on_drop: Callable[[], object],
         *,
         replaying_to: int | None = None,
+        framing: BodyFraming = CLOSE_DELIMITED,
     ) -> Sink:
         """Start fanning out to a stream; one replaying up to an id gets newer ones held."""
         now = trio.current_time()
-        sink = Sink(accepts, self._buffer, send_nowait, on_drop, now, replaying_to)
+        sink = Sink(
+            accepts,
+            self._buffer,
+            send_nowait,
+            on_drop,
+            now,
+            replaying_to,
+            framing,
+            self._forget_dropped,
+        )
         (self._sinks if replaying_to is None else self._holding)[sink] = None
         self._stats.opened()
         return sink
@@ -250,15 +286,19 @@ class Broadcaster:
         self._stats.sent(n)
 
     def detach(self, sink: Sink) -> None:
-        """Forget the stream (it is ending), counting it as dropped if it fell behind."""
-        if sink in self._sinks or sink in self._holding:
-            self._sinks.pop(sink, None)
-            self._holding.pop(sink, None)
-            self._stats.closed()
-            if sink.overflowed:
-                self._stats.dropped()
-                log.info("SSE stream closed: it fell more than %d events behind", sink.limit)
+        """Forget the stream: its task is ending (called once per ``attach``)."""
+        self._sinks.pop(sink, None)
+        self._holding.pop(sink, None)
+        self._stats.closed()
         sink.detach()
+
+    def _dropped(self, sink: Sink) -> None:
+        """Stop fanning out to a dropped sink at once (its task may still be ending the body)."""
+        self._sinks.pop(sink, None)
+        self._holding.pop(sink, None)
+        if sink.overflowed:
+            self._stats.dropped()
+            log.info("SSE stream closed: it fell more than %d events behind", sink.limit)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; if it ever falls a whole bus buffer behind, reset streams."""
@@ -302,16 +342,17 @@ class Broadcaster:
         if not frames:
             return
         everything = b"".join([frame for _, frame in frames])
+        chunk = frame_chunk(everything)
         sent = 0
         for sink in list(self._sinks):
             if sink.accepts is accept_all:
-                sink.push(everything, len(frames), now)
+                sink.push(chunk if sink.framing.chunked else everything, len(frames), now)
                 sent += len(frames)
                 continue
             accepts = sink.accepts
             chosen = [frame for event, frame in frames if accepts(event)]
             if chosen:
-                sink.push(b"".join(chosen), len(chosen), now)
+                sink.push(sink.framing.frame(b"".join(chosen)), len(chosen), now)
                 sent += len(chosen)
         if self._holding:
             sent += self._deliver_resuming(frames, events[-1].id, now)
@@ -321,8 +362,6 @@ class Broadcaster:
         """Hold frames for replaying streams; send replayed ones only what is newer."""
         sent = 0
         for sink in list(self._holding):
-            if sink.dropped:
-                continue
             accepts = sink.accepts
             if sink.held is not None:
                 for event, frame in frames:
@@ -332,9 +371,9 @@ class Broadcaster:
             after = sink.after
             chosen = [frame for event, frame in frames if event.id > after and accepts(event)]
             if chosen:
-                sink.push(b"".join(chosen), len(chosen), now)
+                sink.push(sink.framing.frame(b"".join(chosen)), len(chosen), now)
                 sent += len(chosen)
-            if newest >= after:
+            if newest >= after and not sink.dropped:
                 # Events come in id order: none at or below the replay's can follow.
                 del self._holding[sink]
                 self._sinks[sink] = None
@@ -345,7 +384,7 @@ class Broadcaster:
         quiet_since = now - self._keepalive
         for sink in [*self._sinks, *self._holding]:
             if sink.last_push <= quiet_since:
-                sink.push(KEEPALIVE, 0, now)
+                sink.push(sink.framing.frame(KEEPALIVE), 0, now)
 
 
 def event_frame(event: Event) -> bytes | None:

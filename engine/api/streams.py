@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import trio
 from engine.api.auth import Principal
 from engine.api.broadcast import KEEPALIVE, Broadcaster, Sink, accept_all, event_frame
 from engine.bus import EventFilter, SubscriptionDropped
-from engine.http.h1 import Request
+from engine.http.h1 import BodyFraming, Request
 from engine.http.server import StreamResponse, nowait_sender
 from engine.http.sse import HEADERS, PREAMBLE, format_comment, parse_event_id
 from engine.journal import Journal, JournalUnavailable
@@ -24,6 +25,10 @@ REPLAY_PAGE = 1000
 
 OLDEST_HEADER = "hookwire-oldest-event-id"
 """Sent when events after the client's id are gone: the id of the first one still kept."""
+
+END_GRACE = 2.0
+"""Seconds an ending stream's client gets to take the write in flight and the body's end;
+less than the server's shutdown grace, so streams never hold a stopping server up."""
 
 
 def event_filter(
@@ -122,6 +127,52 @@ def encode_page(page: list[Event], accepts: EventFilter, expected: int) -> tuple
     return b"".join(parts), frames, expected
 
 
+class _Body:
+    """A stream task's writes to its client: it knows whether one was cut off half-sent."""
+
+    __slots__ = ("_cut", "_framing", "_stream", "_writing", "scope")
+
+    def __init__(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
+        self._stream = stream
+        self._framing = framing
+        self._writing: trio.CancelScope | None = None
+        self._cut = False
+        self.scope = trio.CancelScope()  # the stream task's: cancelled when the sink drops
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data`` as one piece of the body."""
+        await self.send_framed(self._framing.frame(data))
+
+    async def send_framed(self, data: bytes) -> None:
+        """Send pieces of the body framed already (a sink's backlog)."""
+        self._cut = True
+        with trio.CancelScope() as writing:
+            self._writing = writing
+            try:
+                await self._stream.send_all(data)
+            finally:
+                self._writing = None
+        if writing.cancelled_caught:
+            raise trio.BrokenResourceError("a dropped stream's client stopped reading")
+        self._cut = False
+
+    def stop(self) -> None:
+        """End the stream's task; a write in flight may still finish, within END_GRACE."""
+        if self._writing is not None:
+            self._writing.shield = True
+            self._writing.deadline = trio.current_time() + END_GRACE
+        self.scope.cancel()
+
+    async def end(self, rest: bytes) -> None:
+        """Send ``rest`` (finishing a piece begun) and the body's end, unless a write was cut."""
+        tail = rest + self._framing.end
+        if self._cut or not tail:
+            return
+        # A client that left has no body to end.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._stream.send_all(tail)
+
+
 class EventStream(StreamResponse):
     """One subscriber's stream: ``:ok``, any replay, then what the broadcaster could not send."""
 
@@ -136,56 +187,58 @@ class EventStream(StreamResponse):
         self._accepts = accepts
         self._resume = resume
 
-    async def run(self, stream: trio.abc.SendStream) -> None:
+    async def run(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
         resume = self._resume
+        body = _Body(stream, framing)
         # Read as the sink attaches (no await between): every newer event reaches the sink.
         end = None if resume is None else resume.journal.last_id()
-        with trio.CancelScope() as scope:
+        with body.scope:
             sink = self._broadcaster.attach(
-                self._accepts, nowait_sender(stream), scope.cancel, replaying_to=end
+                self._accepts, nowait_sender(stream), body.stop, replaying_to=end, framing=framing
             )
             try:
-                await stream.send_all(PREAMBLE)
+                await body.send(PREAMBLE)
                 if resume is not None and end is not None:
-                    await self._replay(stream, sink, resume, end)
+                    await self._replay(body, sink, resume, end)
                 while True:
                     data = sink.take()
                     if data is None:
                         await sink.wait()
                     else:
-                        await stream.send_all(data)
+                        await body.send_framed(data)
             except SubscriptionDropped:
                 pass
             except JournalUnavailable as exc:
                 # The client resumes again from the last event it got.
                 log.warning("SSE replay stopped: %s", exc)
-                await stream.send_all(format_comment(f"replay stopped: {exc}"))
+                await body.send(format_comment(f"replay stopped: {exc}"))
             finally:
                 self._broadcaster.detach(sink)
+                # Dropped, stopping or failed: end the body well-formed if the wire allows.
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + END_GRACE):
+                    await body.end(sink.partial_rest())
 
-    async def _replay(
-        self, stream: trio.abc.SendStream, sink: Sink, resume: Resume, end: int
-    ) -> None:
+    async def _replay(self, body: _Body, sink: Sink, resume: Resume, end: int) -> None:
         """Send the journal's events after the client's up to ``end``; the sink holds the rest."""
         if resume.notice:
-            await stream.send_all(format_comment(resume.notice))
+            await body.send(format_comment(resume.notice))
         page = resume.page
         expected = resume.after_id + 1
         quiet_since = trio.current_time()
         while True:
             data, frames, expected = encode_page(page, self._accepts, expected)
             if data:
-                await stream.send_all(data)
+                await body.send(data)
                 self._broadcaster.replayed(frames)
                 quiet_since = trio.current_time()
             elif trio.current_time() - quiet_since >= self._broadcaster.keepalive:
-                await stream.send_all(KEEPALIVE)
+                await body.send(KEEPALIVE)
                 quiet_since = trio.current_time()
             if expected > end:
                 break
             page = await resume.journal.events_after(expected - 1, REPLAY_PAGE)
             if not page:
-                await stream.send_all(lost_comment(expected, end))
+                await body.send(lost_comment(expected, end))
                 expected = end + 1
                 break
         self._broadcaster.release(sink, expected - 1)

@@ -36,6 +36,7 @@ class Request:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     keep_alive: bool
+    http_version: str = "1.1"
     path: str = ""
     query_string: str = ""
     _query: dict[str, str] | None = field(default=None, repr=False)
@@ -157,7 +158,10 @@ class RequestReader:
             method = self._parser.get_method().decode("ascii")
         except UnicodeDecodeError:
             raise ProtocolError("request target is not ASCII") from None
-        self._ready.append(Request(method, target, self._headers, bytes(self._body), keep_alive))
+        version = self._parser.get_http_version()
+        self._ready.append(
+            Request(method, target, self._headers, bytes(self._body), keep_alive, version)
+        )
         if not keep_alive:
             self._closed_after = True
         self._in_message = False
@@ -204,12 +208,15 @@ def render_head(
     *,
     content_length: int | None,
     keep_alive: bool,
+    chunked: bool = False,
 ) -> bytes:
     """The status line and headers of a response, ready to send."""
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
     if content_length is not None:
         lines.append(f"content-length: {content_length}")
+    elif chunked:
+        lines.append("transfer-encoding: chunked")
     if not keep_alive:
         lines.append("connection: close")
     lines.append("\r\n")
@@ -222,3 +229,40 @@ def render_response(
     """A whole response with a body of known length."""
     head = render_head(status, headers, content_length=len(body), keep_alive=keep_alive)
     return head + body
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+"""Ends a chunked body (no trailer fields)."""
+
+
+def frame_chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body; no bytes for no data (that would end it)."""
+    return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFraming:
+    """How a body of unknown length is delimited: in chunks, or by closing the connection."""
+
+    chunked: bool
+
+    def frame(self, data: bytes) -> bytes:
+        """``data`` ready for the wire: one chunk, or the bytes as they are."""
+        return frame_chunk(data) if self.chunked else data
+
+    @property
+    def end(self) -> bytes:
+        """What ends the body before the connection closes."""
+        return LAST_CHUNK if self.chunked else b""
+
+
+CHUNKED = BodyFraming(chunked=True)
+CLOSE_DELIMITED = BodyFraming(chunked=False)
+
+_BEFORE_CHUNKED = frozenset({"0.9", "1.0"})
+"""Versions that predate chunked coding: a server must not send it to them (RFC 9112 6.1)."""
+
+
+def streamed_body_framing(request: Request) -> BodyFraming:
+    """How to send a streamed response to this client: chunked unless it speaks HTTP/1.0."""
+    return CLOSE_DELIMITED if request.http_version in _BEFORE_CHUNKED else CHUNKED

@@ -1,7 +1,9 @@
 """HTTP/1.1 server over trio streams; framing is ``engine.http.h1``, routing is the caller's.
 
 One task per connection, owned by the server's nursery. Requests on a connection are
-answered in order (pipelining), responses that are ready together leave in one write.
+answered in order (pipelining), responses that are ready together leave in one write. A
+streamed response (length unknown) is chunked for HTTP/1.1 clients and ends with the
+connection for HTTP/1.0 ones, which know no chunks.
 Limits: an idle keep-alive connection is closed after ``idle_timeout``; a request must
 arrive completely within ``request_timeout`` of its first byte (else 408, slow-loris);
 the head and body sizes are bounded by the reader (431/414, 413).
@@ -18,7 +20,15 @@ from typing import Protocol
 import orjson
 import trio
 
-from engine.http.h1 import ProtocolError, Request, RequestReader, render_head, render_response
+from engine.http.h1 import (
+    BodyFraming,
+    ProtocolError,
+    Request,
+    RequestReader,
+    render_head,
+    render_response,
+    streamed_body_framing,
+)
 
 log = logging.getLogger("hookwire.http")
 
@@ -43,15 +53,17 @@ class Response:
 class StreamResponse:
     """A response that takes the connection over (Server-Sent Events).
 
-    The server sends the head, then awaits ``run(stream)``; when the peer goes away or
-    the server stops, ``run`` is cancelled. The connection closes afterwards.
+    The server sends the head, then awaits ``run(stream, framing)``: ``run`` sends the body
+    delimited by ``framing`` (chunks for HTTP/1.1 clients, none for HTTP/1.0 ones) and,
+    when it ends the body itself, ``framing.end``. When the peer goes away or the server
+    stops, ``run`` is cancelled. The connection closes afterwards.
     """
 
     def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.status = status
         self.headers = headers
 
-    async def run(self, stream: trio.abc.SendStream) -> None:
+    async def run(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
         raise NotImplementedError
 
 
@@ -213,7 +225,7 @@ class HttpServer:
             if isinstance(result, StreamResponse):
                 if out:
                     await self._write(stream, out)
-                await self._stream(stream, result)
+                await self._stream(stream, result, streamed_body_framing(request))
                 return False
             out += render_response(result.status, result.headers, result.body, keep_alive=keep_open)
         if out:
@@ -233,8 +245,16 @@ class HttpServer:
             render_response(status, response.headers, response.body, keep_alive=False),
         )
 
-    async def _stream(self, stream: trio.abc.Stream, response: StreamResponse) -> None:
-        head = render_head(response.status, response.headers, content_length=None, keep_alive=False)
+    async def _stream(
+        self, stream: trio.abc.Stream, response: StreamResponse, framing: BodyFraming
+    ) -> None:
+        head = render_head(
+            response.status,
+            response.headers,
+            content_length=None,
+            keep_alive=False,
+            chunked=framing.chunked,
+        )
         await self._write(stream, head)
         async with trio.open_nursery() as nursery:
             self._interruptible.add(nursery.cancel_scope)
@@ -242,7 +262,7 @@ class HttpServer:
                 if self._closing:
                     nursery.cancel_scope.cancel()
                 nursery.start_soon(_cancel_on_eof, stream, nursery.cancel_scope)
-                await response.run(stream)
+                await response.run(stream, framing)
                 nursery.cancel_scope.cancel()
             finally:
                 self._interruptible.discard(nursery.cancel_scope)

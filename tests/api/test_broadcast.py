@@ -6,9 +6,11 @@ import pytest
 import trio
 import trio.testing
 
-from engine.api.broadcast import KEEPALIVE, Broadcaster, Sink, accept_all
+from engine.api.broadcast import KEEPALIVE, Broadcaster, Sink, StreamStats, accept_all
 from engine.bus import Bus, SubscriptionDropped
+from engine.http.h1 import CHUNKED, CLOSE_DELIMITED, LAST_CHUNK, frame_chunk
 from engine.model import Event
+from tests.helpers import Dechunker
 
 
 def event(n: int, name: str = "temp") -> Event:
@@ -166,3 +168,88 @@ async def test_an_event_that_cannot_be_framed_is_logged_and_skipped(
     assert socket.data.count(b"event: ") == 1
     assert b"id: 2\n" in socket.data
     assert "event 1 cannot be sent over SSE" in caplog.text
+
+
+class Writes:
+    """A fake socket that takes everything and keeps each write as the object it was given."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def send_nowait(self, data: bytes) -> int:
+        self.writes.append(data)
+        return len(data)
+
+
+async def test_a_batch_is_framed_once_as_a_chunk_for_every_chunked_sink() -> None:
+    broadcaster = Broadcaster(Bus(), buffer=10, keepalive=9)
+    a, b, old, temps = Writes(), Writes(), Writes(), Writes()
+    for socket, accepts, framing in (
+        (a, accept_all, CHUNKED),
+        (b, accept_all, CHUNKED),
+        (old, accept_all, CLOSE_DELIMITED),  # an HTTP/1.0 client
+        (temps, lambda e: e.name == "temp", CHUNKED),
+    ):
+        broadcaster.attach(accepts, socket.send_nowait, lambda: None, framing=framing).take()
+    broadcaster.deliver([event(1), event(2, "other"), event(3)])
+    [chunk], [same], [raw], [filtered] = a.writes, b.writes, old.writes, temps.writes
+    assert same is chunk  # one object written to every socket
+    assert chunk == frame_chunk(raw)
+    assert raw.count(b"event: ") == 3
+    assert Dechunker().feed(filtered).count(b"event: ") == 2
+    broadcaster.keep_alive(trio.current_time() + 10)
+    assert a.writes[-1] == frame_chunk(KEEPALIVE)
+    assert old.writes[-1] == KEEPALIVE
+
+
+def test_dropped_sink_keeps_what_finishes_the_chunk_on_the_wire() -> None:
+    socket = Socket(room=5)
+    dropped: list[str] = []
+    s = Sink(accept_all, 2, socket.send_nowait, lambda: dropped.append("x"), 0.0, framing=CHUNKED)
+    assert s.take() is None
+    first, second = frame_chunk(b"event: a\n\n"), frame_chunk(b"event: b\n\n")
+    s.push(first, 1, 1.0)  # five bytes of it go out
+    s.push(second, 1, 1.0)
+    assert s.partial_rest() == first[5:]
+    s.push(second, 1, 1.0)  # three events queued: dropped
+    assert dropped == ["x"]
+    assert s.backlog == first[5:]  # only what must follow on the wire is kept
+    body = Dechunker()
+    assert body.feed(bytes(socket.data) + s.partial_rest() + LAST_CHUNK) == b"event: a\n\n"
+    assert body.ended
+
+
+def test_a_sink_whose_task_took_the_backlog_has_nothing_to_finish() -> None:
+    socket = Socket(room=5)
+    s, _ = sink(socket)
+    s.push(frame_chunk(b"event: a\n\n"), 1, 1.0)
+    assert s.take() is not None  # the stream's task sends the rest itself
+    assert s.partial_rest() == b""
+
+
+class Counts(StreamStats):
+    def __init__(self) -> None:
+        self.counted: list[str] = []
+
+    def closed(self) -> None:
+        self.counted.append("closed")
+
+    def dropped(self) -> None:
+        self.counted.append("dropped")
+
+
+async def test_a_dropped_sink_leaves_the_fan_out_at_once_and_is_counted() -> None:
+    stats = Counts()
+    broadcaster = Broadcaster(Bus(), buffer=2, keepalive=9, stats=stats)
+    live = broadcaster.attach(accept_all, Socket(room=0).send_nowait, lambda: None)
+    resuming = broadcaster.attach(
+        accept_all, Socket(room=0).send_nowait, lambda: None, replaying_to=1
+    )
+    broadcaster.release(resuming, 1)  # replayed: waits for the broadcaster to pass id 1
+    broadcaster.deliver([event(2), event(3), event(4)])  # more than either can queue
+    assert (live.dropped, resuming.dropped) == (True, True)
+    assert repr(broadcaster) == "<Broadcaster sinks=0 holding=0>"
+    assert stats.counted == ["dropped", "dropped"]
+    broadcaster.detach(live)  # the stream's task ended its body
+    broadcaster.detach(resuming)
+    assert stats.counted == ["dropped", "dropped", "closed", "closed"]

@@ -22,6 +22,7 @@ from engine.api.streams import EventStream, plan_resume
 from engine.bus import Bus
 from engine.config import Config
 from engine.daemon import Engine
+from engine.http.h1 import CLOSE_DELIMITED
 from engine.http.server import HttpServer
 from engine.journal import JournalUnavailable, MemoryJournal
 from engine.metrics import Metrics
@@ -61,7 +62,7 @@ async def open_stream(
     await client.send(
         f"GET {target} HTTP/1.1\r\nAuthorization: Bearer {token}\r\n{extra}\r\n".encode()
     )
-    head = await client.read_until(b"\r\n\r\n")
+    head = await client.read_head()
     await client.read_until(b":ok\n\n")
     return client, head
 
@@ -242,7 +243,7 @@ async def test_events_held_during_replay_are_sent_once_after_it() -> None:
         stream = EventStream(broadcaster, accept_all, await plan_resume(journal, 2))  # has 3..5
         events += await stored(journal, 1)
         journal.gate = trio.Event()
-        nursery.start_soon(stream.run, out)
+        nursery.start_soon(stream.run, out, CLOSE_DELIMITED)
         await trio.testing.wait_all_tasks_blocked()  # attached; replayed 3..5; reading 6
         bus.publish(events[3])  # 4 and 6 were stored before the stream attached,
         bus.publish(events[5])  # and come through the bus after
@@ -308,7 +309,7 @@ async def test_falling_a_buffer_behind_during_replay_closes_the_stream() -> None
         stream = EventStream(broadcaster, accept_all, await plan_resume(journal, 0))
         await stored(journal, 1)
         journal.gate = trio.Event()
-        nursery.start_soon(stream.run, out)
+        nursery.start_soon(stream.run, out, CLOSE_DELIMITED)
         await trio.testing.wait_all_tasks_blocked()  # replayed 1; reading 2 at the gate
         for event in await stored(journal, 2):
             bus.publish(event)
@@ -485,6 +486,7 @@ async def test_journal_failing_during_the_replay_ends_the_stream(
         await client.read_to_eof()
         == b":replay stopped: the journal cannot read: disk I/O error\n\n"
     )
+    assert client.body is not None and client.body.ended  # then the last chunk
     await client.aclose()
     assert len(hub.api.broadcaster) == 0
 

@@ -1,12 +1,24 @@
-"""The request reader: whole, byte by byte, pipelined, limits, and any bytes at all."""
+"""The request reader (whole, byte by byte, pipelined, limits, any bytes) and response framing."""
 
 from __future__ import annotations
 
+import h11
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.http.h1 import ProtocolError, RequestReader, render_response
+from engine.http.h1 import (
+    CHUNKED,
+    CLOSE_DELIMITED,
+    LAST_CHUNK,
+    ProtocolError,
+    RequestReader,
+    frame_chunk,
+    render_head,
+    render_response,
+    streamed_body_framing,
+)
+from tests.helpers import Dechunker
 
 GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 POST = b"POST /v1/devices/events HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nname=temp"
@@ -144,3 +156,76 @@ def test_mutated_requests_parse_or_raise(requests: list[bytes], data: st.DataObj
     except ProtocolError:
         pass
     assert len(read_all(reader)) <= len(requests)
+
+
+@pytest.mark.parametrize(
+    ("version", "framing"), [("1.1", CHUNKED), ("1.0", CLOSE_DELIMITED), ("0.9", CLOSE_DELIMITED)]
+)
+def test_streamed_bodies_are_chunked_from_http11_on(version: str, framing: object) -> None:
+    reader = RequestReader(16384, 65536)
+    reader.feed(b"GET / HTTP/%s\r\n\r\n" % version.encode())
+    [request] = read_all(reader)
+    assert request.http_version == version
+    assert streamed_body_framing(request) is framing
+
+
+def test_render_head_of_a_chunked_response() -> None:
+    head = render_head(
+        200, [("content-type", "text/plain")], content_length=None, keep_alive=False, chunked=True
+    )
+    assert head == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
+        b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+
+
+def test_framings() -> None:
+    assert CHUNKED.frame(b":ok\n\n") == frame_chunk(b":ok\n\n") == b"5\r\n:ok\n\n\r\n"
+    assert CHUNKED.frame(b"x" * 300) == b"12c\r\n" + b"x" * 300 + b"\r\n"
+    assert CHUNKED.frame(b"") == b""  # an empty chunk would be the last one
+    assert CHUNKED.end == LAST_CHUNK == b"0\r\n\r\n"
+    assert CLOSE_DELIMITED.frame(b":ok\n\n") == b":ok\n\n"
+    assert CLOSE_DELIMITED.end == b""
+
+
+def h11_chunks(data: bytes, step: int) -> tuple[list[bytes], bool, bytes]:
+    """What h11, as the client, makes of a chunked response fed ``step`` bytes at a time."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    chunks: list[bytes] = []
+    chunk = b""
+    ended = False
+    for i in range(0, len(data), step):
+        conn.receive_data(data[i : i + step])
+        while (event := conn.next_event()) is not h11.NEED_DATA:
+            # chunk_start is only set when a chunk's size and data arrive together.
+            if isinstance(event, h11.Data):
+                chunk += event.data
+                if event.chunk_end:
+                    chunks.append(chunk)
+                    chunk = b""
+            ended = ended or isinstance(event, h11.EndOfMessage)
+            if ended:
+                break
+        if ended:
+            break
+    return chunks, ended, conn.trailing_data[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=600), max_size=8),
+    st.sampled_from([1, 7, 1 << 20]),
+)
+def test_chunks_parse_with_h11_whole_bytewise_and_with_trailing_data(
+    pieces: list[bytes], step: int
+) -> None:
+    head = render_head(200, [], content_length=None, keep_alive=False, chunked=True)
+    body = b"".join(CHUNKED.frame(piece) for piece in pieces) + CHUNKED.end
+    chunks, ended, trailing = h11_chunks(head + body + b"GARBAGE", step)
+    assert (chunks, ended) == (pieces, True)
+    assert b"GARBAGE".startswith(trailing)
+    # The tests' own de-chunker agrees with h11.
+    dechunker = Dechunker()
+    content = b"".join(dechunker.feed(body[i : i + step]) for i in range(0, len(body), step))
+    assert (content, dechunker.chunks, dechunker.ended) == (b"".join(pieces), pieces, True)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.config import LimitsConfig
-from engine.http.h1 import Request
+from engine.http.h1 import BodyFraming, Request
 from engine.http.server import HttpServer, Response, StreamResponse
 from tests.helpers import RawClient
 
@@ -139,13 +139,50 @@ class Ticker(StreamResponse):
         super().__init__(200, [("content-type", "text/plain")])
         self.cancelled = False
 
-    async def run(self, stream: trio.abc.SendStream) -> None:
+    async def run(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
         try:
-            await stream.send_all(b"tick\n")
+            await stream.send_all(framing.frame(b"tick\n"))
             await trio.sleep_forever()
         except trio.Cancelled:
             self.cancelled = True
             raise
+
+
+class Countdown(StreamResponse):
+    """Sends a few pieces, then ends its body itself."""
+
+    def __init__(self) -> None:
+        super().__init__(200, [("content-type", "text/plain")])
+
+    async def run(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
+        for piece in (b"3\n", b"2\n", b"1\n"):
+            await stream.send_all(framing.frame(piece))
+        await stream.send_all(framing.end)
+
+
+async def countdown(request: Request) -> StreamResponse:
+    await trio.lowlevel.checkpoint()
+    return Countdown()
+
+
+async def test_stream_is_chunked_for_http11() -> None:
+    answer = await converse(
+        b"GET / HTTP/1.1\r\n\r\n", HttpServer(countdown, LIMITS), half_close=False
+    )
+    assert answer == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
+        b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        b"2\r\n3\n\r\n2\r\n2\n\r\n2\r\n1\n\r\n0\r\n\r\n"
+    )
+
+
+async def test_stream_ends_at_close_for_http10() -> None:
+    answer = await converse(
+        b"GET / HTTP/1.0\r\n\r\n", HttpServer(countdown, LIMITS), half_close=False
+    )
+    assert answer == (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n3\n2\n1\n"
+    )
 
 
 async def test_stream_ends_when_the_peer_leaves_and_on_shutdown() -> None:
@@ -160,7 +197,8 @@ async def test_stream_ends_when_the_peer_leaves_and_on_shutdown() -> None:
         [(host, port)] = await nursery.start(server.serve, "127.0.0.1", 0)
         client = await RawClient.connect(port)
         await client.send(b"GET / HTTP/1.1\r\n\r\n")
-        assert (await client.read_until(b"tick\n")).endswith(b"\r\n\r\ntick\n")
+        await client.read_head()
+        assert await client.read_until(b"tick\n") == b"tick\n"
         idle = await RawClient.connect(port)
         server.shutdown()
         assert await client.read_to_eof() == b""
