@@ -63,6 +63,7 @@ class Delivery:
     due: float = 0.0  # trio clock time of the next attempt
     state: str = "pending"  # pending | in_flight | waiting | delivered | failed | dead
     last_reason: str = ""
+    earlier_attempts: int = 0  # on record before a replay: attempt numbers follow them
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,5 +108,6 @@ class StoredDelivery:
     id: str
     event: Event
     hook: str
-    attempts: int
+    attempts: int  # counted for its retry schedule (a replay starts it again at 0)
     due: float  # unix time of the next attempt
+    recorded: int = 0  # attempts on record, replays included: the next is numbered after

@@ -245,6 +245,7 @@ class Dispatcher:
         index = self._hook_index.get(stored.hook)
         delivery = Delivery(stored.id, event, index if index is not None else -1)
         delivery.attempts = stored.attempts
+        delivery.earlier_attempts = stored.recorded - stored.attempts
         parts = EventParts(event, event_context(event))
         if index is None or self.router.is_disabled(index):
             if index is None:

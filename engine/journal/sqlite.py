@@ -58,7 +58,12 @@ PRUNE_EVERY = 10.0
 PRUNE_BATCH = 1000
 """Events removed per transaction, so pruning never holds the writer for long."""
 
-READ_PAGE = 1000
+
+CHECKPOINT_IDLE = 100
+"""Commits after which the writer checkpoints the WAL as soon as nothing is waiting."""
+
+CHECKPOINT_FORCED = 2000
+"""Commits after which it checkpoints even under load, so the WAL stays bounded."""
 
 
 class _Work:
@@ -96,6 +101,11 @@ class SqliteJournal:
         self._downlink_ttl = downlink_ttl
         self._dedupe_window = dedupe_window
         self._conn = open_database(path, synchronous=synchronous)
+        # Checkpoints run in the writer thread when it is idle (see _serve), not inside
+        # whichever publish's commit crosses SQLite's automatic threshold.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._since_checkpoint = 0
+        self._hook_tags: dict[str, str] = {}
         self._epoch = self._load_epoch()
         row = self._conn.execute("SELECT min(id), max(id) FROM events").fetchone()
         self._next_id = (row[1] or 0) + 1  # the writer thread's; only it advances it
@@ -191,6 +201,19 @@ class SqliteJournal:
                     token.run_sync_soon(self._batch_done, batch)
                 except trio.RunFinishedError:
                     return
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= CHECKPOINT_FORCED or (
+                self._since_checkpoint >= CHECKPOINT_IDLE and self._queue.empty()
+            ):
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database, without waiting for readers (writer thread)."""
+        self._since_checkpoint = 0
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.warning("journal checkpoint failed: %s", exc)
 
     def _commit(self, batch: list[_Work]) -> None:
         conn = self._conn
@@ -346,13 +369,15 @@ class SqliteJournal:
         self, conn: sqlite3.Connection, now: float, events: list[Event], routes: list[list[str]]
     ) -> None:
         pack = msgpack.packb
+        tags = self._hook_tags
         rows = []
         deliveries = []
         for event, hooks in zip(events, routes, strict=True):
             body = pack((event.data, event.ttl, event.private, event.published_at))
             rows.append((event.id, now, event.name, event.device_id, event.product_id, body))
             for hook in hooks:
-                key = delivery_id(self._epoch, event.id, hook_tag(hook))
+                tag = tags.get(hook) or tags.setdefault(hook, hook_tag(hook))
+                key = delivery_id(self._epoch, event.id, tag)
                 deliveries.append((event.id, key, hook, "pending", 0, now, ""))
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
         if deliveries:
@@ -428,6 +453,7 @@ class SqliteJournal:
                 (
                     event_id,
                     delivery.id,
+                    delivery.earlier_attempts + attempt.number,  # after a replay's earlier ones
                     now,
                     attempt.status,
                     attempt.duration,
@@ -444,12 +470,7 @@ class SqliteJournal:
                 " WHERE event_id = ? AND id = ?",
                 updates,
             )
-            # Numbered after the delivery's earlier attempts, replays included.
-            conn.executemany(
-                "INSERT INTO attempts SELECT ?1, ?2, coalesce(max(number), 0) + 1,"
-                " ?3, ?4, ?5, ?6, ?7 FROM attempts WHERE event_id = ?1 AND delivery_id = ?2",
-                rows,
-            )
+            conn.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if dead:
                 conn.executemany(
                     "INSERT OR REPLACE INTO dead_letters SELECT event_id, id, hook, ?, ?, ?"
@@ -605,11 +626,14 @@ def _event(row: Sequence[Any]) -> Event:
 def _open_deliveries(conn: sqlite3.Connection, states: tuple[str, ...]) -> list[StoredDelivery]:
     marks = ", ".join("?" * len(states))
     rows = conn.execute(
-        "SELECT d.id, d.hook, d.attempts, d.due, e.id, e.name, e.device, e.product, e.body"
+        "SELECT d.id, d.hook, d.attempts, d.due, e.id, e.name, e.device, e.product, e.body,"
+        " (SELECT count(*) FROM attempts a WHERE a.event_id = d.event_id AND a.delivery_id = d.id)"
         f" FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.state IN ({marks})"
         " ORDER BY d.event_id",
         states,
     ).fetchall()
     if "replay" in states:
         conn.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'replay'")
-    return [StoredDelivery(row[0], _event(row[4:]), row[1], row[2], row[3]) for row in rows]
+    return [
+        StoredDelivery(row[0], _event(row[4:9]), row[1], row[2], row[3], row[9]) for row in rows
+    ]

@@ -332,7 +332,14 @@ async def test_a_replayed_delivery_keeps_its_earlier_attempts(
         delivery = Delivery(stored.id, event, 1, attempts=1, state="dead")
         dead = Attempt(delivery.id, 1, 400, 0.01, "error status 400", b"", "dead")
         await journal.record_attempts([(delivery, dead)])
+        await journal.run_in_writer(
+            lambda conn: conn.execute("UPDATE deliveries SET state = 'replay', attempts = 0")
+        )
+        journal.ask_replays()
+        [replayed] = await journal.take_replays()
+        assert (replayed.attempts, replayed.recorded) == (0, 1)
         again = Delivery(stored.id, event, 1, attempts=1, state="delivered")  # counted anew
+        again.earlier_attempts = replayed.recorded - replayed.attempts
         await journal.record_attempts(
             [(again, Attempt(again.id, 1, 200, 0.01, "200", b"", "delivered"))]
         )
@@ -356,3 +363,12 @@ async def test_committed_events_are_fanned_out_in_id_order_before_appends_return
                 nursery.start_soon(publish, i)
         await journal.append_keyed([(draft(), "k"), (draft(), "k")])  # the second: a duplicate
     assert seen == list(range(1, 302))
+
+
+async def test_the_writer_checkpoints_the_wal_itself(tmp_path: Path, hooks_config: Config) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        start = path.stat().st_size
+        for i in range(150):  # one commit each, with time to spare between them
+            await journal.append(draft("nothing", data=f"{i:04d}" + "x" * 996))
+        assert path.stat().st_size - start > 100_000  # the pages reached the database file
