@@ -160,8 +160,10 @@ async def test_the_shipped_demo_hook_delivers_and_answers_back(
     sink = Sink(Reply(200, b'{"received": 1}'))
     await nursery.start(sink.serve)
     shipped = (ROOT / "config" / "engine.toml").read_text()
-    config = shipped.replace("port = 8080", "port = 0").replace("7070", "0").replace(
-        "127.0.0.1:9000", f"127.0.0.1:{sink.port}"
+    config = (
+        shipped.replace("port = 8080", "port = 0")
+        .replace("7070", "0")
+        .replace("127.0.0.1:9000", f"127.0.0.1:{sink.port}")
     )
     token = "hw_dev_0123456789abcdefghijklmnopqrstuv"  # the shipped demo token
     (tmp_path / "var").mkdir()  # shipped as config/var/ for the journal
