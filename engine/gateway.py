@@ -23,6 +23,7 @@ from engine import __version__
 from engine import gateway_protocol as wire
 from engine.api.auth import Authenticator, Principal
 from engine.config import Config
+from engine.events import utc_now_iso
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
 from engine.model import Event, OutboxEntry
@@ -83,7 +84,8 @@ class _Connection:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write, nursery.cancel_scope)
             nursery.start_soon(self._commit)
-            if all([await self._take(frame) for frame in early]):
+            now = utc_now_iso()
+            if all([await self._take(frame, now) for frame in early]):
                 await self._read(decoder)
             with trio.move_on_after(FLUSH_TIMEOUT):  # what is queued (an error frame, acks)
                 while self._out or self._writing:
@@ -102,19 +104,42 @@ class _Connection:
             except wire.FrameError as exc:
                 self.refuse(exc)
                 return
+            received_at = utc_now_iso()  # one clock reading for what arrived together
             for frame in frames:
                 # Stop taking (and reading) while the journal is behind: the gateway's
                 # acks slow down instead of memory growing.
                 while len(self._pubs) + self._committing >= limit or len(self._out) >= limit:
                     await self._room_lot.park()  # (also while the gateway reads nothing)
-                if not await self._take(frame):
+                if frame.get("op") == "pub":
+                    self._take_pub(frame, received_at)
+                elif not await self._take(frame, received_at):
                     return
 
-    async def _take(self, raw: dict[object, object]) -> bool:
+    def _take_pub(self, raw: dict[object, object], received_at: str) -> None:
+        """The common frame, without a coroutine of its own."""
+        hub = self.hub
+        hub.frames_in["pub"].inc()
+        try:
+            pub = wire.parse_frame(raw, max_data_bytes=hub.max_data_bytes, received_at=received_at)
+        except wire.FrameError as exc:
+            self._reject(exc)
+            return
+        assert isinstance(pub, wire.Pub)
+        problem = hub.forbidden(self.principal, pub)
+        if problem is not None:
+            self._reject(wire.FrameError("forbidden", problem, seq=pub.seq))
+            return
+        self._pubs.append(pub)
+        if len(self._pubs) == 1:
+            self._pubs_lot.unpark_all()
+
+    async def _take(self, raw: dict[object, object], received_at: str) -> bool:
         """Handle one frame; False when the connection must close."""
         hub = self.hub
         try:
-            frame = wire.parse_frame(raw, max_data_bytes=hub.max_data_bytes)
+            frame = wire.parse_frame(
+                raw, max_data_bytes=hub.max_data_bytes, received_at=received_at
+            )
         except wire.FrameError as exc:
             op = raw.get("op")
             hub.frames_in[op if op in wire.KNOWN_OPS else "bad"].inc()
@@ -124,13 +149,7 @@ class _Connection:
             self._reject(exc)
             return True
         if isinstance(frame, wire.Pub):
-            hub.frames_in["pub"].inc()
-            problem = hub.forbidden(self.principal, frame)
-            if problem is not None:
-                self._reject(wire.FrameError("forbidden", problem, seq=frame.seq))
-                return True
-            self._pubs.append(frame)
-            self._pubs_lot.unpark_all()
+            self._take_pub(raw, received_at)
         elif isinstance(frame, wire.DownAck):
             hub.frames_in["down-ack"].inc()
             await hub.acked(self, frame.ids)

@@ -129,11 +129,16 @@ class FrameDecoder:
             )
 
 
-def parse_frame(frame: dict[Any, Any], *, max_data_bytes: int) -> ClientFrame:
-    """A map from the gateway as a typed frame; FrameError says what is wrong with it."""
+def parse_frame(
+    frame: dict[Any, Any], *, max_data_bytes: int, received_at: str | None = None
+) -> ClientFrame:
+    """A map from the gateway as a typed frame; FrameError says what is wrong with it.
+
+    ``received_at`` (ISO 8601) stands in for a pub's missing ``published_at``.
+    """
     op = frame.get("op")
     if op == "pub":
-        return _pub(frame, max_data_bytes)
+        return _pub(frame, max_data_bytes, received_at or utc_now_iso())
     if op == "down-ack":
         return DownAck(tuple(_id_list(frame.get("ids"), "down-ack", "ids")))
     if op == "hello":
@@ -154,7 +159,7 @@ def parse_frame(frame: dict[Any, Any], *, max_data_bytes: int) -> ClientFrame:
     raise FrameError("unknown-op", f'unknown op "{op[:32]}"; expected pub, down-ack or ping')
 
 
-def _pub(frame: dict[Any, Any], max_data_bytes: int) -> Pub:
+def _pub(frame: dict[Any, Any], max_data_bytes: int, received_at: str) -> Pub:
     seq = frame.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise FrameError("bad-frame", f"pub.seq: expected an integer >= 0, got {_kind(seq)}")
@@ -165,7 +170,7 @@ def _pub(frame: dict[Any, Any], max_data_bytes: int) -> Pub:
             data=check_data(frame.get("data"), max_data_bytes),
             ttl=check_ttl(frame.get("ttl")),
             private=check_private(frame.get("private", True)),
-            published_at=_published_at(frame.get("published_at")),
+            published_at=_published_at(frame.get("published_at"), received_at),
             device_id=device,
             product_id=_product(frame.get("product")),
         )
@@ -179,9 +184,9 @@ def _pub(frame: dict[Any, Any], max_data_bytes: int) -> Pub:
     return Pub(seq, draft, None if key is None else str(key))
 
 
-def _published_at(value: object) -> str:
+def _published_at(value: object, received_at: str) -> str:
     if value is None:
-        return utc_now_iso()
+        return received_at
     if not isinstance(value, str) or not _PUBLISHED_AT.fullmatch(value):
         raise EventRejected(
             f"published_at: expected ISO 8601 UTC like 2026-11-29T10:00:00.000Z, got {value!r}"
