@@ -84,8 +84,7 @@ class _Connection:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write, nursery.cancel_scope)
             nursery.start_soon(self._commit)
-            now = utc_now_iso()
-            if all([await self._take(frame, now) for frame in early]):
+            if await self._take_all(early):
                 await self._read(decoder)
             with trio.move_on_after(FLUSH_TIMEOUT):  # what is queued (an error frame, acks)
                 while self._out or self._writing:
@@ -93,8 +92,6 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     async def _read(self, decoder: wire.FrameDecoder) -> None:
-        hub = self.hub
-        limit = hub.config.max_unacked
         while True:
             data = await self.stream.receive_some(decoder.max_frame)
             if not data:
@@ -104,21 +101,32 @@ class _Connection:
             except wire.FrameError as exc:
                 self.refuse(exc)
                 return
-            received_at = utc_now_iso()  # one clock reading for what arrived together
+            if not await self._take_all(frames):
+                return
+
+    async def _take_all(self, frames: list[dict[object, object]]) -> bool:
+        """Handle frames that arrived together; False when the connection must close."""
+        limit = self.hub.config.max_unacked
+        received_at = utc_now_iso()  # one clock reading for what arrived together
+        pubs = 0
+        try:
             for frame in frames:
                 # Stop taking (and reading) while the journal is behind: the gateway's
                 # acks slow down instead of memory growing.
                 while len(self._pubs) + self._committing >= limit or len(self._out) >= limit:
                     await self._room_lot.park()  # (also while the gateway reads nothing)
                 if frame.get("op") == "pub":
+                    pubs += 1
                     self._take_pub(frame, received_at)
                 elif not await self._take(frame, received_at):
-                    return
+                    return False
+            return True
+        finally:
+            self.hub.frames_in["pub"].inc(pubs)  # once per read: inc() takes a lock
 
     def _take_pub(self, raw: dict[object, object], received_at: str) -> None:
         """The common frame, without a coroutine of its own."""
         hub = self.hub
-        hub.frames_in["pub"].inc()
         try:
             pub = wire.parse_frame(raw, max_data_bytes=hub.max_data_bytes, received_at=received_at)
         except wire.FrameError as exc:
@@ -148,16 +156,14 @@ class _Connection:
                 return False
             self._reject(exc)
             return True
-        if isinstance(frame, wire.Pub):
-            self._take_pub(raw, received_at)
-        elif isinstance(frame, wire.DownAck):
+        if isinstance(frame, wire.DownAck):
             hub.frames_in["down-ack"].inc()
             await hub.acked(self, frame.ids)
         elif isinstance(frame, wire.Ping):
             hub.frames_in["ping"].inc()
             self.send(wire.pong())
             hub.frames_out["pong"].inc()
-        else:  # a second hello
+        else:  # a second hello (pubs take _take_pub)
             self.refuse(wire.FrameError("bad-hello", "hello may be sent only once"))
             return False
         return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -56,8 +56,9 @@ class Hello:
     name: str  # the gateway's name, for logs and metrics
 
 
-@dataclass(frozen=True, slots=True)
-class Pub:
+class Pub(NamedTuple):
+    """A publish (a tuple: one is made for every event)."""
+
     seq: int
     draft: EventDraft
     key: str | None  # the device's own id for this publish: retransmissions share it
