@@ -297,11 +297,16 @@ class GatewayHub:
         if self.config.unix is not None:
             listeners.append(await _unix_listener(self.config.unix))
             where.append(f"unix://{self.config.unix}")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump)
-            for listener in listeners:
-                nursery.start_soon(trio.serve_listeners, self._handle, [listener])
-            task_status.started(where)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump)
+                for listener in listeners:
+                    nursery.start_soon(trio.serve_listeners, self._handle, [listener])
+                task_status.started(where)
+        finally:
+            if self.config.unix is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.Path(self.config.unix).unlink(missing_ok=True)
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         try:

@@ -403,3 +403,10 @@ async def test_a_gateway_that_never_reads_is_not_buffered_for(start: Start) -> N
         async with setup.connect() as other:  # the engine serves others as before
             await other.wait_acked(await other.publish(OTHER, "temp", "fine"))
             assert (await next_down(other)).device == OTHER
+
+
+async def test_the_unix_socket_is_removed_when_the_engine_stops(start: Start) -> None:
+    setup = await start()
+    assert setup.unix.is_socket()
+    setup.engine.shutdown()
+    await wait_until(lambda: not setup.unix.exists())
