@@ -313,6 +313,8 @@ class GatewayHub:
             await self._converse(stream)
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
             log.info("gateway connection lost: %s", group.exceptions[0])
+        except* Exception:  # a bug: this connection ends, the others go on
+            log.exception("gateway connection failed")
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await stream.aclose()
