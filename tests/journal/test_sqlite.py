@@ -15,7 +15,7 @@ from engine.config import Config
 from engine.delivery.router import Router
 from engine.journal import JournalUnavailable
 from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, JournalError, open_database
-from engine.journal.sqlite import SqliteJournal
+from engine.journal.sqlite import SqliteJournal, insert_rows
 from engine.model import Attempt, Delivery, EventDraft, delivery_id, hook_tag
 from tests.conftest import WriteConfig
 
@@ -372,3 +372,12 @@ async def test_the_writer_checkpoints_the_wal_itself(tmp_path: Path, hooks_confi
         for i in range(150):  # one commit each, with time to spare between them
             await journal.append(draft("nothing", data=f"{i:04d}" + "x" * 996))
         assert path.stat().st_size - start > 100_000  # the pages reached the database file
+
+
+@pytest.mark.parametrize("count", [0, 1, 63, 64, 65, 200])
+def test_insert_rows_writes_every_row_in_order(count: int) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a INTEGER, b TEXT)")
+    rows = [(i, f"r{i}") for i in range(count)]
+    insert_rows(conn, "INSERT INTO t VALUES", rows)
+    assert conn.execute("SELECT a, b FROM t ORDER BY rowid").fetchall() == rows
