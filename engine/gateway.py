@@ -61,6 +61,7 @@ class _Connection:
         self._committing = 0
         self._writing = False
         self._flushed_lot = trio.lowlevel.ParkingLot()
+        self._valid = wire.Valid()
 
     def __repr__(self) -> str:
         return f"<gateway {self.name!r} in_flight={len(self.in_flight)} pubs={len(self._pubs)}>"
@@ -128,7 +129,9 @@ class _Connection:
         """The common frame, without a coroutine of its own."""
         hub = self.hub
         try:
-            pub = wire.parse_frame(raw, max_data_bytes=hub.max_data_bytes, received_at=received_at)
+            pub = wire.parse_frame(
+                raw, max_data_bytes=hub.max_data_bytes, received_at=received_at, valid=self._valid
+            )
         except wire.FrameError as exc:
             self._reject(exc)
             return

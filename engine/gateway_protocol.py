@@ -130,16 +130,51 @@ class FrameDecoder:
             )
 
 
+class Valid:
+    """Event names and device ids a connection has already seen pass (bounded).
+
+    A gateway sends the same few names and devices again and again; checking each once
+    makes parsing a publish cheaper. Forgets everything when a set reaches ``limit``.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.names: set[str] = set()
+        self.devices: set[str] = set()
+
+    def name(self, value: object) -> str:
+        if type(value) is str and value in self.names:
+            return value
+        return _remember(self.names, check_name(value), self.limit)
+
+    def device(self, value: object) -> str:
+        if type(value) is str and value in self.devices:
+            return value
+        return _remember(self.devices, check_device_id(value), self.limit)
+
+
+def _remember(known: set[str], value: str, limit: int) -> str:
+    if len(known) >= limit:
+        known.clear()
+    known.add(value)
+    return value
+
+
 def parse_frame(
-    frame: dict[Any, Any], *, max_data_bytes: int, received_at: str | None = None
+    frame: dict[Any, Any],
+    *,
+    max_data_bytes: int,
+    received_at: str | None = None,
+    valid: Valid | None = None,
 ) -> ClientFrame:
     """A map from the gateway as a typed frame; FrameError says what is wrong with it.
 
-    ``received_at`` (ISO 8601) stands in for a pub's missing ``published_at``.
+    ``received_at`` (ISO 8601) stands in for a pub's missing ``published_at``; ``valid``
+    remembers names and devices that passed before.
     """
     op = frame.get("op")
     if op == "pub":
-        return _pub(frame, max_data_bytes, received_at or utc_now_iso())
+        return _pub(frame, max_data_bytes, received_at or utc_now_iso(), valid or Valid())
     if op == "down-ack":
         return DownAck(tuple(_id_list(frame.get("ids"), "down-ack", "ids")))
     if op == "hello":
@@ -160,14 +195,14 @@ def parse_frame(
     raise FrameError("unknown-op", f'unknown op "{op[:32]}"; expected pub, down-ack or ping')
 
 
-def _pub(frame: dict[Any, Any], max_data_bytes: int, received_at: str) -> Pub:
+def _pub(frame: dict[Any, Any], max_data_bytes: int, received_at: str, valid: Valid) -> Pub:
     seq = frame.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise FrameError("bad-frame", f"pub.seq: expected an integer >= 0, got {_kind(seq)}")
     try:
-        device = check_device_id(frame.get("device"))
+        device = valid.device(frame.get("device"))
         draft = EventDraft(
-            name=check_name(frame.get("name")),
+            name=valid.name(frame.get("name")),
             data=check_data(frame.get("data"), max_data_bytes),
             ttl=check_ttl(frame.get("ttl")),
             private=check_private(frame.get("private", True)),

@@ -155,3 +155,20 @@ def test_engine_frames_are_msgpack_maps() -> None:
         "message": "why",
     }
     assert msgpack.unpackb(wire.down(12, DEVICE, "hook-response/t/0", "ok", "2026"))["id"] == 12
+
+
+def test_remembered_names_and_devices_never_let_a_bad_one_through() -> None:
+    valid = wire.Valid(limit=2)
+    assert isinstance(wire.parse_frame(pub(), max_data_bytes=1024, valid=valid), wire.Pub)
+    assert valid.names == {"temp"} and valid.devices == {DEVICE}
+    for fields, message in [
+        ({"name": "hook-x"}, "reserved for the engine"),
+        ({"name": ["temp"]}, "name must be a string, got list"),
+        ({"device": [DEVICE]}, "device id must be"),
+        ({"device": DEVICE + "!"}, "device id must be"),
+    ]:
+        with pytest.raises(wire.FrameError, match=message):
+            wire.parse_frame(pub(**fields), max_data_bytes=1024, valid=valid)
+    for name in ("a", "b", "c"):  # past the limit: forgotten, then learnt again
+        wire.parse_frame(pub(name=name), max_data_bytes=1024, valid=valid)
+    assert len(valid.names) <= 2
