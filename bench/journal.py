@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--latency-duration", type=float, default=5.0, help="seconds of the latency phase")
     add("--latency-conns", type=int, default=8, help="publisher connections, latency phase")
     add("--latency-pipeline", type=int, default=4, help="publishes in flight per connection")
+    add(
+        "--latency-hooks", type=int, default=1, help="hooks each latency event triggers (0: ingest)"
+    )
     add("--no-latency-reference", action="store_true", help="skip the memory latency run")
     add("--growth-events", type=int, default=200_000, help="events published for growth")
     add("--growth-hooks", type=int, default=1, help="hooks each growth event triggers")
@@ -152,8 +155,8 @@ def _throughput(args: argparse.Namespace, report: Report, receiver: Receiver) ->
 def _ack_latency(
     args: argparse.Namespace, report: Report, receiver: Receiver, backend: str
 ) -> float:
-    """Publish-to-ack p99 (ms) at ``--latency-rate``, 1 hook per event, own daemon."""
-    hooks, names = _hooks(receiver.ports[:1], 1, 1, event="lat")
+    """Publish-to-ack p99 (ms) at ``--latency-rate``, ``--latency-hooks`` each, own daemon."""
+    hooks, names = _hooks(receiver.ports[:1], 1, args.latency_hooks, event="lat")
     key = f"latency.{backend}"
     with _daemon(args, hooks, backend) as daemon:
         spec = _publish_spec(
@@ -165,7 +168,7 @@ def _ack_latency(
             pipeline=args.latency_pipeline,
             duration=args.latency_duration,
         )
-        phase = _phase(args, daemon, receiver, [(spec, 1)])
+        phase = _phase(args, daemon, receiver, [(spec, args.latency_hooks)])
         _check_phase(report, args, key, phase)
     p99 = _report_latency(report, args, key, backend, phase)
     _report_commits(report, key, phase)
@@ -181,7 +184,7 @@ def _report_latency(
     acks = sorted(main.latencies[int(args.warmup * args.latency_rate) :])
     report.section(
         f"publish-to-ack at {args.latency_rate:,.0f} events/s, {args.latency_conns} connections"
-        f" x {args.latency_pipeline} in flight: {backend} journal"
+        f" x {args.latency_pipeline} in flight, {args.latency_hooks} hook(s): {backend} journal"
     )
     report.row("events/s achieved", main.ok / main.window, "", key=f"{key}.events_per_s")
     report.row("samples (after warmup)", len(acks), "", key=f"{key}.samples")
