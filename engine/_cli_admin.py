@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import orjson
 
-from engine.config import Config, ConfigError, load_config
+from engine._cli_config import load_or_report
+from engine.config import Config
 from engine.delivery.router import Router
 from engine.journal import admin
 from engine.journal.schema import JournalError, open_database
@@ -136,11 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _open(who: str, path: str) -> tuple[Config, sqlite3.Connection] | None:
     """The config and a connection to its journal; None after saying why there is none."""
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    config = load_or_report(path)
+    if config is None:
         return None
     settings = config.journal
     if settings.backend != "sqlite":

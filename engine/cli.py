@@ -13,8 +13,9 @@ import orjson
 import trio
 
 from engine import __version__, _cli_admin
+from engine._cli_config import load_or_report
 from engine.api.auth import hash_token, new_token
-from engine.config import Config, ConfigError, load_config
+from engine.config import ConfigError, load_config
 from engine.events import utc_now_iso
 from engine.model import Event
 from engine.templates import TemplateError, TemplateRenderError, compile_template
@@ -108,17 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _token_hash(args.token)
 
 
-def _load(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
-
-
 def _check(path: str) -> int:
-    config = _load(path)
+    config = load_or_report(path)
     if config is None:
         return 1
     print(f"{path}: ok ({len(config.auth.tokens)} tokens, {len(config.hooks)} hooks)")
@@ -126,7 +118,7 @@ def _check(path: str) -> int:
 
 
 def _run(path: str) -> int:
-    config = _load(path)
+    config = load_or_report(path)
     if config is None:
         return 1
     logging.basicConfig(

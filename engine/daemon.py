@@ -29,7 +29,11 @@ def open_journal(config: Config, router: Router) -> Journal:
     settings = config.journal
     gateway = config.gateway
     if settings.backend == "memory":
-        return MemoryJournal(downlink_ttl=gateway.downlink_ttl, dedupe_window=gateway.dedupe_window)
+        return MemoryJournal(
+            hook_names=[hook.name for hook in config.hooks],
+            downlink_ttl=gateway.downlink_ttl,
+            dedupe_window=gateway.dedupe_window,
+        )
     if settings.backend == "sqlite":
         return SqliteJournal(
             settings.path,

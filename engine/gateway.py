@@ -182,12 +182,16 @@ class _Connection:
         self.send(wire.error(exc.code, exc.message))
 
     def _reject(self, exc: wire.FrameError) -> None:
+        """A frame refused alone: a nack for a publish, else an error; the stream goes on."""
         if exc.seq is None:
             self.send(wire.error(exc.code, exc.message))
-            return
-        self.hub.metrics.gateway_nacks.inc()
-        self.send(wire.nack(exc.seq, exc.code, exc.message))
+        else:
+            self._nack(exc.seq, exc.code, exc.message)
+
+    def _nack(self, seq: int, code: str, message: str) -> None:
+        self.send(wire.nack(seq, code, message))
         self.hub.frames_out["nack"].inc()
+        self.hub.metrics.gateway_nacks.inc()
 
     async def _commit(self) -> None:
         """Store waiting publishes, one journal write per batch, and acknowledge them."""
@@ -201,9 +205,7 @@ class _Connection:
                 stored = await hub.store.append_keyed([(p.draft, self._key(p)) for p in batch])
             except JournalUnavailable as exc:  # nothing is claimed stored
                 for pub in batch:
-                    self.send(wire.nack(pub.seq, "not-stored", f"event not stored: {exc}"))
-                hub.frames_out["nack"].inc(len(batch))
-                hub.metrics.gateway_nacks.inc(len(batch))
+                    self._nack(pub.seq, "not-stored", f"event not stored: {exc}")
             else:
                 hub.published(self, batch, stored)
                 self.send(wire.ack(p.seq for p in batch))
@@ -260,10 +262,6 @@ class GatewayHub:
 
     def __repr__(self) -> str:
         return f"<GatewayHub connections={len(self._connections)}>"
-
-    @property
-    def connections(self) -> int:
-        return len(self._connections)
 
     # the dispatcher's Downlink
 

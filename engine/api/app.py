@@ -239,9 +239,8 @@ class Api:
             query = list_query(request.query, time.time())
         except ValueError as exc:
             return error_response(400, str(exc))
-        hooks = [hook.name for hook in self._config.hooks]
         try:
-            letters = await self._journal.list_dead_letters(query, hooks)
+            letters = await self._journal.list_dead_letters(query)
         except JournalUnavailable as exc:
             return error_response(503, f"dead letters not read: {exc}")
         body = {"ok": True, "dead_letters": [letter.to_json() for letter in letters]}
@@ -253,9 +252,8 @@ class Api:
             query = replay_query(request.body, time.time())
         except ValueError as exc:
             return error_response(400, str(exc))
-        hooks = [hook.name for hook in self._config.hooks]
         try:
-            replayed = await self._journal.replay_dead_letters(query, hooks)
+            replayed = await self._journal.replay_dead_letters(query)
         except JournalUnavailable as exc:
             return error_response(503, f"nothing replayed: {exc}")
         return Response(200, orjson.dumps(replayed.to_json()))

@@ -246,7 +246,6 @@ class Dispatcher:
         delivery = Delivery(stored.id, event, index if index is not None else -1)
         delivery.attempts = stored.attempts
         delivery.earlier_attempts = stored.recorded - stored.attempts
-        parts = EventParts(event, event_context(event))
         if index is None or self.router.is_disabled(index):
             if index is None:
                 why = "is no longer configured"
@@ -256,7 +255,7 @@ class Dispatcher:
                 why = "is disabled: its target answered 410 Gone"
             self._settle_unsent(delivery, None, f"hook {stored.hook!r} {why}")
             return
-        job = self._job(delivery, parts)
+        job = self._job(delivery, EventParts(event, event_context(event)))
         if job is None:
             return
         destination = self._destination(job.request, self._config.hooks[index])

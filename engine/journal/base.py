@@ -96,18 +96,11 @@ class Journal(Protocol):
         """Remember that a hook's target answered 410 Gone."""
         ...
 
-    async def list_dead_letters(
-        self, query: DeadLetterQuery, hook_names: Sequence[str]
-    ) -> list[DeadLetter]:
-        """Dead letters matching ``query``, newest first.
-
-        ``hook_names`` are the config's, in order: the memory journal knows hooks by index.
-        """
+    async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
+        """Dead letters matching ``query``, newest first."""
         ...
 
-    async def replay_dead_letters(
-        self, query: DeadLetterQuery, hook_names: Sequence[str]
-    ) -> Replayed:
+    async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         """Queue ``query``'s dead letters again under their ids, for ``take_replays``."""
         ...
 

@@ -24,8 +24,14 @@ class MemoryJournal:
     """Numbers events from 1 and keeps the newest ``keep`` of them."""
 
     def __init__(
-        self, keep: int = DEFAULT_KEEP, *, downlink_ttl: float = 60.0, dedupe_window: float = 600.0
+        self,
+        keep: int = DEFAULT_KEEP,
+        *,
+        hook_names: Sequence[str] = (),
+        downlink_ttl: float = 60.0,
+        dedupe_window: float = 600.0,
     ) -> None:
+        self._hook_names = tuple(hook_names)  # a Delivery knows its hook by index only
         self._next_id = 1
         self._recent: deque[Event] = deque(maxlen=keep)
         self._epoch = secrets.token_hex(4)
@@ -163,27 +169,26 @@ class MemoryJournal:
         """The deliveries given up on and not replayed, oldest first."""
         return [delivery for delivery, _ in self._dead]
 
-    async def list_dead_letters(
-        self, query: DeadLetterQuery, hook_names: Sequence[str]
-    ) -> list[DeadLetter]:
+    async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
         await trio.lowlevel.checkpoint()
-        found = (_dead_letter(d, at, hook_names) for d, at in reversed(self._dead))
+        found = (_dead_letter(d, at, self._hook_names) for d, at in reversed(self._dead))
         chosen = (letter for letter in found if query.admits(letter.id, letter.hook, letter.at))
         return list(itertools.islice(chosen, query.limit))
 
-    async def replay_dead_letters(
-        self, query: DeadLetterQuery, hook_names: Sequence[str]
-    ) -> Replayed:
+    async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         await trio.lowlevel.checkpoint()
         matching = [
-            (d, at) for d, at in self._dead if query.admits(d.id, _hook_name(d, hook_names), at)
+            (d, at)
+            for d, at in self._dead
+            if query.admits(d.id, _hook_name(d, self._hook_names), at)
         ]
         chosen = matching[: query.limit]
         gone = {d.id for d, _ in chosen}
         self._dead = deque((e for e in self._dead if e[0].id not in gone), self._dead.maxlen)
         now = time.time()
         self._replays.extend(
-            StoredDelivery(d.id, d.event, _hook_name(d, hook_names), 0, now) for d, _ in chosen
+            StoredDelivery(d.id, d.event, _hook_name(d, self._hook_names), 0, now)
+            for d, _ in chosen
         )
         ids = tuple(d.id for d, _ in chosen)
         missing = tuple(key for key in query.ids if key not in gone)

@@ -318,8 +318,9 @@ class SqliteJournal:
         self._write_events(conn, now, events, routes)
         if to_devices:
             expires = now + self._downlink_ttl
-            conn.executemany(
-                "INSERT INTO downlink_outbox VALUES (?, ?, ?)",
+            insert_rows(
+                conn,
+                "INSERT INTO downlink_outbox VALUES",
                 [
                     (event.id, device, expires)
                     for event, device in zip(events, to_devices, strict=True)
@@ -597,16 +598,12 @@ class SqliteJournal:
 
     # administration: dead letters and their replay (the SQL is in engine.journal.admin)
 
-    async def list_dead_letters(
-        self, query: admin.DeadLetterQuery, hook_names: Sequence[str]
-    ) -> list[admin.DeadLetter]:
+    async def list_dead_letters(self, query: admin.DeadLetterQuery) -> list[admin.DeadLetter]:
         """Dead letters matching ``query``, newest first (rows name their hooks themselves)."""
         rows = await self._read(*admin.dead_letters_sql(query))
         return [admin.dead_letter(row) for row in rows]
 
-    async def replay_dead_letters(
-        self, query: admin.DeadLetterQuery, hook_names: Sequence[str]
-    ) -> admin.Replayed:
+    async def replay_dead_letters(self, query: admin.DeadLetterQuery) -> admin.Replayed:
         """Queue ``query``'s dead letters again under their ids; the dispatcher looks at once."""
         now = time.time()
         replayed = await self.run_in_writer(

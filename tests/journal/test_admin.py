@@ -183,13 +183,11 @@ async def test_a_filtered_replay_takes_the_oldest_first_and_counts_the_rest(
         old = await give_up(journal, first, "everything", at=T0)
         await give_up(journal, second, "everything", at=T0 + 1)
         await give_up(journal, second, "temps", at=T0 + 2)
-        replayed = await journal.replay_dead_letters(
-            DeadLetterQuery(hook="everything", limit=1), ["temps", "everything"]
-        )
+        replayed = await journal.replay_dead_letters(DeadLetterQuery(hook="everything", limit=1))
         assert replayed == admin.Replayed((old,), (), 1)
         # Asked through the journal itself: taken at the next look, no commit elsewhere needed.
         assert [d.id for d in await journal.take_replays()] == [old]
-        left = await journal.list_dead_letters(DeadLetterQuery(), [])
+        left = await journal.list_dead_letters(DeadLetterQuery())
         assert [d.hook for d in left] == ["temps", "everything"]
 
 
@@ -246,7 +244,7 @@ async def test_a_window_replay_refuses_too_many_events_and_a_disabled_hook(
 
 
 async def test_the_memory_journal_lists_and_replays_its_dead_letters() -> None:
-    journal = MemoryJournal()
+    journal = MemoryJournal(hook_names=["temps", "everything"])
     first, second = await journal.append_many([draft(), draft("tx")])
     dead = [
         Delivery(f"msg_{event.id}", event, index, attempts=3, state="dead", last_reason="gone")
@@ -255,12 +253,11 @@ async def test_the_memory_journal_lists_and_replays_its_dead_letters() -> None:
     await journal.record_attempts(
         [(d, Attempt(d.id, 3, 400, 0.1, "400", b"", "dead")) for d in dead]
     )
-    names = ["temps", "everything"]
-    listed = await journal.list_dead_letters(DeadLetterQuery(hook="everything"), names)
+    listed = await journal.list_dead_letters(DeadLetterQuery(hook="everything"))
     assert [(d.id, d.event_name, d.hook, d.attempts) for d in listed] == [
         ("msg_2", "tx", "everything", 3)
     ]
-    replayed = await journal.replay_dead_letters(DeadLetterQuery(ids=("msg_1", "msg_9")), names)
+    replayed = await journal.replay_dead_letters(DeadLetterQuery(ids=("msg_1", "msg_9")))
     assert replayed == admin.Replayed(("msg_1",), ("msg_9",), 0)
     [taken] = await journal.take_replays()
     assert (taken.id, taken.hook, taken.attempts, taken.event) == ("msg_1", "temps", 0, first)
