@@ -267,7 +267,9 @@ class Model:
             if not failed:
                 break
             failed_in_a_row += 1
-        recent = [failed for t, failed in self.history if now - t < 30][-1000:]
+        # Kept: t > now - 30, written as the breaker computes it (``now - t < 30`` rounds
+        # differently when t is tiny and now is exactly 30).
+        recent = [failed for t, failed in self.history if t > now - 30][-1000:]
         mostly = len(recent) >= 10 and sum(recent) * 2 >= len(recent)
         return failed_in_a_row >= 5 or mostly
 
