@@ -8,6 +8,18 @@ not this client, is what a run measures. Every loop is bounded by a deadline and
 
 ``run_load`` splits one spec among workers (separate processes), starts them together, and
 merges their results; ``run_loads`` runs several specs (one process each) side by side.
+
+With ``rate`` 0 the load is a closed loop: each connection sends as soon as it is answered,
+and a latency runs from the moment a request is sent. With a ``rate`` it is an open model:
+request ``i`` of a worker is due at ``start + i / rate`` (``_pacing.Pacer``) whatever the
+server did with the earlier ones, and its latency runs from that scheduled time, not from
+when it was actually sent. A stalled server then shows as long latencies for every request
+that was due during the stall, instead of as a pause in sending (coordinated omission).
+A request that finds every connection's ``pipeline`` full waits for a free slot: that wait
+is part of its latency (in an open model, queueing is the server's doing) and it also
+counts in ``LoadResult.send_lag_max`` and ``late_sends``, which say how far behind schedule
+the generator sent. The loop's timer waits whole milliseconds (epoll's granularity), so a
+send up to 1 ms behind schedule is the timer, not the generator falling behind.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import selectors
 import socket
 import time
 from array import array
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +37,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from _harness import cpu_seconds, machine_cpu_seconds
+from _pacing import Pacer
 
 RECEIVE_SIZE = 262144
 """Bytes per recv: with pipelining, one read may hold many responses."""
@@ -34,12 +48,19 @@ READY_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 5.0
 """Seconds after the deadline that in-flight requests get to be answered."""
 
+LATE_SEND = 0.001
+"""Seconds behind schedule that make a send late: the loop's timer wakes it 1 ms apart."""
+
 HEAD_END = b"\r\n\r\n"
 LENGTH = b"content-length:"
 ID_FIELD = b'"id":'
 
-Render = Callable[[int, float], bytes]
-"""``render(count, now)``: the bytes of the next ``count`` requests, sent at ``now``."""
+Render = Callable[[Sequence[float]], bytes]
+"""``render(stamps)``: the bytes of the next ``len(stamps)`` requests, each with its own stamp.
+
+A stamp is the request's scheduled send time with a ``rate`` (open model), the time it is
+sent without one (closed loop); ``time.monotonic()`` seconds either way.
+"""
 
 
 def post_head(host: str, port: int, path: str, token: str, content_type: str) -> bytes:
@@ -77,7 +98,7 @@ class LoadSpec:
     keep_ids: bool = False  # with track_ids: keep every id in ``LoadResult.ids``, not only min/max
     # Called once in each worker (so it must pickle: a module-level function or a partial of
     # one); the ``Render`` it returns makes every request instead of ``request`` (requests
-    # that differ, e.g. stamped with the time they are sent).
+    # that differ, e.g. stamped with the time they are due).
     renderer: Callable[[], Render] | None = None
     # Answers that arrive after the deadline (in the drain) still count in ``ok`` and the
     # latencies, and the client CPU runs to the last one: for runs where every acknowledged
@@ -101,6 +122,9 @@ class LoadResult:
     max_id: int | None = None
     ids: array[int] = field(default_factory=lambda: array("q"))  # every id, with keep_ids
     workers: int = 0
+    # How far behind schedule the generator sent (open model only; sends in the window):
+    send_lag_max: float = 0.0  # seconds, the most any request was sent after it was due
+    late_sends: int = 0  # requests sent more than LATE_SEND after they were due
 
     @property
     def error_count(self) -> int:
@@ -121,6 +145,8 @@ class LoadResult:
         self.connections += other.connections
         self.workers += other.workers
         self.ids.extend(other.ids)
+        self.send_lag_max = max(self.send_lag_max, other.send_lag_max)
+        self.late_sends += other.late_sends
         for value in (other.min_id, other.max_id):
             if value is None:
                 continue
@@ -134,7 +160,7 @@ class _Conn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
-        self.in_flight: deque[float] = deque()
+        self.in_flight: deque[float] = deque()  # each request's stamp: when it was due
         self.pending = b""  # request bytes the socket did not take yet
 
 
@@ -169,11 +195,11 @@ def _split_responses(
         if end > size:
             break
         status = buf[pos + 9 : pos + 12]
-        sent_at = in_flight.popleft() if in_flight else now
+        due_at = in_flight.popleft() if in_flight else now
         if status == b"200":
             if counted:
                 result.ok += 1
-                latencies.append(now - sent_at)
+                latencies.append(now - due_at)
             if track_ids:
                 i = buf.find(ID_FIELD, head_end, end)
                 if i >= 0:
@@ -251,7 +277,7 @@ def _drive(
     if not spec.count_drain:
         window_end = deadline  # answers (and CPU) counted up to here
     budget = spec.max_requests
-    rate = spec.rate
+    pacer = Pacer(spec.rate, start) if spec.rate > 0 else None
     live: set[_Conn] = set(conns)
     clock = time.monotonic
     cpu_at_start: float | None = None
@@ -273,9 +299,18 @@ def _drive(
         if count <= 0:
             return
         budget -= count
+        if pacer is None:
+            stamps = [now] * count
+        else:
+            first = result.sent
+            stamps = [pacer.scheduled(i) for i in range(first, first + count)]
+            if window_start <= now:
+                # Stamps increase: the first is the most behind, and bisect finds the late.
+                result.send_lag_max = max(result.send_lag_max, now - stamps[0])
+                result.late_sends += bisect_left(stamps, now - LATE_SEND)
         result.sent += count
-        conn.in_flight.extend([now] * count)
-        data = request * count if render is None else render(count, now)
+        conn.in_flight.extend(stamps)
+        data = request * count if render is None else render(stamps)
         if conn.pending:
             conn.pending += data
             return
@@ -290,17 +325,12 @@ def _drive(
             conn.pending = data[written:]
             sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
 
-    def allowed(now: float) -> int:
-        """Requests the rate lets us start now (the whole budget when no rate is set)."""
-        if rate <= 0:
-            return budget
-        return max(0, int((now - start) * rate) + 1 - result.sent)
-
     now = clock()
     if now >= window_start:
         cpu_at_start = time.process_time()
-    for conn in conns:
-        send(conn, min(pipeline, allowed(now)), now)
+    if pacer is None:
+        for conn in conns:
+            send(conn, pipeline, now)
     while live:
         now = clock()
         if cpu_at_start is None and now >= window_start:
@@ -316,15 +346,19 @@ def _drive(
             if stuck:
                 result.errors["no answer before the drain timeout"] += stuck
             break
-        if sending and rate > 0:
-            # Open loop: start what the schedule allows on connections with room.
-            quota = allowed(now)
+        if sending and pacer is not None:
+            # Open model: start what the schedule made due on connections with room.
+            quota = pacer.due(now, result.sent)
             for conn in list(live):
                 room = min(pipeline - len(conn.in_flight), quota)
                 if room > 0:
                     send(conn, room, now)
                     quota -= room
-            timeout = max(0.0, min(1.0 / rate, deadline - now))
+            # Wake when the next request is due; with no room left (an answer makes some) or
+            # nothing left to send, on an answer.
+            idle = quota > 0 or budget <= 0
+            wake = now + 0.1 if idle else pacer.scheduled(result.sent)
+            timeout = max(0.0, min(wake, deadline) - now)
         else:
             timeout = max(0.0, min(0.1, (deadline if sending else hard_deadline) - now))
         for key, mask in sel.select(timeout):
@@ -356,7 +390,7 @@ def _drive(
             buf = conn.buf + data if conn.buf else data
             counted = window_start <= now < window_end
             done = _split_responses(buf, conn, now, counted, result, track_ids, keep_ids)
-            if done and rate <= 0 and now < deadline:
+            if done and pacer is None and now < deadline:
                 send(conn, done, now)
     result.window = max(0.0, finished - window_start)
     end_cpu = cpu_at_end if cpu_at_end is not None else time.process_time()

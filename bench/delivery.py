@@ -139,23 +139,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _stamped_publishes(host: str, port: int, token: str, names: tuple[str, ...]) -> Render:
-    """``render(count, now)``: the next ``count`` publish requests, stamped with ``now``.
+    """``render(stamps)``: the next ``len(stamps)`` publish requests, each with its stamp.
 
-    Each event's ``data`` is the publisher's ``time.monotonic()`` when it was sent, so the
-    receiver can tell the end-to-end latency of every delivery it gets; ``names`` are cycled
-    through, one per event.
+    Each event's ``data`` is its own stamp, the publisher's ``time.monotonic()`` when it was
+    due (at a ``rate``; when it was sent without one), so the receiver can tell the
+    end-to-end latency of every delivery it gets, counted from the schedule; ``names`` are
+    cycled through, one per event.
     """
     head = post_head(host, port, "/v1/devices/events", token, FORM)
     fields = [f"name={quote(name, safe='/')}&data=".encode() for name in names]
     count_of_names = len(fields)
     sequence = 0
 
-    def render(count: int, now: float) -> bytes:
+    def render(stamps: Sequence[float]) -> bytes:
         nonlocal sequence
-        stamp = b"%.6f" % now
         parts = []
-        for _ in range(count):
-            body = fields[sequence % count_of_names] + stamp
+        for stamp in stamps:
+            body = b"%s%.6f" % (fields[sequence % count_of_names], stamp)
             sequence += 1
             parts.append(b"%s%d\r\n\r\n%s" % (head, len(body), body))
         return b"".join(parts)
