@@ -33,13 +33,17 @@ format: install
 	$(BIN)/ruff format engine tests bench
 	$(BIN)/ruff check --fix engine tests bench
 
-bench: install
+# Every scenario of the load-benchmark suite (~6 min); `make bench BENCH="latency --quick"`
+# runs some of them. The bench extra adds the baselines' clients and matplotlib (the chart).
+BENCH ?=
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
-	$(BIN)/python bench/publish.py
-	$(BIN)/python bench/sse_fanout.py
-	$(BIN)/python bench/idle_memory.py
-	$(BIN)/python bench/templates.py
-	$(BIN)/python bench/delivery.py
+	touch $(STAMP) $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

@@ -38,6 +38,9 @@ STOP_TIMEOUT = 10.0
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+PORT_VARIABLE = "HOOKWIRE_BENCH_PORT"
+"""When set, the HTTP port every ``Daemon`` listens on (one runs at a time); else a free one."""
+
 
 class EngineFailed(Exception):
     """The server under test did not start, died, or answered wrongly: the run is void."""
@@ -48,6 +51,17 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = HOST) -> str | None:
+    """Why ``host:port`` cannot be listened on (e.g. "Address already in use"), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -301,6 +315,7 @@ class Daemon(ServerProcess):
     by default the config has neither. ``journal`` becomes the ``[journal]`` table
     (default ``{"backend": "memory"}``); a relative ``path`` in it is under ``workdir``.
     ``gateway`` becomes the ``[gateway]`` table (e.g. ``{"tcp": "127.0.0.1:7070"}``).
+    ``port`` is the HTTP port (default: ``$HOOKWIRE_BENCH_PORT``, else a free one).
     """
 
     def __init__(
@@ -315,8 +330,10 @@ class Daemon(ServerProcess):
         hooks: list[dict[str, TomlValue]] | None = None,
         journal: dict[str, TomlValue] | None = None,
         gateway: dict[str, TomlValue] | None = None,
+        port: int | None = None,
     ) -> None:
-        port = free_port()
+        if port is None:
+            port = int(os.environ.get(PORT_VARIABLE) or 0) or free_port()
         self.token = secrets.token_urlsafe(24)
         super().__init__([], port=port, name="hookwire")
         self.config_path = self.workdir / "engine.toml"

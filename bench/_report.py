@@ -43,6 +43,16 @@ class Target:
     def met(self) -> bool:
         return _COMPARE[self.op](self.value, self.threshold)
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "value": self.value,
+            "op": self.op,
+            "threshold": self.threshold,
+            "unit": self.unit,
+            "met": self.met,
+        }
+
     def line(self) -> str:
         verdict = "MET" if self.met else "MISSED"
         return (
@@ -130,17 +140,7 @@ class Report:
             "machine": machine_info(),
             "params": self.params,
             "results": self.results,
-            "targets": [
-                {
-                    "label": t.label,
-                    "value": t.value,
-                    "op": t.op,
-                    "threshold": t.threshold,
-                    "unit": t.unit,
-                    "met": t.met,
-                }
-                for t in self.targets
-            ],
+            "targets": [target.as_dict() for target in self.targets],
             "notes": self.notes,
             "engine_failed": self.failure,
         }

@@ -243,15 +243,9 @@ def _summary(report: Report, crashes: list[Crash]) -> None:
     report.target("acknowledged deliveries lost", lost, "<=", 0, "")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if not 0 < args.min_crash <= args.max_crash:
-        _parser().error("need 0 < --min-crash <= --max-crash")
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
-    rng = random.Random(seed)
-    raise_fd_limit(8192)
-    report = Report("crash", {**vars(args), "seed": seed})
-    report.check_machine(machine_busy())
+def measure(args: argparse.Namespace, report: Report) -> None:
+    """The crash rounds of ``args`` (``args.seed`` set), reported into ``report``."""
+    rng = random.Random(args.seed)
     crashes: list[Crash] = []
     try:
         with Receiver(1) as receiver:
@@ -269,6 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         report.fail(str(exc))
     if crashes:
         _summary(report, crashes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 < args.min_crash <= args.max_crash:
+        _parser().error("need 0 < --min-crash <= --max-crash")
+    if args.seed is None:
+        args.seed = random.randrange(2**32)
+    raise_fd_limit(8192)
+    report = Report("crash", vars(args))
+    report.check_machine(machine_busy())
+    measure(args, report)
     return report.finish()
 
 

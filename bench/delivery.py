@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pub-conns", type=int, default=8, help="publisher connections")
     parser.add_argument(
+        "--journal",
+        default="memory",
+        choices=("memory", "sqlite"),
+        help="the daemons' journal (sqlite: synchronous = full, the shipped default)",
+    )
+    parser.add_argument(
         "--pub-pipeline", type=int, default=1, help="publishes in flight per publisher connection"
     )
     parser.add_argument(
@@ -411,9 +417,13 @@ def _hooks(
 
 
 def _daemon(args: argparse.Namespace, hooks: list[dict[str, Any]]) -> Daemon:
+    journal: dict[str, Any] = {"backend": args.journal}
+    if args.journal == "sqlite":
+        journal |= {"path": "journal.db", "synchronous": "full"}
     return Daemon(
         delivery={"allow_networks": ["127.0.0.0/8"], "max_in_flight": args.max_in_flight},
         hooks=hooks,
+        journal=journal,
     )
 
 
@@ -850,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_in_flight": args.max_in_flight,
             "pub_conns": args.pub_conns,
             "pub_pipeline": args.pub_pipeline,
+            "journal": args.journal,
             "latency_rate": args.latency_rate,
             "dead_rate": args.dead_rate,
             "baseline": ",".join(kinds) or "none",

@@ -1,9 +1,10 @@
-"""`hookwire`: run the daemon, check a config, manage tokens."""
+"""`hookwire`: run the daemon, check a config, manage tokens, run the benchmarks."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -87,10 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     hash_ = token_commands.add_parser("hash", help="print the sha256 of a token")
     hash_.add_argument("token", nargs="?", help="the token (read from stdin when omitted)")
     _cli_admin.add_commands(commands, DEFAULT_CONFIG)
+    # Listed for --help only: main() hands "bench ..." to bench/run.py before parsing.
+    commands.add_parser(
+        "bench", help="run the load benchmarks (a source checkout's bench/): hookwire bench --help"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # Every option after "bench" is the harness's own (argparse would take --help).
+        return _bench(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args.config)
@@ -107,6 +116,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.token_command == "new":
         return _token_new(args.name, args.scopes)
     return _token_hash(args.token)
+
+
+def _bench(argv: list[str]) -> int:
+    """Hand over to bench/run.py, which ships with the source, not with the package."""
+    runner = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    if not runner.is_file():
+        print(
+            f"hookwire bench: the benchmark harness is not here ({runner} is missing): "
+            "it ships with the source; run it from a clone of the repository",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return subprocess.run([sys.executable, str(runner), *argv], check=False).returncode
+    except KeyboardInterrupt:
+        return 130
 
 
 def _check(path: str) -> int:
