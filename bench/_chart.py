@@ -41,7 +41,16 @@ LABEL_CHARS = 42
 """Longest bar label before it wraps; longer ones would squeeze the bars off the panel."""
 
 CROWDED_LEGEND = 4
-"""Latency lines beyond which their legend moves beside the panel instead of over it."""
+"""Latency lines beyond which their legend moves below the panel instead of over it."""
+
+LEGEND_CHARS = 48
+"""Longest latency legend label, when the legend sits below the panel in two columns,
+before it wraps: wider, the legend would outgrow the panel and squeeze it."""
+
+HEADING_ROWS = 0.9
+"""Height, in bar rows, of a scenario's heading where several scenarios share a unit panel."""
+
+HEADING_COLOUR = "#6b7280"
 
 TITLE_CHARS = 150
 """A title line's length that fits the figure's width at the title's font size."""
@@ -273,8 +282,10 @@ def _draw(fig: Any, data: ChartData) -> None:
     if data.bars and side:
         left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1], wspace=0.04)
         _draw_throughput(left, data.bars)
-        # The latency panel carries a legend line per entry: give it more room than a sweep.
-        heights = [1.5] * bool(data.latency) + [1.0] * len(data.sweeps)
+        # The latency panel carries a legend line per entry (below it when there are many):
+        # give it more room than a sweep.
+        crowded = len(data.latency) > CROWDED_LEGEND
+        heights = [1.9 if crowded else 1.5] * bool(data.latency) + [1.0] * len(data.sweeps)
         axes = right.subplots(side, 1, squeeze=False, height_ratios=heights)[:, 0]
     elif data.bars:
         # In a subfigure of its own, so its legend sits under the title, not over it.
@@ -301,7 +312,7 @@ def _draw_throughput(fig: Any, bars: list[Bar]) -> None:
         units.setdefault(bar.unit, []).append(bar)
     # Units differ by orders of magnitude: one panel each, sized by its number of bars,
     # so that within a unit (where engine and baseline are compared) the axis can be linear.
-    heights = [len(group) + 1.6 for group in units.values()]
+    heights = [_rows(group)[-1] + 1.6 for group in units.values()]
     axes = fig.subplots(len(units), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, (unit, group) in zip(axes, units.items(), strict=True):
         _draw_unit(ax, unit, group)
@@ -332,7 +343,9 @@ def _draw_unit(ax: Any, unit: str, group: list[Bar]) -> None:
         floor = 0.0
         ax.set_xlim(0, top * 1.22)  # room right of the longest bar for its value
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: si(x)))
-    positions = range(len(group))
+    *positions, bottom = _rows(group)
+    if len(_scenario_runs(group)) > 1:
+        _draw_headings(ax, group, positions)
     for y, bar in zip(positions, group, strict=True):
         value = bar.value if bar.value is not None and bar.value > floor else None
         if bar.failed:
@@ -356,8 +369,8 @@ def _draw_unit(ax: Any, unit: str, group: list[Bar]) -> None:
         ax.text(end, y, f"  {text}", va="center", fontsize=11, fontweight="bold")
     if not values:
         ax.set_xticks([])  # only failed bars: the axis would measure nothing
-    ax.set_yticks(list(positions), _bar_labels(group), fontsize=10)
-    ax.set_ylim(len(group) - 0.5, -0.5)  # first bar on top
+    ax.set_yticks(positions, [_wrap(bar.label, LABEL_CHARS) for bar in group], fontsize=10)
+    ax.set_ylim(bottom - 0.5, -0.5)  # first bar on top
     scale = " (log)" if log else ""
     ax.set_title(f"Throughput: {unit}{scale}", loc="left", fontsize=12, fontweight="bold")
     ax.grid(axis="x", alpha=0.3)
@@ -365,16 +378,44 @@ def _draw_unit(ax: Any, unit: str, group: list[Bar]) -> None:
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def _bar_labels(group: list[Bar]) -> list[str]:
-    """Bar labels, prefixed with the scenario where two scenarios share one."""
-    seen: dict[str, set[str]] = {}
-    for bar in group:
-        seen.setdefault(bar.label, set()).add(bar.scenario)
-    labels = []
-    for bar in group:
-        label = bar.label if len(seen[bar.label]) == 1 else f"{bar.scenario}: {bar.label}"
-        labels.append(_wrap(label, LABEL_CHARS))
-    return labels
+def _scenario_runs(group: list[Bar]) -> list[int]:
+    """Indexes in ``group`` where a scenario's bars begin (a scenario's bars are adjacent)."""
+    return [i for i, bar in enumerate(group) if i == 0 or bar.scenario != group[i - 1].scenario]
+
+
+def _rows(group: list[Bar]) -> list[float]:
+    """Each bar's y position, then the row past the last one.
+
+    Where several scenarios share a panel, each one's bars are preceded by a heading row, so
+    that they read as groups rather than as one list.
+    """
+    runs = _scenario_runs(group)
+    starts = set(runs) if len(runs) > 1 else set()
+    rows, y = [], 0.0
+    for i in range(len(group)):
+        if i in starts:
+            y += HEADING_ROWS
+        rows.append(y)
+        y += 1.0
+    return [*rows, y]
+
+
+def _draw_headings(ax: Any, group: list[Bar], positions: list[float]) -> None:
+    """Each scenario's name, small and grey, over a thin rule above its first bar."""
+    for i in _scenario_runs(group):
+        y = positions[i] - 0.5 - HEADING_ROWS / 2
+        ax.axhline(y, color=HEADING_COLOUR, linewidth=0.6, alpha=0.5, zorder=0)
+        ax.text(
+            -0.01,
+            y,
+            group[i].scenario,
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="center",
+            color=HEADING_COLOUR,
+            fontsize=8.5,
+            fontstyle="italic",
+        )
 
 
 def _wrap(text: str, width: int) -> str:
@@ -382,15 +423,19 @@ def _wrap(text: str, width: int) -> str:
 
 
 def _draw_latency(ax: Any, lines: list[LatencyLine]) -> None:
-    prefix = len({line.scenario for line in lines}) > 1
+    seen: dict[str, set[str]] = {}
+    for line in lines:
+        seen.setdefault(line.label, set()).add(line.scenario)
     x = range(len(PERCENTILES))
     for line in lines:
         label = line.label
-        if prefix and line.scenario not in label:
+        if len(seen[label]) > 1:  # two scenarios measured under one name: say whose is whose
             label = f"{line.scenario}: {label}"
         p99 = line.values[2]
         if not math.isnan(p99):
-            label += f"  (p99 {p99:.3g} ms)"
+            label += f"  (p99\u00a0{p99:.3g}\u00a0ms)"  # one unit when wrapped
+        if len(lines) > CROWDED_LEGEND:
+            label = _wrap(label, LEGEND_CHARS)
         ax.plot(x, line.values, marker="o", linewidth=2, label=label)
     ax.set_xticks(list(x), [name for name, _ in PERCENTILES], fontsize=11)
     ax.set_yscale("log")
@@ -402,7 +447,16 @@ def _draw_latency(ax: Any, lines: list[LatencyLine]) -> None:
     if len(lines) <= CROWDED_LEGEND:
         ax.legend(loc="upper left", fontsize=10)  # lines rise to the right: that corner is free
     else:
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
+        # Below the axes, not beside them: beside, a long legend squeezes the plot to a strip.
+        ax.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.08),
+            ncols=2,
+            fontsize=8.5,
+            frameon=False,
+            columnspacing=1.2,
+            handlelength=1.5,
+        )
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -437,14 +491,22 @@ def _draw_sweep(ax: Any, sweep: Sweep) -> None:
         )
     if sweep.best_rate is not None:
         ax.axvline(sweep.best_rate, color=PASS_COLOUR, linewidth=1.2)
+        # Right of the line, unless the line is near the right edge; on a white ground so
+        # that grid lines and the curve do not run through it.
+        near_right = sweep.best_rate > rates[0] + 0.7 * (rates[-1] - rates[0])
         ax.annotate(
-            f" best {si(sweep.best_rate)}/s",
-            xy=(sweep.best_rate, 0.97),
+            f"best {si(sweep.best_rate)}/s",
+            xy=(sweep.best_rate, 0.98),
             xycoords=("data", "axes fraction"),
+            xytext=(-5 if near_right else 5, 0),
+            textcoords="offset points",
+            ha="right" if near_right else "left",
             va="top",
             color=PASS_COLOUR,
             fontsize=11,
             fontweight="bold",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
+            zorder=4,
         )
     high = max([*p99s, sweep.bound_ms or 0.0])
     if high / min(p99s) > SPREAD_FOR_LOG:
@@ -458,7 +520,9 @@ def _draw_sweep(ax: Any, sweep: Sweep) -> None:
     ax.set_xlabel("offered rate /s", fontsize=11)
     ax.set_title(f"Sweep: {sweep.title}", loc="left", fontsize=12, fontweight="bold")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=10)
+    # "best" weighs the points, the lines and the best rate's label: a fixed corner would
+    # hide one of them in some run (the upper left hid the label of an early best rate).
+    ax.legend(loc="best", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
 
 

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _chart import MISSING_MATPLOTLIB, NOTHING_TO_PLOT, chart_data, si, write_chart
+from _chart import (
+    DPI,
+    FIGSIZE,
+    MISSING_MATPLOTLIB,
+    NOTHING_TO_PLOT,
+    _draw,
+    chart_data,
+    si,
+    write_chart,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -192,6 +201,103 @@ def test_without_matplotlib_says_so_and_writes_nothing(
     assert reason == MISSING_MATPLOTLIB
     assert "matplotlib" in reason
     assert not path.exists()
+
+
+def _crowded() -> dict[str, Any]:
+    """SAMPLE with as many latency lines as a full run has, and long labels among them."""
+    document = copy.deepcopy(SAMPLE)
+    document["scenarios"][0]["latency"] = [
+        _latency(f"SQLite journal, {rate:,} events/s, {'a long description ' * i}", rate, 1, 3, 9)
+        for i, rate in enumerate((1000, 2500, 5000, 10000))
+    ]
+    document["scenarios"][1]["latency"] = [
+        _latency(f"memory journal, {rate:,} events/s", rate, 0.5, 2, 8) for rate in (1000, 5000)
+    ]
+    return document
+
+
+def _drawn(document: dict[str, Any]) -> dict[str, Any]:
+    """The figure's axes by their title, after a full layout as ``write_chart`` does it."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    _draw(fig, chart_data(document))
+    fig.canvas.draw()
+    return {ax.get_title(loc="left"): ax for ax in fig.get_axes() if ax.get_visible()}
+
+
+def test_crowded_latency_legend_goes_below_and_leaves_the_plot_wide() -> None:
+    axes = _drawn(_crowded())
+    ax = axes["Latency percentiles"]
+    plot, column = ax.get_window_extent(), ax.get_figure(root=False).bbox
+    legend = ax.get_legend().get_window_extent()
+    assert plot.width >= 0.6 * column.width
+    assert legend.y1 <= plot.y0  # below the axes (and their tick labels' top)
+    assert column.x0 <= legend.x0 and legend.x1 <= column.x1
+    assert len(ax.get_legend().get_texts()) == 6
+
+
+def _real_sweep() -> dict[str, Any]:
+    """A full run's shape: seven latency lines, the best rate early, its label top left."""
+    document = copy.deepcopy(SAMPLE)
+    document["scenarios"][0]["latency"] = [
+        _latency(f"{journal} journal, {rate:,} events/s", rate, 1, 3, 9)
+        for journal in ("SQLite", "memory")
+        for rate in (1000, 2500, 5000)
+    ]
+    points = [(1000.0, 4.3), (2000.0, 5.4), (2380.0, 7.4), (2590.0, 9.9), (2830.0, 10.4)]
+    document["scenarios"][1]["sweep"] = {
+        "bound_ms": 10.0,
+        "best_rate": 2590.0,
+        "points": [{"rate": r, "p99_ms": p} for r, p in [*points, (4000.0, 17.8)]],
+    }
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "best"), [(SAMPLE, "best 7k/s"), (_real_sweep(), "best 2.59k/s")]
+)
+def test_sweep_legend_covers_neither_the_best_rate_nor_the_points(
+    document: dict[str, Any], best: str
+) -> None:
+    ax = _drawn(document)["Sweep: Webhook deliveries/s to 1 destination"]
+    legend = ax.get_legend().get_window_extent()
+    (label,) = [text for text in ax.texts if "best" in text.get_text()]
+    assert label.get_text().strip() == best
+    # Not touching either: a label flush against the legend's frame reads as part of it.
+    assert not legend.padded(4).overlaps(label.get_window_extent())
+    for collection in ax.collections:
+        for x, y in collection.get_offset_transform().transform(collection.get_offsets()):
+            assert not legend.contains(x, y)
+
+
+def test_scenarios_sharing_a_unit_are_headed_groups() -> None:
+    axes = _drawn(SAMPLE)
+    shared = axes["Throughput: deliveries/s (log)"]
+    headings = [(text.get_text(), text.get_position()[1]) for text in shared.texts]
+    headings = [
+        (name, y) for name, y in headings if name in {"delivery-1", "sse-fanout", "delivery-100"}
+    ]
+    assert [name for name, _ in headings] == ["delivery-1", "sse-fanout", "delivery-100"]
+    bars = [tick.get_text() for tick in shared.get_yticklabels()]
+    assert bars == [
+        "hookwire, 1 destination",
+        "httpx on trio, same sink",
+        "hookwire, 2,000 streams",
+        "hookwire, 100 destinations",
+    ]
+    rows = list(shared.get_yticks())
+    # Each heading sits above its scenario's first bar, after the previous scenario's last.
+    assert headings[0][1] < rows[0]
+    assert rows[1] < headings[1][1] < rows[2]
+    assert rows[2] < headings[2][1] < rows[3]
+    # One scenario alone in its unit needs no heading: the panel's title says it all.
+    alone = axes["Throughput: requests/s"]
+    assert [text.get_text() for text in alone.texts] == ["  12.5k", "  21.9k", "  31.2k"]
+    assert list(alone.get_yticks()) == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
