@@ -545,12 +545,15 @@ def _report_phase(
     report.results[f"{key}.midway_queued"] = queued
     report.results[f"{key}.midway_in_flight"] = in_flight
     latencies = stats.latencies(phase.run.start + args.warmup)
-    report.row(
-        "publish-to-receipt p50 / p99 / max",
-        f"{percentile(latencies, 0.5) * 1000:,.1f} / {percentile(latencies, 0.99) * 1000:,.1f}"
-        f" / {(latencies[-1] if latencies else 0.0) * 1000:,.1f} ms",
-    )
-    report.results[f"{key}.latency_p99_ms"] = percentile(latencies, 0.99) * 1000
+    if latencies:
+        report.row(
+            "publish-to-receipt p50 / p99 / max",
+            f"{percentile(latencies, 0.5) * 1000:,.1f} / "
+            f"{percentile(latencies, 0.99) * 1000:,.1f} / {latencies[-1] * 1000:,.1f} ms",
+        )
+        report.results[f"{key}.latency_p99_ms"] = percentile(latencies, 0.99) * 1000
+    else:
+        report.row("publish-to-receipt", "n/a (this sink does not read the stamps in bodies)")
     _report_cpu(report, key, phase)
     _report_engine_counts(report, key, phase)
     return rate
