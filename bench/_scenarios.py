@@ -30,6 +30,7 @@ import sse_fanout
 import templates as templates_bench
 from _harness import raise_fd_limit
 from _latency import LatencySummary, summarize
+from _nginx_sink import NginxSink, nginx_path
 from _receiver import Receiver, ReceiverStats
 from _report import Report
 from _suite import Findings, Scenario
@@ -76,8 +77,6 @@ class Settings:
 
 
 def nginx_installed() -> bool:
-    from _nginx_sink import nginx_path
-
     return nginx_path() is not None
 
 
@@ -166,8 +165,6 @@ class Bench:
             self.settings.sink == "auto" and nginx_installed()
         )
         if use_nginx:
-            from _nginx_sink import NginxSink
-
             found.params["sink"] = "nginx"
             with NginxSink(ports) as nginx:
                 yield nginx
@@ -184,7 +181,7 @@ class Bench:
             "journal": "sqlite",
             "baseline_duration": settings.pick(3.0, 1.0),
         }
-        return _args(delivery._parser(), **(defaults | values))
+        return _args(delivery.make_parser(), **(defaults | values))
 
     # -- delivery throughput -------------------------------------------------------------
 
@@ -199,7 +196,7 @@ class Bench:
         )
         label = f"{destinations:,} destination{'s' if destinations > 1 else ''}"
         with self._sink(destinations, found) as sink:
-            rate = delivery._throughput(
+            rate = delivery.measure_throughput(
                 args,
                 found,
                 sink,
@@ -239,13 +236,13 @@ class Bench:
         with self._sink(1, found) as sink:
             engine = self._one_destination
             if engine is None:
-                engine = delivery._throughput(
+                engine = delivery.measure_throughput(
                     args, found, sink, 1, "throughput", "hookwire: 1 destination"
                 )
                 self._one_destination = engine
             else:
                 found.note("hookwire's rate is delivery-1's, measured earlier in this run")
-            rates = delivery._baselines(args, found, sink, kinds)
+            rates = delivery.measure_baselines(args, found, sink, kinds)
         unit = "requests/s to 1 destination"
         found.throughput("hookwire", engine, unit)
         titles = {"httpx": "httpx on trio", "aiohttp": "aiohttp on asyncio"}
@@ -275,9 +272,9 @@ class Bench:
         key: str,
     ) -> tuple[LatencySummary, bool]:
         """One open-model phase at ``rate`` events/s; (publish-to-receipt, rate achieved)."""
-        spec = delivery._publish_spec(args, daemon, names, rate=rate, pipeline=8)
-        phase = delivery._phase(args, daemon, sink, [(spec, 1)])
-        delivery._check_phase(found, args, key, phase)
+        spec = delivery.publish_spec(args, daemon, names, rate=rate, pipeline=8)
+        phase = delivery.run_phase(args, daemon, sink, [(spec, 1)])
+        delivery.check_phase(found, args, key, phase)
         main = phase.run.results[0]
         # Stamps are scheduled send times: a late send counts against the engine's latency,
         # as a device that published on time would see it (no coordinated omission).
@@ -306,7 +303,7 @@ class Bench:
                 "after their scheduled time (every connection busy, or the generator's own "
                 "CPU); the wait is in the latencies, as a device publishing on time would see it"
             )
-        delivery._report_cpu(found, key, phase)
+        delivery.report_cpu(found, key, phase)
         ok = achieved >= 0.97 * rate and not found.failure
         return receipts, ok
 
@@ -317,10 +314,10 @@ class Bench:
         found.params.update(rates=list(rates), duration=duration, hooks_per_event=1)
         p99: dict[str, float] = {}
         with Receiver(1) as sink:
-            hooks, names = delivery._hooks(sink.ports[:1], 1, 1, event="lat")
+            hooks, names = delivery.spread_hooks(sink.ports[:1], 1, 1, event="lat")
             for journal, title in (("sqlite", "SQLite"), ("memory", "memory")):
                 args = self._delivery_args(duration=duration, journal=journal)
-                with delivery._daemon(args, hooks) as daemon:
+                with delivery.daemon_for(args, hooks) as daemon:
                     for rate in rates:
                         key = f"latency.{journal}.{rate:.0f}"
                         summary, _ = self._open_phase(found, args, daemon, sink, names, rate, key)
@@ -345,8 +342,8 @@ class Bench:
         args = self._delivery_args(duration=settings.pick(2.0, 0.8), warmup=settings.pick(0.3, 0.1))
         found.params.update(bound_ms=SWEEP_BOUND_MS, step_seconds=args.duration)
         with Receiver(1) as sink:
-            hooks, names = delivery._hooks(sink.ports[:1], 1, 1, event="sweep")
-            with delivery._daemon(args, hooks) as daemon:
+            hooks, names = delivery.spread_hooks(sink.ports[:1], 1, 1, event="sweep")
+            with delivery.daemon_for(args, hooks) as daemon:
                 while (rate := search.next_rate()) is not None:
                     key = f"sweep.{rate:.0f}"
                     summary, achieved = self._open_phase(
@@ -370,14 +367,14 @@ class Bench:
 
     def journal(self, found: Findings) -> None:
         args = _args(
-            journal_bench._parser(),
+            journal_bench.make_parser(),
             pairs=self.settings.count(2, 1),
             duration=self.settings.pick(4.0, 1.0),
             warmup=self.settings.pick(0.5, 0.2),
         )
         found.params.update(pairs=args.pairs, duration=args.duration, synchronous=args.synchronous)
         with self._sink(1, found) as sink:
-            journal_bench._throughput(args, found, sink)
+            journal_bench.measure_throughput(args, found, sink)
         _versus(
             found,
             "deliveries/s, SQLite journal (fsync per commit)",
@@ -391,7 +388,7 @@ class Bench:
         args = self._delivery_args()
         found.params.update(duration=args.duration, dead_rate=args.dead_rate)
         with Receiver(1, silent_ports=1) as sink:
-            delivery._isolation(args, found, sink)
+            delivery.measure_isolation(args, found, sink)
         _versus(
             found,
             "healthy deliveries/s beside a dead destination",
@@ -411,10 +408,10 @@ class Bench:
         found.params.update(grid=[f"{n} x {r:g}/s" for n, r in grid], duration=duration)
         for subscribers, rate in grid:
             args = _args(
-                sse_fanout._parser(), subscribers=subscribers, rate=rate, duration=duration
+                sse_fanout.make_parser(), subscribers=subscribers, rate=rate, duration=duration
             )
             part = Report("sse", {})
-            sse_fanout._run(args, part)
+            sse_fanout.measure(args, part)
             per_second = float(part.results.get("deliveries.per_second", 0.0))
             offered = subscribers * rate
             # The script's 200,000/s goal means something only where that much is offered;
@@ -444,7 +441,7 @@ class Bench:
 
     def gateway(self, found: Findings) -> None:
         args = _args(
-            gateway_bench._parser(),
+            gateway_bench.make_parser(),
             events=self.settings.count(300_000, 20_000),
             rate=self.settings.count(20_000, 5_000),
             duration=self.settings.pick(5.0, 1.0),
@@ -463,7 +460,7 @@ class Bench:
 
     def templates(self, found: Findings) -> None:
         args = _args(
-            templates_bench._parser(),
+            templates_bench.make_parser(),
             duration=self.settings.pick(0.3, 0.05),
             repeat=self.settings.count(3, 1),
         )
@@ -490,7 +487,7 @@ class Bench:
     def crash(self, found: Findings) -> None:
         seed = self.settings.seed if self.settings.seed is not None else random.randrange(2**32)
         args = _args(
-            crash_bench._parser(),
+            crash_bench.make_parser(),
             crashes=self.settings.count(5, 1),
             seed=seed,
             max_crash=self.settings.pick(3.0, 1.0),

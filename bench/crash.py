@@ -47,7 +47,7 @@ from _receiver import Receiver
 from _report import Report
 
 # The delivery benchmark's hooks and publisher (stamped events, every answer counted).
-from delivery import _hooks, _stamped_publishes
+from delivery import spread_hooks, stamped_publishes
 
 sys.path.insert(0, str(REPO_ROOT))
 from engine.model import delivery_id, hook_tag
@@ -61,7 +61,7 @@ POLL = 0.05
 """Seconds between looks at the receiver while waiting for the deliveries of a round."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="kill -9 under load; nothing acked may be lost.")
     add = parser.add_argument
     add("--crashes", type=int, default=5, help="crash rounds, on one journal")
@@ -130,7 +130,7 @@ def _load_until_killed(
         rate=args.rate,
         track_ids=True,
         keep_ids=True,
-        renderer=partial(_stamped_publishes, daemon.host, daemon.port, daemon.token, names),
+        renderer=partial(stamped_publishes, daemon.host, daemon.port, daemon.token, names),
     )
     timers: list[threading.Timer] = []
 
@@ -249,7 +249,7 @@ def measure(args: argparse.Namespace, report: Report) -> None:
     crashes: list[Crash] = []
     try:
         with Receiver(1) as receiver:
-            hooks, names = _hooks(receiver.ports[:1], 1, args.hooks, event="crash")
+            hooks, names = spread_hooks(receiver.ports[:1], 1, args.hooks, event="crash")
             tags = [hook_tag(str(hook["name"])) for hook in hooks]
             with _daemon(args, hooks) as daemon:
                 for number in range(1, args.crashes + 1):
@@ -266,9 +266,9 @@ def measure(args: argparse.Namespace, report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     if not 0 < args.min_crash <= args.max_crash:
-        _parser().error("need 0 < --min-crash <= --max-crash")
+        make_parser().error("need 0 < --min-crash <= --max-crash")
     if args.seed is None:
         args.seed = random.randrange(2**32)
     raise_fd_limit(8192)

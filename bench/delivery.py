@@ -69,7 +69,7 @@ CLIENT_BOUND = 0.9
 """CPU share of a client process above which it, not the engine, may have set the pace."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Webhook deliveries/s, latency and isolation, with httpx/aiohttp baselines."
     )
@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 # --- the publisher: bench/_httpload.py's client, one process per stream, stamped events --
 
 
-def _stamped_publishes(host: str, port: int, token: str, names: tuple[str, ...]) -> Render:
+def stamped_publishes(host: str, port: int, token: str, names: tuple[str, ...]) -> Render:
     """``render(stamps)``: the next ``len(stamps)`` publish requests, each with its stamp.
 
     Each event's ``data`` is its own stamp, the publisher's ``time.monotonic()`` when it was
@@ -393,7 +393,7 @@ class PhaseResult:
         }
 
 
-def _hooks(
+def spread_hooks(
     ports: Sequence[int], groups: int, per_event: int, *, event: str = "bench"
 ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     """``groups`` event names, each triggering ``per_event`` hooks on distinct ports.
@@ -416,7 +416,7 @@ def _hooks(
     return hooks, tuple(f"{event}/{g}/x" for g in range(groups))
 
 
-def _daemon(args: argparse.Namespace, hooks: list[dict[str, Any]]) -> Daemon:
+def daemon_for(args: argparse.Namespace, hooks: list[dict[str, Any]]) -> Daemon:
     journal: dict[str, Any] = {"backend": args.journal}
     if args.journal == "sqlite":
         journal |= {"path": "journal.db", "synchronous": "full"}
@@ -427,7 +427,7 @@ def _daemon(args: argparse.Namespace, hooks: list[dict[str, Any]]) -> Daemon:
     )
 
 
-def _phase(
+def run_phase(
     args: argparse.Namespace,
     daemon: Daemon,
     receiver: Receiver,
@@ -452,7 +452,7 @@ def _phase(
     return PhaseResult(run, expected, stats, before, daemon.metrics())
 
 
-def _publish_spec(
+def publish_spec(
     args: argparse.Namespace, daemon: Daemon, names: tuple[str, ...], **changes: Any
 ) -> LoadSpec:
     """One publisher process: events named ``names``, stamped, every answer counted."""
@@ -465,13 +465,13 @@ def _publish_spec(
         warmup=0.0,  # the phase's warmup is left out at the receiver, not here
         max_requests=args.max_events,
         track_ids=True,
-        renderer=partial(_stamped_publishes, daemon.host, daemon.port, daemon.token, names),
+        renderer=partial(stamped_publishes, daemon.host, daemon.port, daemon.token, names),
         count_drain=True,  # each acknowledged event is a delivery the receiver must get
     )
     return replace(spec, **changes)
 
 
-def _check_phase(report: Report, args: argparse.Namespace, label: str, phase: PhaseResult) -> None:
+def check_phase(report: Report, args: argparse.Namespace, label: str, phase: PhaseResult) -> None:
     """Engine failures of a phase: publish errors, lost or duplicated deliveries."""
     for result in phase.run.results:
         if result.error_count:
@@ -495,7 +495,7 @@ def _check_phase(report: Report, args: argparse.Namespace, label: str, phase: Ph
         report.fail(f"{label}: {stats.bad_requests} connections sent bytes that are not HTTP")
 
 
-def _report_phase(
+def report_phase(
     report: Report, args: argparse.Namespace, label: str, key: str, phase: PhaseResult
 ) -> float:
     """The rows every throughput phase shows; returns the end-to-end deliveries/s."""
@@ -554,7 +554,7 @@ def _report_phase(
         report.results[f"{key}.latency_p99_ms"] = percentile(latencies, 0.99) * 1000
     else:
         report.row("publish-to-receipt", "n/a (this sink does not read the stamps in bodies)")
-    _report_cpu(report, key, phase)
+    report_cpu(report, key, phase)
     _report_engine_counts(report, key, phase)
     return rate
 
@@ -571,7 +571,7 @@ def _midway_destinations(metrics: dict[str, float]) -> tuple[int, int, int]:
     return queued, in_flight, busiest
 
 
-def _report_cpu(report: Report, key: str, phase: PhaseResult) -> None:
+def report_cpu(report: Report, key: str, phase: PhaseResult) -> None:
     run = phase.run
     if run.daemon_cpu is not None and run.duration > 0:
         report.row(
@@ -652,7 +652,7 @@ def _histogram_quantiles(phase: PhaseResult, name: str) -> tuple[str, str]:
     return quantile(0.5), quantile(0.99)
 
 
-def _throughput(
+def measure_throughput(
     args: argparse.Namespace,
     report: Report,
     receiver: Receiver,
@@ -662,18 +662,18 @@ def _throughput(
 ) -> float:
     """Deliveries/s end to end to ``destinations`` destinations (own daemon)."""
     ports = receiver.ports[:destinations]
-    hooks, names = _hooks(ports, destinations, args.hooks_per_event)
-    daemon = _daemon(args, hooks)
+    hooks, names = spread_hooks(ports, destinations, args.hooks_per_event)
+    daemon = daemon_for(args, hooks)
     with daemon:
-        phase = _phase(
-            args, daemon, receiver, [(_publish_spec(args, daemon, names), len(hooks) // len(names))]
+        phase = run_phase(
+            args, daemon, receiver, [(publish_spec(args, daemon, names), len(hooks) // len(names))]
         )
-        rate = _report_phase(report, args, label, key, phase)
+        rate = report_phase(report, args, label, key, phase)
         if destinations > 1:
             counts = [phase.stats.per_port.get(port, 0) for port in ports]
             report.row("deliveries per destination", f"min {min(counts):,} max {max(counts):,}")
         report.row("daemon RSS after", rss_kb(daemon.pid) / 1024, "MiB", key=f"{key}.rss_mib")
-        _check_phase(report, args, key, phase)
+        check_phase(report, args, key, phase)
     report.row("daemon stop, SIGTERM to exit", daemon.stop_seconds or 0.0, "s")
     return rate
 
@@ -681,11 +681,11 @@ def _throughput(
 def _latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
     """Publish-to-receipt latency at a fixed event rate, 1 destination (own daemon)."""
     port = receiver.ports[0]
-    hooks, names = _hooks([port], 1, args.latency_hooks, event="lat")
-    daemon = _daemon(args, hooks)
+    hooks, names = spread_hooks([port], 1, args.latency_hooks, event="lat")
+    daemon = daemon_for(args, hooks)
     with daemon:
-        spec = _publish_spec(args, daemon, names, rate=args.latency_rate, pipeline=4)
-        phase = _phase(args, daemon, receiver, [(spec, args.latency_hooks)])
+        spec = publish_spec(args, daemon, names, rate=args.latency_rate, pipeline=4)
+        phase = run_phase(args, daemon, receiver, [(spec, args.latency_hooks)])
         main = phase.run.results[0]
         duration = phase.run.duration
         latencies = phase.stats.latencies(phase.run.start + args.warmup)
@@ -715,9 +715,9 @@ def _latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> No
         report.row("engine histogram p99 (accepted to 2xx)", engine_p99)
         report.results["latency.engine_p50"] = engine_p50
         report.results["latency.engine_p99"] = engine_p99
-        _report_cpu(report, "latency", phase)
+        report_cpu(report, "latency", phase)
         _report_engine_counts(report, "latency", phase)
-        _check_phase(report, args, "latency", phase)
+        check_phase(report, args, "latency", phase)
     report.target(
         f"publish-to-receipt p99 at {args.latency_rate:,.0f} events/s",
         p99,
@@ -727,11 +727,11 @@ def _latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> No
     )
 
 
-def _isolation(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
+def measure_isolation(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
     """A healthy destination's deliveries/s alone, then next to a dead one (one daemon)."""
     healthy = receiver.ports[0]
     dead = receiver.silent_ports[0]
-    hooks, names = _hooks([healthy], 1, args.hooks_per_event, event="live")
+    hooks, names = spread_hooks([healthy], 1, args.hooks_per_event, event="live")
     hooks.append(
         {
             "name": "dead",
@@ -742,18 +742,18 @@ def _isolation(args: argparse.Namespace, report: Report, receiver: Receiver) -> 
     )
     per_event = args.hooks_per_event
     rates: dict[str, float] = {}
-    daemon = _daemon(args, hooks)
+    daemon = daemon_for(args, hooks)
     with daemon:
-        main = _publish_spec(args, daemon, names)
+        main = publish_spec(args, daemon, names)
         for key, side_name, label in (
             ("alone", "idle/x", "healthy destination alone (side events match no hook)"),
             ("dead", "dead/x", "healthy destination next to a dead one"),
         ):
-            side = _publish_spec(
+            side = publish_spec(
                 args, daemon, (side_name,), rate=args.dead_rate, connections=2, pipeline=8
             )
-            phase = _phase(args, daemon, receiver, [(main, per_event), (side, 0)])
-            rates[key] = _report_phase(
+            phase = run_phase(args, daemon, receiver, [(main, per_event), (side, 0)])
+            rates[key] = report_phase(
                 report, args, f"isolation: {label}", f"isolation.{key}", phase
             )
             side_result = phase.run.results[1]
@@ -774,7 +774,7 @@ def _isolation(args: argparse.Namespace, report: Report, receiver: Receiver) -> 
                 for series, value in sorted(metrics.items()):
                     if series.startswith("hookwire_destination_") and f":{dead}" in series:
                         report.row(f"engine: {series.partition('{')[0][9:]} (dead)", int(value))
-            _check_phase(report, args, f"isolation.{key}", phase)
+            check_phase(report, args, f"isolation.{key}", phase)
         report.row("daemon RSS after", rss_kb(daemon.pid) / 1024, "MiB", key="isolation.rss_mib")
     report.row("daemon stop, SIGTERM to exit", daemon.stop_seconds or 0.0, "s")
     drop = 100 * (1 - rates["dead"] / rates["alone"]) if rates.get("alone") else 100.0
@@ -803,7 +803,7 @@ def _baseline_body() -> bytes:
     ).encode()
 
 
-def _baselines(
+def measure_baselines(
     args: argparse.Namespace, report: Report, receiver: Receiver, kinds: list[str]
 ) -> dict[str, float]:
     rates: dict[str, float] = {}
@@ -847,10 +847,12 @@ def _baselines(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if only - set(SCENARIOS):
-        _parser().error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}")
+        make_parser().error(
+            f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}"
+        )
     kinds = [k.strip() for k in args.baseline.split(",") if k.strip() and k.strip() != "none"]
     raise_fd_limit(8192)
     report = Report(
@@ -874,7 +876,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Receiver(max(1, args.destinations), silent_ports=1) as receiver:
             if "one" in only:
-                ours["one"] = _throughput(
+                ours["one"] = measure_throughput(
                     args,
                     report,
                     receiver,
@@ -883,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"throughput: 1 destination, {args.hooks_per_event} hooks per event",
                 )
             if "many" in only:
-                ours["many"] = _throughput(
+                ours["many"] = measure_throughput(
                     args,
                     report,
                     receiver,
@@ -895,8 +897,10 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" in only:
                 _latency(args, report, receiver)
             if "isolation" in only:
-                _isolation(args, report, receiver)
-            baselines = _baselines(args, report, receiver, kinds) if "baselines" in only else {}
+                measure_isolation(args, report, receiver)
+            baselines = (
+                measure_baselines(args, report, receiver, kinds) if "baselines" in only else {}
+            )
     except EngineFailed as exc:
         report.fail(str(exc))
         return report.finish()

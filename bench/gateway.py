@@ -117,7 +117,7 @@ def _last_event_id(daemon: Daemon) -> int:
     return int(str(daemon.health()["last_event_id"]))
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--window", type=int, default=4096, help="most unacked publishes")
@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     report = Report("gateway", vars(args))
     report.check_machine(machine_busy())
     measure(args, report)

@@ -41,7 +41,7 @@ from _receiver import Receiver
 from _report import Report, percentile
 
 # The delivery benchmark's phase: publishers, receiver counts, checks and rows.
-from delivery import PhaseResult, _check_phase, _hooks, _phase, _publish_spec, _report_phase
+from delivery import PhaseResult, check_phase, publish_spec, report_phase, run_phase, spread_hooks
 
 TARGET_RATIO = 0.8
 """SQLite deliveries/s at least this share of the memory journal's, in the same run."""
@@ -61,7 +61,7 @@ SETTLE_POLL = 0.2
 """Seconds between looks at the journal while waiting for it to settle."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="SQLite journal vs memory: deliveries/s, publish-to-ack latency, growth."
     )
@@ -108,14 +108,14 @@ def _daemon(args: argparse.Namespace, hooks: list[dict[str, Any]], backend: str)
 def _throughput_phase(
     args: argparse.Namespace, report: Report, receiver: Receiver, backend: str, pair: int
 ) -> float:
-    hooks, names = _hooks(receiver.ports[:1], 1, args.hooks_per_event)
+    hooks, names = spread_hooks(receiver.ports[:1], 1, args.hooks_per_event)
     key = f"throughput.{backend}.{pair}"
     with _daemon(args, hooks, backend) as daemon:
-        spec = _publish_spec(args, daemon, names)
-        phase = _phase(args, daemon, receiver, [(spec, args.hooks_per_event)])
-        rate = _report_phase(report, args, f"throughput #{pair}: {backend} journal", key, phase)
+        spec = publish_spec(args, daemon, names)
+        phase = run_phase(args, daemon, receiver, [(spec, args.hooks_per_event)])
+        rate = report_phase(report, args, f"throughput #{pair}: {backend} journal", key, phase)
         _report_commits(report, key, phase)
-        _check_phase(report, args, key, phase)
+        check_phase(report, args, key, phase)
     return rate
 
 
@@ -130,7 +130,7 @@ def _report_commits(report: Report, key: str, phase: PhaseResult) -> None:
     report.row("journal writes per commit", writes / commits, "", key=f"{key}.writes_per_commit")
 
 
-def _throughput(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
+def measure_throughput(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
     rates: dict[str, list[float]] = {"memory": [], "sqlite": []}
     for pair in range(1, args.pairs + 1):
         for backend in ("memory", "sqlite"):
@@ -156,10 +156,10 @@ def _ack_latency(
     args: argparse.Namespace, report: Report, receiver: Receiver, backend: str
 ) -> float:
     """Publish-to-ack p99 (ms) at ``--latency-rate``, ``--latency-hooks`` each, own daemon."""
-    hooks, names = _hooks(receiver.ports[:1], 1, args.latency_hooks, event="lat")
+    hooks, names = spread_hooks(receiver.ports[:1], 1, args.latency_hooks, event="lat")
     key = f"latency.{backend}"
     with _daemon(args, hooks, backend) as daemon:
-        spec = _publish_spec(
+        spec = publish_spec(
             args,
             daemon,
             names,
@@ -168,8 +168,8 @@ def _ack_latency(
             pipeline=args.latency_pipeline,
             duration=args.latency_duration,
         )
-        phase = _phase(args, daemon, receiver, [(spec, args.latency_hooks)])
-        _check_phase(report, args, key, phase)
+        phase = run_phase(args, daemon, receiver, [(spec, args.latency_hooks)])
+        check_phase(report, args, key, phase)
     p99 = _report_latency(report, args, key, backend, phase)
     _report_commits(report, key, phase)
     return p99
@@ -273,14 +273,14 @@ def _wait_settled(daemon: Daemon, path: Path, expected: JournalCounts, timeout: 
 
 def _growth(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
     n, per_event = args.growth_events, args.growth_hooks
-    hooks, names = _hooks(receiver.ports[:1], 1, per_event, event="grow")
+    hooks, names = spread_hooks(receiver.ports[:1], 1, per_event, event="grow")
     # Each delivery also stores a hook-sent event of the engine's own (no hook matches it).
     expected = JournalCounts(n + n * per_event, n * per_event, n * per_event, n * per_event)
     with _daemon(args, hooks, "sqlite") as daemon:
         path = daemon.workdir / JOURNAL_FILE
         before = _file_sizes(path)
         receiver.reset()
-        spec = _publish_spec(args, daemon, names, duration=args.growth_timeout, max_requests=n)
+        spec = publish_spec(args, daemon, names, duration=args.growth_timeout, max_requests=n)
         started = time.monotonic()
         # No server pid: run_loads returns when the n-th answer is in, not at the deadline.
         result = run_loads([spec]).result
@@ -354,10 +354,12 @@ def _report_growth(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if only - set(SCENARIOS):
-        _parser().error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}")
+        make_parser().error(
+            f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}"
+        )
     raise_fd_limit(8192)
     params = {k: v for k, v in vars(args).items() if k != "only"}
     report = Report("journal", {"only": ",".join(s for s in SCENARIOS if s in only), **params})
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Receiver(1) as receiver:
             if "throughput" in only:
-                _throughput(args, report, receiver)
+                measure_throughput(args, report, receiver)
             if "latency" in only:
                 _latency(args, report, receiver)
             if "growth" in only:

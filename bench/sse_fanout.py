@@ -34,7 +34,7 @@ CLIENT_BOUND = 0.9
 """Client CPU share (per process) above which the client may have set the pace."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="SSE fan-out deliveries per second.")
     parser.add_argument("--subscribers", type=int, default=2000, help="SSE streams to open")
     parser.add_argument("--sub-procs", type=int, default=1, help="subscriber client processes")
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     raise_fd_limit(2 * args.subscribers + 1024)
     report = Report(
         "sse_fanout",
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.check_machine(machine_busy())
     try:
-        _run(args, report)
+        measure(args, report)
     except EngineFailed as exc:
         report.fail(str(exc))
     return report.finish()
 
 
-def _run(args: argparse.Namespace, report: Report) -> None:
+def measure(args: argparse.Namespace, report: Report) -> None:
     with Daemon(
         sse_buffer=args.sse_buffer,
         sse_batch_window=args.batch_window,

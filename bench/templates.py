@@ -164,7 +164,7 @@ def calls_per_second(
     return best
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Template renders per second: ours vs chevron, mystace and f-strings."
     )
@@ -179,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = make_parser().parse_args(argv)
     report = Report(
         "templates", {"duration": args.duration, "repeat": args.repeat, "max_calls": args.max_calls}
     )
