@@ -505,37 +505,35 @@ class Dispatcher:
         disk, so a restart sends them again under the same id. Hook events are kept and
         offered again, so a response is not lost while the disk is full.
         """
-        stored = True
         while self._disabled:
             index = self._disabled.pop()
             try:
                 await self._journal.disable_hook(index, "410 Gone")
             except JournalUnavailable as exc:
                 log.error("hook %r disabled for now only: %s", self._config.hooks[index].name, exc)
-        if self._attempt_log:
-            attempts = list(self._attempt_log)
-            self._attempt_log.clear()
-            try:
-                await self._journal.record_attempts(attempts)
-            except JournalUnavailable as exc:
+        if not self._attempt_log and not self._outbox:
+            return True
+        attempts = list(self._attempt_log)
+        self._attempt_log.clear()
+        batch = list(self._outbox)
+        self._outbox.clear()
+        devices = [device for _, device in batch] if self._downlink.durable else ()
+        try:
+            # One commit for both: each fsync costs the writer ~85 µs of CPU.
+            events = await self._journal.settle(
+                attempts, [draft for draft, _ in batch], to_devices=devices
+            )
+        except JournalUnavailable as exc:
+            if attempts:
                 log.error("%d attempts not recorded: %s", len(attempts), exc)
-                stored = False
-        if self._outbox:
-            batch = list(self._outbox)
-            self._outbox.clear()
-            devices = [device for _, device in batch] if self._downlink.durable else ()
-            try:
-                events = await self._journal.append_many(
-                    [draft for draft, _ in batch], to_devices=devices
-                )
-            except JournalUnavailable as exc:
+            if batch:
                 log.error("%d hook events not stored yet: %s", len(batch), exc)
                 self._outbox.extendleft(reversed(batch))
-                return False
-            for event, (_, device) in zip(events, batch, strict=True):
-                if device is not None:
-                    self._downlink.send_nowait(device, event)
-        return stored
+            return False
+        for event, (_, device) in zip(events, batch, strict=True):
+            if device is not None:
+                self._downlink.send_nowait(device, event)
+        return True
 
     # events back to the bus and the device
 

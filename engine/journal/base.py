@@ -76,6 +76,17 @@ class Journal(Protocol):
         """Keep what attempts gave, and each delivery's state after it, in one write."""
         ...
 
+    async def settle(
+        self,
+        attempts: list[tuple[Delivery, Attempt]],
+        drafts: list[EventDraft],
+        *,
+        to_devices: Sequence[str | None] = (),
+    ) -> list[Event]:
+        """``record_attempts`` and ``append_many`` in one commit: attempts and the hook
+        events their answers made are kept together or not at all, for one fsync."""
+        ...
+
     def oldest_id(self) -> int:
         """The id of the oldest event still retained (``last_id() + 1`` when none is)."""
         ...

@@ -132,6 +132,19 @@ class MemoryJournal:
 
     async def record_attempts(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
         await trio.lowlevel.checkpoint()
+        self._record(attempts)
+
+    async def settle(
+        self,
+        attempts: list[tuple[Delivery, Attempt]],
+        drafts: list[EventDraft],
+        *,
+        to_devices: Sequence[str | None] = (),
+    ) -> list[Event]:
+        self._record(attempts)
+        return await self.append_many(drafts, to_devices=to_devices)
+
+    def _record(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
         for delivery, attempt in attempts:
             self.attempts.append(attempt)
             if attempt.state == "dead":

@@ -276,10 +276,25 @@ class SqliteJournal:
     ) -> list[Event]:
         """Store events in order; with ``to_devices``, each one also goes to that device's
         outbox in the same commit (None: to no device)."""
+        return await self.settle([], drafts, to_devices=to_devices)
+
+    async def settle(
+        self,
+        attempts: list[tuple[Delivery, Attempt]],
+        drafts: list[EventDraft],
+        *,
+        to_devices: Sequence[str | None] = (),
+    ) -> list[Event]:
+        """Attempts and the events they made, in one transaction: one commit, one fsync."""
+        record = self._attempts_writer(attempts) if attempts else None
         routes = self._routes(drafts)
-        events: list[Event] = await self._call(
-            lambda conn: self._insert(conn, drafts, routes, to_devices), publishes=True
-        )
+
+        def write(conn: sqlite3.Connection) -> list[Event]:
+            if record is not None:
+                record(conn)
+            return self._insert(conn, drafts, routes, to_devices)
+
+        events: list[Event] = await self._call(write, publishes=True)
         self._committed(events)
         self.outbox_depth += sum(device is not None for device in to_devices)
         return events
@@ -439,6 +454,12 @@ class SqliteJournal:
     # deliveries
 
     async def record_attempts(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
+        await self._call(self._attempts_writer(attempts))
+
+    def _attempts_writer(
+        self, attempts: list[tuple[Delivery, Attempt]]
+    ) -> Callable[[sqlite3.Connection], None]:
+        """The writes that keep ``attempts`` (rows built here, in the trio thread)."""
         now, clock = time.time(), trio.current_time()
         updates = []
         rows = []
@@ -478,7 +499,7 @@ class SqliteJournal:
                     dead,
                 )
 
-        await self._call(write)
+        return write
 
     async def recover(self) -> list[StoredDelivery]:
         """Every delivery not yet settled, oldest event first (replays asked for included)."""

@@ -141,6 +141,32 @@ async def test_attempts_settle_deliveries_and_the_dead_become_dead_letters(
     assert conn.execute("SELECT count(*) FROM attempts").fetchone() == (3,)
 
 
+async def test_settle_keeps_attempts_and_their_hook_events_in_one_commit_or_neither(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        event = await journal.append(draft("temp"))
+        found = {d.hook: d for d in await journal.recover()}
+        ok = Delivery(found["temps"].id, event, 0, attempts=1, state="delivered")
+        attempt = Attempt(ok.id, 1, 200, 0.01, "200", b"{}", "delivered")
+        answer = draft("hook-response/temp/0", data="{}")
+        pages = await journal.run_in_writer(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        await journal.run_in_writer(lambda conn: conn.execute(f"PRAGMA max_page_count={pages}"))
+        with pytest.raises(JournalUnavailable, match="database or disk is full"):
+            await journal.settle([(ok, attempt)], [answer] * 20 + [draft(data="x" * 60_000)])
+        assert len(await journal.recover()) == 2  # the attempt went with the refused events
+        await journal.run_in_writer(lambda conn: conn.execute("PRAGMA max_page_count=1000000"))
+        commits = journal.commits
+        [stored] = await journal.settle([(ok, attempt)], [answer], to_devices=["dev1"])
+        assert journal.commits == commits + 1
+        assert stored.id == event.id + 1 and stored.name == "hook-response/temp/0"
+        assert [d.hook for d in await journal.recover()] == ["everything"]
+        assert journal.outbox_depth == 1
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM attempts").fetchone() == (1,)
+
+
 async def test_replays_asked_by_another_connection_are_taken_once(
     tmp_path: Path, hooks_config: Config
 ) -> None:
