@@ -33,7 +33,7 @@ format: install
 	$(BIN)/ruff format engine tests bench
 	$(BIN)/ruff check --fix engine tests bench
 
-# Every scenario of the load-benchmark suite (~6 min); `make bench BENCH="latency --quick"`
+# Every scenario of the load-benchmark suite (~3 min on 2 cores); `make bench BENCH="latency --quick"`
 # runs some of them. The bench extra adds the baselines' clients and matplotlib (the chart).
 BENCH ?=
 BENCH_STAMP := $(VENV)/.installed-bench

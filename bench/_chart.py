@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _sweep import SweepPoint
+
 MISSING_MATPLOTLIB = "no chart: matplotlib is not installed (pip install -e '.[bench]')"
 NOTHING_TO_PLOT = "no chart: the document has no throughput, latency or sweep data"
 
@@ -78,13 +80,6 @@ class LatencyLine:
     scenario: str
     label: str
     values: tuple[float, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SweepPoint:
-    rate: float
-    p99_ms: float
-    ok: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,15 +80,11 @@ def raise_fd_limit(wanted: int) -> int:
 
 def rss_kb(pid: int) -> int:
     """Resident set size of ``pid`` in KiB, from /proc/PID/status (VmRSS)."""
-    return _status_field(pid, "VmRSS")
+    return status_kb(pid, "VmRSS")
 
 
 def status_kb(pid: int, field: str) -> int:
     """Any ``kB`` field of /proc/PID/status (VmRSS, VmHWM, RssAnon...)."""
-    return _status_field(pid, field)
-
-
-def _status_field(pid: int, field: str) -> int:
     prefix = field + ":"
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(prefix):

@@ -189,8 +189,9 @@ def _split_responses(
         if head_end < 0:
             break
         at = buf.find(LENGTH, pos, head_end)
-        if at < 0:
-            at = buf.lower().find(LENGTH, pos, head_end)
+        if at < 0:  # another case: lower this head only, not every response after it
+            rel = buf[pos:head_end].lower().find(LENGTH)
+            at = -1 if rel < 0 else pos + rel
         if at < 0:
             length = 0  # no body (or close-delimited, which keep-alive answers never are)
         else:

@@ -54,10 +54,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from _harness import cpu_seconds
+from _harness import HOST, cpu_seconds
 from _receiver import Receiver, ReceiverStats
 
-HOST = "127.0.0.1"
 NAN = float("nan")
 
 START_TIMEOUT = 20.0

@@ -32,7 +32,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import TypeVar
 
@@ -85,7 +85,6 @@ class SubscriberStats:
     missing_events: int = 0  # sum over live subscribers of the events they lack
     per_subscriber_min: int | None = None
     per_subscriber_max: int | None = None
-    cpu_seconds: float = 0.0
 
     def merge(self, other: SubscriberStats) -> None:
         self.wanted += other.wanted
@@ -98,7 +97,6 @@ class SubscriberStats:
         self.complete += other.complete
         self.incomplete += other.incomplete
         self.missing_events += other.missing_events
-        self.cpu_seconds += other.cpu_seconds
         self.first_frame_at = _pick(min, self.first_frame_at, other.first_frame_at)
         self.last_frame_at = _pick(max, self.last_frame_at, other.last_frame_at)
         self.per_subscriber_min = _pick(min, self.per_subscriber_min, other.per_subscriber_min)
@@ -409,7 +407,6 @@ class _Subscribers:
 
 def _worker(spec: SubscriberSpec, control: Connection) -> None:
     hard_deadline = time.monotonic() + spec.lifetime
-    cpu_start = time.process_time()
     subs = _Subscribers(spec, control)
     subs.connect_all()
     control.send(("connected", subs.stats))
@@ -417,7 +414,6 @@ def _worker(spec: SubscriberSpec, control: Connection) -> None:
     first_id = last_id = None
     if subs.drain_to is not None:
         first_id, last_id = subs.drain_first, subs.drain_to
-    subs.stats.cpu_seconds = time.process_time() - cpu_start
     control.send(("result", subs.finish(first_id, last_id)))
 
 
@@ -432,16 +428,7 @@ class SubscriberPool:
         for i in range(procs):
             count = spec.count // procs + (1 if i < spec.count % procs else 0)
             parent, child = ctx.Pipe()
-            share = SubscriberSpec(
-                spec.host,
-                spec.port,
-                spec.path,
-                spec.token,
-                count,
-                spec.connect_timeout,
-                spec.lifetime,
-                spec.coalesce,
-            )
+            share = replace(spec, count=count)
             process = ctx.Process(target=_worker, args=(share, child), daemon=True)
             process.start()
             child.close()

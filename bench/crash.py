@@ -46,13 +46,12 @@ from _httpload import LoadSpec, run_loads
 from _receiver import Receiver
 from _report import Report
 
-# The delivery benchmark's hooks and publisher (stamped events, every answer counted).
-from delivery import spread_hooks, stamped_publishes
+# The delivery benchmark's journal file, hooks and publisher (stamped events).
+from delivery import JOURNAL_FILE, spread_hooks, stamped_publishes
 
 sys.path.insert(0, str(REPO_ROOT))
 from engine.model import delivery_id, hook_tag
 
-JOURNAL_FILE = "journal.db"
 RETRY = ["100ms", "200ms", "500ms", "1s"]
 """Short, so deliveries that failed at the crash come back soon after the restart."""
 
@@ -266,9 +265,10 @@ def measure(args: argparse.Namespace, report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
     if not 0 < args.min_crash <= args.max_crash:
-        make_parser().error("need 0 < --min-crash <= --max-crash")
+        parser.error("need 0 < --min-crash <= --max-crash")
     if args.seed is None:
         args.seed = random.randrange(2**32)
     raise_fd_limit(8192)

@@ -43,8 +43,9 @@ from _harness import HOST, Daemon, EngineFailed, machine_busy, raise_fd_limit, r
 
 # The publishers are the publish benchmark's load generator, fed stamped requests.
 from _httpload import LoadResult, LoadSpec, Render, join, post_head, receive, run_loads
+from _latency import summarize
 from _receiver import Receiver, ReceiverStats
-from _report import Report, percentile
+from _report import Report
 
 TARGET_DELIVERIES = 20_000.0
 """Deliveries/s the design asks of one daemon on two cores."""
@@ -55,6 +56,9 @@ TARGET_P99_MS = 10.0
 TARGET_ISOLATION_DROP_PCT = 10.0
 
 SCENARIOS = ("one", "many", "latency", "isolation", "baselines")
+
+JOURNAL_FILE = "journal.db"
+"""The SQLite journal, relative to the daemon's working directory (where its config is)."""
 
 FORM = "application/x-www-form-urlencoded"
 USER_AGENT = "Hookwire/0.1.0"
@@ -416,10 +420,17 @@ def spread_hooks(
     return hooks, tuple(f"{event}/{g}/x" for g in range(groups))
 
 
-def daemon_for(args: argparse.Namespace, hooks: list[dict[str, Any]]) -> Daemon:
-    journal: dict[str, Any] = {"backend": args.journal}
-    if args.journal == "sqlite":
-        journal |= {"path": "journal.db", "synchronous": "full"}
+def daemon_for(
+    args: argparse.Namespace,
+    hooks: list[dict[str, Any]],
+    backend: str | None = None,
+    synchronous: str = "full",
+) -> Daemon:
+    """A daemon with ``hooks``, its journal ``backend`` (default ``args.journal``)."""
+    backend = backend or args.journal
+    journal: dict[str, Any] = {"backend": backend}
+    if backend == "sqlite":
+        journal |= {"path": JOURNAL_FILE, "synchronous": synchronous}
     return Daemon(
         delivery={"allow_networks": ["127.0.0.0/8"], "max_in_flight": args.max_in_flight},
         hooks=hooks,
@@ -506,11 +517,8 @@ def report_phase(
     report.section(label)
     report.row("events published (200)", main.ok, "", key=f"{key}.events")
     report.row("events/s", main.ok / duration if duration else 0.0, "", key=f"{key}.events_per_s")
-    lat = sorted(main.latencies)
-    report.row(
-        "publish answer p50 / p99",
-        f"{percentile(lat, 0.5) * 1000:.2f} / {percentile(lat, 0.99) * 1000:.2f} ms",
-    )
+    acks = summarize(main.latencies)
+    report.row("publish answer p50 / p99", f"{acks.p50_ms:.2f} / {acks.p99_ms:.2f} ms")
     report.row("deliveries expected", phase.expected, "", key=f"{key}.expected")
     report.row("deliveries received", stats.requests, "", key=f"{key}.received")
     report.row("unique webhook-ids", stats.unique_ids, "", key=f"{key}.unique")
@@ -544,14 +552,13 @@ def report_phase(
     )
     report.results[f"{key}.midway_queued"] = queued
     report.results[f"{key}.midway_in_flight"] = in_flight
-    latencies = stats.latencies(phase.run.start + args.warmup)
-    if latencies:
+    receipts = summarize(stats.latencies(phase.run.start + args.warmup))
+    if receipts.count:
         report.row(
             "publish-to-receipt p50 / p99 / max",
-            f"{percentile(latencies, 0.5) * 1000:,.1f} / "
-            f"{percentile(latencies, 0.99) * 1000:,.1f} / {latencies[-1] * 1000:,.1f} ms",
+            f"{receipts.p50_ms:,.1f} / {receipts.p99_ms:,.1f} / {receipts.max_ms:,.1f} ms",
         )
-        report.results[f"{key}.latency_p99_ms"] = percentile(latencies, 0.99) * 1000
+        report.results[f"{key}.latency_p99_ms"] = receipts.p99_ms
     else:
         report.row("publish-to-receipt", "n/a (this sink does not read the stamps in bodies)")
     report_cpu(report, key, phase)
@@ -688,8 +695,7 @@ def _latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> No
         phase = run_phase(args, daemon, receiver, [(spec, args.latency_hooks)])
         main = phase.run.results[0]
         duration = phase.run.duration
-        latencies = phase.stats.latencies(phase.run.start + args.warmup)
-        p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+        receipts = summarize(phase.stats.latencies(phase.run.start + args.warmup))
         report.section(
             f"latency: {args.latency_rate:,.0f} events/s, {args.latency_hooks} hook(s) each, "
             "1 destination"
@@ -701,15 +707,10 @@ def _latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> No
             key="latency.events_per_s",
         )
         report.row("deliveries received", phase.stats.requests, "", key="latency.received")
-        report.row("samples (after warmup)", len(latencies), "", key="latency.samples")
-        report.row("publish-to-receipt p50", p50, "ms", key="latency.p50_ms")
-        report.row("publish-to-receipt p99", p99, "ms", key="latency.p99_ms")
-        report.row(
-            "publish-to-receipt max",
-            (latencies[-1] if latencies else 0.0) * 1000,
-            "ms",
-            key="latency.max_ms",
-        )
+        report.row("samples (after warmup)", receipts.count, "", key="latency.samples")
+        report.row("publish-to-receipt p50", receipts.p50_ms, "ms", key="latency.p50_ms")
+        report.row("publish-to-receipt p99", receipts.p99_ms, "ms", key="latency.p99_ms")
+        report.row("publish-to-receipt max", receipts.max_ms, "ms", key="latency.max_ms")
         engine_p50, engine_p99 = _histogram_quantiles(phase, "hookwire_delivery_latency_seconds")
         report.row("engine histogram p50 (accepted to 2xx)", engine_p50)
         report.row("engine histogram p99 (accepted to 2xx)", engine_p99)
@@ -720,7 +721,7 @@ def _latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> No
         check_phase(report, args, "latency", phase)
     report.target(
         f"publish-to-receipt p99 at {args.latency_rate:,.0f} events/s",
-        p99,
+        receipts.p99_ms,
         "<=",
         TARGET_P99_MS,
         "ms",
@@ -770,8 +771,7 @@ def measure_isolation(args: argparse.Namespace, report: Report, receiver: Receiv
                     "",
                     key="isolation.dead.silent_requests",
                 )
-                metrics = daemon.metrics()
-                for series, value in sorted(metrics.items()):
+                for series, value in sorted(phase.metrics_after.items()):
                     if series.startswith("hookwire_destination_") and f":{dead}" in series:
                         report.row(f"engine: {series.partition('{')[0][9:]} (dead)", int(value))
             check_phase(report, args, f"isolation.{key}", phase)
@@ -847,12 +847,11 @@ def measure_baselines(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if only - set(SCENARIOS):
-        make_parser().error(
-            f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}"
-        )
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}")
     kinds = [k.strip() for k in args.baseline.split(",") if k.strip() and k.strip() != "none"]
     raise_fd_limit(8192)
     report = Report(

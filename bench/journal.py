@@ -33,15 +33,24 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from _harness import Daemon, EngineFailed, machine_busy, raise_fd_limit
 from _httpload import run_loads
+from _latency import summarize
 from _receiver import Receiver
-from _report import Report, percentile
+from _report import Report
 
 # The delivery benchmark's phase: publishers, receiver counts, checks and rows.
-from delivery import PhaseResult, check_phase, publish_spec, report_phase, run_phase, spread_hooks
+from delivery import (
+    JOURNAL_FILE,
+    PhaseResult,
+    check_phase,
+    daemon_for,
+    publish_spec,
+    report_phase,
+    run_phase,
+    spread_hooks,
+)
 
 TARGET_RATIO = 0.8
 """SQLite deliveries/s at least this share of the memory journal's, in the same run."""
@@ -50,9 +59,6 @@ TARGET_DELIVERIES = 20_000.0
 TARGET_ACK_P99_MS = 5.0
 
 SCENARIOS = ("throughput", "latency", "growth")
-
-JOURNAL_FILE = "journal.db"
-"""Relative to the daemon's working directory (where its config is)."""
 
 PAGE_SIZE = 4096
 """SQLite's default page size, which the journal keeps."""
@@ -91,17 +97,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _daemon(args: argparse.Namespace, hooks: list[dict[str, Any]], backend: str) -> Daemon:
-    journal: dict[str, Any] = {"backend": backend}
-    if backend == "sqlite":
-        journal |= {"path": JOURNAL_FILE, "synchronous": args.synchronous}
-    return Daemon(
-        delivery={"allow_networks": ["127.0.0.0/8"], "max_in_flight": args.max_in_flight},
-        hooks=hooks,
-        journal=journal,
-    )
-
-
 # --- 1. throughput, memory and SQLite alternately ------------------------------------------
 
 
@@ -110,7 +105,7 @@ def _throughput_phase(
 ) -> float:
     hooks, names = spread_hooks(receiver.ports[:1], 1, args.hooks_per_event)
     key = f"throughput.{backend}.{pair}"
-    with _daemon(args, hooks, backend) as daemon:
+    with daemon_for(args, hooks, backend, args.synchronous) as daemon:
         spec = publish_spec(args, daemon, names)
         phase = run_phase(args, daemon, receiver, [(spec, args.hooks_per_event)])
         rate = report_phase(report, args, f"throughput #{pair}: {backend} journal", key, phase)
@@ -158,7 +153,7 @@ def _ack_latency(
     """Publish-to-ack p99 (ms) at ``--latency-rate``, ``--latency-hooks`` each, own daemon."""
     hooks, names = spread_hooks(receiver.ports[:1], 1, args.latency_hooks, event="lat")
     key = f"latency.{backend}"
-    with _daemon(args, hooks, backend) as daemon:
+    with daemon_for(args, hooks, backend, args.synchronous) as daemon:
         spec = publish_spec(
             args,
             daemon,
@@ -181,27 +176,23 @@ def _report_latency(
     main = phase.run.results[0]
     # One publisher process records its answers in arrival order: at a fixed rate, the
     # first warmup x rate of them are the warm-up.
-    acks = sorted(main.latencies[int(args.warmup * args.latency_rate) :])
+    acks = summarize(main.latencies[int(args.warmup * args.latency_rate) :])
     report.section(
         f"publish-to-ack at {args.latency_rate:,.0f} events/s, {args.latency_conns} connections"
         f" x {args.latency_pipeline} in flight, {args.latency_hooks} hook(s): {backend} journal"
     )
     report.row("events/s achieved", main.ok / main.window, "", key=f"{key}.events_per_s")
-    report.row("samples (after warmup)", len(acks), "", key=f"{key}.samples")
-    for label, fraction in (("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)):
-        value = percentile(acks, fraction) * 1000
+    report.row("samples (after warmup)", acks.count, "", key=f"{key}.samples")
+    for label, value in (("p50", acks.p50_ms), ("p99", acks.p99_ms), ("p99.9", acks.p999_ms)):
         report.row(f"publish-to-ack {label}", value, "ms", key=f"{key}.ack_{label}_ms")
-    report.row("publish-to-ack max", (acks[-1] if acks else 0.0) * 1000, "ms", key=f"{key}.max")
-    receipts = phase.stats.latencies(phase.run.start + args.warmup)
-    report.row(
-        "publish-to-receipt p50 / p99",
-        f"{percentile(receipts, 0.5) * 1000:.2f} / {percentile(receipts, 0.99) * 1000:.2f} ms",
-    )
+    report.row("publish-to-ack max", acks.max_ms, "ms", key=f"{key}.max")
+    receipts = summarize(phase.stats.latencies(phase.run.start + args.warmup))
+    report.row("publish-to-receipt p50 / p99", f"{receipts.p50_ms:.2f} / {receipts.p99_ms:.2f} ms")
     run = phase.run
     if run.daemon_cpu is not None and run.duration > 0:
         share = 100 * run.daemon_cpu / run.duration
         report.row("daemon CPU", share, "% of a core", key=f"{key}.daemon_cpu_pct")
-    return percentile(acks, 0.99) * 1000
+    return acks.p99_ms
 
 
 def _latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
@@ -276,7 +267,7 @@ def _growth(args: argparse.Namespace, report: Report, receiver: Receiver) -> Non
     hooks, names = spread_hooks(receiver.ports[:1], 1, per_event, event="grow")
     # Each delivery also stores a hook-sent event of the engine's own (no hook matches it).
     expected = JournalCounts(n + n * per_event, n * per_event, n * per_event, n * per_event)
-    with _daemon(args, hooks, "sqlite") as daemon:
+    with daemon_for(args, hooks, "sqlite", args.synchronous) as daemon:
         path = daemon.workdir / JOURNAL_FILE
         before = _file_sizes(path)
         receiver.reset()
@@ -354,12 +345,11 @@ def _report_growth(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
     if only - set(SCENARIOS):
-        make_parser().error(
-            f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}"
-        )
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}")
     raise_fd_limit(8192)
     params = {k: v for k, v in vars(args).items() if k != "only"}
     report = Report("journal", {"only": ",".join(s for s in SCENARIOS if s in only), **params})

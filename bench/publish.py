@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from _harness import (
     BENCH_DIR,
+    HOST,
     Daemon,
     EngineFailed,
     ServerProcess,
@@ -27,7 +28,8 @@ from _harness import (
     rss_kb,
 )
 from _httpload import LoadRun, LoadSpec, render_post, run_load
-from _report import Report, percentile
+from _latency import summarize
+from _report import Report
 
 TARGET_PUBLISHES = 10_000.0
 """publishes/s the design asks of one daemon on two cores."""
@@ -70,9 +72,9 @@ def _body(data_bytes: int, as_json: bool) -> tuple[bytes, str]:
 def _spec(args: argparse.Namespace, port: int, token: str) -> LoadSpec:
     body, content_type = _body(args.data_bytes, args.json)
     return LoadSpec(
-        host="127.0.0.1",
+        host=HOST,
         port=port,
-        request=render_post("127.0.0.1", port, "/v1/devices/events", token, body, content_type),
+        request=render_post(HOST, port, "/v1/devices/events", token, body, content_type),
         connections=args.connections,
         pipeline=args.pipeline,
         duration=args.duration,
@@ -84,9 +86,8 @@ def _spec(args: argparse.Namespace, port: int, token: str) -> LoadSpec:
 
 def _summarize(report: Report, label: str, key: str, run: LoadRun) -> dict[str, float]:
     result = run.result
-    latencies = sorted(result.latencies)
-    p50 = percentile(latencies, 0.50) * 1000
-    p99 = percentile(latencies, 0.99) * 1000
+    latencies = summarize(result.latencies)
+    p50, p99 = latencies.p50_ms, latencies.p99_ms
     report.section(label)
     report.row("requests/s", result.per_second, "", key=f"{key}.per_second")
     report.row("200 answers in window", result.ok, "", key=f"{key}.ok")

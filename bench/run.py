@@ -5,7 +5,7 @@ sinks and load generators (bench/_scenarios.py), shows a progress line meanwhile
 prints the summary table and writes ``bench/results/bench-<UTC timestamp>.json`` and, when
 matplotlib is installed, ``.png`` beside it.
 
-    .venv/bin/python bench/run.py                      # every scenario, ~6 minutes
+    .venv/bin/python bench/run.py                      # every scenario, ~3 minutes
     .venv/bin/python bench/run.py delivery-1 latency   # some of them
     .venv/bin/python bench/run.py --quick              # about a second per phase: smoke
     .venv/bin/python bench/run.py --list

@@ -22,7 +22,8 @@ from urllib.parse import urlencode
 
 from _harness import Daemon, EngineFailed, cpu_seconds, machine_busy, raise_fd_limit, rss_kb
 from _httpload import LoadSpec, render_post, run_load
-from _report import Report, percentile
+from _latency import summarize
+from _report import Report
 from _sse_client import SubscriberPool, SubscriberSpec, SubscriberStats
 
 TARGET_DELIVERIES = 200_000.0
@@ -177,9 +178,9 @@ def _measure(
     report.section("publisher")
     report.row("publishes answered 200", published.ok, "", key="published.ok")
     report.row("publishes/s", published.per_second, "", key="published.per_second")
-    lat = sorted(published.latencies)
-    report.row("publish latency p50", percentile(lat, 0.5) * 1000, "ms", key="published.p50_ms")
-    report.row("publish latency p99", percentile(lat, 0.99) * 1000, "ms", key="published.p99_ms")
+    latency = summarize(published.latencies)
+    report.row("publish latency p50", latency.p50_ms, "ms", key="published.p50_ms")
+    report.row("publish latency p99", latency.p99_ms, "ms", key="published.p99_ms")
     report.row("publish errors", published.error_count, "", key="published.errors")
     for reason, count in sorted(published.errors.items()):
         report.row(f"  {reason}", count)

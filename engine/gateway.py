@@ -47,11 +47,13 @@ PUMP_SCAN = 20_000
 class _Connection:
     """One gateway's connection: its reader, committer and writer."""
 
-    def __init__(self, hub: GatewayHub, stream: trio.abc.Stream, principal: Principal) -> None:
+    def __init__(
+        self, hub: GatewayHub, stream: trio.abc.Stream, principal: Principal, name: str
+    ) -> None:
         self.hub = hub
         self.stream = stream
         self.principal = principal
-        self.name = "gateway"
+        self.name = name
         self.in_flight: dict[int, OutboxEntry] = {}
         self._out: deque[bytes] = deque()
         self._out_lot = trio.lowlevel.ParkingLot()
@@ -241,10 +243,11 @@ class GatewayHub:
     def __init__(self, config: Config, store: Journal, metrics: Metrics) -> None:
         self.config = config.gateway
         self.max_data_bytes = config.limits.max_data_bytes
-        self._engine_config = config
+        self._product_ids = frozenset(product.id for product in config.products)
         self.store = store
         self.metrics = metrics
         # The counters' children, looked up once: labels() costs more than inc().
+        self._published = metrics.events_published.labels("gateway")
         self.frames_in = {
             op: metrics.gateway_frames_in.labels(op) for op in [*wire.KNOWN_OPS, "bad"]
         }
@@ -323,12 +326,11 @@ class GatewayHub:
     async def _converse(self, stream: trio.abc.Stream) -> None:
         decoder = wire.FrameDecoder(self.config.max_frame_bytes)
         with trio.move_on_after(HELLO_TIMEOUT):
-            hello = await self._hello(stream, decoder)
-        if hello is None:
+            welcomed = await self._hello(stream, decoder)
+        if welcomed is None:
             return
-        connection = _Connection(self, stream, hello[1])
-        connection.name = hello[0].name
-        early = hello[2]
+        hello, principal, early = welcomed
+        connection = _Connection(self, stream, principal, hello.name)
         await stream.send_all(
             wire.welcome(__version__, self.config.max_frame_bytes, self.config.max_unacked)
         )
@@ -404,10 +406,7 @@ class GatewayHub:
     def forbidden(self, principal: Principal, pub: wire.Pub) -> str | None:
         """Why this token may not publish this event, or None."""
         draft = pub.draft
-        if (
-            draft.product_id is not None
-            and self._engine_config.product(str(draft.product_id)) is None
-        ):
+        if draft.product_id is not None and draft.product_id not in self._product_ids:
             return f"product {draft.product_id} not found"
         if not principal.sees_product(draft.product_id):
             return f'token "{principal.name}" may not publish for product {draft.product_id}'
@@ -424,7 +423,7 @@ class GatewayHub:
             self._by_device[pub.draft.device_id] = connection
             if event is None:
                 duplicates += 1
-        self.metrics.events_published.labels("gateway").inc(len(batch) - duplicates)
+        self._published.inc(len(batch) - duplicates)
         if duplicates:
             self.metrics.gateway_duplicates.inc(duplicates)
         self.metrics.gateway_acks.inc(len(batch))

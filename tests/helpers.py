@@ -42,8 +42,24 @@ async def publish_direct(
 ) -> Event:
     """Store and fan out an event the way ingest does, without an HTTP round trip."""
     draft = EventDraft(name, data, 60, False, "2026-11-28T10:00:00.000Z", device, product)
-    event = await engine.journal.append(draft)
-    return event
+    return await engine.journal.append(draft)
+
+
+class Collector(trio.abc.SendStream):
+    """A stream with no socket: every write waits for the stream's task."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.data += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
 
 
 class Dechunker:

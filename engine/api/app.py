@@ -65,7 +65,6 @@ class Api:
     def __init__(self, config: Config, journal: Journal, bus: Bus, metrics: Metrics) -> None:
         self._config = config
         self._journal = journal
-        self._bus = bus
         self._metrics = metrics
         self._auth = Authenticator(config.auth.tokens)
         self.broadcaster = Broadcaster(
@@ -261,7 +260,7 @@ class Api:
     def _administrator(self, request: Request) -> Principal:
         """The principal of an admin route: the admin scope, and no product or device limit."""
         principal = self._principal(request, "admin")
-        if principal.products or principal.devices:
+        if not principal.unscoped:
             raise Denied(
                 error_response(
                     403,

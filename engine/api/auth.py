@@ -46,6 +46,11 @@ class Principal:
     products: frozenset[int]
     devices: frozenset[str]
 
+    @property
+    def unscoped(self) -> bool:
+        """True when the token reaches every product and device."""
+        return not self.products and not self.devices
+
     def sees_product(self, product_id: int | None) -> bool:
         return not self.products or product_id in self.products
 

@@ -89,8 +89,8 @@ class Destination:
     @property
     def depth(self) -> int:
         """Deliveries queued here, ready or waiting for a retry (not in flight)."""
-        held = sum(len(lane) - 1 for lane in self._lanes.values() if lane)
-        return len(self.ready) + len(self._retries) + max(0, held)
+        held = sum(len(lane) - 1 for lane in self._lanes.values())  # behind each lane's head
+        return len(self.ready) + len(self._retries) + held
 
     # state changes (synchronous)
 

@@ -276,6 +276,10 @@ class ConnectionPool:
         for connection in self._close_nowait():
             await _close(connection)
 
+    def _was_closed(self) -> PoolClosed:
+        """The error of a request that the pool's closing cut short."""
+        return PoolClosed(f"connection pool for {self.origin} was closed")
+
     # State changes: synchronous, no I/O; they return what is left to do.
 
     def _expire_nowait(self, now: float) -> list[_Connection]:
@@ -370,7 +374,7 @@ class ConnectionPool:
                 await _close(to_close)
             raise
         if not waiter.granted:
-            raise PoolClosed(f"connection pool for {self.origin} was closed")
+            raise self._was_closed()
         return waiter.connection
 
     async def _connect(self) -> _Connection:
@@ -408,7 +412,7 @@ class ConnectionPool:
         connection = _Connection(stream, plain)
         if not self._opened_nowait(connection):
             await _close(connection)
-            raise PoolClosed(f"connection pool for {self.origin} was closed")
+            raise self._was_closed()
         return connection
 
     async def _exchange(
@@ -425,7 +429,7 @@ class ConnectionPool:
                 await stream.send_all(memoryview(data)[sent:])  # a big body: let trio loop
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if self._closed:
-                raise PoolClosed(f"connection pool for {self.origin} was closed") from exc
+                raise self._was_closed() from exc
             if reused:
                 raise _Stale from exc
             raise WriteError(f"connection lost while sending the request: {_reason(exc)}") from exc
@@ -448,7 +452,7 @@ class ConnectionPool:
                         raise ReadError(str(exc)) from None
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             if self._closed:
-                raise PoolClosed(f"connection pool for {self.origin} was closed") from exc
+                raise self._was_closed() from exc
             if reused and not answered:
                 raise _Stale from exc
             raise ReadError(f"connection lost while reading the response: {_reason(exc)}") from exc

@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from engine._config_fields import parse_duration, show
 from engine.delivery.router import Router
+from engine.journal.schema import stored_event
 from engine.model import Event, delivery_id, hook_tag
 
 LIST_LIMIT = 100
@@ -264,7 +263,7 @@ def show_delivery(conn: sqlite3.Connection, delivery: str) -> DeliveryRecord | N
         count,
         due,
         reason,
-        _event(row[5:10]),
+        stored_event(row[5:10]),
         row[10],
         tuple(AttemptRecord(*attempt) for attempt in attempts),
     )
@@ -358,7 +357,7 @@ def _window(
     )
     found: list[int] = []
     for row in rows:
-        event = _event(row)
+        event = stored_event(row)
         if index not in router.match(event):
             continue
         if len(found) == limit:
@@ -391,10 +390,3 @@ def _where(query: DeadLetterQuery) -> tuple[str, list[Any]]:
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
-
-
-def _event(row: Sequence[Any]) -> Event:
-    """An event from (id, name, device, product, body); body: msgpack [data, ttl, private, at]."""
-    event_id, name, device, product, body = row
-    data, ttl, private, published_at = msgpack.unpackb(body)
-    return Event(event_id, name, data, ttl, private, published_at, device, product)

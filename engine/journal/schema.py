@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from engine.model import Event
 
 APPLICATION_ID = 0x486B5752
 """``PRAGMA application_id`` of a Hookwire journal ("HkWR")."""
@@ -99,6 +105,13 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def stored_event(row: Sequence[Any]) -> Event:
+    """An event from its row's (id, name, device, product, body) columns."""
+    event_id, name, device, product, body = row
+    data, ttl, private, published_at = msgpack.unpackb(body)
+    return Event(event_id, name, data, ttl, private, published_at, device, product)
 
 
 class JournalError(Exception):

@@ -33,7 +33,7 @@ import trio
 from engine.delivery.router import Router
 from engine.journal import admin
 from engine.journal.base import JournalUnavailable
-from engine.journal.schema import open_database
+from engine.journal.schema import open_database, stored_event
 from engine.model import (
     Attempt,
     Delivery,
@@ -105,7 +105,7 @@ class SqliteJournal:
         # whichever publish's commit crosses SQLite's automatic threshold.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._since_checkpoint = 0
-        self._hook_tags: dict[str, str] = {}
+        self._hook_tags = {hook.name: hook_tag(hook.name) for hook in router.hooks}
         self._epoch = self._load_epoch()
         row = self._conn.execute("SELECT min(id), max(id) FROM events").fetchone()
         self._next_id = (row[1] or 0) + 1  # the writer thread's; only it advances it
@@ -392,8 +392,7 @@ class SqliteJournal:
             body = pack((event.data, event.ttl, event.private, event.published_at))
             rows.append((event.id, now, event.name, event.device_id, event.product_id, body))
             for hook in hooks:
-                tag = tags.get(hook) or tags.setdefault(hook, hook_tag(hook))
-                key = delivery_id(self._epoch, event.id, tag)
+                key = delivery_id(self._epoch, event.id, tags[hook])
                 deliveries.append((event.id, key, hook, "pending", 0, now, ""))
         insert_rows(conn, "INSERT INTO events VALUES", rows)
         insert_rows(conn, "INSERT INTO deliveries VALUES", deliveries)
@@ -408,7 +407,7 @@ class SqliteJournal:
             " WHERE o.event_id > ? AND o.expires > ? ORDER BY o.event_id LIMIT ?",
             (after, time.time(), limit),
         )
-        return [OutboxEntry(_event(row[1:]), row[0]) for row in rows]
+        return [OutboxEntry(stored_event(row[1:]), row[0]) for row in rows]
 
     async def downlinks_acked(self, ids: list[int]) -> None:
         def delete(conn: sqlite3.Connection) -> int:
@@ -434,7 +433,7 @@ class SqliteJournal:
             "SELECT id, name, device, product, body FROM events WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         )
-        return [_event(row) for row in rows]
+        return [stored_event(row) for row in rows]
 
     async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
         """A query on the reader connection, in a thread (reads never wait for the writer)."""
@@ -655,12 +654,6 @@ def insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[A
         conn.executemany(f"{insert} {one}", rows[full:])
 
 
-def _event(row: Sequence[Any]) -> Event:
-    event_id, name, device, product, body = row
-    data, ttl, private, published_at = msgpack.unpackb(body)
-    return Event(event_id, name, data, ttl, private, published_at, device, product)
-
-
 def _open_deliveries(conn: sqlite3.Connection, states: tuple[str, ...]) -> list[StoredDelivery]:
     marks = ", ".join("?" * len(states))
     rows = conn.execute(
@@ -673,5 +666,6 @@ def _open_deliveries(conn: sqlite3.Connection, states: tuple[str, ...]) -> list[
     if "replay" in states:
         conn.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'replay'")
     return [
-        StoredDelivery(row[0], _event(row[4:9]), row[1], row[2], row[3], row[9]) for row in rows
+        StoredDelivery(row[0], stored_event(row[4:9]), row[1], row[2], row[3], row[9])
+        for row in rows
     ]

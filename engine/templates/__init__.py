@@ -10,32 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.templates.compiler import TemplateRenderError, compile_tree
+from engine.templates.compiler import Renderer, TemplateRenderError, compile_tree
 from engine.templates.parser import TemplateError, parse
 
 __all__ = ["Template", "TemplateError", "TemplateRenderError", "compile_template"]
 
 
 class Template:
-    """A compiled template: ``render(context) -> str``."""
+    """A compiled template: ``render(context) -> str``; made by ``compile_template``."""
 
     __slots__ = ("render", "source")
 
-    def __init__(
-        self,
-        source: str,
-        partials: Mapping[str, str] | None = None,
-        *,
-        refuse_line_breaks: bool = False,
-        strict_partials: bool = False,
-    ) -> None:
+    def __init__(self, source: str, render: Renderer) -> None:
         self.source = source
-        self.render = compile_tree(
-            parse(source),
-            partials,
-            refuse_line_breaks=refuse_line_breaks,
-            strict_partials=strict_partials,
-        )
+        self.render = render
 
     def __repr__(self) -> str:
         shown = self.source if len(self.source) <= 40 else self.source[:37] + "..."
@@ -55,9 +43,13 @@ def compile_template(
     LF makes ``render`` raise TemplateRenderError naming it. ``strict_partials``: a partial
     missing from ``partials`` is an error (the spec renders it as nothing).
     """
-    return Template(
-        source, partials, refuse_line_breaks=refuse_line_breaks, strict_partials=strict_partials
+    renderer = compile_tree(
+        parse(source),
+        partials,
+        refuse_line_breaks=refuse_line_breaks,
+        strict_partials=strict_partials,
     )
+    return Template(source, renderer)
 
 
 def render(source: str, context: Any, partials: Mapping[str, str] | None = None) -> str:

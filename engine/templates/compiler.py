@@ -90,17 +90,6 @@ def _too_deep() -> str:
 Body = Callable[[tuple[Any, ...], str, int], str]
 
 
-def _section(value: Any, body: Body, stack: tuple[Any, ...], indent: str, depth: int) -> str:
-    """A section: its body once per list item, or once with the value on the stack."""
-    if type(value) is list:
-        return "".join([body((*stack, item), indent, depth) for item in value])
-    if not truthy(value):
-        return ""
-    if isinstance(value, tuple):
-        return "".join([body((*stack, item), indent, depth) for item in value])
-    return body((*stack, value), indent, depth)
-
-
 MAX_FSTRING_PARTS = 200
 """Beyond this many pieces one expression becomes a join over a tuple (compiler limits)."""
 
@@ -116,6 +105,11 @@ def _items(value: Any) -> list[Any] | tuple[Any, ...]:
     if not truthy(value):
         return ()
     return value if isinstance(value, tuple) else (value,)
+
+
+def _section(value: Any, body: Body, stack: tuple[Any, ...], indent: str, depth: int) -> str:
+    """A section: its body once per list item, or once with the value on the stack."""
+    return "".join([body((*stack, item), indent, depth) for item in _items(value)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,15 +320,15 @@ class _Generator:
             body = f"_f{next(self._names)}"
             self.emit_function(body, node.children, indented=scope.indented, partial=False)
             return f"_section({value}, {body}, {scope.stack}, {scope.indent}, {scope.depth})"
+        if _needs_stack(node.children) or scope.indented:
+            # A walrus may not stand in a comprehension's iterable.
+            plain = self.value(node.name, scope, walrus=False)
+            return self.section_with_stack(node, scope, f"_items({plain})")
         items = (
             f"(v if type(v := {value}) is list else _items(v))"
             if scope.level == 0
             else f"_items({value})"
         )
-        if _needs_stack(node.children) or scope.indented:
-            # A walrus may not stand in a comprehension's iterable.
-            plain = self.value(node.name, scope, walrus=False)
-            return self.section_with_stack(node, scope, f"_items({plain})")
         # Text and "." only: one small function mapped over the items.
         body = f"_b{next(self._names)}"
         dot_only = _Scope(0, "()", "item", False, "_empty", "0", indented=False)

@@ -27,8 +27,9 @@ from engine.http.server import HttpServer
 from engine.journal import JournalUnavailable, MemoryJournal
 from engine.metrics import Metrics
 from engine.model import Event, EventDraft
+from tests.api.test_broadcast import Socket
 from tests.conftest import ADMIN, DEVICE_ONLY, PRODUCT_ID, PRODUCT_ONLY, Served, WriteConfig
-from tests.helpers import RawClient, publish_direct
+from tests.helpers import Collector, RawClient, publish_direct
 
 DEVICE = "0123456789abcdef01234567"
 
@@ -207,23 +208,6 @@ class GatedJournal(MemoryJournal):
         return snapshot
 
 
-class Collector(trio.abc.SendStream):
-    """A stream with no socket: every write waits for the stream's task."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-        self.data += data
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-
 async def stored(journal: MemoryJournal, n: int) -> list[Event]:
     draft = EventDraft("t", "", 60, False, "2026-11-28T10:00:00.000Z", "dev", None)
     return await journal.append_many([draft] * n)
@@ -268,17 +252,6 @@ async def test_events_held_during_replay_are_sent_once_after_it() -> None:
 
 def frames_of(events: list[Event]) -> bytes:
     return b"".join(event_frame(event) or b"" for event in events)
-
-
-class Socket:
-    """A socket that takes everything it is given."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def send_nowait(self, data: bytes) -> int:
-        self.data += data
-        return len(data)
 
 
 async def test_replaying_stream_holds_only_what_its_replay_will_not_send() -> None:

@@ -29,7 +29,7 @@ from tests.conftest import (
     SUBSCRIBER,
     Served,
 )
-from tests.helpers import Dechunker, H11Client, RawClient, publish_direct, wait_until
+from tests.helpers import Collector, Dechunker, H11Client, RawClient, publish_direct, wait_until
 
 DEVICE = "0123456789abcdef01234567"
 
@@ -357,24 +357,17 @@ async def test_a_dropped_slow_subscriber_gets_whole_chunks_then_the_last_one(
     nursery.cancel_scope.cancel()
 
 
-class Stalled(trio.abc.SendStream):
+class Stalled(Collector):
     """A client that takes its first write, then reads nothing until ``reading`` is set."""
 
     def __init__(self) -> None:
-        self.data = bytearray()
+        super().__init__()
         self.reading = trio.Event()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.data:
             await self.reading.wait()
-        await trio.lowlevel.checkpoint()
-        self.data += data
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        await super().send_all(data)
 
 
 @pytest.mark.parametrize("reads_again_after", [1.0, None])

@@ -6,7 +6,7 @@ import random
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,15 @@ def state(pool: ConnectionPool) -> str:
 
 async def get(pool: ConnectionPool, target: str = "/", seconds: float = 10) -> Response:
     return await pool.request("GET", target, [], timeout=seconds)
+
+
+async def serve_loopback(
+    nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[object]]
+) -> int:
+    """The port of a listener on 127.0.0.1 that hands every connection to ``handler``."""
+    [listener] = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    port: int = listener.socket.getsockname()[1]
+    return port
 
 
 def free_port() -> int:
@@ -347,9 +356,7 @@ async def tarpit(nursery: trio.Nursery) -> int:
         async with stream:
             await trio.sleep_forever()
 
-    [listener] = await nursery.start(partial(trio.serve_tcp, hold, 0, host="127.0.0.1"))
-    port: int = listener.socket.getsockname()[1]
-    return port
+    return await serve_loopback(nursery, hold)
 
 
 async def test_stalled_tls_handshake_is_a_connect_timeout(
@@ -514,9 +521,7 @@ async def slammer(nursery: trio.Nursery) -> int:
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await stream.aclose()
 
-    [listener] = await nursery.start(partial(trio.serve_tcp, slam, 0, host="127.0.0.1"))
-    port: int = listener.socket.getsockname()[1]
-    return port
+    return await serve_loopback(nursery, slam)
 
 
 async def test_connection_reset_while_sending(slammer: int, make_pool: MakePool) -> None:
