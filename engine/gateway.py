@@ -325,6 +325,7 @@ class GatewayHub:
 
     async def _converse(self, stream: trio.abc.Stream) -> None:
         decoder = wire.FrameDecoder(self.config.max_frame_bytes)
+        welcomed = None  # still None when no hello came within HELLO_TIMEOUT
         with trio.move_on_after(HELLO_TIMEOUT):
             welcomed = await self._hello(stream, decoder)
         if welcomed is None:

@@ -333,7 +333,7 @@ class Dispatcher:
         headers = request.headers
         signer = self._signers[delivery.hook_index]
         if signer is not None:
-            headers = headers + signer.headers(delivery.id, int(time.time()), request.body)
+            headers = headers + signer.attempt_headers(delivery.id, int(time.time()), request.body)
         try:
             response = await pool.request(
                 request.method,

@@ -50,8 +50,12 @@ class Signer:
 
     def headers(self, msg_id: str, timestamp: int, payload: bytes) -> list[tuple[str, str]]:
         """``webhook-id``, ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``."""
+        return [("webhook-id", msg_id), *self.attempt_headers(msg_id, timestamp, payload)]
+
+    def attempt_headers(self, msg_id: str, timestamp: int, payload: bytes) -> list[tuple[str, str]]:
+        """``webhook-timestamp`` and ``webhook-signature``: what each attempt adds to a
+        request that already carries its ``webhook-id``."""
         return [
-            ("webhook-id", msg_id),
             ("webhook-timestamp", str(timestamp)),
             ("webhook-signature", self.sign(msg_id, timestamp, payload)),
         ]

@@ -96,6 +96,15 @@ async def test_a_delivery_its_request_and_the_response_back_to_the_device(start)
     assert (attempt.status, attempt.reason, attempt.number) == (200, "200", 1)
 
 
+async def test_a_signed_request_carries_each_webhook_header_once(start) -> None:
+    setup = await start(f'secret = "{SECRET}"')
+    await publish_direct(setup.engine, "temp", "21.5", device=DEVICE)
+    await wait_until(lambda: len(setup.sink.requests) == 1)
+    names = [name for name, _ in setup.sink.requests[0].headers]
+    for name in (b"webhook-id", b"webhook-timestamp", b"webhook-signature"):
+        assert names.count(name) == 1, names
+
+
 async def test_big_responses_go_back_in_512_byte_chunks(start) -> None:
     body = json.dumps({"text": "é" * 700}).encode()
     setup = await start('responseTemplate = "{{{text}}}"', Sink(Reply(200, body)))

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from engine.daemon import Engine
+from engine.gateway import HELLO_TIMEOUT
 from engine.gateway_client import Down, GatewayClient, GatewayRefused, open_gateway
 from engine.journal.sqlite import SqliteJournal
 from tests.conftest import ADMIN, PRODUCT_ID, PUBLISHER, WriteConfig, sha
@@ -332,6 +333,19 @@ async def test_downlinks_expire_after_their_ttl_and_are_counted(start: Start) ->
         await next_down(gateway)
         await wait_until(lambda: setup.journal.outbox_depth == 0, within=5)
     assert "hookwire_gateway_downlinks_expired_total 1.0" in setup.engine.metrics.render().decode()
+
+
+async def test_a_connection_that_never_says_hello_is_closed_quietly(
+    start: Start, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    setup = await start()
+    stream = await trio.open_tcp_stream(*setup.tcp)
+    async with stream:
+        with trio.fail_after(HELLO_TIMEOUT + 5):
+            assert await stream.receive_some(1024) == b""  # closed by the engine
+    assert "gateway connection failed" not in caplog.text
+    async with setup.connect() as gateway:
+        await gateway.wait_acked(await gateway.publish(DEVICE, "temp", "after"))
 
 
 async def test_the_hello_must_come_from_a_gateway_token(start: Start) -> None:
