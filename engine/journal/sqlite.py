@@ -65,6 +65,9 @@ CHECKPOINT_IDLE = 100
 CHECKPOINT_FORCED = 2000
 """Commits after which it checkpoints even under load, so the WAL stays bounded."""
 
+STOP_TIMEOUT = 10.0
+"""Seconds (real time) the writer gets to commit what was queued before a stop."""
+
 
 class _Work:
     """A piece of work for the writer thread, and what came of it."""
@@ -115,6 +118,7 @@ class SqliteJournal:
         self.outbox_depth = self._conn.execute("SELECT count(*) FROM downlink_outbox").fetchone()[0]
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._token: trio.lowlevel.TrioToken | None = None
+        self._writer: threading.Thread | None = None
         self._closing = False
         self._reader: sqlite3.Connection | None = None
         self._read_lock = trio.CapacityLimiter(1)
@@ -137,6 +141,7 @@ class SqliteJournal:
         self._token = trio.lowlevel.current_trio_token()
         self._closing = False
         thread = threading.Thread(target=self._serve, name="hookwire-journal", daemon=True)
+        self._writer = thread
         thread.start()
         try:
             async with trio.open_nursery() as nursery:
@@ -149,8 +154,12 @@ class SqliteJournal:
             # Work queued before the stop is still committed, and its callers released.
             self._closing = True
             self._queue.put(_STOP)
-            with trio.CancelScope(shield=True), trio.move_on_after(10):
-                await trio.to_thread.run_sync(thread.join, abandon_on_cancel=True)
+            # Bounded in real time by join() itself, not by trio's clock: under a MockClock
+            # a trio timeout expires at once, and the thread would go on behind our back.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(thread.join, STOP_TIMEOUT)
+            if thread.is_alive():
+                log.error("the journal writer did not stop within %g s", STOP_TIMEOUT)
             self._token = None
             while self._finished:
                 for work in self._finished.popleft():
@@ -614,6 +623,10 @@ class SqliteJournal:
         await trio.lowlevel.checkpoint()
         if self._reader is not None:
             self._reader.close()
+        if self._writer is not None and self._writer.is_alive():
+            # Still inside a commit: closing its connection under it would crash the
+            # process; the connection goes when the process does.
+            return
         self._conn.close()
 
     # administration: dead letters and their replay (the SQL is in engine.journal.admin)

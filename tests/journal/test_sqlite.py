@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -165,6 +167,28 @@ async def test_settle_keeps_attempts_and_their_hook_events_in_one_commit_or_neit
         assert journal.outbox_depth == 1
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM attempts").fetchone() == (1,)
+
+
+async def test_a_stop_lets_queued_work_commit_in_real_time_even_under_a_mock_clock(
+    tmp_path: Path, hooks_config: Config, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path, Router(hooks_config.hooks))
+    started = threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> None:
+        started.set()
+        time.sleep(0.3)  # real time, while trio's clock may jump ahead
+        conn.execute("INSERT INTO meta VALUES ('slow', 'committed')")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        nursery.start_soon(journal.run_in_writer, slow)
+        await trio.to_thread.run_sync(started.wait)
+        nursery.cancel_scope.cancel()
+    await journal.aclose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'slow'").fetchone() == ("committed",)
 
 
 async def test_replays_asked_by_another_connection_are_taken_once(
