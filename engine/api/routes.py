@@ -78,8 +78,11 @@ def match_route(
 ) -> Matched | NotFound | MethodNotAllowed:
     """Find the route for a request; the path is split before percent-decoding.
 
-    Raises ValueError when a segment does not decode to UTF-8.
+    HEAD finds the GET route: the server sends what GET would, less the content
+    (RFC 9110 9.3.2). Raises ValueError when a segment does not decode to UTF-8.
     """
+    if method == "HEAD":
+        method = "GET"
     exact = _EXACT.get(raw_path)
     if exact is not None and exact.method == method:
         return Matched(exact, {})
@@ -96,6 +99,8 @@ def match_route(
         if route.method == method:
             return Matched(route, params)
         allowed.append(route.method)
+        if route.method == "GET":
+            allowed.append("HEAD")
     if allowed:
         return MethodNotAllowed(tuple(dict.fromkeys(allowed)))
     if segments[:2] == ["v1", "events"]:

@@ -18,6 +18,9 @@ import httptools
 MAX_HEADER_COUNT = 100
 """More header lines than any real client sends; bounds per-request work."""
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+"""The interim answer to ``Expect: 100-continue`` (RFC 9110 10.1.1)."""
+
 
 class ProtocolError(Exception):
     """The remote side sent bytes that are not an acceptable HTTP/1.1 request."""
@@ -57,10 +60,15 @@ class Request:
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header; ``name`` must be lowercase."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return first_value(self.headers, name)
+
+
+def first_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lowercase) in ``headers``, or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
 class RequestReader:
@@ -73,6 +81,12 @@ class RequestReader:
         self._ready: deque[Request] = deque()
         self._broken: ProtocolError | None = None
         self._closed_after: bool = False
+        # Bytes fed while a head was incomplete. httptools hands a header over only when
+        # its line ends, joining the pieces as it goes (copying them each time): a line
+        # that never ends must be refused by counting what goes in, not what comes out.
+        self._head_fed = 0
+        self._in_head = True
+        self._continue_wanted = False
         self._reset()
 
     def _reset(self) -> None:
@@ -92,12 +106,29 @@ class RequestReader:
         """True once a request said the connection ends after it (no more requests)."""
         return self._closed_after
 
+    def interim_nowait(self) -> bytes | None:
+        """``100 Continue`` once, when the request in progress waits for it; else None.
+
+        A client that sent ``Expect: 100-continue`` may hold its body back until it gets
+        this. Once the body has started arriving (or the request is complete) it is owed
+        nothing more (RFC 9110 10.1.1).
+        """
+        if self._continue_wanted and self._in_message and not self._body:
+            self._continue_wanted = False
+            return CONTINUE
+        self._continue_wanted = False
+        return None
+
     def feed(self, data: bytes | bytearray) -> None:
         """Parse ``data``; completed requests become available from ``next_request``."""
         if self._broken is not None:
             raise self._broken
         if self._closed_after or not data:
             return
+        if self._in_head:
+            # At most one read too many: the head of a pipelined request that began in
+            # this read is counted from the next read on.
+            self._head_fed += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -116,6 +147,9 @@ class RequestReader:
                 return  # bytes after a request that closes the connection are not ours to read
             self._broken = ProtocolError(f"malformed request: {_describe(exc)}")
             raise self._broken from None
+        if self._in_head and self._head_fed > self._max_header_bytes:
+            self._broken = _head_too_large(self._max_header_bytes)
+            raise self._broken
 
     def next_request(self) -> Request | None:
         """The oldest complete request not handed out yet, or None."""
@@ -142,9 +176,21 @@ class RequestReader:
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_fed = 0
+        _check_transfer_coding(self._headers)
         length = _content_length(self._headers)
         if length is not None and length > self._max_body_bytes:
             raise _body_too_large(self._max_body_bytes)
+        expect = first_value(self._headers, b"expect")
+        if expect is not None:
+            if expect.strip().lower() != b"100-continue":
+                raise ProtocolError(
+                    f"unsupported expectation {expect[:64].decode('latin-1')!r}; "
+                    "only 100-continue is known",
+                    HTTPStatus.EXPECTATION_FAILED,
+                )
+            self._continue_wanted = self._parser.get_http_version() == "1.1"
 
     def on_body(self, body: bytes) -> None:
         if len(self._body) + len(body) > self._max_body_bytes:
@@ -165,6 +211,9 @@ class RequestReader:
         if not keep_alive:
             self._closed_after = True
         self._in_message = False
+        self._in_head = True
+        self._head_fed = 0
+        self._continue_wanted = False
 
     def _count_header_bytes(self, n: int, *, url_part: bool = False) -> None:
         self._header_bytes += n
@@ -174,18 +223,39 @@ class RequestReader:
                     f"request target longer than {self._max_header_bytes} bytes",
                     HTTPStatus.REQUEST_URI_TOO_LONG,
                 )
-            raise ProtocolError(
-                f"request head larger than {self._max_header_bytes} bytes",
-                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-            )
+            raise _head_too_large(self._max_header_bytes)
+
+
+def _head_too_large(limit: int) -> ProtocolError:
+    return ProtocolError(
+        f"request head larger than {limit} bytes", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+    )
+
+
+def _check_transfer_coding(headers: list[tuple[bytes, bytes]]) -> None:
+    """Chunked is the one transfer coding we decode; a body in any other is refused."""
+    codings = [
+        coding.strip().lower()
+        for name, value in headers
+        if name == b"transfer-encoding"
+        for coding in value.split(b",")
+    ]
+    if not codings or codings == [b"chunked"]:
+        return
+    if codings[-1] != b"chunked":
+        # The body's length cannot be known (RFC 9112 6.3).
+        raise ProtocolError("transfer-encoding of a request must end with chunked")
+    unknown = ", ".join(c.decode("latin-1") for c in codings[:-1])
+    raise ProtocolError(
+        f"transfer coding {unknown[:64]} is not supported; send the body chunked only",
+        HTTPStatus.NOT_IMPLEMENTED,
+    )
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            # llhttp has already refused non-numeric and conflicting values.
-            return int(value)
-    return None
+    value = first_value(headers, b"content-length")
+    # llhttp has already refused non-numeric and conflicting values.
+    return None if value is None else int(value)
 
 
 def _body_too_large(limit: int) -> ProtocolError:

@@ -35,6 +35,13 @@ log = logging.getLogger("hookwire.http")
 RECEIVE_SIZE = 65536
 """Bytes asked of the socket per read: one read holds many pipelined requests."""
 
+WRITE_BUDGET = 65536
+"""Bytes of pipelined answers gathered before they are written: one socket write's worth."""
+
+YIELD_AFTER_REQUESTS = 16
+YIELD_AFTER_SECONDS = 0.002
+"""Pipelined requests (or seconds of handling) after which a connection lets others run."""
+
 SHUTDOWN_GRACE = 3.0
 """Seconds that requests being handled get to finish when the server stops."""
 
@@ -175,15 +182,14 @@ class HttpServer:
         limits = self._limits
         reader = RequestReader(limits.max_header_bytes, limits.max_body_bytes)
         request_deadline: float | None = None
+        # Idle time runs from the connection's start or its last answered request, so
+        # bytes that start no request (bare CRLFs) do not keep a connection open.
+        idle_deadline = trio.current_time() + limits.idle_timeout
         while True:
             failure: ProtocolError | None = None
             if request_deadline is None and reader.in_progress:
                 request_deadline = trio.current_time() + limits.request_timeout
-            deadline = (
-                request_deadline
-                if request_deadline is not None
-                else trio.current_time() + limits.idle_timeout
-            )
+            deadline = request_deadline if request_deadline is not None else idle_deadline
             with trio.CancelScope(deadline=deadline) as waiting:
                 if self._closing and not reader.in_progress:
                     return
@@ -204,8 +210,11 @@ class HttpServer:
                 failure = exc
             if not reader.in_progress:
                 request_deadline = None
-            if not await self._answer_ready(stream, reader):
+            answered = await self._answer_ready(stream, reader)
+            if answered is None:
                 return
+            if answered:
+                idle_deadline = trio.current_time() + limits.idle_timeout
             if failure is not None:
                 log.debug("closing a connection: %s (%d)", failure, failure.status_hint)
                 if self._on_protocol_error is not None:
@@ -214,23 +223,45 @@ class HttpServer:
                 return
             if reader.closed:
                 return
+            interim = reader.interim_nowait()
+            if interim is not None:
+                await self._write(stream, interim)
 
-    async def _answer_ready(self, stream: trio.abc.Stream, reader: RequestReader) -> bool:
-        """Answer every complete request; False when the connection must close."""
+    async def _answer_ready(self, stream: trio.abc.Stream, reader: RequestReader) -> int | None:
+        """Answer every complete request: how many, or None when the connection must close.
+
+        Answers leave in one write when they are few and small; past a budget of bytes or
+        requests they are written (or the task yields) before the next is handled, so a
+        peer that pipelines much and reads little holds little memory and no other
+        connection waits on it.
+        """
         out = bytearray()
+        answered = 0
         keep_open = True
+        yield_at = trio.current_time() + YIELD_AFTER_SECONDS
         while keep_open and (request := reader.next_request()) is not None:
             keep_open = request.keep_alive and not self._closing
             result = await self._handler(request)
+            answered += 1
+            head_only = request.method == "HEAD"
             if isinstance(result, StreamResponse):
-                if out:
-                    await self._write(stream, out)
-                await self._stream(stream, result, streamed_body_framing(request))
-                return False
-            out += render_response(result.status, result.headers, result.body, keep_alive=keep_open)
+                if not head_only:
+                    if out:
+                        await self._write(stream, out)
+                    await self._stream(stream, result, streamed_body_framing(request))
+                    return None
+                out += _stream_head(result, request, keep_open)
+            else:
+                out += _render(result, keep_open, head_only)
+            if len(out) >= WRITE_BUDGET:
+                await self._write(stream, out)
+                out = bytearray()
+            elif answered % YIELD_AFTER_REQUESTS == 0 or trio.current_time() >= yield_at:
+                await trio.lowlevel.checkpoint()
+                yield_at = trio.current_time() + YIELD_AFTER_SECONDS
         if out:
             await self._write(stream, out)
-        return keep_open
+        return answered if keep_open else None
 
     async def _write(self, stream: trio.abc.Stream, data: bytes | bytearray) -> None:
         with trio.CancelScope(deadline=trio.current_time() + self._limits.idle_timeout) as cs:
@@ -266,6 +297,28 @@ class HttpServer:
                 nursery.cancel_scope.cancel()
             finally:
                 self._interruptible.discard(nursery.cancel_scope)
+
+
+def _render(response: Response, keep_alive: bool, head_only: bool) -> bytes:
+    """A whole response; for HEAD, its head alone, with the length GET would have sent."""
+    if not head_only:
+        return render_response(
+            response.status, response.headers, response.body, keep_alive=keep_alive
+        )
+    return render_head(
+        response.status, response.headers, content_length=len(response.body), keep_alive=keep_alive
+    )
+
+
+def _stream_head(response: StreamResponse, request: Request, keep_alive: bool) -> bytes:
+    """What HEAD of a stream answers: the head GET would have sent, and no body."""
+    return render_head(
+        response.status,
+        response.headers,
+        content_length=None,
+        keep_alive=keep_alive,
+        chunked=streamed_body_framing(request).chunked,
+    )
 
 
 async def _cancel_on_eof(stream: trio.abc.Stream, scope: trio.CancelScope) -> None:

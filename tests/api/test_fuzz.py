@@ -25,7 +25,10 @@ SEEDS = [
     b"GET /metrics HTTP/1.1\r\n\r\n",
     b"GET /healthz?x=%ff HTTP/1.1\r\n\r\n",
 ]
-ALLOWED = {b"200", b"400", b"401", b"403", b"404", b"405", b"408", b"413", b"414", b"415", b"431"}
+ALLOWED = {
+    b"200", b"400", b"401", b"403", b"404", b"405", b"408", b"413", b"414", b"415", b"417",
+    b"431", b"501",
+}  # fmt: skip
 GOOD = SEEDS[0]
 
 

@@ -157,9 +157,22 @@ async def test_unknown_route_and_wrong_method(served: Served) -> None:
     assert missing.status_code == 404
     assert missing.json() == {"ok": False, "error": "no route for /nope"}
     assert wrong.status_code == 405
-    assert wrong.headers["allow"] == "POST, GET"
+    assert wrong.headers["allow"] == "POST, GET, HEAD"
     assert no_prefix.status_code == 404
     assert "prefix is required" in no_prefix.json()["error"]
+
+
+async def test_head_answers_what_get_would_without_the_content(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as client:
+        get = await client.get("/healthz")
+        head = await client.head("/healthz")
+        stream = await client.head("/v1/devices/events", headers=bearer(ADMIN))
+        unauthorized = await client.head("/v1/devices/events")
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert stream.status_code == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert unauthorized.status_code == 401
 
 
 async def test_rate_limit_answers_429(write_config, nursery) -> None:

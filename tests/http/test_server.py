@@ -138,8 +138,10 @@ class Ticker(StreamResponse):
     def __init__(self) -> None:
         super().__init__(200, [("content-type", "text/plain")])
         self.cancelled = False
+        self.ran = False
 
     async def run(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
+        self.ran = True
         try:
             await stream.send_all(framing.frame(b"tick\n"))
             await trio.sleep_forever()
@@ -245,7 +247,7 @@ async def test_any_bytes_get_answers_or_a_close(data: bytes) -> None:
     answer = await converse(data, half_close=True)
     for line in answer.split(b"\r\n"):
         if line.startswith(b"HTTP/1.1 "):
-            assert line[9:12] in (b"200", b"400", b"408", b"413", b"414", b"431")
+            assert line[9:12] in (b"200", b"400", b"408", b"413", b"414", b"417", b"431", b"501")
     # The same server keeps serving a well-formed request afterwards.
     assert responses(await converse(b"GET /after HTTP/1.1\r\n\r\n")) == [b"GET /after 0"]
 
@@ -257,3 +259,61 @@ def _mutate(data: bytes, cuts: list[int], flips: list[tuple[int, int]]) -> bytes
     for i in sorted(set(cuts), reverse=True):
         del out[i]
     return bytes(out)
+
+
+async def test_many_pipelined_requests_are_all_answered_in_order_in_several_writes() -> None:
+    data = b"".join(b"GET /%d HTTP/1.1\r\n\r\n" % i for i in range(3000))
+    assert responses(await converse(data)) == [b"GET /%d 0" % i for i in range(3000)]
+
+
+async def test_expect_100_continue_gets_100_then_the_answer() -> None:
+    server = HttpServer(echo, LIMITS)
+    async with trio.open_nursery() as nursery:
+        [(_, port)] = await nursery.start(server.serve, "127.0.0.1", 0)
+        client = await RawClient.connect(port)
+        await client.send(b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        # The client waits for it before sending the body.
+        assert await client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await client.send(b"body")
+        assert (await client.read_until(b"POST /up 4")).startswith(b"HTTP/1.1 200 OK")
+        # Too large a body is refused at once, with no 100 first.
+        await client.send(
+            b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+        )
+        assert (await client.read_to_eof()).startswith(b"HTTP/1.1 413")
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_head_gets_the_head_get_would_get_and_no_body() -> None:
+    answer = await converse(b"HEAD /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n")
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"content-length: 9" in head  # len(b"HEAD /x 0")
+    # The next response follows the head at once: HEAD's answer has no content.
+    assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"GET /y 0")
+
+
+async def test_head_of_a_stream_sends_its_head_and_keeps_the_connection() -> None:
+    ticker = Ticker()
+
+    async def handler(request: Request) -> Response | StreamResponse:
+        await trio.lowlevel.checkpoint()
+        return ticker if request.path == "/stream" else await echo(request)
+
+    answer = await converse(
+        b"HEAD /stream HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n", HttpServer(handler, LIMITS)
+    )
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"transfer-encoding: chunked" in head
+    assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"GET /after 0")
+    assert not ticker.ran
+
+
+async def test_other_transfer_codings_are_answered_501() -> None:
+    answer = await converse(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 501 Not Implemented")
+    assert b"transfer coding gzip is not supported" in answer
