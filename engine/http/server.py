@@ -35,6 +35,10 @@ log = logging.getLogger("hookwire.http")
 RECEIVE_SIZE = 65536
 """Bytes asked of the socket per read: one read holds many pipelined requests."""
 
+FEED_SIZE = 8192
+"""Bytes parsed at once: the requests waiting for an answer are those of at most this many
+bytes (a read of tiny pipelined requests would otherwise become thousands of objects)."""
+
 WRITE_BUDGET = 65536
 """Bytes of pipelined answers gathered before they are written: one socket write's worth."""
 
@@ -186,7 +190,6 @@ class HttpServer:
         # bytes that start no request (bare CRLFs) do not keep a connection open.
         idle_deadline = trio.current_time() + limits.idle_timeout
         while True:
-            failure: ProtocolError | None = None
             if request_deadline is None and reader.in_progress:
                 request_deadline = trio.current_time() + limits.request_timeout
             deadline = request_deadline if request_deadline is not None else idle_deadline
@@ -204,28 +207,39 @@ class HttpServer:
                 return
             if not data:
                 return
-            try:
-                reader.feed(data)
-            except ProtocolError as exc:
-                failure = exc
+            for start in range(0, len(data), FEED_SIZE):
+                answered = await self._take(stream, reader, data[start : start + FEED_SIZE])
+                if answered is None:
+                    return
+                if answered:
+                    idle_deadline = trio.current_time() + limits.idle_timeout
             if not reader.in_progress:
                 request_deadline = None
-            answered = await self._answer_ready(stream, reader)
-            if answered is None:
-                return
-            if answered:
-                idle_deadline = trio.current_time() + limits.idle_timeout
-            if failure is not None:
-                log.debug("closing a connection: %s (%d)", failure, failure.status_hint)
-                if self._on_protocol_error is not None:
-                    self._on_protocol_error(failure.status_hint)
-                await self._send_error(stream, failure.status_hint, str(failure))
-                return
-            if reader.closed:
-                return
-            interim = reader.interim_nowait()
-            if interim is not None:
-                await self._write(stream, interim)
+
+    async def _take(
+        self, stream: trio.abc.Stream, reader: RequestReader, data: bytes | bytearray
+    ) -> int | None:
+        """Parse ``data`` and answer what it completes: how many, or None to close."""
+        failure: ProtocolError | None = None
+        try:
+            reader.feed(data)
+        except ProtocolError as exc:
+            failure = exc
+        answered = await self._answer_ready(stream, reader)
+        if answered is None:
+            return None
+        if failure is not None:
+            log.debug("closing a connection: %s (%d)", failure, failure.status_hint)
+            if self._on_protocol_error is not None:
+                self._on_protocol_error(failure.status_hint)
+            await self._send_error(stream, failure.status_hint, str(failure))
+            return None
+        if reader.closed:
+            return None
+        interim = reader.interim_nowait()
+        if interim is not None:
+            await self._write(stream, interim)
+        return answered
 
     async def _answer_ready(self, stream: trio.abc.Stream, reader: RequestReader) -> int | None:
         """Answer every complete request: how many, or None when the connection must close.
