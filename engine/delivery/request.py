@@ -9,6 +9,7 @@ holds a timestamp, is made again for each attempt.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,10 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 BODYLESS_METHODS = ("GET", "DELETE")
 ENGINE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 """Framing headers the client writes; one from a hook would corrupt the request."""
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+"""What RFC 9110 5.5 forbids in a header value (every control but HTAB), and RFC 3986 in
+a URL: a NUL or other control from event data would reach the receiver's parser, which may
+cut the value there, refuse the request, or read it as something else."""
 
 
 class RequestError(Exception):
@@ -186,6 +191,8 @@ def _split_url(url: str) -> tuple[Origin, str]:
         raise RequestError(f"rendered URL {url!r} has no host")
     if any(c.isspace() for c in url):
         raise RequestError(f"rendered URL {url!r} contains white space")
+    if CONTROL_CHARACTERS.search(url):
+        raise RequestError(f"rendered URL {url!r} contains a control character")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -208,5 +215,12 @@ def _render_header_pairs(pairs: Pairs | None, context: Mapping[str, Any]) -> lis
             raise RequestError(f"rendered header name {name!r} is not a valid token")
         if name.lower() in ENGINE_HEADERS:
             raise RequestError(f"header {name!r} is set by the engine; a hook may not set it")
-        rendered.append((name, value_template.render(context)))
+        value = value_template.render(context)
+        # A CR or LF from a variable never gets here: the template refuses it, naming it.
+        if (control := CONTROL_CHARACTERS.search(value)) is not None:
+            raise RequestError(
+                f"rendered header {name!r} contains the control character {control.group()!r}"
+                ", which HTTP does not allow in a header value"
+            )
+        rendered.append((name, value))
     return rendered

@@ -114,14 +114,15 @@ class Origin:
 
 @dataclass(slots=True)
 class Response:
-    """A complete response; ``body`` holds at most ``MAX_BODY_BYTES``."""
+    """A response; ``body`` holds at most ``MAX_BODY_BYTES``, all that was read of it."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
     """Header fields in order; names lowercase."""
     body: bytes
     truncated: bool
-    """True when the body was longer than ``MAX_BODY_BYTES`` and the rest was dropped."""
+    """True when the body was longer than ``MAX_BODY_BYTES``: the rest was not read, and
+    the connection was closed rather than left mid-body."""
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header; ``name`` must be lowercase."""
@@ -226,6 +227,9 @@ class ConnectionPool:
         on_sent: Callable[[], object] | None = None,
     ) -> Response:
         """Send one request and read its response, all within ``timeout`` seconds.
+
+        Reading stops once the body passes ``MAX_BODY_BYTES`` (``Response.truncated``);
+        that connection is closed, since the rest of the body was never read.
 
         ``target`` is the path and query; ``headers`` must not carry Host,
         Content-Length or Transfer-Encoding (the pool writes them). Raises an
@@ -418,7 +422,7 @@ class ConnectionPool:
     async def _exchange(
         self, connection: _Connection, data: bytes, method: str, written: _Once
     ) -> ResponseReader:
-        """Send one request and read its whole response; the transport's exceptions end here."""
+        """Send one request, read its response (to the body limit); transport errors end here."""
         stream = connection.stream
         sock = connection.socket
         reused = connection.requests > 0

@@ -1,10 +1,12 @@
 """HTTP/1.1 client-side framing without I/O: requests to bytes; bytes in, one response out.
 
 ``render_request`` serializes a request in one string operation. A ``ResponseReader``
-is fed whatever the socket gave and says when the head and then the whole response have
-arrived; the parser is httptools (llhttp). A reader serves one response: the client
-sends one request at a time on a connection (no pipelining), so bytes after the
-response only mean that the connection cannot be reused.
+is fed whatever the socket gave and says when the head has arrived and when reading is
+over: the whole response arrived, or the first ``MAX_BODY_BYTES`` of a longer body did
+(nothing more is wanted; the rest stays unread and the connection cannot be reused).
+The parser is httptools (llhttp). A reader serves one response: the client sends one
+request at a time on a connection (no pipelining), so bytes after the response only
+mean that the connection cannot be reused.
 
 Errors form the base of the client's exception family (``HttpClientError``); the
 framing ones say whose fault they are: ``LocalProtocolError`` (we were asked to send
@@ -16,10 +18,16 @@ from __future__ import annotations
 import httptools
 
 MAX_HEAD_BYTES = 64 * 1024
-"""Status line plus headers (interim 1xx heads included); real servers send a few KB."""
+"""Status line plus headers (interim 1xx heads included); real servers send a few KB.
+Counted exactly, whatever the pieces the bytes come in."""
 
 MAX_BODY_BYTES = 100 * 1024
-"""Response body kept for the hook-response template; the rest is read and discarded."""
+"""Response body read and kept for the hook-response (docs/webhooks.md); reading stops
+at the first byte past it, so an endless body costs 100 KB, not the hook's timeout."""
+
+_HEAD_BYTES = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+"""What a request head may hold (RFC 9110 5.5): visible ASCII, space, obs-text, HTAB, and
+CR LF (counted apart); deleting these leaves only the forbidden controls, NUL to DEL."""
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose request always carries Content-Length, even for an empty body."""
@@ -65,12 +73,18 @@ def render_request(
     else:
         head = f"{method} {target} HTTP/1.1\r\nhost: {host_header}\r\n{fields}\r\n"
         lines = len(headers) + 3
-    # One scan each instead of a check per field: any CR or LF beyond the framing
-    # ones would let a value start a header (or a request) of its own.
-    if head.count("\n") != lines or head.count("\r") != lines or " " in target:
-        raise LocalProtocolError(_explain_bad_request(method, target, host_header, headers))
     data = head.encode()
+    # One scan each instead of a check per field: any CR or LF beyond the framing
+    # ones would let a value start a header (or a request) of its own, and a NUL or
+    # other control is read differently by different servers (RFC 9110 5.5).
+    if head.count("\n") != lines or head.count("\r") != lines or " " in target or _controls(data):
+        raise LocalProtocolError(_explain_bad_request(method, target, host_header, headers))
     return data + body if body else data
+
+
+def _controls(data: bytes) -> bytes:
+    """The control bytes in ``data`` that no request head may hold (empty if none)."""
+    return data.translate(None, _HEAD_BYTES)
 
 
 def _explain_bad_request(
@@ -79,9 +93,13 @@ def _explain_bad_request(
     for what, text in [("method", method), ("request target", target), ("host", host_header)]:
         if "\r" in text or "\n" in text or " " in text:
             return f"the {what} {text!r} contains a space or line break"
+        if _controls(text.encode()):
+            return f"the {what} {text!r} contains a control character"
     for name, value in headers:
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
             return f"header {name!r} contains a line break"
+        if _controls(f"{name}{value}".encode()):
+            return f"header {name!r} contains a control character"
     return "request cannot be written as HTTP/1.1"
 
 
@@ -95,6 +113,8 @@ class ResponseReader:
     Feed it every chunk the socket gives (``feed``) and ``feed_eof()`` at end of
     stream, until ``complete``. ``method`` is the request's: a response to HEAD has
     no body whatever its Content-Length says. Interim 1xx responses are skipped.
+    A body longer than ``MAX_BODY_BYTES`` completes the reader at its first byte past
+    the limit (``truncated``, and ``keep_alive`` False: the rest is never read).
     """
 
     __slots__ = (
@@ -124,14 +144,15 @@ class ResponseReader:
         self.head_complete = False
         """True once the final (non-1xx) status line and headers have arrived."""
         self.complete = False
-        """True once the whole response has arrived."""
+        """True once nothing more is to be read: the whole response arrived, or the
+        first ``MAX_BODY_BYTES`` of a longer body did (``truncated``)."""
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         """Header fields in order; names lowercase."""
         self.keep_alive = False
         """Whether the connection may carry another request; final once ``complete``."""
         self.truncated = False
-        """True when the body was longer than ``MAX_BODY_BYTES`` and the rest was dropped."""
+        """True when the body was longer than ``MAX_BODY_BYTES``; the rest was not read."""
 
     @property
     def body(self) -> bytes:
@@ -141,14 +162,35 @@ class ResponseReader:
             return chunks[0]
         return b"".join(chunks)
 
-    def feed(self, data: bytes | bytearray) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Parse the next bytes from the server; raises ``RemoteProtocolError``."""
         if self._error is not None:
             raise self._error
+        if not self.head_complete and not self.complete:
+            # Until the head is complete the parser gets no more than the head may still
+            # take, so a head is refused as soon as it passes the limit, whatever the
+            # pieces its bytes come in (and one that completes within it is accepted).
+            room = MAX_HEAD_BYTES - self._head_bytes
+            head = data if len(data) <= room else memoryview(data)[:room]
+            self._parse(head)
+            if not self.head_complete:
+                self._head_bytes += len(head)
+                if self._head_bytes >= MAX_HEAD_BYTES:
+                    # The parser has had the whole allowance, and the head goes on.
+                    raise self._broken(f"response head larger than {MAX_HEAD_BYTES} bytes")
+                return
+            if len(head) == len(data):
+                return
+            data = memoryview(data)[room:]  # the body's first bytes, after the head
         if self.complete:
-            # The server sent more than one response: the connection is out of step.
+            # Past the end of the response (or of all we read of it): the server sent
+            # more than one response, or a body we stopped reading. Out of step either way.
             self.keep_alive = self.keep_alive and not data
             return
+        self._parse(data)
+
+    def _parse(self, data: bytes | bytearray | memoryview) -> None:
+        """Hand ``data`` to llhttp; its errors become ours, our ``_Stop`` ends the feed."""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -163,11 +205,6 @@ class ResponseReader:
             if not self.complete:
                 raise self._broken(f"invalid response: {_describe(exc)}") from None
             self.keep_alive = False  # junk after a complete response
-        if not self.head_complete:
-            # Checked per chunk, so a head may overshoot by one read before it is refused.
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                raise self._broken(f"response head larger than {MAX_HEAD_BYTES} bytes")
 
     def feed_eof(self) -> None:
         """The server closed the connection; completes a body delimited by the close."""
@@ -234,11 +271,17 @@ class ResponseReader:
         if len(body) <= room:
             self._chunks.append(body)
             self._kept += len(body)
-        else:
-            if room:
-                self._chunks.append(body[:room])
-                self._kept = MAX_BODY_BYTES
-            self.truncated = True
+            return
+        if room:
+            self._chunks.append(body[:room])
+            self._kept = MAX_BODY_BYTES
+        # All we keep has arrived and more is coming: reading the rest would only cost
+        # time (an endless body would hold the attempt until its timeout). The server is
+        # left mid-body, so the connection cannot carry another request.
+        self.truncated = True
+        self.keep_alive = False
+        self.complete = True
+        raise _Stop
 
     def on_message_complete(self) -> None:
         if self._interim:

@@ -218,4 +218,4 @@ async def test_wrong_methods_are_answered_405(client: httpx.AsyncClient) -> None
     response = await client.get("/v1/dead-letters/replay")
     assert (response.status_code, response.headers["allow"]) == (405, "POST")
     response = await client.post("/v1/dead-letters", json={})
-    assert (response.status_code, response.headers["allow"]) == (405, "GET")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, HEAD")

@@ -114,6 +114,29 @@ def test_bad_renders_are_request_errors(
         build(hook(write_config, body), event)
 
 
+@pytest.mark.parametrize("control", ["\\u0000", "\\u0001", "\\u000b", "\\u001b", "\\u007f"])
+def test_control_characters_from_event_data_are_refused_in_headers_and_urls(
+    write_config: WriteConfig, control: str
+) -> None:
+    made = hook(write_config, 'url = "http://h/"\nheaders = { X-Unit = "{{{u}}}" }')
+    event = Event(1, "temp", f'{{"u":"a{control}b"}}', 60, False, "t", "dev1", None)
+    with pytest.raises(RequestError) as caught:
+        build(made, event)
+    char = orjson.loads(f'"{control}"')
+    assert str(caught.value) == (
+        f"rendered header 'X-Unit' contains the control character {char!r}, which HTTP does "
+        "not allow in a header value"
+    )
+    with pytest.raises(RequestError, match=r"contains (a control character|white space)"):
+        build(hook(write_config, 'url = "http://h/{{{u}}}"'), event)
+
+
+def test_a_tab_in_a_header_value_is_sent(write_config: WriteConfig) -> None:
+    made = hook(write_config, 'url = "http://h/"\nheaders = { X-Unit = "{{{u}}}" }')
+    event = Event(1, "temp", '{"u":"a\\tb"}', 60, False, "t", "dev1", None)
+    assert dict(build(made, event).headers)["X-Unit"] == "a\tb"
+
+
 @given(st.dictionaries(st.text(max_size=10), st.text(max_size=30), max_size=5))
 def test_form_encode_is_urlencode(fields: dict[str, str]) -> None:
     assert form_encode(fields) == urlencode(fields)

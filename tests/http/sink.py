@@ -8,7 +8,8 @@
 
 What to do with a request comes from ``script``-ed behaviours first, then from the
 default given to ``Sink`` (a behaviour, or a function of the request returning one,
-possibly async). A behaviour is a ``Reply``, a ``Raw`` byte string, or one of:
+possibly async). A behaviour is a ``Reply``, a ``Raw`` byte string, a ``Flood`` (a fast
+body that never ends), or one of:
 
 - ``"close-after"``: answer 200 as usual (keep-alive), then close the connection, as a
   server dropping an idle connection does;
@@ -55,8 +56,24 @@ class Raw:
     close: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Flood:
+    """A chunked body that never ends: ``chunk`` bytes every ``every`` seconds (for autojump
+    clocks). Chunk ``n`` is ``chunk`` copies of ``flood_byte(n)``; ``Sink.flooded`` counts
+    the body bytes sent."""
+
+    status: int = 200
+    chunk: int = 16 * 1024
+    every: float = 0.01
+
+
+def flood_byte(n: int) -> bytes:
+    """What chunk ``n`` of a ``Flood`` is made of: a to z, again and again."""
+    return bytes([ord("a") + n % 26])
+
+
 Special = Literal["close-after", "hangup", "reset", "garbage", "endless", "silent"]
-Behaviour = Reply | Raw | Special
+Behaviour = Reply | Raw | Flood | Special
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,7 @@ Decide = Callable[[Received], Behaviour | Awaitable[Behaviour]]
 GARBAGE = b"\x00\x01SSH-2.0-not-http\xff\xfe\r\n\r\n"
 ENDLESS_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
 ENDLESS_CHUNK = b"400\r\n" + b"x" * 1024 + b"\r\n"
+FLOOD_HEAD = b"HTTP/1.1 %d Flood\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
 @dataclass(eq=False)
@@ -98,6 +116,8 @@ class Sink:
     """Requests received and not answered yet."""
     max_in_flight: int = 0
     tls_failures: int = 0
+    flooded: int = 0
+    """Body bytes sent by ``Flood`` answers, all connections together."""
     _script: deque[Behaviour] = field(default_factory=deque)
 
     def script(self, *behaviours: Behaviour) -> None:
@@ -180,6 +200,14 @@ class Sink:
             case Raw(data, close):
                 await stream.send_all(data)
                 return not close
+            case Flood(status, size, every):
+                await stream.send_all(FLOOD_HEAD % status)
+                n = 0
+                while True:
+                    await stream.send_all(b"%x\r\n%s\r\n" % (size, flood_byte(n) * size))
+                    self.flooded += size
+                    n += 1
+                    await trio.sleep(every)
             case "close-after":
                 await stream.send_all(render_response(200, [], b"", keep_alive=True))
                 return False

@@ -33,7 +33,7 @@ from engine.http.client import (
     WriteError,
 )
 from tests.helpers import wait_until
-from tests.http.sink import Behaviour, Raw, Received, Reply, Sink
+from tests.http.sink import Behaviour, Flood, Raw, Received, Reply, Sink, flood_byte
 
 MakePool = Callable[..., ConnectionPool]
 
@@ -501,7 +501,7 @@ async def test_random_timeouts_and_cancellations_keep_the_pool_consistent(
 # Body size
 
 
-async def test_big_body_is_truncated_and_the_connection_kept(
+async def test_big_body_is_truncated_and_the_connection_closed(
     sink: Sink, make_pool: MakePool
 ) -> None:
     sink.script(Reply(body=b"x" * (3 * MAX_BODY_BYTES)))
@@ -509,8 +509,29 @@ async def test_big_body_is_truncated_and_the_connection_kept(
     response = await get(pool)
     assert response.truncated
     assert response.body == b"x" * MAX_BODY_BYTES
+    assert state(pool) == "active=0 idle=0 waiting=0"  # left mid-body: not reusable
     assert not (await get(pool)).truncated
-    assert sink.connections_accepted == 1
+    assert sink.connections_accepted == 2
+
+
+@pytest.mark.parametrize("status", [200, 503])
+async def test_endless_body_is_read_only_up_to_the_limit(
+    status: int, sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
+) -> None:
+    # 16 KB every 10 ms: read to its timeout, as it was, this would be 4.9 MB in 3 s.
+    flood = Flood(status, chunk=16 * 1024, every=0.01)
+    sink.script(flood)
+    pool = make_pool(sink.port)
+    response = await get(pool, seconds=3)
+    assert trio.current_time() < 0.1  # the 7 chunks that hold 100 KB and a byte
+    assert response.status == status
+    assert response.truncated
+    sent = b"".join(flood_byte(n) * flood.chunk for n in range(MAX_BODY_BYTES // flood.chunk + 1))
+    assert response.body == sent[:MAX_BODY_BYTES]
+    assert state(pool) == "active=0 idle=0 waiting=0"
+    await wait_until(lambda: sink.connections_open == 0)  # we hung up
+    # Bounded: what we read, plus what the server sent before it saw us gone.
+    assert sink.flooded <= MAX_BODY_BYTES + 3 * flood.chunk
 
 
 @pytest.fixture

@@ -45,6 +45,60 @@ def read_bytewise(data: bytes, method: str = "POST") -> ResponseReader:
     return reader
 
 
+def feed_until_done(
+    reader: ResponseReader, data: bytes, pieces: list[int]
+) -> tuple[range, RemoteProtocolError | None]:
+    """Feed ``data`` in pieces of these sizes, cycling, until the reader is complete or
+    refuses a piece: that last piece's offsets in ``data``, and the refusal if any."""
+    piece = range(0)
+    while piece.stop < len(data) and not reader.complete:
+        size, pieces = pieces[0], [*pieces[1:], pieces[0]]
+        piece = range(piece.stop, min(piece.stop + size, len(data)))
+        try:
+            reader.feed(data[piece.start : piece.stop])
+        except RemoteProtocolError as exc:
+            return piece, exc
+    return piece, None
+
+
+def response_head(size: int, framing: bytes = b"content-length: 0\r\n") -> bytes:
+    """A 200 head of ``size`` bytes, padded with a header (longer if ``size`` is too short)."""
+    start = b"HTTP/1.1 200 OK\r\n" + framing + b"x-filler: "
+    return start + b"f" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+PATTERN = bytes(range(256))
+
+
+def pattern(size: int) -> bytes:
+    """``size`` body bytes that tell where they were cut: 0 to 255, again and again."""
+    return PATTERN * (size // 256) + PATTERN[: size % 256]
+
+
+CHUNK = 4000
+"""Chunk size of the chunked bodies below: not a divisor of any limit."""
+
+
+def framed_body(framing: str, size: int) -> tuple[bytes, bytes, Callable[[int], int]]:
+    """(framing header, encoded body, where body byte ``i`` sits in the encoded body)."""
+    body = pattern(size)
+    if framing == "content-length":
+        return b"content-length: %d\r\n" % size, body, lambda i: i
+    if framing == "close":
+        return b"", body, lambda i: i
+    encoded = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[at : at + CHUNK]), body[at : at + CHUNK])
+        for at in range(0, size, CHUNK)
+    )
+    full = len(b"%x\r\n" % CHUNK) + CHUNK + 2
+
+    def where(i: int) -> int:
+        start = i - i % CHUNK
+        return (i // CHUNK) * full + len(b"%x\r\n" % min(CHUNK, size - start)) + i % CHUNK
+
+    return b"transfer-encoding: chunked\r\n", encoded + b"0\r\n\r\n", where
+
+
 # render_request
 
 
@@ -93,6 +147,15 @@ def test_line_breaks_cannot_smuggle_a_header(
 ) -> None:
     with pytest.raises(LocalProtocolError, match=re.escape(blame)):
         render_request("POST", target, "h", headers, b"")
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\x0b", "\x1b", "\x7f"])
+def test_controls_other_than_htab_are_refused_in_a_head(control: str) -> None:
+    with pytest.raises(LocalProtocolError, match=re.escape("header 'x-sig' contains a control")):
+        render_request("POST", "/", "h", [("x-sig", f"a{control}b")], b"")
+    with pytest.raises(LocalProtocolError, match=r"request target '/a.*' contains a control"):
+        render_request("POST", f"/a{control}", "h", [], b"")
+    assert b"a\tb" in render_request("POST", "/", "h", [("x-sig", "a\tb")], b"")
 
 
 # ResponseReader: framing
@@ -170,18 +233,27 @@ def test_eof_after_a_complete_response_is_fine() -> None:
     assert reader.body == b"hello"
 
 
-def test_big_body_is_truncated_and_read_to_the_end() -> None:
-    size = 3 * MAX_BODY_BYTES + 7
-    reader = ResponseReader("GET")
-    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
-    for _ in range(size // 1000):
-        reader.feed(b"y" * 1000)
-    assert not reader.complete
-    reader.feed(b"y" * (size % 1000))
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "close"])
+@pytest.mark.parametrize("piece", [1, 1000, 65536, 10**6])
+@pytest.mark.parametrize("status", [200, 500])
+def test_reading_stops_at_the_first_body_byte_past_the_limit(
+    framing: str, piece: int, status: int
+) -> None:
+    header, body, where = framed_body(framing, 3 * MAX_BODY_BYTES + 7)
+    head = b"HTTP/1.1 %d X\r\n%s\r\n" % (status, header)
+    reader = ResponseReader("POST")
+    last, error = feed_until_done(reader, head + body, [piece])
+    assert error is None
     assert reader.complete
-    assert reader.truncated
-    assert reader.body == b"y" * MAX_BODY_BYTES
-    assert reader.keep_alive  # read completely: the connection can be reused
+    # The piece that completed it held the first byte the body limit has no room for.
+    assert len(head) + where(MAX_BODY_BYTES) in last
+    assert (reader.status, reader.truncated) == (status, True)
+    assert reader.body == pattern(MAX_BODY_BYTES)
+    assert not reader.keep_alive  # left mid-body: the connection cannot be reused
+    reader.feed(b"more of the body")
+    reader.feed_eof()
+    assert reader.body == pattern(MAX_BODY_BYTES)
+    assert not reader.keep_alive
 
 
 def test_body_of_exactly_the_limit_is_not_truncated() -> None:
@@ -280,6 +352,30 @@ def test_not_http_raises_remote_protocol_error(data: bytes, message: str) -> Non
         read(data)
 
 
+@pytest.mark.parametrize("piece", [1, 1000, 65536, 10**6])
+def test_head_limit_is_exact_whatever_the_pieces(piece: int) -> None:
+    fits = ResponseReader("GET")
+    # Bytes follow the head, so a big piece holds both: the head must end within it.
+    _, error = feed_until_done(fits, response_head(MAX_HEAD_BYTES) + OK, [piece])
+    assert error is None
+    assert (fits.complete, fits.status) == (True, 200)
+    over = ResponseReader("GET")
+    last, error = feed_until_done(over, response_head(MAX_HEAD_BYTES + 1) + OK, [piece])
+    assert error is not None
+    assert str(error) == f"response head larger than {MAX_HEAD_BYTES} bytes"
+    # Refused by the piece that brought the head's last allowed byte, not one read later.
+    assert MAX_HEAD_BYTES - 1 in last
+
+
+def test_a_100_kb_head_in_64_kb_reads_is_refused() -> None:
+    head = response_head(100 * 1024)
+    _, error = feed_until_done(ResponseReader("GET"), head, [65536])
+    assert error is not None
+    assert "head larger than" in str(error)
+    with pytest.raises(RemoteProtocolError, match="head larger than"):
+        read(head)
+
+
 def test_head_size_is_limited() -> None:
     reader = ResponseReader("GET")
     reader.feed(b"HTTP/1.1 200 OK\r\n")
@@ -311,6 +407,47 @@ def test_any_bytes_either_parse_or_raise_remote_protocol_error(
     if reader.complete:
         assert 200 <= reader.status <= 999
         assert len(reader.body) <= MAX_BODY_BYTES
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(40, 2 * MAX_HEAD_BYTES),
+    st.booleans(),
+    st.sampled_from(["content-length", "chunked", "close"]),
+    st.integers(0, 2 * MAX_BODY_BYTES),
+    st.lists(st.integers(1, 3 * 65536), min_size=1, max_size=8),
+)
+def test_heads_of_any_length_and_bodies_past_the_limit(
+    head_size: int, interim: bool, framing: str, body_size: int, pieces: list[int]
+) -> None:
+    """The two limits, exactly, whatever the sizes and the pieces the bytes come in."""
+    header, body, where = framed_body(framing, body_size)
+    prefix = b"HTTP/1.1 100 Continue\r\n\r\n" if interim else b""
+    head = prefix + response_head(head_size - len(prefix), header)  # no filler if too short
+    # The pieces drawn, then 64 KB reads, as from a socket.
+    sizes = [*pieces, *[65536] * (len(head + body) // 65536 + 1)]
+    reader = ResponseReader("GET")
+    last, error = feed_until_done(reader, head + body, sizes)
+    if len(head) > MAX_HEAD_BYTES:
+        assert error is not None
+        assert "head larger than" in str(error)
+        assert MAX_HEAD_BYTES - 1 in last
+        return
+    assert error is None
+    if body_size > MAX_BODY_BYTES:
+        assert reader.complete
+        assert reader.truncated
+        assert not reader.keep_alive
+        assert len(head) + where(MAX_BODY_BYTES) in last
+        assert reader.body == pattern(MAX_BODY_BYTES)
+        return
+    if framing == "close":
+        assert not reader.complete
+        reader.feed_eof()
+    assert reader.complete
+    assert not reader.truncated
+    assert reader.keep_alive is (framing != "close")
+    assert reader.body == pattern(body_size)
 
 
 @settings(max_examples=300, deadline=None)
