@@ -1,6 +1,8 @@
 """In-process fan-out of committed events to subscribers.
 
-The bus assigns nothing: events arrive from the journal already numbered. Each
+The bus assigns nothing: events arrive from the journal already numbered, in id order,
+and ``last_id`` is the newest it has carried: every event acknowledged to its publisher
+is at or below it (the journal hands events here before their append returns). Each
 subscriber has a bounded buffer; publishing never waits. A subscriber whose buffer
 is full is dropped on the spot (it can resume from the journal with Last-Event-ID),
 so one slow reader never slows publishing or the other subscribers.
@@ -93,9 +95,11 @@ class Bus:
     def __init__(self) -> None:
         self._subscribers: dict[Subscription, None] = {}
         self._consumers: list[Callable[[Event], object]] = []
+        self.last_id = 0
+        """The newest event id published: what a new subscriber has already missed."""
 
     def __repr__(self) -> str:
-        return f"<Bus subscribers={len(self._subscribers)}>"
+        return f"<Bus subscribers={len(self._subscribers)} last_id={self.last_id}>"
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -130,6 +134,7 @@ class Bus:
 
     def publish(self, event: Event) -> None:
         """Hand a committed event to every consumer and subscriber; never blocks."""
+        self.last_id = max(self.last_id, event.id)
         for consume in self._consumers:
             try:
                 consume(event)

@@ -72,6 +72,7 @@ class Api:
             buffer=config.sse.buffer,
             keepalive=config.sse.keepalive,
             batch_window=config.sse.batch_window,
+            send_timeout=config.limits.idle_timeout,
             stats=_Stats(metrics),
         )
         self._buckets: dict[str, TokenBucket] = {}

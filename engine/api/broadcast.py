@@ -6,7 +6,16 @@ unframed), and writes to each stream's socket straight away when the socket can 
 Only a stream whose socket is full (or whose writer is busy) gets a backlog, which its own
 task drains with an ordinary blocking send. A stream whose backlog exceeds ``buffer``
 events is dropped (it resumes with Last-Event-ID), so a slow reader never slows anyone
-else; its task still ends the body well-formed when the socket lets it.
+else; its task still ends the body well-formed when the socket lets it. Keepalive
+comments go only to a stream with nothing waiting: behind unsent bytes they would keep
+nothing alive, and would pile up, uncounted, behind a client that never reads. Such a
+client is the stream task's to disconnect: its writes have ``send_timeout``.
+
+A new stream carries the events committed after it attached, never an earlier one still
+on its way here (in the bus queue, or waiting out ``batch_window``: its publisher may
+have had its answer already). It is attached after the bus's newest id; if the
+broadcaster has not fanned that id out yet, the stream waits in the second table below
+like a replayed one, taking only newer ids, until the broadcaster passes it.
 
 A resuming stream is attached *replaying* up to the journal's newest id: while its task
 replays the journal, the newer live events it accepts are kept aside (at most ``buffer`` of
@@ -44,6 +53,10 @@ KEEPALIVE = format_comment("keepalive")
 
 BROADCAST_BACKLOG = 100_000
 """Events the broadcaster itself may fall behind the bus before all streams are reset."""
+
+SEND_TIMEOUT = 60.0
+"""Seconds a stream's client gets to take some of its waiting bytes; the API passes
+``[limits] idle_timeout``, the server's own bound on a peer that reads nothing."""
 
 TICK = 1.0
 """Seconds between keepalive checks: a comment goes out after keepalive..keepalive+TICK."""
@@ -91,6 +104,7 @@ class Sink:
         replaying_to: int | None = None,
         framing: BodyFraming = CLOSE_DELIMITED,
         forget: Callable[[Sink], object] | None = None,
+        after: int = 0,
     ) -> None:
         self.accepts = accepts
         self.framing = framing
@@ -111,8 +125,9 @@ class Sink:
         self.last_push = now
         # Live frames (with their ids) kept while the stream replays; None once it is live.
         self.held: list[tuple[int, bytes]] | None = None if replaying_to is None else []
-        # Live events up to this id are skipped: the replay sends them.
-        self.after = replaying_to or 0
+        # Live events up to this id are skipped: the replay sends them, or (for a new
+        # stream) they were committed before it attached.
+        self.after = after if replaying_to is None else replaying_to
 
     def __repr__(self) -> str:
         if self.dropped:
@@ -165,6 +180,11 @@ class Sink:
         if fresh:
             self.push(self.framing.frame(b"".join(fresh)), len(fresh), now)
         return len(fresh)
+
+    @property
+    def waiting(self) -> bool:
+        """Bytes wait for the socket (in the backlog, or being sent by the stream's task)."""
+        return self.busy or bool(self.backlog)
 
     def take(self) -> bytes | None:
         """The backlog, for the stream's task to send; None (and idle) when there is none."""
@@ -227,6 +247,7 @@ class Broadcaster:
         buffer: int,
         keepalive: float,
         batch_window: float = 0.0,
+        send_timeout: float = SEND_TIMEOUT,
         stats: StreamStats | None = None,
         capacity: int = BROADCAST_BACKLOG,
     ) -> None:
@@ -234,10 +255,13 @@ class Broadcaster:
         self._batch_window = batch_window
         self._buffer = buffer
         self._keepalive = keepalive
+        self._send_timeout = send_timeout
         self._stats = stats or StreamStats()
         self._capacity = capacity
         self._sinks: dict[Sink, None] = {}
         self._holding: dict[Sink, None] = {}
+        # The newest id fanned out: a new stream attached behind the bus waits to pass it.
+        self._fanned_out = 0
         self._forget_dropped = self._dropped  # bound once, shared by every sink
 
     def __repr__(self) -> str:
@@ -251,6 +275,16 @@ class Broadcaster:
         """Seconds of silence after which a stream gets a comment."""
         return self._keepalive
 
+    @property
+    def committed_id(self) -> int:
+        """The newest id the bus has carried: committed, perhaps not fanned out yet."""
+        return self._bus.last_id
+
+    @property
+    def send_timeout(self) -> float:
+        """Seconds a stream's client gets to take some of the bytes waiting for it."""
+        return self._send_timeout
+
     def attach(
         self,
         accepts: EventFilter,
@@ -260,8 +294,12 @@ class Broadcaster:
         replaying_to: int | None = None,
         framing: BodyFraming = CLOSE_DELIMITED,
     ) -> Sink:
-        """Start fanning out to a stream; one replaying up to an id gets newer ones held."""
+        """Start fanning out to a stream; one replaying up to an id gets newer ones held.
+
+        A new stream gets the events committed from now on: those after the bus's newest.
+        """
         now = trio.current_time()
+        after = self.committed_id
         sink = Sink(
             accepts,
             self._buffer,
@@ -271,8 +309,10 @@ class Broadcaster:
             replaying_to,
             framing,
             self._forget_dropped,
+            after,
         )
-        (self._sinks if replaying_to is None else self._holding)[sink] = None
+        joins_now = replaying_to is None and after <= self._fanned_out
+        (self._sinks if joins_now else self._holding)[sink] = None
         self._stats.opened()
         return sink
 
@@ -284,6 +324,11 @@ class Broadcaster:
     def replayed(self, n: int) -> None:
         """Count events a stream's task sent from the journal."""
         self._stats.sent(n)
+
+    def stalled(self) -> None:
+        """A stream's client took none of its bytes within ``send_timeout``: it is closed."""
+        self._stats.dropped()
+        log.info("SSE stream closed: its client took no bytes for %g s", self._send_timeout)
 
     def detach(self, sink: Sink) -> None:
         """Forget the stream: its task is ending (called once per ``attach``)."""
@@ -335,7 +380,10 @@ class Broadcaster:
 
     def deliver(self, events: list[Event]) -> None:
         """Push a batch of events to every sink that accepts them, each encoded once."""
-        if not events or not (self._sinks or self._holding):
+        if not events:
+            return
+        self._fanned_out = max(self._fanned_out, events[-1].id)
+        if not (self._sinks or self._holding):
             return
         now = trio.current_time()
         frames = [(event, frame) for event in events if (frame := event_frame(event)) is not None]
@@ -359,7 +407,7 @@ class Broadcaster:
         self._stats.sent(sent)
 
     def _deliver_resuming(self, frames: list[tuple[Event, bytes]], newest: int, now: float) -> int:
-        """Hold frames for replaying streams; send replayed ones only what is newer."""
+        """Hold frames for replaying streams; send replayed (and new) ones only what is newer."""
         sent = 0
         for sink in list(self._holding):
             accepts = sink.accepts
@@ -380,10 +428,10 @@ class Broadcaster:
         return sent
 
     def keep_alive(self, now: float) -> None:
-        """Send a comment to every stream that has been silent for ``keepalive`` seconds."""
+        """Send a comment to every stream silent for ``keepalive`` seconds, with none waiting."""
         quiet_since = now - self._keepalive
         for sink in [*self._sinks, *self._holding]:
-            if sink.last_push <= quiet_since:
+            if sink.last_push <= quiet_since and not sink.waiting:
                 sink.push(sink.framing.frame(KEEPALIVE), 0, now)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,14 @@ OLDEST_HEADER = "hookwire-oldest-event-id"
 END_GRACE = 2.0
 """Seconds an ending stream's client gets to take the write in flight and the body's end;
 less than the server's shutdown grace, so streams never hold a stopping server up."""
+
+SEND_PIECE = 65536
+"""Bytes of a write the client must take within the send timeout: what is timed is that
+it makes progress, not how long a large backlog takes."""
+
+
+class ClientStalled(trio.BrokenResourceError):
+    """The client took none of a write's bytes within the broadcaster's send timeout."""
 
 
 def event_filter(
@@ -130,12 +139,14 @@ def encode_page(page: list[Event], accepts: EventFilter, expected: int) -> tuple
 class _Body:
     """A stream task's writes to its client: it knows whether one was cut off half-sent."""
 
-    __slots__ = ("_cut", "_framing", "_stream", "_writing", "scope")
+    __slots__ = ("_cut", "_ending", "_framing", "_stream", "_timeout", "_writing", "scope")
 
-    def __init__(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
+    def __init__(self, stream: trio.abc.SendStream, framing: BodyFraming, timeout: float) -> None:
         self._stream = stream
         self._framing = framing
+        self._timeout = timeout
         self._writing: trio.CancelScope | None = None
+        self._ending = math.inf  # when a stopped stream's write in flight is cut
         self._cut = False
         self.scope = trio.CancelScope()  # the stream task's: cancelled when the sink drops
 
@@ -144,23 +155,32 @@ class _Body:
         await self.send_framed(self._framing.frame(data))
 
     async def send_framed(self, data: bytes) -> None:
-        """Send pieces of the body framed already (a sink's backlog)."""
+        """Send pieces of the body framed already (a sink's backlog).
+
+        Each SEND_PIECE bytes must be taken within the timeout, else ClientStalled.
+        """
         self._cut = True
+        view = memoryview(data)
         with trio.CancelScope() as writing:
             self._writing = writing
             try:
-                await self._stream.send_all(data)
+                for start in range(0, len(view), SEND_PIECE):
+                    writing.deadline = min(self._ending, trio.current_time() + self._timeout)
+                    await self._stream.send_all(view[start : start + SEND_PIECE])
             finally:
                 self._writing = None
         if writing.cancelled_caught:
-            raise trio.BrokenResourceError("a dropped stream's client stopped reading")
+            if self._ending < math.inf:
+                raise trio.BrokenResourceError("a dropped stream's client stopped reading")
+            raise ClientStalled(f"the client took no bytes for {self._timeout:g} s")
         self._cut = False
 
     def stop(self) -> None:
         """End the stream's task; a write in flight may still finish, within END_GRACE."""
+        self._ending = trio.current_time() + END_GRACE
         if self._writing is not None:
             self._writing.shield = True
-            self._writing.deadline = trio.current_time() + END_GRACE
+            self._writing.deadline = min(self._writing.deadline, self._ending)
         self.scope.cancel()
 
     async def end(self, rest: bytes) -> None:
@@ -189,9 +209,15 @@ class EventStream(StreamResponse):
 
     async def run(self, stream: trio.abc.SendStream, framing: BodyFraming) -> None:
         resume = self._resume
-        body = _Body(stream, framing)
+        body = _Body(stream, framing, self._broadcaster.send_timeout)
         # Read as the sink attaches (no await between): every newer event reaches the sink.
-        end = None if resume is None else resume.journal.last_id()
+        # The bus may be one step ahead of the journal's own count (it gets an event before
+        # the append that stored it returns): the newer of the two is what was committed.
+        end = (
+            None
+            if resume is None
+            else max(resume.journal.last_id(), self._broadcaster.committed_id)
+        )
         with body.scope:
             sink = self._broadcaster.attach(
                 self._accepts, nowait_sender(stream), body.stop, replaying_to=end, framing=framing
@@ -208,6 +234,8 @@ class EventStream(StreamResponse):
                         await body.send_framed(data)
             except SubscriptionDropped:
                 pass
+            except ClientStalled:
+                self._broadcaster.stalled()
             except JournalUnavailable as exc:
                 # The client resumes again from the last event it got.
                 log.warning("SSE replay stopped: %s", exc)
