@@ -7,6 +7,7 @@ valid everywhere or rejected everywhere with the same sentence.
 from __future__ import annotations
 
 import re
+import reprlib
 import time
 from functools import lru_cache
 
@@ -22,6 +23,9 @@ MAX_TTL = 2**31 - 1
 RESERVED_PREFIXES = ("hook-", "trackle", "iotready")
 """Names the engine publishes itself; a publisher may not forge them."""
 
+MAX_SHOWN = 60
+"""Characters of a refused value quoted in a message: enough to recognise it, not to echo it."""
+
 _NAME = re.compile(r"[\x21-\x7e]{1,64}")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -32,6 +36,24 @@ class EventRejected(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _short_repr() -> reprlib.Repr:
+    # reprlib stops at a depth and a width, where repr() would recurse through a value a
+    # gateway nested a thousand arrays deep (RecursionError) or spell out all of a big one.
+    short = reprlib.Repr()
+    short.maxlevel = 2
+    short.maxstring = short.maxother = MAX_SHOWN
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def shown(value: object) -> str:
+    """A refused value as a message quotes it: its repr, cut to MAX_SHOWN characters."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 3]}..."
 
 
 def check_name(name: object) -> str:
@@ -72,9 +94,11 @@ def check_ttl(ttl: object) -> int:
         try:
             ttl = int(ttl.strip(), 10)
         except ValueError:
-            raise EventRejected(f"ttl must be a whole number of seconds, got {ttl!r}") from None
+            raise EventRejected(
+                f"ttl must be a whole number of seconds, got {shown(ttl)}"
+            ) from None
     if not isinstance(ttl, int):
-        raise EventRejected(f"ttl must be a whole number of seconds, got {ttl!r}")
+        raise EventRejected(f"ttl must be a whole number of seconds, got {shown(ttl)}")
     if not 0 <= ttl <= MAX_TTL:
         raise EventRejected(f"ttl must be between 0 and {MAX_TTL} seconds, got {ttl}")
     return ttl
@@ -87,13 +111,13 @@ def check_private(private: object) -> bool:
         return private
     if isinstance(private, str) and private.lower() in ("true", "false"):
         return private.lower() == "true"
-    raise EventRejected(f"private must be true or false, got {private!r}")
+    raise EventRejected(f"private must be true or false, got {shown(private)}")
 
 
 def check_device_id(device_id: object) -> str:
     if not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id):
         raise EventRejected(
-            f"device id must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -, got {device_id!r}"
+            f"device id must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -, got {shown(device_id)}"
         )
     return device_id
 

@@ -118,10 +118,11 @@ class _Connection:
                 # acks slow down instead of memory growing.
                 while len(self._pubs) + self._committing >= limit or len(self._out) >= limit:
                     await self._room_lot.park()  # (also while the gateway reads nothing)
-                if frame.get("op") == "pub":
+                op = wire.op_label(frame)
+                if op == "pub":
                     pubs += 1
                     self._take_pub(frame, received_at)
-                elif not await self._take(frame, received_at):
+                elif not await self._take(frame, op, received_at):
                     return False
             return True
         finally:
@@ -146,16 +147,15 @@ class _Connection:
         if len(self._pubs) == 1:
             self._pubs_lot.unpark_all()
 
-    async def _take(self, raw: dict[object, object], received_at: str) -> bool:
-        """Handle one frame; False when the connection must close."""
+    async def _take(self, raw: dict[object, object], op: str, received_at: str) -> bool:
+        """Handle one frame (``op``: its wire.op_label); False when the connection must close."""
         hub = self.hub
         try:
             frame = wire.parse_frame(
                 raw, max_data_bytes=hub.max_data_bytes, received_at=received_at
             )
         except wire.FrameError as exc:
-            op = raw.get("op")
-            hub.frames_in[op if op in wire.KNOWN_OPS else "bad"].inc()
+            hub.frames_in[op].inc()
             if exc.fatal:
                 self.refuse(exc)
                 return False
@@ -187,6 +187,7 @@ class _Connection:
         """A frame refused alone: a nack for a publish, else an error; the stream goes on."""
         if exc.seq is None:
             self.send(wire.error(exc.code, exc.message))
+            self.hub.frames_out["error"].inc()
         else:
             self._nack(exc.seq, exc.code, exc.message)
 
@@ -368,12 +369,7 @@ class GatewayHub:
                 if not data:
                     return None
                 frames = decoder.feed(data)
-            if frames[0].get("op") != "hello":
-                raise wire.FrameError(
-                    "hello-required", "the first frame must be a hello", fatal=True
-                )
-            hello = wire.parse_frame(frames[0], max_data_bytes=self.max_data_bytes)
-            assert isinstance(hello, wire.Hello)
+            hello = wire.parse_hello(frames[0])
         except wire.FrameError as exc:
             await self._send_error(stream, exc.code, exc.message)
             return None

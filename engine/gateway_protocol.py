@@ -22,6 +22,7 @@ from engine.events import (
     check_name,
     check_private,
     check_ttl,
+    shown,
     utc_now_iso,
 )
 from engine.model import EventDraft
@@ -32,6 +33,9 @@ KNOWN_OPS = frozenset({"hello", "pub", "down-ack", "ping"})
 """What a gateway may send."""
 
 MAX_KEY_LENGTH = 128
+"""A publish's key is a row of the journal's dedupe table for the window: a short id."""
+MAX_GATEWAY_NAME = 64
+"""The gateway's name goes into logs, metrics and dedupe keys (name#seq)."""
 _PUBLISHED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
 
@@ -106,10 +110,8 @@ class FrameDecoder:
                 frame = unpacker.unpack()
             except msgpack.OutOfData:
                 break
-            except (ValueError, msgpack.UnpackException) as exc:
-                raise FrameError(
-                    "malformed", f"the bytes are not valid msgpack: {exc}", fatal=True
-                ) from None
+            except Exception as exc:  # msgpack's advice: unpack may raise any Exception
+                raise _undecodable(exc) from None
             end = unpacker.tell()
             size, self._taken = end - self._taken, end
             self._check_size(size)
@@ -128,6 +130,21 @@ class FrameDecoder:
                 f"a frame is over the limit of {self.max_frame} bytes",
                 fatal=True,
             )
+
+
+def _undecodable(exc: Exception) -> FrameError:
+    """Why msgpack stopped mid-frame; fatal, as its unpacker is left in an unknown state."""
+    if isinstance(exc, TypeError):  # unhashable: strict_map_key=False lets any type be a key
+        why = "a map key was an array or a map; keys must be strings or other scalars"
+    elif isinstance(exc, UnicodeDecodeError):
+        why = f"a str is not valid UTF-8 ({exc.reason}); binary data goes in a bin"
+    elif isinstance(exc, msgpack.StackError):
+        why = "arrays and maps are nested too deeply"
+    elif isinstance(exc, msgpack.FormatError):
+        why = "the bytes are not valid msgpack"
+    else:  # e.g. a negative ext type that is not a valid timestamp, a length over a limit
+        why = f"the bytes are not valid msgpack: {str(exc) or type(exc).__name__}"
+    return FrameError("malformed", why, fatal=True)
 
 
 class Valid:
@@ -160,6 +177,19 @@ def _remember(known: set[str], value: str, limit: int) -> str:
     return value
 
 
+def op_label(frame: dict[Any, Any]) -> str:
+    """The frame's op as the frames-in metric counts it: a known op, else "bad"."""
+    op = frame.get("op")
+    return op if isinstance(op, str) and op in KNOWN_OPS else "bad"
+
+
+def parse_hello(frame: dict[Any, Any]) -> Hello:
+    """A connection's first frame, which must be a hello; any FrameError is fatal."""
+    if frame.get("op") != "hello":
+        raise FrameError("hello-required", "the first frame must be a hello", fatal=True)
+    return _hello(frame)
+
+
 def parse_frame(
     frame: dict[Any, Any],
     *,
@@ -178,21 +208,29 @@ def parse_frame(
     if op == "down-ack":
         return DownAck(tuple(_id_list(frame.get("ids"), "down-ack", "ids")))
     if op == "hello":
-        token = frame.get("token")
-        version = frame.get("version")
-        name = frame.get("name", "gateway")
-        if not isinstance(token, str) or not token:
-            raise FrameError("bad-hello", "hello.token: expected a non-empty string", fatal=True)
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise FrameError("bad-hello", "hello.version: expected an integer", fatal=True)
-        if not isinstance(name, str) or not 0 < len(name) <= 64:
-            raise FrameError("bad-hello", "hello.name: expected a string of 1 to 64 characters")
-        return Hello(token, version, name)
+        return _hello(frame)
     if op == "ping":
         return Ping()
     if not isinstance(op, str):
         raise FrameError("bad-frame", f"op: expected a string, got {_kind(op)}")
     raise FrameError("unknown-op", f'unknown op "{op[:32]}"; expected pub, down-ack or ping')
+
+
+def _hello(frame: dict[Any, Any]) -> Hello:
+    token = frame.get("token")
+    version = frame.get("version")
+    name = frame.get("name", "gateway")
+    if not isinstance(token, str) or not token:
+        raise FrameError("bad-hello", "hello.token: expected a non-empty string", fatal=True)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise FrameError("bad-hello", "hello.version: expected an integer", fatal=True)
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_GATEWAY_NAME:
+        raise FrameError(
+            "bad-hello",
+            f"hello.name: expected a string of 1 to {MAX_GATEWAY_NAME} characters",
+            fatal=True,
+        )
+    return Hello(token, version, name)
 
 
 def _pub(frame: dict[Any, Any], max_data_bytes: int, received_at: str, valid: Valid) -> Pub:
@@ -205,7 +243,7 @@ def _pub(frame: dict[Any, Any], max_data_bytes: int, received_at: str, valid: Va
             name=valid.name(frame.get("name")),
             data=check_data(frame.get("data"), max_data_bytes),
             ttl=check_ttl(frame.get("ttl")),
-            private=check_private(frame.get("private", True)),
+            private=_private(frame.get("private")),
             published_at=_published_at(frame.get("published_at"), received_at),
             device_id=device,
             product_id=_product(frame.get("product")),
@@ -213,11 +251,20 @@ def _pub(frame: dict[Any, Any], max_data_bytes: int, received_at: str, valid: Va
     except EventRejected as exc:
         raise FrameError("invalid-event", str(exc), seq=seq) from None
     key = frame.get("key")
-    if key is not None and not (isinstance(key, str | int) and len(str(key)) <= MAX_KEY_LENGTH):
+    if key is not None and (
+        isinstance(key, bool)
+        or not isinstance(key, str | int)
+        or len(str(key)) > MAX_KEY_LENGTH  # (an int from msgpack has at most 20 digits)
+    ):
         raise FrameError(
             "invalid-event", f"key: expected a string or an integer, got {_kind(key)}", seq=seq
         )
     return Pub(seq, draft, None if key is None else str(key))
+
+
+def _private(value: object) -> bool:
+    # nil is "not said", like a missing field: a device event stays private (not public).
+    return True if value is None else check_private(value)
 
 
 def _published_at(value: object, received_at: str) -> str:
@@ -225,7 +272,7 @@ def _published_at(value: object, received_at: str) -> str:
         return received_at
     if not isinstance(value, str) or not _PUBLISHED_AT.fullmatch(value):
         raise EventRejected(
-            f"published_at: expected ISO 8601 UTC like 2026-11-29T10:00:00.000Z, got {value!r}"
+            f"published_at: expected ISO 8601 UTC like 2026-11-29T10:00:00.000Z, got {shown(value)}"
         )
     return value
 
@@ -234,7 +281,7 @@ def _product(value: object) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise EventRejected(f"product: expected a positive integer, got {value!r}")
+        raise EventRejected(f"product: expected a positive integer, got {shown(value)}")
     return value
 
 
@@ -247,7 +294,7 @@ def _id_list(value: object, op: str, field: str) -> list[int]:
 
 
 def _kind(value: object) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r:.40}"
+    return "nothing" if value is None else f"{type(value).__name__} {shown(value)}"
 
 
 # frames to the gateway

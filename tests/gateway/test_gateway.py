@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from engine.gateway import HELLO_TIMEOUT
 from engine.gateway_client import Down, GatewayClient, GatewayRefused, open_gateway
 from engine.journal.sqlite import SqliteJournal
 from tests.conftest import ADMIN, PRODUCT_ID, PUBLISHER, WriteConfig, sha
+from tests.gateway._msgpack import Map, Raw, frame, nested
 from tests.helpers import wait_until
 from tests.http.sink import Reply, Sink
 
@@ -236,9 +238,26 @@ async def raw_conversation(
         return frames
 
 
+def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway's mistake is its own: the engine logs no error and no traceback for it."""
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not logged, [r.getMessage() for r in logged]
+
+
+KEY_ARRAY = b"\x81\x91\x01\x01"
+"""{[1]: 1}: a map key msgpack cannot make a dict key."""
+
+
 @pytest.mark.parametrize(
     ("data", "hello", "code"),
     [
+        (KEY_ARRAY, False, "malformed"),
+        (KEY_ARRAY, True, "malformed"),
+        (b"\x81\x81\x01\x01\x01", True, "malformed"),  # {{1: 1}: 1}
+        (frame(op="ping", name=Raw(b"\xa2\xff\xfe")), True, "malformed"),  # not UTF-8
+        (frame(op="ping", deep=nested(1030)), True, "malformed"),
+        (frame(op=[1, 2]), False, "hello-required"),
+        (frame(op="hello", token=GATEWAY, version=1, name=Map(((1, 2),))), True, "bad-hello"),
         (b"\xc1\xc1\xc1", True, "malformed"),
         (msgpack.packb([1, 2, 3]), True, "malformed"),
         (msgpack.packb({"op": "pub", "data": "x" * 70_000}), True, "frame-too-large"),
@@ -254,12 +273,13 @@ async def raw_conversation(
     ],
 )
 async def test_a_stream_that_cannot_be_trusted_gets_an_error_and_is_closed(
-    start: Start, data: bytes, hello: bool, code: str
+    start: Start, caplog: pytest.LogCaptureFixture, data: bytes, hello: bool, code: str
 ) -> None:
     setup = await start()
     frames = await raw_conversation(setup, data, hello)
     assert frames[-1]["op"] == "error" and frames[-1]["error"] == code, frames
     assert isinstance(frames[-1]["message"], str) and frames[-1]["message"]
+    assert_no_tracebacks(caplog)
     # and the engine serves the next gateway as before
     async with setup.connect() as gateway:
         await gateway.wait_acked(await gateway.publish(DEVICE, "temp", "after"))
@@ -287,6 +307,68 @@ async def test_frame_mistakes_get_an_answer_and_the_connection_stays(start: Star
     assert got[1]["message"] == 'unknown op "launch"; expected pub, down-ack or ping'
     assert str(got[2]["message"]).startswith("pub.seq: expected an integer >= 0")
     assert got[3]["seq"] == 5 and str(got[3]["message"]).startswith("ttl must be")
+
+
+def a_pub(**fields: object) -> bytes:
+    return frame(**{"op": "pub", "seq": 7, "device": DEVICE, "name": "temp", **fields})
+
+
+def case(name: str, data: bytes, answer: tuple[str, str], counted_as: str) -> object:
+    return pytest.param(data, answer, counted_as, id=name)
+
+
+BAD_FRAME = ("error", "bad-frame")
+INVALID = ("nack", "invalid-event")
+
+
+@pytest.mark.parametrize(
+    ("data", "answer", "counted_as"),
+    [
+        case("op-array", frame(op=[1, 2]), BAD_FRAME, "bad"),
+        case("op-map", frame(op={"a": 1}), BAD_FRAME, "bad"),
+        case("op-deep", frame(op=nested()), BAD_FRAME, "bad"),
+        case("op-bin", frame(op=b"ping"), BAD_FRAME, "bad"),
+        case("op-uint64", frame(op=2**64 - 1), BAD_FRAME, "bad"),
+        case("op-float", frame(op=1.5), BAD_FRAME, "bad"),
+        case("op-nil", frame(op=None), BAD_FRAME, "bad"),
+        case("op-bool", frame(op=True), BAD_FRAME, "bad"),
+        case("op-ext", frame(op=msgpack.ExtType(1, b"ping")), BAD_FRAME, "bad"),
+        case("op-timestamp", frame(op=msgpack.Timestamp(0)), BAD_FRAME, "bad"),
+        case("down-ack-ids-arrays", frame(op="down-ack", ids=[[1]]), BAD_FRAME, "down-ack"),
+        case("pub-seq-deep", frame(op="pub", seq=nested()), BAD_FRAME, "pub"),
+        case("pub-ttl-deep", a_pub(ttl=nested()), INVALID, "pub"),
+        case("pub-private-map", a_pub(private={"a": [1]}), INVALID, "pub"),
+        case("pub-device-deep", a_pub(device=nested()), INVALID, "pub"),
+        case("pub-key-bool", a_pub(key=True), INVALID, "pub"),
+        case("pub-key-deep", a_pub(key=nested()), INVALID, "pub"),
+    ],
+)
+async def test_a_whole_frame_of_the_wrong_type_is_answered_and_the_connection_stays(
+    start: Start,
+    caplog: pytest.LogCaptureFixture,
+    data: bytes,
+    answer: tuple[str, str],
+    counted_as: str,
+) -> None:
+    setup = await start()
+    stream = await trio.open_tcp_stream(*setup.tcp)
+    async with stream:
+        hello = msgpack.packb({"op": "hello", "token": GATEWAY, "version": 1})
+        await stream.send_all(hello + data + msgpack.packb({"op": "ping"}))
+        unpacker = msgpack.Unpacker(raw=False)
+        got: list[dict[str, object]] = []
+        with trio.fail_after(5):
+            while len(got) < 3:
+                chunk = await stream.receive_some(65536)
+                assert chunk, f"closed after {got}"
+                unpacker.feed(chunk)
+                got += list(unpacker)
+    assert [f["op"] for f in got] == ["welcome", answer[0], "pong"], got
+    assert got[1]["error"] == answer[1] and len(str(got[1]["message"])) <= 200, got[1]
+    assert_no_tracebacks(caplog)
+    metrics = setup.engine.metrics.render().decode()
+    assert f'hookwire_gateway_frames_in_total{{op="{counted_as}"}} 1.0' in metrics
+    assert f'hookwire_gateway_frames_out_total{{op="{answer[0]}"}} 1.0' in metrics
 
 
 async def test_a_connection_closed_mid_frame_changes_nothing(start: Start) -> None:
