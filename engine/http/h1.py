@@ -94,6 +94,7 @@ class RequestReader:
         self._url = bytearray()
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
+        self._rare_fields = False
         self._body = bytearray()
 
     @property
@@ -173,24 +174,20 @@ class RequestReader:
                 f"too many header fields (limit {MAX_HEADER_COUNT})",
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
             )
-        self._headers.append((name.lower(), value))
+        lowered = name.lower()
+        if lowered in _RARE_FIELDS:
+            self._rare_fields = True
+        self._headers.append((lowered, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_fed = 0
-        _check_transfer_coding(self._headers)
+        if self._rare_fields:
+            _check_transfer_coding(self._headers)
+            self._continue_wanted = _wants_continue(self._headers, self._parser)
         length = _content_length(self._headers)
         if length is not None and length > self._max_body_bytes:
             raise _body_too_large(self._max_body_bytes)
-        expect = first_value(self._headers, b"expect")
-        if expect is not None:
-            if expect.strip().lower() != b"100-continue":
-                raise ProtocolError(
-                    f"unsupported expectation {expect[:64].decode('latin-1')!r}; "
-                    "only 100-continue is known",
-                    HTTPStatus.EXPECTATION_FAILED,
-                )
-            self._continue_wanted = self._parser.get_http_version() == "1.1"
 
     def on_body(self, body: bytes) -> None:
         if len(self._body) + len(body) > self._max_body_bytes:
@@ -230,6 +227,26 @@ def _head_too_large(limit: int) -> ProtocolError:
     return ProtocolError(
         f"request head larger than {limit} bytes", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
     )
+
+
+_RARE_FIELDS = frozenset({b"transfer-encoding", b"expect"})
+"""Fields that ask more of the server than most requests do; looked at only when present."""
+
+
+def _wants_continue(
+    headers: list[tuple[bytes, bytes]], parser: httptools.HttpRequestParser
+) -> bool:
+    """Whether the client waits for ``100 Continue``; 417 for an expectation we do not know."""
+    expect = first_value(headers, b"expect")
+    if expect is None:
+        return False
+    if expect.strip().lower() != b"100-continue":
+        raise ProtocolError(
+            f"unsupported expectation {expect[:64].decode('latin-1')!r}; "
+            "only 100-continue is known",
+            HTTPStatus.EXPECTATION_FAILED,
+        )
+    return bool(parser.get_http_version() == "1.1")
 
 
 def _check_transfer_coding(headers: list[tuple[bytes, bytes]]) -> None:

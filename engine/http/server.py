@@ -12,6 +12,7 @@ the head and body sizes are bounded by the reader (431/414, 413).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -219,41 +220,32 @@ class HttpServer:
     async def _take(
         self, stream: trio.abc.Stream, reader: RequestReader, data: bytes | bytearray
     ) -> int | None:
-        """Parse ``data`` and answer what it completes: how many, or None to close."""
-        failure: ProtocolError | None = None
-        try:
-            reader.feed(data)
-        except ProtocolError as exc:
-            failure = exc
-        answered = await self._answer_ready(stream, reader)
-        if answered is None:
-            return None
-        if failure is not None:
-            log.debug("closing a connection: %s (%d)", failure, failure.status_hint)
-            if self._on_protocol_error is not None:
-                self._on_protocol_error(failure.status_hint)
-            await self._send_error(stream, failure.status_hint, str(failure))
-            return None
-        if reader.closed:
-            return None
-        interim = reader.interim_nowait()
-        if interim is not None:
-            await self._write(stream, interim)
-        return answered
-
-    async def _answer_ready(self, stream: trio.abc.Stream, reader: RequestReader) -> int | None:
-        """Answer every complete request: how many, or None when the connection must close.
+        """Parse ``data`` and answer every request it completes, in order: how many were
+        answered, or None when the connection must close.
 
         Answers leave in one write when they are few and small; past a budget of bytes or
         requests they are written (or the task yields) before the next is handled, so a
         peer that pipelines much and reads little holds little memory and no other
         connection waits on it.
         """
+        failure: ProtocolError | None = None
+        try:
+            reader.feed(data)
+        except ProtocolError as exc:
+            failure = exc
         out = bytearray()
         answered = 0
         keep_open = True
-        yield_at = trio.current_time() + YIELD_AFTER_SECONDS
+        yield_at = math.inf
         while keep_open and (request := reader.next_request()) is not None:
+            if answered:
+                # A second request from one read: from here on it may not hog the loop.
+                now = trio.current_time()
+                if yield_at == math.inf:
+                    yield_at = now + YIELD_AFTER_SECONDS
+                elif now >= yield_at or answered % YIELD_AFTER_REQUESTS == 0:
+                    await trio.lowlevel.checkpoint()
+                    yield_at = trio.current_time() + YIELD_AFTER_SECONDS
             keep_open = request.keep_alive and not self._closing
             result = await self._handler(request)
             answered += 1
@@ -270,12 +262,22 @@ class HttpServer:
             if len(out) >= WRITE_BUDGET:
                 await self._write(stream, out)
                 out = bytearray()
-            elif answered % YIELD_AFTER_REQUESTS == 0 or trio.current_time() >= yield_at:
-                await trio.lowlevel.checkpoint()
-                yield_at = trio.current_time() + YIELD_AFTER_SECONDS
         if out:
             await self._write(stream, out)
-        return answered if keep_open else None
+        if not keep_open:
+            return None
+        if failure is not None:
+            log.debug("closing a connection: %s (%d)", failure, failure.status_hint)
+            if self._on_protocol_error is not None:
+                self._on_protocol_error(failure.status_hint)
+            await self._send_error(stream, failure.status_hint, str(failure))
+            return None
+        if reader.closed:
+            return None
+        interim = reader.interim_nowait()
+        if interim is not None:
+            await self._write(stream, interim)
+        return answered
 
     async def _write(self, stream: trio.abc.Stream, data: bytes | bytearray) -> None:
         with trio.CancelScope(deadline=trio.current_time() + self._limits.idle_timeout) as cs:
