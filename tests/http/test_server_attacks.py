@@ -168,9 +168,13 @@ async def closed_after(client: RawClient, every: float) -> float:
                     await trio.sleep(every)
 
         nursery.start_soon(noise)
-        assert await client.read_to_eof(within=60) == b""
-        nursery.cancel_scope.cancel()
-    await client.aclose()
+        try:
+            assert await client.read_to_eof(within=60) == b""
+        except trio.BrokenResourceError:
+            pass  # closed with a CRLF unread: the kernel resets instead of ending the stream
+        finally:
+            nursery.cancel_scope.cancel()
+            await client.aclose()
     return trio.current_time() - started
 
 
