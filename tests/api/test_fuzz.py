@@ -61,6 +61,9 @@ requests = st.one_of(
         st.integers(0, 20),
     ),
     st.lists(st.sampled_from(SEEDS), min_size=2, max_size=4).map(b"".join),
+    # Many pipelined requests with bare CRLFs between them, and a header line that never ends.
+    st.lists(st.sampled_from([*SEEDS, b"\r\n", b"\r\n\r\n"]), max_size=60).map(b"".join),
+    st.integers(0, 40_000).map(lambda n: b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * n),
 )
 
 

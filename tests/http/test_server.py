@@ -241,6 +241,16 @@ REQUEST = b"POST /v1/devices/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n
                 st.tuples(st.integers(0, len(REQUEST) * 3 - 1), st.integers(0, 255)), max_size=4
             ),
         ),
+        # A header line (name or value) of any length that never ends.
+        st.builds(
+            lambda start, n: start + b"a" * n,
+            st.sampled_from([b"GET / HTTP/1.1\r\nX: ", b"GET / HTTP/1.1\r\nX"]),
+            st.integers(0, 5000),
+        ),
+        # Many pipelined requests, with bare CRLFs between them.
+        st.lists(st.sampled_from([REQUEST, b"GET /p HTTP/1.1\r\n\r\n", b"\r\n"]), max_size=300).map(
+            b"".join
+        ),
     )
 )
 async def test_any_bytes_get_answers_or_a_close(data: bytes) -> None:
