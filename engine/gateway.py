@@ -262,7 +262,10 @@ class GatewayHub:
         self._pump_lot = trio.lowlevel.ParkingLot()
         self._backlog = True  # the outbox may hold downlinks no connection has
         self.tcp_addresses: list[tuple[str, int]] = []  # bound, once serving
-        self._acking: set[int] = set()
+        self._acking: set[int] = set()  # acknowledged; their delete is not committed yet
+        # Acknowledged while the pump reads a page of the outbox (None: no read under way).
+        # The page is the outbox as it was when the read began, so it may still hold them.
+        self._acked_during_read: set[int] | None = None
 
     def __repr__(self) -> str:
         return f"<GatewayHub connections={len(self._connections)}>"
@@ -271,12 +274,20 @@ class GatewayHub:
 
     def send_nowait(self, device_id: str, event: Event) -> None:
         """A committed downlink (already in the outbox): offer it now if a gateway has room."""
+        if self._held(event.id):  # the pump found it in the outbox before we were told
+            return
         connection = None if self._backlog else self._route(device_id)
         if connection is not None and connection.room > 0:
             connection.offer(OutboxEntry(event, device_id))
         else:  # older ones wait in the outbox: the pump sends them in order
             self._backlog = True
             self._pump_lot.unpark_all()
+
+    def _held(self, downlink_id: int) -> bool:
+        """Whether a connection holds the downlink, or its acknowledgement is being stored."""
+        return downlink_id in self._acking or any(
+            downlink_id in c.in_flight for c in self._connections
+        )
 
     def _route(self, device: str) -> _Connection | None:
         connection = self._by_device.get(device)
@@ -440,6 +451,8 @@ class GatewayHub:
                 self.metrics.gateway_downlinks_acked.inc(len(known))
             finally:
                 self._acking.difference_update(known)
+                if self._acked_during_read is not None:
+                    self._acked_during_read.update(known)
         if self._backlog:
             self._pump_lot.unpark_all()
 
@@ -464,8 +477,14 @@ class GatewayHub:
         self._backlog = False
         after, scanned = 0, 0
         while scanned < PUMP_SCAN and any(c.room > 0 for c in self._connections):
-            page = await self.store.pending_downlinks(after, PUMP_PAGE)
-            held = self._acking.union(*(c.in_flight for c in self._connections))
+            self._acked_during_read = set()
+            try:
+                page = await self.store.pending_downlinks(after, PUMP_PAGE)
+                held = self._acking.union(
+                    self._acked_during_read, *(c.in_flight for c in self._connections)
+                )
+            finally:
+                self._acked_during_read = None
             for downlink in page:
                 if downlink.event.id in held:
                     continue

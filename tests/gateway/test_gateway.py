@@ -12,11 +12,15 @@ from urllib.parse import parse_qs
 import msgpack
 import pytest
 import trio
+import trio.testing
 
 from engine.daemon import Engine
-from engine.gateway import HELLO_TIMEOUT
+from engine.gateway import HELLO_TIMEOUT, GatewayHub
 from engine.gateway_client import Down, GatewayClient, GatewayRefused, open_gateway
+from engine.journal.memory import MemoryJournal
 from engine.journal.sqlite import SqliteJournal
+from engine.metrics import Metrics
+from engine.model import EventDraft, OutboxEntry
 from tests.conftest import ADMIN, PRODUCT_ID, PUBLISHER, WriteConfig, sha
 from tests.gateway._msgpack import Map, Raw, frame, nested
 from tests.helpers import wait_until
@@ -406,6 +410,112 @@ async def test_a_gateway_that_never_acknowledges_gets_at_most_max_unacked(start:
             await other.ack_downlinks([taken[-1].id])
         assert len({d.id for d in taken}) == 10
         await wait_until(lambda: setup.journal.outbox_depth == 0)
+
+
+class HeldReads(MemoryJournal):
+    """Outbox pages read as SQLite's reader thread reads them: the page is what the outbox
+    held when the read began, answered (while ``hold`` is set) after other writes commit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold: trio.Event | None = None
+
+    async def pending_downlinks(self, after: int, limit: int) -> list[OutboxEntry]:
+        page = await super().pending_downlinks(after, limit)
+        if self.hold is not None:
+            await self.hold.wait()
+        return page
+
+
+@dataclass
+class MemoryGateway:
+    """A gateway on a memory stream, for races that real sockets make a matter of luck."""
+
+    stream: trio.abc.Stream
+    downs: list[int]  # the ids of the downlinks it received, in order
+
+    async def ack(self, *ids: int) -> None:
+        await self.stream.send_all(msgpack.packb({"op": "down-ack", "ids": list(ids)}))
+        await trio.testing.wait_all_tasks_blocked()
+
+
+async def serve_hub(
+    write_config: WriteConfig, nursery: trio.Nursery, journal: MemoryJournal, max_unacked: int
+) -> GatewayHub:
+    config = write_config(
+        f"""
+[[auth.tokens]]
+name = "gateway"
+sha256 = "{sha(GATEWAY)}"
+scopes = ["gateway"]
+
+[gateway]
+tcp = "127.0.0.1:0"
+max_unacked = {max_unacked}
+"""
+    )
+    hub = GatewayHub(config, journal, Metrics())
+    await nursery.start(hub.serve)
+    await trio.testing.wait_all_tasks_blocked()  # the pump waits for work
+    return hub
+
+
+async def connect_in_memory(hub: GatewayHub, nursery: trio.Nursery) -> MemoryGateway:
+    engine_side, gateway_side = trio.testing.memory_stream_pair()
+    nursery.start_soon(hub._handle, engine_side)
+    hello = {"op": "hello", "token": GATEWAY, "version": 1}
+    await gateway_side.send_all(msgpack.packb(hello))
+    gateway = MemoryGateway(gateway_side, [])
+
+    async def read() -> None:
+        unpacker = msgpack.Unpacker(raw=False)
+        while data := await gateway_side.receive_some(65536):
+            unpacker.feed(data)
+            gateway.downs += [frame["id"] for frame in unpacker if frame["op"] == "down"]
+
+    nursery.start_soon(read)
+    await trio.testing.wait_all_tasks_blocked()
+    return gateway
+
+
+def answers(n: int) -> list[EventDraft]:
+    return [
+        EventDraft("hook-response/temp/0", str(i), 60, True, "2026-11-29T00:00:00.000Z", DEVICE)
+        for i in range(n)
+    ]
+
+
+async def test_a_downlink_acknowledged_while_the_outbox_is_read_is_not_sent_again(
+    write_config: WriteConfig, nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    journal = HeldReads()
+    await journal.append_many(answers(4), to_devices=[DEVICE] * 4)
+    hub = await serve_hub(write_config, nursery, journal, max_unacked=2)
+    gateway = await connect_in_memory(hub, nursery)
+    assert gateway.downs == [1, 2]
+    journal.hold = trio.Event()
+    await gateway.ack(1)  # room for one more: the pump reads the outbox (2, 3, 4) ...
+    await gateway.ack(2)  # ... and 2 leaves the outbox before that page is answered
+    journal.hold.set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert gateway.downs == [1, 2, 3, 4]
+    [connection] = hub._connections
+    assert sorted(connection.in_flight) == [3, 4]
+
+
+async def test_a_downlink_the_pump_found_first_is_not_offered_again_by_the_dispatcher(
+    write_config: WriteConfig, nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    journal = MemoryJournal()
+    hub = await serve_hub(write_config, nursery, journal, max_unacked=4)
+    first = await connect_in_memory(hub, nursery)
+    # The dispatcher's commit puts an answer in the outbox; before the dispatcher resumes
+    # to offer it, a gateway connects and the pump finds it there.
+    [event] = await journal.append_many(answers(1), to_devices=[DEVICE])
+    second = await connect_in_memory(hub, nursery)
+    hub.send_nowait(DEVICE, event)
+    await trio.testing.wait_all_tasks_blocked()
+    assert first.downs + second.downs == [event.id]
 
 
 async def test_downlinks_expire_after_their_ttl_and_are_counted(start: Start) -> None:
