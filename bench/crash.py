@@ -50,7 +50,7 @@ from _report import Report
 from delivery import JOURNAL_FILE, spread_hooks, stamped_publishes
 
 sys.path.insert(0, str(REPO_ROOT))
-from engine.model import delivery_id, hook_tag
+from engine.core.model import delivery_id, hook_tag
 
 RETRY = ["100ms", "200ms", "500ms", "1s"]
 """Short, so deliveries that failed at the crash come back soon after the restart."""

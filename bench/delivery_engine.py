@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 from _report import Report  # noqa: E402
 
-from engine.config import load_config  # noqa: E402
+from engine.config.settings import load_config  # noqa: E402
+from engine.core.model import EventDraft  # noqa: E402
 from engine.daemon import Engine  # noqa: E402
 from engine.http.client import Origin, Response  # noqa: E402
-from engine.model import EventDraft  # noqa: E402
 
 TIME_LIMIT = 120.0
 """Seconds the run may take at most, whatever the arguments."""

@@ -27,7 +27,7 @@ from _harness import HOST, Daemon, EngineFailed, cpu_seconds, free_port, machine
 from _latency import summarize
 from _report import Report
 
-from engine.gateway_client import GatewayClient, open_gateway
+from engine.gateway.client import GatewayClient, open_gateway
 
 TARGET_EVENTS = 100_000.0
 TARGET_ACK_P99_MS = 5.0

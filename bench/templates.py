@@ -32,7 +32,7 @@ import chevron
 from _harness import machine_busy
 from _report import Report
 
-from engine.model import Event
+from engine.core.model import Event
 from engine.templates import compile_template
 from engine.templates.context import event_context
 from engine.templates.values import escape_html

@@ -10,12 +10,12 @@ import trio
 
 from engine import __version__
 from engine.api.app import Api
-from engine.bus import Bus
-from engine.config import Config, ConfigError
+from engine.config.settings import Config, ConfigError
+from engine.core.bus import Bus
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.downlink import Downlink, MemoryDownlink
-from engine.delivery.router import Router
-from engine.gateway import GatewayHub
+from engine.gateway.hub import GatewayHub
+from engine.hooks.router import Router
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
 from engine.journal.sqlite import SqliteJournal

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.config import Config, load_config
+from engine.config.settings import Config, load_config
 from engine.daemon import Engine
 
 ADMIN = "hw_test_admin_token_0123456789"

@@ -10,8 +10,8 @@ from pathlib import Path
 import h11
 import trio
 
+from engine.core.model import Event, EventDraft
 from engine.daemon import Engine
-from engine.model import Event, EventDraft
 
 HOOKWIRE = [sys.executable, "-m", "engine.cli"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import pytest
 import trio
 import trio.testing
 
-from engine.bus import Bus, SubscriptionDropped
-from engine.model import Event
+from engine.core.bus import Bus, SubscriptionDropped
+from engine.core.model import Event
 
 
 def event(n: int, name: str = "temp") -> Event:

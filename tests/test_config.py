@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import (
+from engine.config.settings import (
     AuthPair,
     Config,
     ConfigError,

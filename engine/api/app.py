@@ -10,21 +10,21 @@ import orjson
 import trio
 
 from engine import __version__
-from engine.api.auth import Authenticator, Principal, token_from
 from engine.api.broadcast import Broadcaster, StreamStats
 from engine.api.dead_letters import list_query, replay_query
 from engine.api.publish import publish_fields
 from engine.api.routes import Matched, MethodNotAllowed, match_route
 from engine.api.streams import EventStream, event_filter, plan_resume, requested_resume
-from engine.bus import Bus
-from engine.config import Config
-from engine.events import EventRejected, build_draft, check_device_id
+from engine.config.settings import Config
+from engine.core.auth import Authenticator, Principal
+from engine.core.bus import Bus
+from engine.core.events import EventRejected, build_draft, check_device_id
+from engine.core.model import REST_DEVICE_ID
+from engine.core.ratelimit import TokenBucket
 from engine.http.h1 import Request
 from engine.http.server import JSON, Response, StreamResponse, error_response
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import CONTENT_TYPE, Metrics
-from engine.model import REST_DEVICE_ID
-from engine.ratelimit import TokenBucket
 
 Result = Response | StreamResponse
 RouteHandler = Callable[[Request, dict[str, str]], Awaitable[Result]]
@@ -282,3 +282,14 @@ class Api:
             "subscribers": len(self.broadcaster),
         }
         return Response(200, orjson.dumps(body))
+
+
+def token_from(request: Request) -> str | None:
+    """The token of a request: `Authorization: Bearer ...`, else `?access_token=`."""
+    header = request.header(b"authorization")
+    if header is not None:
+        scheme, _, value = header.decode("latin-1").strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    return request.query.get("access_token") or None

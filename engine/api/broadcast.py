@@ -42,10 +42,10 @@ from collections.abc import Callable
 import orjson
 import trio
 
-from engine.bus import Bus, EventFilter, SubscriptionDropped
+from engine.core.bus import Bus, EventFilter, SubscriptionDropped
+from engine.core.model import Event
 from engine.http.h1 import CLOSE_DELIMITED, BodyFraming, frame_chunk
 from engine.http.sse import format_comment, format_event
-from engine.model import Event
 
 log = logging.getLogger("hookwire.sse")
 

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from engine.events import EventRejected
+from engine.core.events import EventRejected
 from engine.http.h1 import Request
 
 FORM = "application/x-www-form-urlencoded"

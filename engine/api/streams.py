@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import trio
 
-from engine.api.auth import Principal
 from engine.api.broadcast import KEEPALIVE, Broadcaster, Sink, accept_all, event_frame
-from engine.bus import EventFilter, SubscriptionDropped
+from engine.core.auth import Principal
+from engine.core.bus import EventFilter, SubscriptionDropped
+from engine.core.model import Event
 from engine.http.h1 import BodyFraming, Request
 from engine.http.server import StreamResponse, nowait_sender
 from engine.http.sse import HEADERS, PREAMBLE, format_comment, parse_event_id
 from engine.journal import Journal, JournalUnavailable
-from engine.model import Event
 
 log = logging.getLogger("hookwire.sse")
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import trio
 
+from engine.core.model import Delivery
+from engine.core.ratelimit import TokenBucket
 from engine.delivery.breaker import CircuitBreaker
 from engine.delivery.request import PreparedRequest
 from engine.http.client import Origin
-from engine.model import Delivery
-from engine.ratelimit import TokenBucket
 
 BREAKER_STATES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
 

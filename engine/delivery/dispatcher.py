@@ -19,8 +19,21 @@ from typing import Any, Protocol
 
 import trio
 
-from engine.bus import Bus
-from engine.config import Config, HookConfig
+from engine.config.settings import Config, HookConfig
+from engine.core.bus import Bus
+from engine.core.events import utc_now_iso
+from engine.core.model import (
+    INTERNAL_DEVICE_ID,
+    REST_DEVICE_ID,
+    Attempt,
+    Delivery,
+    Event,
+    EventDraft,
+    StoredDelivery,
+    delivery_id,
+    hook_tag,
+)
+from engine.core.ratelimit import TokenBucket
 from engine.delivery import retry
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
@@ -33,10 +46,9 @@ from engine.delivery.responses import (
     status_line,
     topic_is_valid,
 )
-from engine.delivery.router import Router
 from engine.delivery.signing import Signer
 from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
-from engine.events import utc_now_iso
+from engine.hooks.router import Router
 from engine.http.client import (
     ConnectError,
     ConnectionPool,
@@ -49,18 +61,6 @@ from engine.http.client import (
 )
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
-from engine.model import (
-    INTERNAL_DEVICE_ID,
-    REST_DEVICE_ID,
-    Attempt,
-    Delivery,
-    Event,
-    EventDraft,
-    StoredDelivery,
-    delivery_id,
-    hook_tag,
-)
-from engine.ratelimit import TokenBucket
 from engine.templates.context import event_context
 from engine.templates.hook_templates import HookTemplates
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from engine.model import Event
+from engine.core.model import Event
 
 MEMORY_DOWNLINK_KEEP = 10_000
 """Messages kept by the in-memory downlink; the oldest go first."""

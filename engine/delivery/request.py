@@ -18,9 +18,9 @@ from urllib.parse import quote_plus, urlsplit
 import orjson
 
 from engine import __version__
-from engine.config import HookConfig
+from engine.config.settings import HookConfig
+from engine.core.model import Event
 from engine.http.client import Origin
-from engine.model import Event
 from engine.templates import TemplateRenderError
 from engine.templates.hook_templates import HookTemplates, Pairs
 

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC
 
-from engine.config import DEFAULT_RETRY
+from engine.config.settings import DEFAULT_RETRY
 
 # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (the config's default): a quick second try for
 # blips, then about a day of patience for an outage before the delivery becomes a dead letter.

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from engine._config_fields import parse_duration, show
-from engine.delivery.router import Router
+from engine.config._fields import parse_duration, show
+from engine.core.model import Event, delivery_id, hook_tag
+from engine.hooks.router import Router
 from engine.journal.schema import stored_event
-from engine.model import Event, delivery_id, hook_tag
 
 LIST_LIMIT = 100
 """Dead letters listed when no limit is given: a screenful, newest first."""

@@ -7,8 +7,8 @@ from typing import Protocol
 
 import trio
 
+from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
-from engine.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
 
 
 class JournalUnavailable(Exception):

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
-from engine.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
 
 DEFAULT_KEEP = 10_000
 """Recent events (and attempts, and dead letters) kept; bounds memory under any load."""

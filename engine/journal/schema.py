@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from engine.model import Event
+from engine.core.model import Event
 
 APPLICATION_ID = 0x486B5752
 """``PRAGMA application_id`` of a Hookwire journal ("HkWR")."""

@@ -30,11 +30,7 @@ from typing import Any, TypeVar
 import msgpack
 import trio
 
-from engine.delivery.router import Router
-from engine.journal import admin
-from engine.journal.base import JournalUnavailable
-from engine.journal.schema import open_database, stored_event
-from engine.model import (
+from engine.core.model import (
     Attempt,
     Delivery,
     Event,
@@ -44,6 +40,10 @@ from engine.model import (
     delivery_id,
     hook_tag,
 )
+from engine.hooks.router import Router
+from engine.journal import admin
+from engine.journal.base import JournalUnavailable
+from engine.journal.schema import open_database, stored_event
 
 log = logging.getLogger("hookwire.journal")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from engine.model import Event
+from engine.core.model import Event
 
 MAX_JSON_DATA_CHARS = 1_000_000
 """Event data is bounded by the publish limits; this only guards direct callers."""

@@ -10,7 +10,7 @@ from engine.templates import Template, TemplateError, compile_template
 from engine.templates.json_template import JsonTemplate, JsonTemplateError
 
 if TYPE_CHECKING:
-    from engine.config import HookConfig
+    from engine.config.settings import HookConfig
 
 DEFAULT_RESPONSE_TOPIC = "hook-response/{{{TRACKLE_EVENT_NAME}}}"
 PRODUCT_RESPONSE_TOPIC = "{{{TRACKLE_DEVICE_ID}}}/hook-response/{{{TRACKLE_EVENT_NAME}}}"

@@ -7,9 +7,9 @@ import trio
 import trio.testing
 
 from engine.api.broadcast import KEEPALIVE, Broadcaster, Sink, StreamStats, accept_all
-from engine.bus import Bus, SubscriptionDropped
+from engine.core.bus import Bus, SubscriptionDropped
+from engine.core.model import Event
 from engine.http.h1 import CHUNKED, CLOSE_DELIMITED, LAST_CHUNK, frame_chunk
-from engine.model import Event
 from tests.helpers import Dechunker
 
 

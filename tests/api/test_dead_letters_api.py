@@ -13,9 +13,9 @@ import httpx
 import pytest
 import trio
 
-from engine.config import Config
+from engine.config.settings import Config
+from engine.core.model import Event
 from engine.daemon import Engine
-from engine.model import Event
 from tests.conftest import ADMIN, SUBSCRIBER, Served, WriteConfig, sha
 from tests.helpers import publish_direct
 from tests.http.sink import Reply, Sink

@@ -10,7 +10,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import Config
+from engine.config.settings import Config
 from engine.daemon import Engine
 from tests.conftest import ADMIN
 

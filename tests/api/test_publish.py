@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from engine.model import REST_DEVICE_ID
+from engine.core.model import REST_DEVICE_ID
 from tests.conftest import (
     ADMIN,
     OTHER_PRODUCT_ID,

@@ -19,14 +19,14 @@ from ld_eventsource.config.async_connect_strategy import AsyncConnectStrategy
 from engine.api.app import Api
 from engine.api.broadcast import Broadcaster, accept_all, event_frame
 from engine.api.streams import EventStream, plan_resume
-from engine.bus import Bus
-from engine.config import Config
+from engine.config.settings import Config
+from engine.core.bus import Bus
+from engine.core.model import Event, EventDraft
 from engine.daemon import Engine
 from engine.http.h1 import CLOSE_DELIMITED
 from engine.http.server import HttpServer
 from engine.journal import JournalUnavailable, MemoryJournal
 from engine.metrics import Metrics
-from engine.model import Event, EventDraft
 from tests.api.test_broadcast import Socket
 from tests.conftest import ADMIN, DEVICE_ONLY, PRODUCT_ID, PRODUCT_ONLY, Served, WriteConfig
 from tests.helpers import Collector, RawClient, publish_direct

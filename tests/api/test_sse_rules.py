@@ -14,14 +14,14 @@ from httpx_sse import aconnect_sse
 from engine.api.app import Api
 from engine.api.broadcast import Broadcaster, accept_all
 from engine.api.streams import EventStream
-from engine.bus import Bus
-from engine.config import Config
+from engine.config.settings import Config
+from engine.core.bus import Bus
+from engine.core.model import Event
 from engine.daemon import Engine
 from engine.http.h1 import CHUNKED
 from engine.http.server import HttpServer
 from engine.journal import MemoryJournal
 from engine.metrics import Metrics
-from engine.model import Event
 from tests.api.test_broadcast import Socket
 from tests.conftest import ADMIN, PUBLISHER, SUBSCRIBER, WriteConfig
 from tests.helpers import Collector, Dechunker, RawClient, publish_direct, wait_until

@@ -17,9 +17,9 @@ from ld_eventsource.config import ConnectStrategy, ErrorStrategy
 
 from engine.api.broadcast import Broadcaster, accept_all
 from engine.api.streams import END_GRACE, EventStream
-from engine.bus import Bus
+from engine.core.bus import Bus
+from engine.core.model import Event
 from engine.http.h1 import CHUNKED
-from engine.model import Event
 from tests.conftest import (
     ADMIN,
     DEVICE_ONLY,

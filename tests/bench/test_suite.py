@@ -12,7 +12,7 @@ import pytest
 from _harness import Daemon, EngineFailed
 from _suite import Findings, Scenario, Suite, UnknownScenario, select
 
-from engine import cli
+from engine.cli import commands as cli
 
 RUNNER = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 

@@ -12,9 +12,9 @@ import pytest
 import trio
 from standardwebhooks.webhooks import Webhook
 
-from engine.config import Config
+from engine.config.settings import Config
+from engine.core.model import Event
 from engine.daemon import Engine
-from engine.model import Event
 from tests.conftest import WriteConfig
 from tests.helpers import publish_direct, wait_until
 from tests.http.sink import Reply, Sink

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import trio
 
-from engine.config import Config
+from engine.config.settings import Config
+from engine.core.model import Event, EventDraft
 from engine.daemon import Engine
-from engine.delivery.router import Router
+from engine.hooks.router import Router
 from engine.journal.sqlite import SqliteJournal
-from engine.model import Event, EventDraft
 from tests.conftest import WriteConfig
 from tests.helpers import publish_direct, wait_until
 from tests.http.sink import Reply, Sink

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.config import HookConfig
+from engine.config.settings import HookConfig
+from engine.core.model import Event
 from engine.delivery.request import USER_AGENT, RequestError, build_request, form_encode
 from engine.http.client import Origin
-from engine.model import Event
 from engine.templates.context import event_context
 from tests.conftest import WriteConfig
 

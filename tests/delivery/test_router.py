@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.delivery.router import Router
-from engine.model import Event
+from engine.core.model import Event
+from engine.hooks.router import Router
 from tests.conftest import PRODUCT_ID, WriteConfig
 
 HOOKS = f"""

@@ -23,11 +23,11 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import load_config
+from engine.config.settings import load_config
+from engine.core.model import EventDraft
 from engine.daemon import Engine
 from engine.delivery.breaker import BreakerState
 from engine.http.client import Origin, ReadTimeout, Response
-from engine.model import EventDraft
 
 RETRIES = 3
 

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 import httpx
 import trio
 
-from engine.model import delivery_id, hook_tag
+from engine.core.model import delivery_id, hook_tag
 from tests.conftest import ADMIN, BASE_CONFIG
 from tests.helpers import HOOKWIRE, ROOT
 from tests.http.sink import Reply, Sink

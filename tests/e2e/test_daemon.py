@@ -15,7 +15,7 @@ import orjson
 import trio
 from httpx_sse import aconnect_sse
 
-from engine.gateway_client import open_gateway
+from engine.gateway.client import open_gateway
 from tests.conftest import ADMIN, BASE_CONFIG
 from tests.helpers import HOOKWIRE, ROOT, RawClient, run_cli
 

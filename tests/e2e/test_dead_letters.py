@@ -15,7 +15,7 @@ import pytest
 import trio
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from engine.config import load_config
+from engine.config.settings import load_config
 from tests.conftest import ADMIN, BASE_CONFIG
 from tests.e2e.test_daemon import daemon, write
 from tests.helpers import run_cli

@@ -14,13 +14,13 @@ import pytest
 import trio
 import trio.testing
 
+from engine.core.model import EventDraft, OutboxEntry
 from engine.daemon import Engine
-from engine.gateway import HELLO_TIMEOUT, GatewayHub
-from engine.gateway_client import Down, GatewayClient, GatewayRefused, open_gateway
+from engine.gateway.client import Down, GatewayClient, GatewayRefused, open_gateway
+from engine.gateway.hub import HELLO_TIMEOUT, GatewayHub
 from engine.journal.memory import MemoryJournal
 from engine.journal.sqlite import SqliteJournal
 from engine.metrics import Metrics
-from engine.model import EventDraft, OutboxEntry
 from tests.conftest import ADMIN, PRODUCT_ID, PUBLISHER, WriteConfig, sha
 from tests.gateway._msgpack import Map, Raw, frame, nested
 from tests.helpers import wait_until

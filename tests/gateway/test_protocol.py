@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import gateway_protocol as wire
+from engine.gateway import protocol as wire
 from tests.gateway._msgpack import (
     DEEP,
     Map,

@@ -8,7 +8,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import LimitsConfig
+from engine.config.settings import LimitsConfig
 from engine.http.h1 import BodyFraming, Request
 from engine.http.server import HttpServer, Response, StreamResponse
 from tests.helpers import RawClient

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from engine.config import LimitsConfig
+from engine.config.settings import LimitsConfig
 from engine.http.h1 import Request
 from engine.http.server import HttpServer, Response
 from tests.helpers import RawClient

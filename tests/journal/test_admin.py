@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.config import Config
-from engine.delivery.router import Router
+from engine.config.settings import Config
+from engine.core.model import Attempt, Delivery, Event, EventDraft, delivery_id, hook_tag
+from engine.hooks.router import Router
 from engine.journal import MemoryJournal, admin
 from engine.journal.admin import DeadLetterQuery
 from engine.journal.schema import open_database
 from engine.journal.sqlite import SqliteJournal
-from engine.model import Attempt, Delivery, Event, EventDraft, delivery_id, hook_tag
 from tests.conftest import WriteConfig
 
 HOOKS = """

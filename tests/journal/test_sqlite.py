@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.config import Config
-from engine.delivery.router import Router
+from engine.config.settings import Config
+from engine.core.model import Attempt, Delivery, EventDraft, delivery_id, hook_tag
+from engine.hooks.router import Router
 from engine.journal import JournalUnavailable
 from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, JournalError, open_database
 from engine.journal.sqlite import SqliteJournal, insert_rows
-from engine.model import Attempt, Delivery, EventDraft, delivery_id, hook_tag
 from tests.conftest import WriteConfig
 
 HOOKS = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.model import Event
+from engine.core.model import Event
 from engine.templates import render
 from engine.templates.context import BUILTIN_NAMES, event_context
 

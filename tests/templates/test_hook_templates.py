@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from engine.config import ConfigError
-from engine.model import Event
+from engine.config.settings import ConfigError
+from engine.core.model import Event
 from engine.templates import TemplateRenderError
 from engine.templates.context import event_context
 from tests.conftest import PRODUCT_ID, WriteConfig

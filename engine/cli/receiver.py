@@ -9,7 +9,7 @@ from typing import TextIO
 import orjson
 import trio
 
-from engine.config import LimitsConfig
+from engine.config.settings import LimitsConfig
 from engine.http.h1 import Request
 from engine.http.server import HttpServer, Response
 

@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 import trio
 
-from engine.gateway_protocol import PROTOCOL_VERSION, FrameDecoder, FrameError
+from engine.gateway.protocol import PROTOCOL_VERSION, FrameDecoder, FrameError
 
 MAX_FRAME = 1 << 20
 

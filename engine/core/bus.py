@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import trio
 
-from engine.model import Event
+from engine.core.model import Event
 
 log = logging.getLogger("hookwire.bus")
 

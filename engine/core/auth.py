@@ -7,9 +7,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from engine.config import TokenConfig
-from engine.http.h1 import Request
+from typing import Protocol
 
 TOKEN_PREFIX = "hw_"
 TOKEN_BYTES = 32
@@ -24,17 +22,6 @@ def new_token() -> str:
 def hash_token(token: str) -> str:
     """The sha256 hex digest stored in `[[auth.tokens]] sha256`."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def token_from(request: Request) -> str | None:
-    """The token of a request: `Authorization: Bearer ...`, else `?access_token=`."""
-    header = request.header(b"authorization")
-    if header is not None:
-        scheme, _, value = header.decode("latin-1").strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return None
-    return request.query.get("access_token") or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +45,25 @@ class Principal:
         return not self.devices or device_id in self.devices
 
 
+class TokenEntry(Protocol):
+    """A configured token as the authenticator needs it (``[[auth.tokens]]`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def scopes(self) -> frozenset[str]: ...
+    @property
+    def products(self) -> frozenset[int]: ...
+    @property
+    def devices(self) -> frozenset[str]: ...
+
+
 class Authenticator:
     """Finds the token a request carries among the configured hashes, in constant time."""
 
-    def __init__(self, tokens: Iterable[TokenConfig]) -> None:
+    def __init__(self, tokens: Iterable[TokenEntry]) -> None:
         self._entries = [
             (bytes.fromhex(t.sha256), Principal(t.name, t.scopes, t.products, t.devices))
             for t in tokens

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from engine._cli_config import load_or_report
-from engine.config import Config
-from engine.delivery.router import Router
+from engine.cli._config import load_or_report
+from engine.config.settings import Config
+from engine.hooks.router import Router
 from engine.journal import admin
 from engine.journal.schema import JournalError, open_database
 

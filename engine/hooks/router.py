@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from engine.config import HookConfig
-from engine.model import Event, EventDraft
+from engine.config.settings import HookConfig
+from engine.core.model import Event, EventDraft
 
 INTERNAL_PREFIX = "hook-"
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from engine import _config_fields as f
-from engine._config_fields import Network, parse_duration
+from engine.config import _fields as f
+from engine.config._fields import Network, parse_duration
 from engine.templates.hook_templates import (
     HookTemplateErrors,
     HookTemplates,

@@ -11,7 +11,7 @@ import reprlib
 import time
 from functools import lru_cache
 
-from engine.model import EventDraft
+from engine.core.model import EventDraft
 
 MAX_NAME_LENGTH = 64
 """Particle's limit on event names; firmware buffers are sized for it."""

@@ -13,12 +13,13 @@ from pathlib import Path
 import orjson
 import trio
 
-from engine import __version__, _cli_admin
-from engine._cli_config import load_or_report
-from engine.api.auth import hash_token, new_token
-from engine.config import ConfigError, load_config
-from engine.events import utc_now_iso
-from engine.model import Event
+from engine import __version__
+from engine.cli import admin as _cli_admin
+from engine.cli._config import load_or_report
+from engine.config.settings import ConfigError, load_config
+from engine.core.auth import hash_token, new_token
+from engine.core.events import utc_now_iso
+from engine.core.model import Event
 from engine.templates import TemplateError, TemplateRenderError, compile_template
 from engine.templates.context import event_context
 
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _bench(argv: list[str]) -> int:
     """Hand over to bench/run.py, which ships with the source, not with the package."""
-    runner = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    runner = Path(__file__).resolve().parents[2] / "bench" / "run.py"
     if not runner.is_file():
         print(
             f"hookwire bench: the benchmark harness is not here ({runner} is missing): "
@@ -184,7 +185,7 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 
 def _receiver(host: str, port: int) -> int:
-    from engine.receiver import serve_receiver
+    from engine.cli.receiver import serve_receiver
 
     return _serve("hookwire receiver", serve_receiver, host, port)
 
@@ -282,7 +283,3 @@ def _token_hash(token: str | None) -> int:
         return 2
     print(hash_token(token))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from engine.events import (
+from engine.core.events import (
     EventRejected,
     check_data,
     check_device_id,
@@ -25,7 +25,7 @@ from engine.events import (
     shown,
     utc_now_iso,
 )
-from engine.model import EventDraft
+from engine.core.model import EventDraft
 
 PROTOCOL_VERSION = 1
 

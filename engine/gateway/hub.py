@@ -20,13 +20,13 @@ from pathlib import Path
 import trio
 
 from engine import __version__
-from engine import gateway_protocol as wire
-from engine.api.auth import Authenticator, Principal
-from engine.config import Config
-from engine.events import utc_now_iso
+from engine.config.settings import Config
+from engine.core.auth import Authenticator, Principal
+from engine.core.events import utc_now_iso
+from engine.core.model import Event, OutboxEntry
+from engine.gateway import protocol as wire
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
-from engine.model import Event, OutboxEntry
 
 log = logging.getLogger("hookwire.gateway")
 
