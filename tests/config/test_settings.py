@@ -28,7 +28,7 @@ from engine.config.settings import (
     parse_duration,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO_TOKEN = "hw_dev_0123456789abcdefghijklmnopqrstuv"
 SECRET = "whsec_aG9va3dpcmUtZXhhbXBsZS1zZWNyZXQta2V5IQ=="  # 28 bytes of base64
 SHA = hashlib.sha256(b"a token").hexdigest()
