@@ -1,7 +1,7 @@
 """The benchmark suite (``make bench``, ``hookwire bench``): scenarios, a table, JSON and a chart.
 
 Runs the chosen scenarios (all by default) one after another, each with its own daemons,
-sinks and load generators (bench/_scenarios.py), shows a progress line meanwhile, then
+sinks and load generators (bench/scenarios/), shows a progress line meanwhile, then
 prints the summary table and writes ``bench/results/bench-<UTC timestamp>.json`` and, when
 matplotlib is installed, ``.png`` beside it.
 
@@ -27,11 +27,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from _chart import write_chart
-from _harness import PORT_VARIABLE, machine_busy, port_in_use
-from _report import BUSY_WARNING, RESULTS_DIR
-from _scenarios import SINKS, Bench, Settings, nginx_installed
-from _suite import Outcome, Scenario, Suite, UnknownScenario, select
+
+if __package__ in (None, ""):
+    # Run as a script (``python bench/run.py``, as ``make bench`` and ``hookwire bench`` do):
+    # the package ``bench`` is imported from the repository root, not from bench/ itself.
+    ROOT = str(Path(__file__).resolve().parents[1])
+    sys.path[:] = [ROOT, *(p for p in sys.path if p not in (ROOT, str(Path(__file__).parent)))]
+
+from bench.harness.chart import write_chart
+from bench.harness.daemon import PORT_VARIABLE, machine_busy, port_in_use
+from bench.harness.report import BUSY_WARNING, RESULTS_DIR
+from bench.harness.scenario import SINKS, Bench, Settings, bind, nginx_installed
+from bench.harness.suite import Outcome, Scenario, Suite, UnknownScenario, select
+from bench.scenarios import discover
 
 TICK = 1.0
 """Seconds between updates of the progress line."""
@@ -148,10 +156,11 @@ def write_results(document: dict[str, Any], folder: Path, chart: bool) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    probe = _parser(Bench(Settings()).scenarios())
+    registered = discover()
+    probe = _parser(bind(registered, Bench(Settings())))
     args = probe.parse_args(argv)
     settings = Settings(quick=args.quick, sink=args.sink, seed=args.seed)
-    scenarios = Bench(settings).scenarios()
+    scenarios = bind(registered, Bench(settings))
     if args.list:
         width = max(len(s.name) for s in scenarios)
         for scenario in scenarios:

@@ -1,11 +1,11 @@
-"""The benchmark helpers are flat modules run with bench/ on the path; the tests import them so."""
+"""The benchmark harness is the package ``bench`` at the repository root; the tests import it so."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+ROOT = Path(__file__).resolve().parents[2]
 
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))

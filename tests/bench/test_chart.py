@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _chart import (
+
+from bench.harness.chart import (
     DPI,
     FIGSIZE,
     MISSING_MATPLOTLIB,

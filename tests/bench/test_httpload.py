@@ -1,4 +1,4 @@
-"""bench/_httpload.py: the open model against a server that cannot keep up (real loopback)."""
+"""bench/harness/httpload.py: the open model against a server that cannot keep up (loopback)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from _httpload import LoadSpec, Render, run_load
+from bench.harness.httpload import LoadSpec, Render, run_load
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 SERVICE_TIME = 0.02  # seconds per answer: the server manages 50 requests/s

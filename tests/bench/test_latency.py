@@ -1,4 +1,4 @@
-"""bench/_latency.py: HdrHistogram percentiles against exact ones, and the trip through bytes."""
+"""bench/harness/latency.py: HdrHistogram percentiles against exact ones; the trip via bytes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pickle
 from fractions import Fraction
 
 import pytest
-from _latency import HIGHEST_US, LatencyRecorder, LatencySummary, summarize
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bench.harness.latency import HIGHEST_US, LatencyRecorder, LatencySummary, summarize
 
 # Latencies inside the recorder's range: 1 µs to 1 hour, most of them small, like real ones.
 latencies = st.one_of(

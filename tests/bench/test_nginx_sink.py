@@ -1,4 +1,4 @@
-"""bench/_nginx_sink.py against a real nginx on loopback (skipped when nginx is absent)."""
+"""bench/harness/nginx_sink.py against a real nginx on loopback (skipped when nginx is absent)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import socket
 import time
 from pathlib import Path
 
-import _nginx_sink
 import httpx
 import pytest
-from _nginx_sink import NginxSink, nginx_path
+
+import bench.harness.nginx_sink as _nginx_sink
+from bench.harness.nginx_sink import NginxSink, nginx_path
 
 pytestmark = pytest.mark.skipif(
     nginx_path() is None, reason="nginx is not installed (apt-get install nginx-light)"

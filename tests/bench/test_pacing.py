@@ -1,13 +1,14 @@
-"""bench/_pacing.py: the open-model schedule, checked against its own definition."""
+"""bench/harness/pacing.py: the open-model schedule, checked against its own definition."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-from _pacing import Pacer
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bench.harness.pacing import Pacer
 
 # Rates from one request a thousand seconds to ten million a second, starts like the
 # monotonic clock's (seconds since boot, up to ~4 months), offsets up to ~3 hours.

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from _harness import Daemon, EngineFailed
-from _suite import Findings, Scenario, Suite, UnknownScenario, select
 
+from bench.harness.daemon import Daemon, EngineFailed
+from bench.harness.suite import Findings, Scenario, Suite, UnknownScenario, select
 from engine.cli import commands as cli
 
 RUNNER = Path(__file__).resolve().parents[2] / "bench" / "run.py"

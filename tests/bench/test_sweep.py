@@ -1,13 +1,14 @@
-"""bench/_sweep.py: the rate search against synthetic p99(rate) curves with known thresholds."""
+"""bench/harness/sweep.py: the rate search against synthetic p99(rate) curves."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
-from _sweep import RateSweep, SweepPoint
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bench.harness.sweep import RateSweep, SweepPoint
 
 BOUND_MS = 10.0
 SAFETY = 10_000  # a test's own bound on the loop, far beyond any max_steps used here

@@ -8,8 +8,8 @@ should fall back towards the baseline (CPython keeps some freed arenas, so not a
 
 Exit 1 (engine failure) if the daemon dies or a subscriber cannot connect.
 
-    .venv/bin/python bench/idle_memory.py
-    .venv/bin/python bench/idle_memory.py --subscribers 5000 --settle 5
+    .venv/bin/python -m bench.scenarios.idle_memory
+    .venv/bin/python -m bench.scenarios.idle_memory --subscribers 5000 --settle 5
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import statistics
 import sys
 import time
 
-from _harness import Daemon, EngineFailed, machine_busy, raise_fd_limit, status_kb
-from _report import Report
-from _sse_client import SubscriberPool, SubscriberSpec
+from bench.harness.daemon import Daemon, EngineFailed, machine_busy, raise_fd_limit, status_kb
+from bench.harness.report import Report
+from bench.harness.sse_client import SubscriberPool, SubscriberSpec
 
 TARGET_KB = 20.0
 """KiB of daemon memory per idle subscriber the design allows."""

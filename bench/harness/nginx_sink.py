@@ -1,6 +1,6 @@
 """nginx as a webhook sink: the receiver the benchmarks use when nginx is installed.
 
-``NginxSink`` has ``Receiver``'s interface (bench/_receiver.py: ``ports``,
+``NginxSink`` has ``Receiver``'s interface (bench/harness/receiver.py: ``ports``,
 ``silent_ports``, ``reset()``, ``count()``, ``stats()``, ``ids()``, ``pid``, a context
 manager) but serves the healthy ports with nginx, which costs about half the Python
 receiver's CPU per request (9 against 19 us at 15,000 requests/s on the 2-core reference
@@ -54,8 +54,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from _harness import HOST, cpu_seconds
-from _receiver import Receiver, ReceiverStats
+from bench.harness.daemon import HOST, cpu_seconds
+from bench.harness.receiver import Receiver, ReceiverStats
 
 NAN = float("nan")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _sweep import SweepPoint
+from bench.harness.sweep import SweepPoint
 
 MISSING_MATPLOTLIB = "no chart: matplotlib is not installed (pip install -e '.[bench]')"
 NOTHING_TO_PLOT = "no chart: the document has no throughput, latency or sweep data"

@@ -8,7 +8,7 @@ no work tells how much of a publish's cost is the engine's own. Two kinds:
 - ``asyncio``: an ``asyncio.Protocol`` that splits requests by hand, about the fastest
   pure-Python server there is (the ceiling for Python on this machine).
 
-Run: ``python bench/baseline_server.py --kind trio --port 8099`` (loopback only).
+Run: ``python bench/harness/baseline_server.py --kind trio --port 8099`` (loopback only).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from _harness import EngineFailed
-from _report import Report, _fmt, machine_info
+from bench.harness.daemon import EngineFailed
+from bench.harness.report import Report, _fmt, machine_info
 
 SINK_BOUND = 0.9
 """Share of a core above which the sink, not the engine, may have set the pace."""

@@ -1,11 +1,11 @@
 """Crashes under load: ``kill -9`` the daemon at random moments, restart it, count what was lost.
 
-One receiver port (bench/_receiver.py) is the target of ``--hooks`` hooks; the daemon
-(bench/_harness.py) keeps its SQLite journal (``synchronous = full``) in its working
+One receiver port (bench/harness/receiver.py) is the target of ``--hooks`` hooks; the daemon
+(bench/harness/daemon.py) keeps its SQLite journal (``synchronous = full``) in its working
 directory, retries after 100 ms, 200 ms, 500 ms, 1 s, and logs at info. For each of
 ``--crashes`` rounds, on the same journal:
 
-1. the publish client (bench/_httpload.py) publishes at a steady ``--rate`` from
+1. the publish client (bench/harness/httpload.py) publishes at a steady ``--rate`` from
    ``--pub-conns`` connections and keeps the id of every 200 answer;
 2. the daemon is killed with SIGKILL at a random moment, ``--min-crash`` to ``--max-crash``
    seconds into the load (``random.Random(--seed)``);
@@ -22,8 +22,8 @@ events: must be 0), and the recovery line.
 Exit 1 (engine failure) on a loss, a foreign id, a publish answered with anything but
 200, or a daemon that does not start or does not stop on SIGTERM at the end.
 
-    .venv/bin/python bench/crash.py
-    .venv/bin/python bench/crash.py --crashes 20 --rate 4000 --seed 7
+    .venv/bin/python -m bench.scenarios.crash
+    .venv/bin/python -m bench.scenarios.crash --crashes 20 --rate 4000 --seed 7
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _harness import REPO_ROOT, Daemon, EngineFailed, machine_busy, raise_fd_limit
-from _httpload import LoadSpec, run_loads
-from _receiver import Receiver
-from _report import Report
+from bench.harness.daemon import Daemon, EngineFailed, machine_busy, raise_fd_limit
 
 # The delivery benchmark's journal file, hooks and publisher (stamped events).
-from delivery import JOURNAL_FILE, spread_hooks, stamped_publishes
-
-sys.path.insert(0, str(REPO_ROOT))
+from bench.harness.delivery.phase import JOURNAL_FILE, spread_hooks
+from bench.harness.delivery.publishers import stamped_publishes
+from bench.harness.httpload import LoadSpec, run_loads
+from bench.harness.receiver import Receiver
+from bench.harness.report import Report
+from bench.harness.scenario import Bench, options, scenario
+from bench.harness.suite import Findings
 from engine.core.model import delivery_id, hook_tag
 
 RETRY = ["100ms", "200ms", "500ms", "1s"]
@@ -276,6 +277,28 @@ def main(argv: list[str] | None = None) -> int:
     report.check_machine(machine_busy())
     measure(args, report)
     return report.finish()
+
+
+# --- the suite's scenario ------------------------------------------------------------
+
+
+@scenario("crash", "kill -9 under load: nothing acknowledged lost", order=100)
+def crash(bench: Bench, found: Findings) -> None:
+    seed = bench.settings.seed if bench.settings.seed is not None else random.randrange(2**32)
+    args = options(
+        make_parser(),
+        crashes=bench.settings.count(5, 1),
+        seed=seed,
+        max_crash=bench.settings.pick(3.0, 1.0),
+    )
+    found.params.update(crashes=args.crashes, rate=args.rate, seed=seed)
+    measure(args, found)
+    results = found.results
+    found.headline("deliveries expected", float(results.get("total.expected", 0)), "")
+    found.headline("acknowledged deliveries lost", float(results.get("total.lost", 0)), "")
+    found.headline(
+        "duplicates (same webhook-id again)", float(results.get("total.duplicates", 0)), ""
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The SQLite journal's price: deliveries/s next to the memory journal, ack latency, growth.
 
-Each measurement starts its own ``hookwire run`` (bench/_harness.py) and uses the delivery
-benchmark's receiver (bench/_receiver.py), publishers (bench/_httpload.py) and phases
-(bench/delivery.py):
+Each measurement starts its own ``hookwire run`` (bench/harness/daemon.py) and uses the delivery
+benchmark's receiver (bench/harness/receiver.py), publishers (bench/harness/httpload.py) and phases
+(bench/harness/delivery/):
 
-1. throughput: delivery.py's "1 destination" phase (4 hooks per event on one receiver port,
+1. throughput: the delivery benchmark's "1 destination" phase (4 hooks per event on one port,
    8 publisher connections as fast as they are answered, ``--duration`` s, then the
    drain), with the memory journal and with the SQLite journal (``synchronous = full``)
    alternately, ``--pairs`` times, on the same receiver: both see the same machine.
@@ -19,8 +19,8 @@ benchmark's receiver (bench/_receiver.py), publishers (bench/_httpload.py) and p
 Exit 1 (engine failure) if a daemon does not start, dies or does not stop, a publish is
 not answered 200, a delivery is lost or duplicated, or the journal does not settle.
 
-    .venv/bin/python bench/journal.py
-    .venv/bin/python bench/journal.py --only growth --growth-events 1000000
+    .venv/bin/python -m bench.scenarios.journal
+    .venv/bin/python -m bench.scenarios.journal --only growth --growth-events 1000000
 """
 
 from __future__ import annotations
@@ -34,14 +34,10 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import Daemon, EngineFailed, machine_busy, raise_fd_limit
-from _httpload import run_loads
-from _latency import summarize
-from _receiver import Receiver
-from _report import Report
+from bench.harness.daemon import Daemon, EngineFailed, machine_busy, raise_fd_limit
 
 # The delivery benchmark's phase: publishers, receiver counts, checks and rows.
-from delivery import (
+from bench.harness.delivery.phase import (
     JOURNAL_FILE,
     PhaseResult,
     check_phase,
@@ -51,6 +47,12 @@ from delivery import (
     run_phase,
     spread_hooks,
 )
+from bench.harness.httpload import run_loads
+from bench.harness.latency import summarize
+from bench.harness.receiver import Receiver
+from bench.harness.report import Report
+from bench.harness.scenario import Bench, options, scenario, versus
+from bench.harness.suite import Findings
 
 TARGET_RATIO = 0.8
 """SQLite deliveries/s at least this share of the memory journal's, in the same run."""
@@ -365,6 +367,28 @@ def main(argv: list[str] | None = None) -> int:
     except EngineFailed as exc:
         report.fail(str(exc))
     return report.finish()
+
+
+# --- the suite's scenario ------------------------------------------------------------
+
+
+@scenario("journal", "Deliveries/s with the SQLite journal vs in memory", order=50)
+def journal(bench: Bench, found: Findings) -> None:
+    args = options(
+        make_parser(),
+        pairs=bench.settings.count(2, 1),
+        duration=bench.settings.pick(4.0, 1.0),
+        warmup=bench.settings.pick(0.5, 0.2),
+    )
+    found.params.update(pairs=args.pairs, duration=args.duration, synchronous=args.synchronous)
+    with bench.sink(1, found) as sink:
+        measure_throughput(args, found, sink)
+    versus(
+        found,
+        "deliveries/s, SQLite journal (fsync per commit)",
+        ("hookwire, SQLite journal", "throughput.sqlite_median"),
+        ("journal in memory", "throughput.memory_median"),
+    )
 
 
 if __name__ == "__main__":

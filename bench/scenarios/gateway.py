@@ -12,8 +12,8 @@ engine/gateway_client.py from this process:
 
 Exit 1 if the daemon fails, a publish is nacked or an event is missing.
 
-    .venv/bin/python bench/gateway.py
-    .venv/bin/python bench/gateway.py --events 100000 --rate 5000 --duration 3
+    .venv/bin/python -m bench.scenarios.gateway
+    .venv/bin/python -m bench.scenarios.gateway --events 100000 --rate 5000 --duration 3
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import sys
 import time
 
 import trio
-from _harness import HOST, Daemon, EngineFailed, cpu_seconds, free_port, machine_busy
-from _latency import summarize
-from _report import Report
 
+from bench.harness.daemon import HOST, Daemon, EngineFailed, cpu_seconds, free_port, machine_busy
+from bench.harness.latency import summarize
+from bench.harness.report import Report
+from bench.harness.scenario import Bench, options, scenario
+from bench.harness.suite import Findings
 from engine.gateway.client import GatewayClient, open_gateway
 
 TARGET_EVENTS = 100_000.0
@@ -147,6 +149,28 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             trio.run(run, args, daemon, port, report)
     except EngineFailed as exc:
         report.fail(str(exc))
+
+
+# --- the suite's scenario ------------------------------------------------------------
+
+
+@scenario("gateway", "Device gateway ingest, durable, one connection", order=80)
+def gateway(bench: Bench, found: Findings) -> None:
+    args = options(
+        make_parser(),
+        events=bench.settings.count(300_000, 20_000),
+        rate=bench.settings.count(20_000, 5_000),
+        duration=bench.settings.pick(5.0, 1.0),
+    )
+    found.params.update(events=args.events, rate=args.rate, duration=args.duration)
+    measure(args, found)
+    per_second = float(found.results.get("throughput.per_second", 0.0))
+    found.throughput("gateway, durable, 1 connection", per_second, "events/s")
+    found.headline("durable events/s, one gateway connection", per_second, "events/s")
+    summary = found.results.get("latency.summary")
+    if isinstance(summary, dict):
+        found.latency(f"gateway acks, {args.rate:,} events/s", args.rate, summary)
+        found.headline(f"ack p99 at {args.rate:,} events/s", summary["p99_ms"], "ms")
 
 
 if __name__ == "__main__":

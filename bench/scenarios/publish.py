@@ -1,12 +1,13 @@
 """REST publishes per second: keep-alive clients POSTing /v1/devices/events to the daemon.
 
-The same raw-socket client then runs against trivial baseline servers (bench/baseline_server.py)
+The same raw-socket client then runs against trivial baseline servers
+(bench/harness/baseline_server.py)
 in the same run, so the report shows engine/baseline. Every answer must be a 200; anything
 else is counted as an error and makes the run an engine failure (exit 1). A missed
 throughput target is reported (MISSED) but is not a failure.
 
-    .venv/bin/python bench/publish.py                    # 32 connections, 5 s, 1 process
-    .venv/bin/python bench/publish.py --procs 2 --pipeline 4
+    .venv/bin/python -m bench.scenarios.publish                    # 32 connections, 5 s, 1 process
+    .venv/bin/python -m bench.scenarios.publish --procs 2 --pipeline 4
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import os
 import sys
 from urllib.parse import urlencode
 
-from _harness import (
-    BENCH_DIR,
+from bench.harness.daemon import (
+    HARNESS_DIR,
     HOST,
     Daemon,
     EngineFailed,
@@ -27,9 +28,9 @@ from _harness import (
     raise_fd_limit,
     rss_kb,
 )
-from _httpload import LoadRun, LoadSpec, render_post, run_load
-from _latency import summarize
-from _report import Report
+from bench.harness.httpload import LoadRun, LoadSpec, render_post, run_load
+from bench.harness.latency import summarize
+from bench.harness.report import Report
 
 TARGET_PUBLISHES = 10_000.0
 """publishes/s the design asks of one daemon on two cores."""
@@ -164,7 +165,7 @@ def _measure_baseline(args: argparse.Namespace, kind: str, report: Report) -> fl
     server = ServerProcess(
         [
             sys.executable,
-            str(BENCH_DIR / "baseline_server.py"),
+            str(HARNESS_DIR / "baseline_server.py"),
             "--kind",
             kind,
             "--port",

@@ -16,8 +16,8 @@ Every engine's output is checked to be identical before anything is timed; a mis
 failure (exit 1). Each figure is the best of ``--repeat`` runs of at most ``--duration``
 seconds and ``--max-calls`` calls. A missed target prints MISSED and is not a failure.
 
-    .venv/bin/python bench/templates.py
-    .venv/bin/python bench/templates.py --duration 1 --repeat 5
+    .venv/bin/python -m bench.scenarios.templates
+    .venv/bin/python -m bench.scenarios.templates --duration 1 --repeat 5
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from collections.abc import Callable
 from typing import Any
 
 import chevron
-from _harness import machine_busy
-from _report import Report
 
+from bench.harness.daemon import machine_busy
+from bench.harness.report import Report
+from bench.harness.scenario import Bench, options, scenario
+from bench.harness.suite import Findings
 from engine.core.model import Event
 from engine.templates import compile_template
 from engine.templates.context import event_context
@@ -263,6 +265,35 @@ def _run(
             TARGET_VS_FASTEST,
             "x",
         )
+
+
+# --- the suite's scenario ------------------------------------------------------------
+
+
+@scenario("templates", "Template renders: ours vs chevron", order=90)
+def templates(bench: Bench, found: Findings) -> None:
+    args = options(
+        make_parser(),
+        duration=bench.settings.pick(0.3, 0.05),
+        repeat=bench.settings.count(3, 1),
+    )
+    found.params.update(duration=args.duration, repeat=args.repeat)
+    measure(args, found)
+    results = found.results
+    unit = "events rendered/s (body + URL + header)"
+    ours = float(results.get("event.ours_per_s", 0))
+    found.throughput("ours (compiled)", ours, unit)
+    for engine in ("chevron", "mystace", "f-string"):
+        rate = results.get(f"event.{engine}_per_s")
+        if isinstance(rate, int | float):
+            found.throughput(engine, float(rate), unit, baseline=True)
+            found.headline(
+                "events rendered/s (body + URL + header)",
+                ours,
+                "/s",
+                baseline=engine,
+                baseline_value=float(rate),
+            )
 
 
 if __name__ == "__main__":

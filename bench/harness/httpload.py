@@ -11,7 +11,7 @@ merges their results; ``run_loads`` runs several specs (one process each) side b
 
 With ``rate`` 0 the load is a closed loop: each connection sends as soon as it is answered,
 and a latency runs from the moment a request is sent. With a ``rate`` it is an open model:
-request ``i`` of a worker is due at ``start + i / rate`` (``_pacing.Pacer``) whatever the
+request ``i`` of a worker is due at ``start + i / rate`` (``pacing.Pacer``) whatever the
 server did with the earlier ones, and its latency runs from that scheduled time, not from
 when it was actually sent. A stalled server then shows as long latencies for every request
 that was due during the stall, instead of as a pause in sending (coordinated omission).
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from _harness import cpu_seconds, machine_cpu_seconds
-from _pacing import Pacer
+from bench.harness.daemon import cpu_seconds, machine_cpu_seconds
+from bench.harness.pacing import Pacer
 
 RECEIVE_SIZE = 262144
 """Bytes per recv: with pipelining, one read may hold many responses."""

@@ -15,8 +15,8 @@ Targets: VmRSS after each attack within 5 MiB of before, and at most 5 MiB above
 runs; /healthz answered in under 50 ms throughout; the CRLF connection closed by the idle
 timeout measured from its last request.
 
-    .venv/bin/python bench/attacks.py
-    .venv/bin/python bench/attacks.py --only crlf gateway
+    .venv/bin/python -m bench.scenarios.attacks
+    .venv/bin/python -m bench.scenarios.attacks --only crlf gateway
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import msgpack
-from _harness import HOST, Daemon, EngineFailed, free_port, machine_busy, status_kb
-from _report import Report
+
+from bench.harness.daemon import HOST, Daemon, EngineFailed, free_port, machine_busy, status_kb
+from bench.harness.report import Report
 
 RSS_SLACK_KB = 5 * 1024
 """How far the daemon's VmRSS may move because of an attack (the issue's bound)."""

@@ -3,9 +3,9 @@
 Runs the real router, destinations, breaker, retry bookkeeping, journal writes and bus
 fan-out in this process, with a transport that answers 200 at once instead of a
 connection pool. What it reports is the engine's share of a delivery's cost; add the
-client's (bench/delivery.py against a real receiver) to get the end-to-end figure.
+client's (bench/scenarios/delivery.py against a real receiver) to get the end-to-end figure.
 
-    .venv/bin/python bench/delivery_engine.py              # 5,000 events x 4 hooks
+    .venv/bin/python -m bench.scenarios.delivery_engine              # 5,000 events x 4 hooks
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ from pathlib import Path
 
 import trio
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _report import Report  # noqa: E402
-
-from engine.config.settings import load_config  # noqa: E402
-from engine.core.model import EventDraft  # noqa: E402
-from engine.daemon import Engine  # noqa: E402
-from engine.http.client import Origin, Response  # noqa: E402
+from bench.harness.report import Report
+from engine.config.settings import load_config
+from engine.core.model import EventDraft
+from engine.daemon import Engine
+from engine.http.client import Origin, Response
 
 TIME_LIMIT = 120.0
 """Seconds the run may take at most, whatever the arguments."""

@@ -1,0 +1,87 @@
+"""The delivery benchmark's options and targets, shared by its script and the suite."""
+
+from __future__ import annotations
+
+import argparse
+
+TARGET_DELIVERIES = 20_000.0
+"""Deliveries/s the design asks of one daemon on two cores."""
+
+TARGET_HTTPX_RATIO = 10.0
+TARGET_AIOHTTP_RATIO = 2.0
+TARGET_P99_MS = 10.0
+TARGET_ISOLATION_DROP_PCT = 10.0
+
+SCENARIOS = ("one", "many", "latency", "isolation", "baselines")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Webhook deliveries/s, latency and isolation, with httpx/aiohttp baselines."
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run, of {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds of publishing")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.5,
+        help="seconds at the start of each phase left out of window rates and latencies",
+    )
+    parser.add_argument("--hooks-per-event", type=int, default=4, help="hooks each event triggers")
+    parser.add_argument(
+        "--destinations", type=int, default=100, help="destinations (ports) of the 'many' scenario"
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=64,
+        help="engine's [delivery] max_in_flight: connections per destination (64, as the "
+        "baselines get)",
+    )
+    parser.add_argument("--pub-conns", type=int, default=8, help="publisher connections")
+    parser.add_argument(
+        "--journal",
+        default="memory",
+        choices=("memory", "sqlite"),
+        help="the daemons' journal (sqlite: synchronous = full, the shipped default)",
+    )
+    parser.add_argument(
+        "--pub-pipeline", type=int, default=1, help="publishes in flight per publisher connection"
+    )
+    parser.add_argument(
+        "--max-events", type=int, default=500_000, help="publish at most this many per phase"
+    )
+    parser.add_argument("--latency-rate", type=float, default=5000.0, help="events/s")
+    parser.add_argument("--latency-hooks", type=int, default=1, help="hooks per latency event")
+    parser.add_argument(
+        "--dead-rate",
+        type=float,
+        default=1000.0,
+        help="isolation: events/s to the dead destination (the control phase publishes as "
+        "many events that match no hook)",
+    )
+    parser.add_argument(
+        "--dead-timeout", type=float, default=20.0, help="the dead destination's hook timeout"
+    )
+    parser.add_argument(
+        "--baseline",
+        default="httpx,aiohttp",
+        help="baseline clients: comma-separated httpx, aiohttp, or none",
+    )
+    parser.add_argument(
+        "--baseline-duration", type=float, default=3.0, help="seconds each baseline sends"
+    )
+    parser.add_argument(
+        "--baseline-concurrency", type=int, default=64, help="baseline tasks and connections"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait, after publishing, for the last delivery of a phase",
+    )
+    return parser
