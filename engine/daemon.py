@@ -15,7 +15,8 @@ from engine.core.bus import Bus
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.downlink import Downlink, MemoryDownlink
 from engine.gateway.hub import GatewayHub
-from engine.hooks.router import Router
+from engine.hooks.hook import compile_hooks
+from engine.hooks.router import HookSet
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
 from engine.journal.sqlite import SqliteJournal
@@ -24,20 +25,20 @@ from engine.metrics import Metrics
 log = logging.getLogger("hookwire")
 
 
-def open_journal(config: Config, router: Router) -> Journal:
+def open_journal(config: Config, hooks: HookSet) -> Journal:
     """The configured journal, opened (and migrated); raises JournalError when it cannot be."""
     settings = config.journal
     gateway = config.gateway
     if settings.backend == "memory":
         return MemoryJournal(
-            hook_names=[hook.name for hook in config.hooks],
+            hooks=hooks,
             downlink_ttl=gateway.downlink_ttl,
             dedupe_window=gateway.dedupe_window,
         )
     if settings.backend == "sqlite":
         return SqliteJournal(
             settings.path,
-            router,
+            hooks,
             synchronous=settings.synchronous,
             retention=settings.retention,
             downlink_ttl=gateway.downlink_ttl,
@@ -55,10 +56,11 @@ class Engine:
     """The running daemon: journal, bus, API server, metrics."""
 
     def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        config = compile_hooks(config)  # compiled already when loaded by engine.hooks
         self.config = config
         self.metrics = Metrics()
-        router = Router(config.hooks)
-        self.journal = open_journal(config, router)
+        self.hooks = HookSet(config.hooks)
+        self.journal = open_journal(config, self.hooks)
         self.bus = Bus()
         self.journal.fan_out_to(self.bus.publish)
         self.gateway: GatewayHub | None = None
@@ -71,11 +73,10 @@ class Engine:
         self.dispatcher = Dispatcher(
             config,
             self.journal,
-            self.bus,
             self.downlink,
             self.metrics,
             ssl_context=ssl_context,
-            router=router,
+            hooks=self.hooks,
         )
         self.metrics.watch_destinations(lambda: self.dispatcher.destinations)
         if isinstance(self.journal, SqliteJournal):

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from engine.config.settings import Config, load_config
+from engine.config.settings import Config
 from engine.daemon import Engine
+from engine.hooks import load_config
 
 ADMIN = "hw_test_admin_token_0123456789"
 PUBLISHER = "hw_test_publisher_token_0123456789"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from engine.config.settings import Config, ConfigError, load_config
+from engine.config.settings import Config, ConfigError
+from engine.hooks import load_config
 
 
 def load_or_report(path: str) -> Config | None:

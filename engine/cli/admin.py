@@ -20,7 +20,7 @@ import orjson
 
 from engine.cli._config import load_or_report
 from engine.config.settings import Config
-from engine.hooks.router import Router
+from engine.hooks.router import HookSet
 from engine.journal import admin
 from engine.journal.schema import JournalError, open_database
 
@@ -271,13 +271,13 @@ def _replay_window(
             file=sys.stderr,
         )
         return 1
-    router = Router(config.hooks)
+    hooks = HookSet(config.hooks)
     try:
         with admin.transaction(conn):
             queued = admin.replay_window(
                 conn,
-                router,
-                names.index(args.hook),
+                hooks,
+                args.hook,
                 args.since,
                 args.until,
                 limit=args.limit,

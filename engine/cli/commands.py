@@ -16,10 +16,11 @@ import trio
 from engine import __version__
 from engine.cli import admin as _cli_admin
 from engine.cli._config import load_or_report
-from engine.config.settings import ConfigError, load_config
+from engine.config.settings import ConfigError
 from engine.core.auth import hash_token, new_token
 from engine.core.events import utc_now_iso
 from engine.core.model import Event
+from engine.hooks import load_config
 from engine.templates import TemplateError, TemplateRenderError, compile_template
 from engine.templates.context import event_context
 

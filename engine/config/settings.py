@@ -13,17 +13,11 @@ import os
 import tomllib
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config import _fields as f
 from engine.config._fields import Network, parse_duration
-from engine.templates.hook_templates import (
-    HookTemplateErrors,
-    HookTemplates,
-    check_partials,
-    compile_hook_templates,
-)
 
 __all__ = [
     "AuthConfig",
@@ -205,8 +199,6 @@ class HookConfig:
     ordered: bool = False
     secret: str | None = None
     typed_json: bool = False
-    # Compiled when the config is loaded (see load_config); None only for hand-made hooks.
-    templates: HookTemplates | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,21 +244,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     config = _read_config(f.Table(ctx, data, ""), config_path, config_path.absolute().parent)
     if ctx.problems:
         raise ConfigError(ctx.problems)
-    return _compile_templates(config, source)
-
-
-def _compile_templates(config: Config, source: str) -> Config:
-    """Compile every hook's templates now, so a broken one stops the load, not a delivery."""
-    problems = check_partials(config.partials)
-    hooks = []
-    for hook in config.hooks:
-        try:
-            hooks.append(replace(hook, templates=compile_hook_templates(hook, config.partials)))
-        except HookTemplateErrors as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError([f"{source}: {problem}" for problem in problems])
-    return replace(config, hooks=tuple(hooks))
+    return config
 
 
 # --- sections ------------------------------------------------------------------------------

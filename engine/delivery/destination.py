@@ -21,6 +21,7 @@ from engine.core.model import Delivery
 from engine.core.ratelimit import TokenBucket
 from engine.delivery.breaker import CircuitBreaker
 from engine.delivery.request import PreparedRequest
+from engine.hooks.hook import Hook
 from engine.http.client import Origin
 
 BREAKER_STATES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
@@ -32,9 +33,10 @@ MAX_IDLE_WAIT = 60.0
 @dataclass(slots=True)
 class Job:
     delivery: Delivery
+    hook: Hook
     request: PreparedRequest
     context: Mapping[str, Any]  # the event's variables, shared by its hooks' jobs
-    lane: tuple[int, str] | None = None  # (hook, device) for ordered hooks
+    lane: tuple[str, str] | None = None  # (hook, device) for ordered hooks
     accepted_at: float = 0.0
 
 
@@ -57,7 +59,7 @@ class Destination:
         verify_tls: bool,
         capacity: int,
         attempt: AttemptRunner,
-        buckets: dict[int, TokenBucket],
+        buckets: Mapping[str, TokenBucket],  # by hook name
     ) -> None:
         self.target = target
         self.verify_tls = verify_tls
@@ -68,7 +70,7 @@ class Destination:
         self.ready: deque[Job] = deque()
         self._retries: list[_Due] = []
         self._seq = itertools.count()
-        self._lanes: dict[tuple[int, str], deque[Job]] = {}
+        self._lanes: dict[tuple[str, str], deque[Job]] = {}
         self.in_flight = 0
         self._lot = trio.lowlevel.ParkingLot()
 
@@ -147,7 +149,7 @@ class Destination:
         if not self.ready or self.in_flight >= self.capacity:
             return None, wake
         job = self.ready[0]
-        bucket = self._buckets.get(job.delivery.hook_index)
+        bucket = self._buckets.get(job.hook.name)
         if bucket is not None and (pause := bucket.wait_time(now)) > 0:
             return None, min(wake, now + pause)
         if not self.breaker.allow(now):

@@ -1,10 +1,13 @@
-"""Runs webhook deliveries: routes committed events to hooks, attempts, retries, responses.
+"""Runs webhook deliveries: committed events to the hooks they were routed to, attempts,
+retries, responses.
 
-The bus hands every committed event to ``accept`` synchronously, so no event is skipped
-however busy the engine is; each matching hook gets a Delivery with a stable id (sent as
-``webhook-id`` on every attempt) queued at its destination. Attempts run in the
-destination's nursery; what they give is recorded through the journal, and responses and
-errors go back as ``hook-response`` / ``hook-error`` events to the bus and the downlink.
+The journal hands every committed event that triggers hooks to ``accept`` synchronously,
+with the hooks the hook set routed it to at append (the delivery rows it stored), so no event
+is skipped however busy the engine is and none is routed twice; each of those hooks gets a
+Delivery with a stable id (sent as ``webhook-id`` on every attempt) queued at its destination.
+Attempts run in the destination's nursery; what they give is recorded through the journal,
+and responses and errors go back as ``hook-response`` / ``hook-error`` events to the bus and
+the downlink.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
-from engine.config.settings import Config, HookConfig
-from engine.core.bus import Bus
+from engine.config.settings import Config
 from engine.core.events import utc_now_iso
 from engine.core.model import (
     INTERNAL_DEVICE_ID,
@@ -31,7 +34,6 @@ from engine.core.model import (
     EventDraft,
     StoredDelivery,
     delivery_id,
-    hook_tag,
 )
 from engine.core.ratelimit import TokenBucket
 from engine.delivery import retry
@@ -48,7 +50,8 @@ from engine.delivery.responses import (
 )
 from engine.delivery.signing import Signer
 from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
-from engine.hooks.router import Router
+from engine.hooks.hook import Hook
+from engine.hooks.router import HookSet
 from engine.http.client import (
     ConnectError,
     ConnectionPool,
@@ -62,7 +65,6 @@ from engine.http.client import (
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
 from engine.templates.context import event_context
-from engine.templates.hook_templates import HookTemplates
 
 log = logging.getLogger("hookwire.delivery")
 
@@ -129,6 +131,14 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """A hook's retry schedule and signer (delivery's own objects), made once per hook."""
+
+    schedule: retry.RetrySchedule
+    signer: Signer | None
+
+
 OpenTransport = Callable[[Origin, str, int, bool], Transport]
 """(origin, vetted address, max connections, verify TLS) -> a transport."""
 
@@ -140,47 +150,40 @@ class Dispatcher:
         self,
         config: Config,
         journal: Journal,
-        bus: Bus,
         downlink: Downlink,
         metrics: Metrics,
         *,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
         open_transport: OpenTransport | None = None,
-        router: Router | None = None,
+        hooks: HookSet | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
-        self._bus = bus
         self._downlink = downlink
         self._rng = rng or random.Random()
         self._ssl_context = ssl_context
-        self.router = router or Router(config.hooks)
+        self.hooks = hooks if hooks is not None else HookSet(config.hooks, config.partials)
         self._requests = RequestBuilder()
-        self._hook_tags = [hook_tag(hook.name) for hook in config.hooks]
-        self._hook_index = {hook.name: i for i, hook in enumerate(config.hooks)}
         self._counts = metrics.delivery_counts
-        self._schedules = [
-            retry.RetrySchedule(hook.retry if hook.retry is not None else config.delivery.retry)
-            for hook in config.hooks
-        ]
-        self._signers = [Signer(h.secret) if h.secret else None for h in config.hooks]
-        self._buckets = {
-            i: TokenBucket(h.rate, h.burst or max(1.0, h.rate), 0.0)
-            for i, h in enumerate(config.hooks)
-            if h.rate
-        }
+        self._senders: dict[str, _Sender] = {}  # by hook name, made at its first delivery
+        self._buckets: dict[str, TokenBucket] = {}  # by hook name, shared by its destinations
         self._destinations: dict[tuple[Origin, bool], Destination] = {}
         self._pools: dict[Destination, tuple[Transport, float]] = {}
         self._open_transport: OpenTransport = open_transport or self._connection_pool
         self._attempt_log: deque[tuple[Delivery, Attempt]] = deque()
-        self._disabled: list[int] = []  # hooks disabled since the journal last heard
+        self._disabled: list[str] = []  # hooks disabled since the journal last heard
         self._outbox: deque[tuple[EventDraft, str | None]] = deque()
         self._outbox_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
-        return f"<Dispatcher destinations={len(self._destinations)} {self.router!r}>"
+        return f"<Dispatcher destinations={len(self._destinations)} {self.hooks!r}>"
+
+    @property
+    def router(self) -> HookSet:
+        """The hook set (its earlier name)."""
+        return self.hooks
 
     @property
     def destinations(self) -> list[Destination]:
@@ -191,7 +194,7 @@ class Dispatcher:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._write_journal)
-                self._bus.add_listener(self.accept)
+                self._journal.hand_routes_to(self.accept)
                 recovered = await self._journal.recover()
                 for stored in recovered:
                     self.restore(stored)
@@ -202,7 +205,7 @@ class Dispatcher:
                     await trio.sleep(REPLAY_POLL)
                     await self._take_replays()
         finally:
-            self._bus.remove_listener(self.accept)
+            self._journal.hand_routes_to(None)
             self._nursery = None
             with trio.CancelScope(shield=True), trio.move_on_after(FINAL_FLUSH):
                 await self._flush_journal()
@@ -210,55 +213,59 @@ class Dispatcher:
                 for pool, _ in self._pools.values():
                     await pool.aclose()
 
-    # routing (synchronous: called by the bus for every committed event)
+    # deliveries (synchronous: the journal hands over every committed event with its hooks)
 
-    def accept(self, event: Event) -> None:
-        indices = self.router.match(event)
-        if not indices or self._nursery is None:
+    def accept(self, event: Event, hooks: tuple[Hook, ...]) -> None:
+        """Queue ``event`` to each of ``hooks``, the hooks the journal routed it to."""
+        if not hooks or self._nursery is None:
             return
         parts = EventParts(event, event_context(event))
-        for index in indices:
-            job = self._job(Delivery(self._delivery_id(event, index), event, index), parts)
+        position_of = self.hooks.position_of  # Delivery.hook_index: for the memory journal
+        for hook in hooks:
+            key = delivery_id(self._journal.epoch, event.id, hook.tag)
+            job = self._job(Delivery(key, event, position_of(hook.name)), hook, parts)
             if job is not None:
-                self._destination(job.request, self._config.hooks[index]).submit(job)
+                self._destination(job.request, hook).submit(job)
 
-    def _job(self, delivery: Delivery, parts: EventParts) -> Job | None:
+    def _job(self, delivery: Delivery, hook: Hook, parts: EventParts) -> Job | None:
         """A delivery's request, built; None when it cannot be (a permanent failure)."""
-        hook = self._config.hooks[delivery.hook_index]
-        templates = hook.templates
-        assert templates is not None, "hooks are compiled when the config loads"
         try:
-            request = self._requests.build(hook, templates, parts, delivery.id)
+            request = self._requests.build(hook, hook.templates, parts, delivery.id)
         except RequestError as exc:
             self._fail_unsent(delivery, hook, str(exc), parts.context)
             return None
-        lane = (delivery.hook_index, delivery.event.device_id) if hook.ordered else None
-        return Job(delivery, request, parts.context, lane, trio.current_time())
+        lane = (hook.name, delivery.event.device_id) if hook.ordered else None
+        return Job(delivery, hook, request, parts.context, lane, trio.current_time())
 
-    def _delivery_id(self, event: Event, index: int) -> str:
-        return delivery_id(self._journal.epoch, event.id, self._hook_tags[index])
+    def _sender(self, hook: Hook) -> _Sender:
+        """What sending to ``hook`` needs besides its request, made once per hook."""
+        sender = self._senders.get(hook.name)
+        if sender is None:
+            default = self._config.delivery.retry
+            schedule = retry.RetrySchedule(hook.retry if hook.retry is not None else default)
+            sender = _Sender(schedule, Signer(hook.secret) if hook.secret else None)
+            self._senders[hook.name] = sender
+            if hook.rate:
+                bucket = TokenBucket(hook.rate, hook.burst or max(1.0, hook.rate), 0.0)
+                self._buckets[hook.name] = bucket
+        return sender
 
     def restore(self, stored: StoredDelivery) -> None:
         """Queue a delivery the journal kept: recovered after a restart, or replayed."""
         assert self._nursery is not None, "restore runs while the dispatcher runs"
         event = stored.event
-        index = self._hook_index.get(stored.hook)
-        delivery = Delivery(stored.id, event, index if index is not None else -1)
+        hook = self.hooks.get(stored.hook)
+        delivery = Delivery(stored.id, event, self.hooks.position_of(stored.hook))
         delivery.attempts = stored.attempts
         delivery.earlier_attempts = stored.recorded - stored.attempts
-        if index is None or self.router.is_disabled(index):
-            if index is None:
-                why = "is no longer configured"
-            elif self._config.hooks[index].disabled:
-                why = "is disabled in the config"
-            else:
-                why = "is disabled: its target answered 410 Gone"
+        why = "is no longer configured" if hook is None else self.hooks.why_disabled(hook.name)
+        if hook is None or why is not None:
             self._settle_unsent(delivery, None, f"hook {stored.hook!r} {why}")
             return
-        job = self._job(delivery, EventParts(event, event_context(event)))
+        job = self._job(delivery, hook, EventParts(event, event_context(event)))
         if job is None:
             return
-        destination = self._destination(job.request, self._config.hooks[index])
+        destination = self._destination(job.request, hook)
         wait = stored.due - time.time()
         if wait > 0 and job.lane is None:
             delivery.state = "waiting"
@@ -278,7 +285,8 @@ class Dispatcher:
         if replays:
             log.info("replaying %d deliveries", len(replays))
 
-    def _destination(self, request: PreparedRequest, hook: HookConfig) -> Destination:
+    def _destination(self, request: PreparedRequest, hook: Hook) -> Destination:
+        self._sender(hook)
         key = (request.target, hook.reject_unauthorized)
         destination = self._destinations.get(key)
         capacity = hook.max_in_flight or self._config.delivery.max_in_flight
@@ -303,7 +311,7 @@ class Dispatcher:
             if sent is None:
                 return  # requeued unsent: the breaker opened meanwhile
             response, reason, failure, duration = sent
-            hook = self._config.hooks[job.delivery.hook_index]
+            hook = job.hook
             self._settle(destination, job, hook, response, reason, failure, duration, slot.release)
         finally:
             slot.release()
@@ -313,7 +321,7 @@ class Dispatcher:
     ) -> tuple[Response | None, str, retry.Failure | None, float] | None:
         """(response, reason, failure, seconds), or None if the job went back unsent."""
         delivery, request = job.delivery, job.request
-        hook = self._config.hooks[delivery.hook_index]
+        hook = job.hook
         started = trio.current_time()
         try:
             pool = await self._pool(destination)
@@ -331,7 +339,7 @@ class Dispatcher:
         delivery.attempts += 1
         delivery.state = "in_flight"
         headers = request.headers
-        signer = self._signers[delivery.hook_index]
+        signer = self._sender(hook).signer
         if signer is not None:
             headers = headers + signer.attempt_headers(delivery.id, int(time.time()), request.body)
         try:
@@ -383,7 +391,7 @@ class Dispatcher:
         self,
         destination: Destination,
         job: Job,
-        hook: HookConfig,
+        hook: Hook,
         response: Response | None,
         reason: str,
         failure: retry.Failure | None,
@@ -412,7 +420,7 @@ class Dispatcher:
             retry_after = retry.parse_retry_after(
                 response.header(b"retry-after") if response is not None else None, time.time()
             )
-            delay = self._schedules[delivery.hook_index].next_delay(
+            delay = self._sender(hook).schedule.next_delay(
                 delivery.attempts, self._rng, retry_after
             )
         if verdict is retry.Verdict.SUCCESS:
@@ -435,25 +443,25 @@ class Dispatcher:
             return
         destination.finished(job)
         if delivery.state == "delivered":
-            assert response is not None and hook.templates is not None
-            self._emit_response(delivery, hook.templates, response, job.context)
+            assert response is not None
+            self._emit_response(delivery, hook, response, job.context)
             return
         if verdict is retry.Verdict.DISABLE:
-            self.router.disable(delivery.hook_index)
-            self._disabled.append(delivery.hook_index)
+            self.hooks.disable(hook.name)
+            self._disabled.append(hook.name)
             self._outbox_lot.unpark_all()
             log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)
         log.info("delivery %s of hook %r gave up: %s", delivery.id, hook.name, reason)
         self._emit_error(delivery, hook, reason, job.context)
 
     def _fail_unsent(
-        self, delivery: Delivery, hook: HookConfig, reason: str, context: Mapping[str, Any]
+        self, delivery: Delivery, hook: Hook, reason: str, context: Mapping[str, Any]
     ) -> None:
         """A delivery whose request could not even be built: a permanent failure."""
         self._settle_unsent(delivery, hook, reason)
         self._emit_error(delivery, hook, reason, context)
 
-    def _settle_unsent(self, delivery: Delivery, hook: HookConfig | None, reason: str) -> None:
+    def _settle_unsent(self, delivery: Delivery, hook: Hook | None, reason: str) -> None:
         delivery.attempts += 1
         delivery.state = "dead"
         delivery.last_reason = reason
@@ -464,9 +472,7 @@ class Dispatcher:
         )
         log.info("delivery %s gave up: %s", delivery.id, reason)
 
-    def _count(
-        self, hook: HookConfig, status: int | None, delivery: Delivery, job: Job | None
-    ) -> None:
+    def _count(self, hook: Hook, status: int | None, delivery: Delivery, job: Job | None) -> None:
         counts = self._counts
         counts.attempts[f"{status // 100}xx" if status is not None else "error"] += 1
         if delivery.state in ("delivered", "dead"):
@@ -506,11 +512,11 @@ class Dispatcher:
         offered again, so a response is not lost while the disk is full.
         """
         while self._disabled:
-            index = self._disabled.pop()
+            name = self._disabled.pop()
             try:
-                await self._journal.disable_hook(index, "410 Gone")
+                await self._journal.disable_hook(name, "410 Gone")
             except JournalUnavailable as exc:
-                log.error("hook %r disabled for now only: %s", self._config.hooks[index].name, exc)
+                log.error("hook %r disabled for now only: %s", name, exc)
         if not self._attempt_log and not self._outbox:
             return True
         attempts = list(self._attempt_log)
@@ -540,15 +546,15 @@ class Dispatcher:
     def _emit_response(
         self,
         delivery: Delivery,
-        templates: HookTemplates,
+        hook: Hook,
         response: Response,
         context: Mapping[str, Any],
     ) -> None:
         if not response.body:
             return
+        templates = hook.templates
         topic = templates.response_topic.render(context)
         if not topic_is_valid(topic):
-            hook = self._config.hooks[delivery.hook_index]
             self._emit_error(delivery, hook, f"invalid response topic {topic!r}", context)
             return
         text = response_text(response.body, templates.response_template, context)
@@ -556,11 +562,9 @@ class Dispatcher:
             self._emit(name, data, delivery, True)
 
     def _emit_error(
-        self, delivery: Delivery, hook: HookConfig, line: str, context: Mapping[str, Any]
+        self, delivery: Delivery, hook: Hook, line: str, context: Mapping[str, Any]
     ) -> None:
-        templates = hook.templates
-        assert templates is not None
-        topic = templates.error_response_topic.render(context)
+        topic = hook.templates.error_response_topic.render(context)
         if not topic_is_valid(topic):
             topic = f"hook-error/{delivery.event.name}"
         self._emit(f"{topic}/0", line.splitlines()[0][:512], delivery, True)

@@ -20,9 +20,9 @@ import orjson
 from engine import __version__
 from engine.config.settings import HookConfig
 from engine.core.model import Event
+from engine.hooks.templates import HookTemplates, Pairs
 from engine.http.client import Origin
 from engine.templates import TemplateRenderError
-from engine.templates.hook_templates import HookTemplates, Pairs
 
 USER_AGENT = f"Hookwire/{__version__}"
 FORM = "application/x-www-form-urlencoded"

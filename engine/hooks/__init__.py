@@ -1,5 +1,18 @@
-"""The live hook set: which hooks an event triggers (``router``).
+"""The live hook set: each hook compiled once (``hook``, ``templates``), which hooks an
+event triggers and the one place that enables and disables them (``router.HookSet``).
 
-Owns the hooks compiled from the config, found by name, and the one place that enables and
-disables them. May import core, templates and config. No I/O.
+Hooks are found by name; every change makes a new immutable snapshot, so routing never races
+a change. May import core, templates and config. No I/O.
 """
+
+from engine.hooks.hook import Hook, compile_hook, compile_hooks, load_config
+from engine.hooks.router import HookSet, HookSnapshot
+
+__all__ = [
+    "Hook",
+    "HookSet",
+    "HookSnapshot",
+    "compile_hook",
+    "compile_hooks",
+    "load_config",
+]

@@ -1,63 +1,145 @@
-"""Which hooks an event triggers (no I/O).
+"""The live hook set: which hooks an event triggers, and the one place that disables them.
 
 A hook's ``event`` is a prefix of the names it takes; its device and product filters
 narrow that. ``hook-*`` events (the engine's own) trigger nothing. Lookup costs one dict
 probe per prefix length of the event name, however many hooks there are.
+
+Hooks are known by name. Every change (disable, enable) builds a new immutable
+``HookSnapshot``; an event is routed against the snapshot current at its append, and the
+hooks it was routed to travel with it, so a change never races a delivery already made.
 """
 
 from __future__ import annotations
 
+import types
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from engine.config.settings import HookConfig
 from engine.core.model import Event, EventDraft
+from engine.hooks.hook import Hook, compile_hook
 
 INTERNAL_PREFIX = "hook-"
 
+DISABLED_IN_CONFIG = "is disabled in the config"
+GONE = "is disabled: its target answered 410 Gone"
 
-class Router:
-    """Matches events to the enabled hooks of the config; hooks can be disabled at run time."""
 
-    def __init__(self, hooks: Sequence[HookConfig]) -> None:
-        self.hooks = tuple(hooks)
-        self._by_prefix: dict[str, list[int]] = defaultdict(list)
-        for index, hook in enumerate(self.hooks):
-            self._by_prefix[hook.event].append(index)
-        self._lengths = sorted({len(prefix) for prefix in self._by_prefix})
-        self._disabled = {index for index, hook in enumerate(self.hooks) if hook.disabled}
+@dataclass(frozen=True, slots=True)
+class HookSnapshot:
+    """The hooks at one moment: never changes, so routing against it needs no lock."""
 
-    def __repr__(self) -> str:
-        return f"<Router hooks={len(self.hooks)} disabled={len(self._disabled)}>"
+    hooks: tuple[Hook, ...]
+    disabled: Mapping[str, str]  # name -> why ("is disabled in the config", ...)
+    _by_prefix: Mapping[str, tuple[Hook, ...]]
+    _lengths: tuple[int, ...]
+    _order: Mapping[str, int]  # name -> config position
 
-    def match(self, event: Event | EventDraft) -> list[int]:
-        """Indices of the hooks ``event`` triggers, in config order."""
+    @classmethod
+    def of(cls, hooks: tuple[Hook, ...], disabled: Mapping[str, str]) -> HookSnapshot:
+        by_prefix: dict[str, list[Hook]] = defaultdict(list)
+        for hook in hooks:
+            if hook.name not in disabled:
+                by_prefix[hook.event].append(hook)
+        return cls(
+            hooks,
+            types.MappingProxyType(dict(disabled)),
+            types.MappingProxyType({prefix: tuple(found) for prefix, found in by_prefix.items()}),
+            tuple(sorted({len(prefix) for prefix in by_prefix})),
+            types.MappingProxyType({hook.name: i for i, hook in enumerate(hooks)}),
+        )
+
+    def route(self, event: Event | EventDraft) -> tuple[Hook, ...]:
+        """The enabled hooks ``event`` triggers, in config order."""
         name = event.name
-        if name.startswith(INTERNAL_PREFIX) or not self._lengths:
-            return []
-        found: list[int] = []
+        if not self._lengths or name.startswith(INTERNAL_PREFIX):
+            return ()
+        found: list[Hook] = []
         for length in self._lengths:
             if length > len(name):
                 break
-            for index in self._by_prefix.get(name[:length], ()):
-                if index not in self._disabled and self._admits(self.hooks[index], event):
-                    found.append(index)
-        found.sort()
-        return found
+            for hook in self._by_prefix.get(name[:length], ()):
+                if _admits(hook, event):
+                    found.append(hook)
+        if len(found) > 1:
+            order = self._order
+            found.sort(key=lambda hook: order[hook.name])
+        return tuple(found)
 
-    @staticmethod
-    def _admits(hook: HookConfig, event: Event | EventDraft) -> bool:
-        if hook.devices and event.device_id not in hook.devices:
-            return False
-        return hook.product is None or hook.product == event.product_id
 
-    def disable(self, index: int) -> None:
+def _admits(hook: HookConfig, event: Event | EventDraft) -> bool:
+    if hook.devices and event.device_id not in hook.devices:
+        return False
+    return hook.product is None or hook.product == event.product_id
+
+
+class HookSet:
+    """The one owner of the live hooks: found by name, enabled and disabled here only."""
+
+    def __init__(self, hooks: Sequence[HookConfig], partials: Mapping[str, str] = {}) -> None:
+        compiled = tuple(compile_hook(hook, partials) for hook in hooks)
+        self._by_name = {hook.name: hook for hook in compiled}
+        disabled = {hook.name: DISABLED_IN_CONFIG for hook in compiled if hook.disabled}
+        self._snapshot = HookSnapshot.of(compiled, disabled)
+
+    def __repr__(self) -> str:
+        snapshot = self._snapshot
+        return f"<HookSet hooks={len(snapshot.hooks)} disabled={len(snapshot.disabled)}>"
+
+    @property
+    def snapshot(self) -> HookSnapshot:
+        """The hooks as they are now; later changes make a new snapshot, never alter this."""
+        return self._snapshot
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        """Every configured hook, disabled ones too, in config order."""
+        return self._snapshot.hooks
+
+    def get(self, name: str) -> Hook | None:
+        return self._by_name.get(name)
+
+    def route(self, event: Event | EventDraft) -> tuple[Hook, ...]:
+        """The enabled hooks ``event`` triggers now, in config order."""
+        return self._snapshot.route(event)
+
+    def position_of(self, name: str) -> int:
+        """A hook's config position (``hooks[N]``), -1 for a name not configured."""
+        return self._snapshot._order.get(name, -1)
+
+    def name_of(self, hook: str | int) -> str:
+        """A hook's name, from its name or its config position (``hooks[N]``)."""
+        return hook if isinstance(hook, str) else self._snapshot.hooks[hook].name
+
+    def why_disabled(self, hook: str | int) -> str | None:
+        """Why a hook takes no events (None: it is enabled)."""
+        return self._snapshot.disabled.get(self.name_of(hook))
+
+    def is_disabled(self, hook: str | int) -> bool:
+        return self.name_of(hook) in self._snapshot.disabled
+
+    def disable(self, hook: str | int, why: str = GONE) -> None:
         """Stop routing to a hook (its target answered 410 Gone)."""
-        self._disabled.add(index)
+        name = self.name_of(hook)
+        if name not in self._snapshot.disabled:
+            self._change({**self._snapshot.disabled, name: why})
 
-    def enable(self, index: int) -> None:
-        if not self.hooks[index].disabled:
-            self._disabled.discard(index)
+    def enable(self, hook: str | int) -> None:
+        """Route to a hook again, unless its config disables it."""
+        name = self.name_of(hook)
+        if name in self._snapshot.disabled and not self._by_name[name].disabled:
+            self._change({k: v for k, v in self._snapshot.disabled.items() if k != name})
 
-    def is_disabled(self, index: int) -> bool:
-        return index in self._disabled
+    def match(self, event: Event | EventDraft) -> list[int]:
+        """Config positions of the hooks ``event`` triggers (for callers that number hooks
+        as the config does: ``hooks[N]``)."""
+        order = self._snapshot._order
+        return [order[hook.name] for hook in self.route(event)]
+
+    def _change(self, disabled: Mapping[str, str]) -> None:
+        self._snapshot = HookSnapshot.of(self._snapshot.hooks, disabled)
+
+
+Router = HookSet
+"""The hook set's earlier name."""

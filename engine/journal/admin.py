@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config._fields import parse_duration, show
-from engine.core.model import Event, delivery_id, hook_tag
-from engine.hooks.router import Router
+from engine.core.model import Event, delivery_id
+from engine.hooks.hook import Hook
+from engine.hooks.router import HookSet
 from engine.journal.schema import stored_event
 
 LIST_LIMIT = 100
@@ -311,24 +312,28 @@ def replay_dead_letters(conn: sqlite3.Connection, query: DeadLetterQuery, now: f
 
 def replay_window(
     conn: sqlite3.Connection,
-    router: Router,
-    index: int,
+    hooks: HookSet,
+    hook_ref: str | int,
     since: float,
     until: float,
     *,
     limit: int = REPLAY_LIMIT,
     now: float,
 ) -> WindowReplay:
-    """Queue every retained event stored in [since, until) that hook ``index`` takes, again.
+    """Queue every retained event stored in [since, until) that a hook takes, again.
+
+    ``hook_ref``: the hook's name, or its config position.
 
     Each gets a new delivery under a new id (``_r<n>``, n counted in the meta table), so a
     receiver sees a fresh message. Raises AdminError, before writing anything, for a
     disabled hook or more than ``limit`` events: nothing is queued then.
     """
-    hook = router.hooks[index]
-    if router.is_disabled(index):
+    hook = hooks.get(hooks.name_of(hook_ref))
+    if hook is None:
+        raise AdminError(f'no hook named "{hook_ref}"')
+    if hooks.is_disabled(hook.name):
         raise AdminError(f'hook "{hook.name}" is disabled; enable it first')
-    events = _window(conn, router, index, since, until, limit)
+    events = _window(conn, hooks, hook, since, until, limit)
     if not events:
         return WindowReplay(hook.name, 0, ())
     epoch = _meta(conn, "epoch")
@@ -336,8 +341,7 @@ def replay_window(
         raise AdminError("the journal has no epoch: has the daemon ever run with it?")
     replay = int(_meta(conn, "replays") or 0) + 1
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('replays', ?)", (str(replay),))
-    tag = hook_tag(hook.name)
-    ids = tuple(delivery_id(epoch, event_id, tag, replay) for event_id in events)
+    ids = tuple(delivery_id(epoch, event_id, hook.tag, replay) for event_id in events)
     conn.executemany(
         "INSERT INTO deliveries VALUES (?, ?, ?, 'replay', 0, ?, '')",
         [(event_id, key, hook.name, now) for event_id, key in zip(events, ids, strict=True)],
@@ -346,10 +350,10 @@ def replay_window(
 
 
 def _window(
-    conn: sqlite3.Connection, router: Router, index: int, since: float, until: float, limit: int
+    conn: sqlite3.Connection, hooks: HookSet, hook: Hook, since: float, until: float, limit: int
 ) -> list[int]:
-    """Ids of the events stored in [since, until) that the router sends to hook ``index``."""
-    prefix = router.hooks[index].event
+    """Ids of the events stored in [since, until) that the hook set routes to ``hook``."""
+    prefix = hook.event
     rows = conn.execute(
         "SELECT id, name, device, product, body FROM events"
         " WHERE at >= ? AND at < ? AND substr(name, 1, ?) = ? ORDER BY id",
@@ -358,11 +362,11 @@ def _window(
     found: list[int] = []
     for row in rows:
         event = stored_event(row)
-        if index not in router.match(event):
+        if hook not in hooks.route(event):
             continue
         if len(found) == limit:
             raise AdminError(
-                f'more than {limit} events in the window go to hook "{router.hooks[index].name}";'
+                f'more than {limit} events in the window go to hook "{hook.name}";'
                 " narrow the window or raise the limit"
             )
         found.append(event.id)

@@ -8,6 +8,7 @@ from typing import Protocol
 import trio
 
 from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
+from engine.hooks.hook import Hook
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 
 
@@ -25,6 +26,11 @@ class Journal(Protocol):
     def fan_out_to(self, publish: Callable[[Event], None]) -> None:
         """Hand every committed event to ``publish`` (the bus), in id order, before the
         append that stored it returns."""
+        ...
+
+    def hand_routes_to(self, deliver: Callable[[Event, tuple[Hook, ...]], None] | None) -> None:
+        """Hand every committed event that triggers hooks to ``deliver``, with the hooks it
+        was routed to at append (its delivery rows), right after ``publish``."""
         ...
 
     async def append(self, draft: EventDraft) -> Event:
@@ -103,8 +109,8 @@ class Journal(Protocol):
         """Deliveries asked for again (dead-letter or window replays) since the last look."""
         ...
 
-    async def disable_hook(self, index: int, reason: str) -> None:
-        """Remember that a hook's target answered 410 Gone."""
+    async def disable_hook(self, hook_ref: str | int, reason: str) -> None:
+        """Remember that a hook (by name, or config position) answered 410 Gone."""
         ...
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:

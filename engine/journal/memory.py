@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import trio
 
 from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
+from engine.hooks.hook import Hook
+from engine.hooks.router import HookSet
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 
 DEFAULT_KEEP = 10_000
@@ -28,10 +30,14 @@ class MemoryJournal:
         keep: int = DEFAULT_KEEP,
         *,
         hook_names: Sequence[str] = (),
+        hooks: HookSet | None = None,
         downlink_ttl: float = 60.0,
         dedupe_window: float = 600.0,
     ) -> None:
+        if hooks is not None and not hook_names:
+            hook_names = [hook.name for hook in hooks.hooks]
         self._hook_names = tuple(hook_names)  # a Delivery knows its hook by index only
+        self._hooks = hooks
         self._next_id = 1
         self._recent: deque[Event] = deque(maxlen=keep)
         self._epoch = secrets.token_hex(4)
@@ -40,6 +46,7 @@ class MemoryJournal:
         self._replays: list[StoredDelivery] = []
         self._downlink_ttl = downlink_ttl
         self._publish: Callable[[Event], None] | None = None
+        self._deliver: Callable[[Event, tuple[Hook, ...]], None] | None = None
         self._dedupe_window = dedupe_window
         self._outbox: dict[int, tuple[OutboxEntry, float]] = {}  # by event id, with expiry
         self._keys: dict[tuple[str, str], float] = {}  # (device, key) -> when, oldest first
@@ -116,12 +123,18 @@ class MemoryJournal:
         event = Event.from_draft(draft, self._next_id)
         self._next_id += 1
         self._recent.append(event)
+        route = self._hooks.route(draft) if self._hooks is not None else ()
         if self._publish is not None:
             self._publish(event)
+        if route and self._deliver is not None:
+            self._deliver(event, route)
         return event
 
     def fan_out_to(self, publish: Callable[[Event], None]) -> None:
         self._publish = publish
+
+    def hand_routes_to(self, deliver: Callable[[Event, tuple[Hook, ...]], None] | None) -> None:
+        self._deliver = deliver
 
     def last_id(self) -> int:
         return self._next_id - 1
@@ -174,7 +187,7 @@ class MemoryJournal:
         replays, self._replays = self._replays, []
         return replays
 
-    async def disable_hook(self, index: int, reason: str) -> None:
+    async def disable_hook(self, hook_ref: str | int, reason: str) -> None:
         await trio.lowlevel.checkpoint()  # forgotten at restart
 
     @property

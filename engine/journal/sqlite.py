@@ -38,9 +38,9 @@ from engine.core.model import (
     OutboxEntry,
     StoredDelivery,
     delivery_id,
-    hook_tag,
 )
-from engine.hooks.router import Router
+from engine.hooks.hook import Hook
+from engine.hooks.router import HookSet
 from engine.journal import admin
 from engine.journal.base import JournalUnavailable
 from engine.journal.schema import open_database, stored_event
@@ -72,17 +72,24 @@ STOP_TIMEOUT = 10.0
 class _Work:
     """A piece of work for the writer thread, and what came of it."""
 
-    __slots__ = ("done", "error", "publishes", "result", "run")
+    __slots__ = ("done", "error", "result", "routes", "run")
 
-    def __init__(self, run: Callable[[sqlite3.Connection], Any], publishes: bool = False) -> None:
+    def __init__(
+        self, run: Callable[[sqlite3.Connection], Any], routes: list[Route] | None = None
+    ) -> None:
         self.run = run
-        self.publishes = publishes  # the result is a list of events (None: not stored)
+        # With routes, the result is a list of events (None: not stored), each to fan out
+        # and to deliver to the hooks it was routed to (same positions).
+        self.routes = routes
         self.done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
 
 
 _STOP = None
+
+Route = tuple[Hook, ...]
+"""The hooks an event was routed to when it was appended."""
 
 
 class SqliteJournal:
@@ -91,7 +98,7 @@ class SqliteJournal:
     def __init__(
         self,
         path: Path,
-        router: Router,
+        hooks: HookSet,
         *,
         synchronous: str = "full",
         retention: float = 7 * 86400.0,
@@ -99,7 +106,7 @@ class SqliteJournal:
         dedupe_window: float = 600.0,
     ) -> None:
         self.path = path
-        self._router = router
+        self._hooks = hooks
         self._retention = retention
         self._downlink_ttl = downlink_ttl
         self._dedupe_window = dedupe_window
@@ -108,7 +115,6 @@ class SqliteJournal:
         # whichever publish's commit crosses SQLite's automatic threshold.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._since_checkpoint = 0
-        self._hook_tags = {hook.name: hook_tag(hook.name) for hook in router.hooks}
         self._epoch = self._load_epoch()
         row = self._conn.execute("SELECT min(id), max(id) FROM events").fetchone()
         self._next_id = (row[1] or 0) + 1  # the writer thread's; only it advances it
@@ -128,6 +134,7 @@ class SqliteJournal:
         self.failed_commits = 0
         self._data_version = -1
         self._publish: Callable[[Event], None] | None = None
+        self._deliver: Callable[[Event, Route], None] | None = None
         self._finished: deque[list[_Work]] = deque()
         self._finished_lot = trio.lowlevel.ParkingLot()
 
@@ -169,6 +176,11 @@ class SqliteJournal:
         """Hand every committed event to ``publish``, in id order, before its writer resumes."""
         self._publish = publish
 
+    def hand_routes_to(self, deliver: Callable[[Event, Route], None] | None) -> None:
+        """Hand every committed event that triggers hooks to ``deliver`` with those hooks,
+        right after ``publish``: the routing done once, at append."""
+        self._deliver = deliver
+
     def _batch_done(self, batch: list[_Work]) -> None:
         """In the trio thread: a batch is committed (or failed); ``_hand_out`` takes it."""
         self._finished.append(batch)
@@ -180,11 +192,19 @@ class SqliteJournal:
             while not self._finished:
                 await self._finished_lot.park()
             for work in self._finished.popleft():
-                if work.publishes and work.error is None and self._publish is not None:
-                    for event in work.result:
-                        if event is not None:
-                            self._publish(event)
+                if work.routes is not None and work.error is None:
+                    self._fan_out(work.result, work.routes)
                 work.done.set()
+
+    def _fan_out(self, events: list[Event | None], routes: list[Route]) -> None:
+        publish, deliver = self._publish, self._deliver
+        for event, route in zip(events, routes, strict=True):
+            if event is None:
+                continue
+            if publish is not None:
+                publish(event)
+            if route and deliver is not None:
+                deliver(event, route)
 
     def _serve(self) -> None:
         """The writer thread: commit everything waiting in one transaction, again and again."""
@@ -250,14 +270,16 @@ class SqliteJournal:
             for work in batch:
                 work.error = error
 
-    async def _call(self, run: Callable[[sqlite3.Connection], T], publishes: bool = False) -> T:
+    async def _call(
+        self, run: Callable[[sqlite3.Connection], T], routes: list[Route] | None = None
+    ) -> T:
         """Run ``run`` in the writer thread, in the next transaction; returns once committed.
 
-        ``publishes``: ``run`` returns the events it stored, to be fanned out.
+        ``routes``: ``run`` returns the events it stored, to be fanned out with these.
         """
         if self._token is None or self._closing:
             raise JournalUnavailable("the journal is not running")
-        work = _Work(run, publishes)
+        work = _Work(run, routes)
         self._queue.put(work)
         await work.done.wait()
         if work.error is not None:
@@ -303,7 +325,7 @@ class SqliteJournal:
                 record(conn)
             return self._insert(conn, drafts, routes, to_devices)
 
-        events: list[Event] = await self._call(write, publishes=True)
+        events: list[Event] = await self._call(write, routes)
         self._committed(events)
         self.outbox_depth += sum(device is not None for device in to_devices)
         return events
@@ -317,14 +339,14 @@ class SqliteJournal:
         routes = self._routes(drafts)
         keys = [key for _, key in items]
         stored: list[Event | None] = await self._call(
-            lambda conn: self._insert_keyed(conn, drafts, routes, keys), publishes=True
+            lambda conn: self._insert_keyed(conn, drafts, routes, keys), routes
         )
         self._committed([event for event in stored if event is not None])
         return stored
 
-    def _routes(self, drafts: list[EventDraft]) -> list[list[str]]:
-        hooks = self._router.hooks
-        return [[hooks[i].name for i in self._router.match(draft)] for draft in drafts]
+    def _routes(self, drafts: list[EventDraft]) -> list[Route]:
+        snapshot = self._hooks.snapshot  # one per batch: a change applies to the next
+        return [snapshot.route(draft) for draft in drafts]
 
     def _committed(self, events: list[Event]) -> None:
         if events:
@@ -334,7 +356,7 @@ class SqliteJournal:
         self,
         conn: sqlite3.Connection,
         drafts: list[EventDraft],
-        routes: list[list[str]],
+        routes: list[Route],
         to_devices: Sequence[str | None] = (),
     ) -> list[Event]:
         now = time.time()
@@ -357,14 +379,14 @@ class SqliteJournal:
         self,
         conn: sqlite3.Connection,
         drafts: list[EventDraft],
-        routes: list[list[str]],
+        routes: list[Route],
         keys: list[str | None],
     ) -> list[Event | None]:
         now = time.time()
         cutoff = now - self._dedupe_window
         stored: list[Event | None] = []
         fresh: list[Event] = []
-        fresh_routes: list[list[str]] = []
+        fresh_routes: list[Route] = []
         for draft, hooks, key in zip(drafts, routes, keys, strict=True):
             if key is not None:
                 # A key older than the window is taken over; a recent one means "seen".
@@ -391,18 +413,17 @@ class SqliteJournal:
         return event
 
     def _write_events(
-        self, conn: sqlite3.Connection, now: float, events: list[Event], routes: list[list[str]]
+        self, conn: sqlite3.Connection, now: float, events: list[Event], routes: list[Route]
     ) -> None:
         pack = msgpack.packb
-        tags = self._hook_tags
         rows = []
         deliveries = []
         for event, hooks in zip(events, routes, strict=True):
             body = pack((event.data, event.ttl, event.private, event.published_at))
             rows.append((event.id, now, event.name, event.device_id, event.product_id, body))
             for hook in hooks:
-                key = delivery_id(self._epoch, event.id, tags[hook])
-                deliveries.append((event.id, key, hook, "pending", 0, now, ""))
+                key = delivery_id(self._epoch, event.id, hook.tag)
+                deliveries.append((event.id, key, hook.name, "pending", 0, now, ""))
         insert_rows(conn, "INSERT INTO events VALUES", rows)
         insert_rows(conn, "INSERT INTO deliveries VALUES", deliveries)
 
@@ -530,9 +551,12 @@ class SqliteJournal:
         self._replays_asked = False
         return _open_deliveries(conn, ("replay",))
 
-    async def disable_hook(self, index: int, reason: str) -> None:
-        """Keep a hook disabled across restarts, while its url stays the same."""
-        hook = self._router.hooks[index]
+    async def disable_hook(self, hook_ref: str | int, reason: str) -> None:
+        """Keep a hook (by name, or config position) disabled across restarts, while its
+        url stays the same."""
+        hooks = self._hooks
+        hook = hooks.hooks[hook_ref] if isinstance(hook_ref, int) else hooks.get(hook_ref)
+        assert hook is not None, f"no hook {hook_ref!r}"
         await self._call(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO disabled_hooks VALUES (?, ?, ?, ?)",
@@ -610,11 +634,10 @@ class SqliteJournal:
 
     def _apply_disabled_hooks(self) -> None:
         rows = self._conn.execute("SELECT hook, url FROM disabled_hooks").fetchall()
-        by_name = {hook.name: (i, hook.url) for i, hook in enumerate(self._router.hooks)}
         for name, url in rows:
-            found = by_name.get(name)
-            if found is not None and found[1] == url:
-                self._router.disable(found[0])
+            found = self._hooks.get(name)
+            if found is not None and found.url == url:
+                self._hooks.disable(name)
                 log.warning("hook %r stays disabled: its target answered 410 Gone", name)
             else:  # the hook is gone or points elsewhere now
                 self._conn.execute("DELETE FROM disabled_hooks WHERE hook = ?", (name,))

@@ -1,16 +1,13 @@
-"""Every template of a hook, compiled once when the config is loaded."""
+"""Every template of a hook, compiled once when the hook set is built."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from engine.config.settings import HookConfig
 from engine.templates import Template, TemplateError, compile_template
 from engine.templates.json_template import JsonTemplate, JsonTemplateError
-
-if TYPE_CHECKING:
-    from engine.config.settings import HookConfig
 
 DEFAULT_RESPONSE_TOPIC = "hook-response/{{{TRACKLE_EVENT_NAME}}}"
 PRODUCT_RESPONSE_TOPIC = "{{{TRACKLE_DEVICE_ID}}}/hook-response/{{{TRACKLE_EVENT_NAME}}}"

@@ -1,0 +1,70 @@
+"""A hook compiled from its config, once: what every delivery to it needs, found by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from engine.config.settings import Config, ConfigError, HookConfig
+from engine.config.settings import load_config as read_config
+from engine.core.model import hook_tag
+from engine.hooks.templates import (
+    HookTemplateErrors,
+    HookTemplates,
+    check_partials,
+    compile_hook_templates,
+)
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(HookConfig))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hook(HookConfig):
+    """A hook as written (every HookConfig field) plus what was compiled from it.
+
+    A Hook is its validated config, so ``hook.url`` or ``hook.timeout`` read as before; the
+    compiled parts do not take part in equality.
+    """
+
+    templates: HookTemplates = field(compare=False, repr=False)
+    tag: str = field(compare=False, repr=False)  # its part of delivery ids (model.hook_tag)
+
+
+def compile_hook(hook: HookConfig, partials: Mapping[str, str]) -> Hook:
+    """``hook`` compiled; raises HookTemplateErrors listing every template problem."""
+    if isinstance(hook, Hook):
+        return hook
+    templates = compile_hook_templates(hook, partials)
+    values = {name: getattr(hook, name) for name in _CONFIG_FIELDS}
+    return Hook(**values, templates=templates, tag=hook_tag(hook.name))
+
+
+def compile_hooks(config: Config, source: str | None = None) -> Config:
+    """``config`` with every hook compiled, so a broken template stops the start, not a delivery.
+
+    Raises ConfigError with every problem as ``<source>: <where>.<field>: LINE:COL: problem``
+    (``source`` defaults to the config's path). Hooks compiled already are kept as they are.
+    """
+    if all(isinstance(hook, Hook) for hook in config.hooks):
+        return config
+    problems = check_partials(config.partials)
+    hooks: list[HookConfig] = []
+    for hook in config.hooks:
+        try:
+            hooks.append(compile_hook(hook, config.partials))
+        except HookTemplateErrors as exc:
+            problems.extend(exc.problems)
+    if problems:
+        where = str(config.path) if source is None else source
+        raise ConfigError([f"{where}: {problem}" for problem in problems])
+    return dataclasses.replace(config, hooks=tuple(hooks))
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check a config file and compile its hooks: what ``hookwire check`` reports.
+
+    Raises ConfigError listing every problem found, the hooks' templates' included.
+    """
+    return compile_hooks(read_config(path, environ), os.fspath(path))
