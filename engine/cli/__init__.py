@@ -1,8 +1,10 @@
 """The ``hookwire`` command: ``main`` parses the command line and runs the command.
 
-Owns: ``commands`` (run, check, token, render, import, bench), ``admin`` (dead letters and
-replay), ``receiver`` (a webhook receiver that prints what it gets), ``_config`` (loading a
-config for a command, with its errors printed). May import every package.
+Owns one module per command group: ``commands`` (the parser and dispatch), ``serve`` (run,
+check, receiver), ``token``, ``render``, ``particle`` (import), ``admin`` (dead letters and
+replay), ``bench`` (hands over to the source checkout's runner), with ``receiver`` (the
+webhook receiver's server) and ``_config`` (a config loaded for a command, its errors
+printed). May import every package.
 """
 
 from engine.cli.commands import main

@@ -1,0 +1,69 @@
+"""`hookwire run`, `check` and `receiver`: load a config, serve until stopped."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from engine.cli._config import load_or_report
+from engine.config.settings import ConfigError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def check(path: str) -> int:
+    config = load_or_report(path)
+    if config is None:
+        return 1
+    print(f"{path}: ok ({len(config.auth.tokens)} tokens, {len(config.hooks)} hooks)")
+    return 0
+
+
+def run(path: str) -> int:
+    config = load_or_report(path)
+    if config is None:
+        return 1
+    logging.basicConfig(
+        level=config.log.level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
+    )
+    from engine.daemon import Engine, run_until_signalled
+    from engine.journal.schema import JournalError
+
+    try:
+        engine = Engine(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except JournalError as exc:
+        print(f"hookwire: {exc}", file=sys.stderr)
+        return 1
+    return _serve("hookwire", run_until_signalled, engine)
+
+
+def _serve(who: str, serve: Callable[..., Awaitable[None]], *args: object) -> int:
+    """Run a server until it stops; a socket error (a port taken) is one line, exit 1."""
+    failure: BaseException | None = None
+    try:
+        trio.run(serve, *args)
+    except* OSError as group:
+        failure = group
+    if failure is not None:
+        print(f"{who}: cannot serve: {_first_leaf(failure)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def receiver(host: str, port: int) -> int:
+    from engine.cli.receiver import serve_receiver
+
+    return _serve("hookwire receiver", serve_receiver, host, port)
