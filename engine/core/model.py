@@ -52,7 +52,7 @@ class Delivery:
 
     id: str
     event: Event
-    hook_index: int
+    hook: str  # the hook's name
     attempts: int = 0
     due: float = 0.0  # trio clock time of the next attempt
     state: str = "pending"  # pending | in_flight | waiting | delivered | failed | dead

@@ -220,10 +220,9 @@ class Dispatcher:
         if not hooks or self._nursery is None:
             return
         parts = EventParts(event, event_context(event))
-        position_of = self.hooks.position_of  # Delivery.hook_index: for the memory journal
         for hook in hooks:
             key = delivery_id(self._journal.epoch, event.id, hook.tag)
-            job = self._job(Delivery(key, event, position_of(hook.name)), hook, parts)
+            job = self._job(Delivery(key, event, hook.name), hook, parts)
             if job is not None:
                 self._destination(job.request, hook).submit(job)
 
@@ -255,7 +254,7 @@ class Dispatcher:
         assert self._nursery is not None, "restore runs while the dispatcher runs"
         event = stored.event
         hook = self.hooks.get(stored.hook)
-        delivery = Delivery(stored.id, event, self.hooks.position_of(stored.hook))
+        delivery = Delivery(stored.id, event, stored.hook)
         delivery.attempts = stored.attempts
         delivery.earlier_attempts = stored.recorded - stored.attempts
         why = "is no longer configured" if hook is None else self.hooks.why_disabled(hook.name)

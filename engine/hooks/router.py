@@ -104,10 +104,6 @@ class HookSet:
         """The enabled hooks ``event`` triggers now, in config order."""
         return self._snapshot.route(event)
 
-    def position_of(self, name: str) -> int:
-        """A hook's config position (``hooks[N]``), -1 for a name not configured."""
-        return self._snapshot._order.get(name, -1)
-
     def name_of(self, hook: str | int) -> str:
         """A hook's name, from its name or its config position (``hooks[N]``)."""
         return hook if isinstance(hook, str) else self._snapshot.hooks[hook].name

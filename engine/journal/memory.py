@@ -29,14 +29,10 @@ class MemoryJournal:
         self,
         keep: int = DEFAULT_KEEP,
         *,
-        hook_names: Sequence[str] = (),
         hooks: HookSet | None = None,
         downlink_ttl: float = 60.0,
         dedupe_window: float = 600.0,
     ) -> None:
-        if hooks is not None and not hook_names:
-            hook_names = [hook.name for hook in hooks.hooks]
-        self._hook_names = tuple(hook_names)  # a Delivery knows its hook by index only
         self._hooks = hooks
         self._next_id = 1
         self._recent: deque[Event] = deque(maxlen=keep)
@@ -197,25 +193,18 @@ class MemoryJournal:
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
         await trio.lowlevel.checkpoint()
-        found = (_dead_letter(d, at, self._hook_names) for d, at in reversed(self._dead))
+        found = (_dead_letter(d, at) for d, at in reversed(self._dead))
         chosen = (letter for letter in found if query.admits(letter.id, letter.hook, letter.at))
         return list(itertools.islice(chosen, query.limit))
 
     async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         await trio.lowlevel.checkpoint()
-        matching = [
-            (d, at)
-            for d, at in self._dead
-            if query.admits(d.id, _hook_name(d, self._hook_names), at)
-        ]
+        matching = [(d, at) for d, at in self._dead if query.admits(d.id, d.hook, at)]
         chosen = matching[: query.limit]
         gone = {d.id for d, _ in chosen}
         self._dead = deque((e for e in self._dead if e[0].id not in gone), self._dead.maxlen)
         now = time.time()
-        self._replays.extend(
-            StoredDelivery(d.id, d.event, _hook_name(d, self._hook_names), 0, now)
-            for d, _ in chosen
-        )
+        self._replays.extend(StoredDelivery(d.id, d.event, d.hook, 0, now) for d, _ in chosen)
         ids = tuple(d.id for d, _ in chosen)
         missing = tuple(key for key in query.ids if key not in gone)
         return Replayed(ids, missing, len(matching) - len(chosen))
@@ -224,19 +213,14 @@ class MemoryJournal:
         await trio.lowlevel.checkpoint()
 
 
-def _hook_name(delivery: Delivery, hook_names: Sequence[str]) -> str:
-    index = delivery.hook_index
-    return hook_names[index] if 0 <= index < len(hook_names) else f"hooks[{index}]"
-
-
-def _dead_letter(delivery: Delivery, at: float, hook_names: Sequence[str]) -> DeadLetter:
+def _dead_letter(delivery: Delivery, at: float) -> DeadLetter:
     event = delivery.event
     return DeadLetter(
         delivery.id,
         event.id,
         event.name,
         event.device_id,
-        _hook_name(delivery, hook_names),
+        delivery.hook,
         at,
         delivery.attempts,
         delivery.last_reason,

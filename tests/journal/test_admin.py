@@ -70,7 +70,7 @@ async def give_up(
 ) -> str:
     """Make ``event``'s delivery to ``hook`` a dead letter after one attempt; returns its id."""
     key = delivery_id(journal.epoch, event.id, hook_tag(hook))
-    delivery = Delivery(key, event, 0, attempts=1, state="dead", last_reason=f"status {status}")
+    delivery = Delivery(key, event, hook, attempts=1, state="dead", last_reason=f"status {status}")
     attempt = Attempt(key, 1, status, 0.25, f"error status {status}", b"bad\nrequest", "dead")
     await journal.record_attempts([(delivery, attempt)])
     if at is not None:
@@ -124,7 +124,7 @@ async def test_show_gives_the_delivery_its_event_and_every_attempt(
     async with running(path, config) as journal:
         event = await journal.append(draft(data='{"t":21}'))
         key = delivery_id(journal.epoch, event.id, hook_tag("temps"))
-        delivery = Delivery(key, event, 0, attempts=1, state="waiting")
+        delivery = Delivery(key, event, "temps", attempts=1, state="waiting")
         await journal.record_attempts(
             [(delivery, Attempt(key, 1, None, 20.0, "timeout after 20 s from x", b"", "waiting"))]
         )
@@ -244,11 +244,11 @@ async def test_a_window_replay_refuses_too_many_events_and_a_disabled_hook(
 
 
 async def test_the_memory_journal_lists_and_replays_its_dead_letters() -> None:
-    journal = MemoryJournal(hook_names=["temps", "everything"])
+    journal = MemoryJournal()
     first, second = await journal.append_many([draft(), draft("tx")])
     dead = [
-        Delivery(f"msg_{event.id}", event, index, attempts=3, state="dead", last_reason="gone")
-        for event, index in ((first, 0), (second, 1))
+        Delivery(f"msg_{event.id}", event, hook, attempts=3, state="dead", last_reason="gone")
+        for event, hook in ((first, "temps"), (second, "everything"))
     ]
     await journal.record_attempts(
         [(d, Attempt(d.id, 3, 400, 0.1, "400", b"", "dead")) for d in dead]

@@ -118,8 +118,8 @@ async def test_attempts_settle_deliveries_and_the_dead_become_dead_letters(
         event = await journal.append(draft("temp"))
         found = {d.hook: d for d in await journal.recover()}
         temps, everything = found["temps"], found["everything"]
-        ok = Delivery(temps.id, event, 0, attempts=1, state="delivered")
-        waiting = Delivery(everything.id, event, 1, attempts=1, state="waiting")
+        ok = Delivery(temps.id, event, "temps", attempts=1, state="delivered")
+        waiting = Delivery(everything.id, event, "everything", attempts=1, state="waiting")
         waiting.due = trio.current_time() + 300
         await journal.record_attempts(
             [
@@ -150,7 +150,7 @@ async def test_settle_keeps_attempts_and_their_hook_events_in_one_commit_or_neit
     async with running(path, hooks_config) as journal:
         event = await journal.append(draft("temp"))
         found = {d.hook: d for d in await journal.recover()}
-        ok = Delivery(found["temps"].id, event, 0, attempts=1, state="delivered")
+        ok = Delivery(found["temps"].id, event, "temps", attempts=1, state="delivered")
         attempt = Attempt(ok.id, 1, 200, 0.01, "200", b"{}", "delivered")
         answer = draft("hook-response/temp/0", data="{}")
         pages = await journal.run_in_writer(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
@@ -379,7 +379,7 @@ async def test_a_replayed_delivery_keeps_its_earlier_attempts(
     async with running(path, hooks_config) as journal:
         event = await journal.append(draft("tx"))
         [stored] = await journal.recover()
-        delivery = Delivery(stored.id, event, 1, attempts=1, state="dead")
+        delivery = Delivery(stored.id, event, stored.hook, attempts=1, state="dead")
         dead = Attempt(delivery.id, 1, 400, 0.01, "error status 400", b"", "dead")
         await journal.record_attempts([(delivery, dead)])
         await journal.run_in_writer(
@@ -388,7 +388,9 @@ async def test_a_replayed_delivery_keeps_its_earlier_attempts(
         journal.ask_replays()
         [replayed] = await journal.take_replays()
         assert (replayed.attempts, replayed.recorded) == (0, 1)
-        again = Delivery(stored.id, event, 1, attempts=1, state="delivered")  # counted anew
+        again = Delivery(
+            stored.id, event, stored.hook, attempts=1, state="delivered"
+        )  # counted anew
         again.earlier_attempts = replayed.recorded - replayed.attempts
         await journal.record_attempts(
             [(again, Attempt(again.id, 1, 200, 0.01, "200", b"", "delivered"))]
