@@ -51,7 +51,7 @@ from engine.delivery.responses import (
 from engine.delivery.signing import Signer
 from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
 from engine.hooks.hook import Hook
-from engine.hooks.router import HookSet
+from engine.hooks.router import HookSet, Route
 from engine.http.client import (
     ConnectError,
     ConnectionPool,
@@ -215,7 +215,7 @@ class Dispatcher:
 
     # deliveries (synchronous: the journal hands over every committed event with its hooks)
 
-    def accept(self, event: Event, hooks: tuple[Hook, ...]) -> None:
+    def accept(self, event: Event, hooks: Route) -> None:
         """Queue ``event`` to each of ``hooks``, the hooks the journal routed it to."""
         if not hooks or self._nursery is None:
             return
@@ -244,9 +244,6 @@ class Dispatcher:
             schedule = retry.RetrySchedule(hook.retry if hook.retry is not None else default)
             sender = _Sender(schedule, Signer(hook.secret) if hook.secret else None)
             self._senders[hook.name] = sender
-            if hook.rate:
-                bucket = TokenBucket(hook.rate, hook.burst or max(1.0, hook.rate), 0.0)
-                self._buckets[hook.name] = bucket
         return sender
 
     def restore(self, stored: StoredDelivery) -> None:
@@ -285,7 +282,11 @@ class Dispatcher:
             log.info("replaying %d deliveries", len(replays))
 
     def _destination(self, request: PreparedRequest, hook: Hook) -> Destination:
-        self._sender(hook)
+        if hook.rate and hook.name not in self._buckets:
+            # One bucket per hook, whichever of its destinations a job goes to.
+            self._buckets[hook.name] = TokenBucket(
+                hook.rate, hook.burst or max(1.0, hook.rate), 0.0
+            )
         key = (request.target, hook.reject_unauthorized)
         destination = self._destinations.get(key)
         capacity = hook.max_in_flight or self._config.delivery.max_in_flight

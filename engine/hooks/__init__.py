@@ -6,12 +6,14 @@ a change. May import core, templates and config. No I/O.
 """
 
 from engine.hooks.hook import Hook, compile_hook, compile_hooks, load_config
-from engine.hooks.router import HookSet, HookSnapshot
+from engine.hooks.router import Deliver, HookSet, HookSnapshot, Route
 
 __all__ = [
+    "Deliver",
     "Hook",
     "HookSet",
     "HookSnapshot",
+    "Route",
     "compile_hook",
     "compile_hooks",
     "load_config",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import types
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.config.settings import HookConfig
@@ -21,6 +21,12 @@ from engine.core.model import Event, EventDraft
 from engine.hooks.hook import Hook, compile_hook
 
 INTERNAL_PREFIX = "hook-"
+
+Route = tuple[Hook, ...]
+"""The hooks an event was routed to when it was appended, in config order."""
+
+Deliver = Callable[[Event, Route], None]
+"""What the journal hands each committed event that triggers hooks to, with its route."""
 
 DISABLED_IN_CONFIG = "is disabled in the config"
 GONE = "is disabled: its target answered 410 Gone"
@@ -50,7 +56,7 @@ class HookSnapshot:
             types.MappingProxyType({hook.name: i for i, hook in enumerate(hooks)}),
         )
 
-    def route(self, event: Event | EventDraft) -> tuple[Hook, ...]:
+    def route(self, event: Event | EventDraft) -> Route:
         """The enabled hooks ``event`` triggers, in config order."""
         name = event.name
         if not self._lengths or name.startswith(INTERNAL_PREFIX):
@@ -100,7 +106,7 @@ class HookSet:
     def get(self, name: str) -> Hook | None:
         return self._by_name.get(name)
 
-    def route(self, event: Event | EventDraft) -> tuple[Hook, ...]:
+    def route(self, event: Event | EventDraft) -> Route:
         """The enabled hooks ``event`` triggers now, in config order."""
         return self._snapshot.route(event)
 

@@ -8,7 +8,7 @@ from typing import Protocol
 import trio
 
 from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
-from engine.hooks.hook import Hook
+from engine.hooks.router import Deliver
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 
 
@@ -28,7 +28,7 @@ class Journal(Protocol):
         append that stored it returns."""
         ...
 
-    def hand_routes_to(self, deliver: Callable[[Event, tuple[Hook, ...]], None] | None) -> None:
+    def hand_routes_to(self, deliver: Deliver | None) -> None:
         """Hand every committed event that triggers hooks to ``deliver``, with the hooks it
         was routed to at append (its delivery rows), right after ``publish``."""
         ...

@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
-from engine.hooks.hook import Hook
-from engine.hooks.router import HookSet
+from engine.hooks.router import Deliver, HookSet
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 
 DEFAULT_KEEP = 10_000
@@ -42,7 +41,7 @@ class MemoryJournal:
         self._replays: list[StoredDelivery] = []
         self._downlink_ttl = downlink_ttl
         self._publish: Callable[[Event], None] | None = None
-        self._deliver: Callable[[Event, tuple[Hook, ...]], None] | None = None
+        self._deliver: Deliver | None = None
         self._dedupe_window = dedupe_window
         self._outbox: dict[int, tuple[OutboxEntry, float]] = {}  # by event id, with expiry
         self._keys: dict[tuple[str, str], float] = {}  # (device, key) -> when, oldest first
@@ -129,7 +128,7 @@ class MemoryJournal:
     def fan_out_to(self, publish: Callable[[Event], None]) -> None:
         self._publish = publish
 
-    def hand_routes_to(self, deliver: Callable[[Event, tuple[Hook, ...]], None] | None) -> None:
+    def hand_routes_to(self, deliver: Deliver | None) -> None:
         self._deliver = deliver
 
     def last_id(self) -> int:

@@ -39,8 +39,7 @@ from engine.core.model import (
     StoredDelivery,
     delivery_id,
 )
-from engine.hooks.hook import Hook
-from engine.hooks.router import HookSet
+from engine.hooks.router import Deliver, HookSet, Route
 from engine.journal import admin
 from engine.journal.base import JournalUnavailable
 from engine.journal.schema import open_database, stored_event
@@ -88,9 +87,6 @@ class _Work:
 
 _STOP = None
 
-Route = tuple[Hook, ...]
-"""The hooks an event was routed to when it was appended."""
-
 
 class SqliteJournal:
     """Events, deliveries and attempts in one SQLite file; ``run`` owns the writer thread."""
@@ -134,7 +130,7 @@ class SqliteJournal:
         self.failed_commits = 0
         self._data_version = -1
         self._publish: Callable[[Event], None] | None = None
-        self._deliver: Callable[[Event, Route], None] | None = None
+        self._deliver: Deliver | None = None
         self._finished: deque[list[_Work]] = deque()
         self._finished_lot = trio.lowlevel.ParkingLot()
 
@@ -176,7 +172,7 @@ class SqliteJournal:
         """Hand every committed event to ``publish``, in id order, before its writer resumes."""
         self._publish = publish
 
-    def hand_routes_to(self, deliver: Callable[[Event, Route], None] | None) -> None:
+    def hand_routes_to(self, deliver: Deliver | None) -> None:
         """Hand every committed event that triggers hooks to ``deliver`` with those hooks,
         right after ``publish``: the routing done once, at append."""
         self._deliver = deliver

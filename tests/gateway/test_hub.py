@@ -27,6 +27,11 @@ from tests.helpers import wait_until
 from tests.http.sink import Reply, Sink
 
 GATEWAY = "hw_test_gateway_token_0123456789"
+GATEWAY_TOKEN = f"""[[auth.tokens]]
+name = "gateway"
+sha256 = "{sha(GATEWAY)}"
+scopes = ["gateway"]
+"""
 DEVICE = "0123456789abcdef01234567"
 OTHER = "76543210fedcba9876543210"
 
@@ -60,11 +65,7 @@ async def start(
         unix = tmp_path / "gw.sock"
         config = write_config(
             f"""
-[[auth.tokens]]
-name = "gateway"
-sha256 = "{sha(GATEWAY)}"
-scopes = ["gateway"]
-
+{GATEWAY_TOKEN}
 [gateway]
 tcp = "127.0.0.1:0"
 unix = "{unix}"
@@ -444,11 +445,7 @@ async def serve_hub(
 ) -> GatewayHub:
     config = write_config(
         f"""
-[[auth.tokens]]
-name = "gateway"
-sha256 = "{sha(GATEWAY)}"
-scopes = ["gateway"]
-
+{GATEWAY_TOKEN}
 [gateway]
 tcp = "127.0.0.1:0"
 max_unacked = {max_unacked}
