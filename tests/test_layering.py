@@ -36,6 +36,8 @@ SANS_IO = [
     "core/events.py",
     "core/auth.py",
     "core/ratelimit.py",
+    "core/retry.py",
+    "core/signing.py",
     "templates",
     "http/h1.py",
     "http/h1client.py",
@@ -43,9 +45,7 @@ SANS_IO = [
     "config",
     "hooks",
     "gateway/protocol.py",
-    "delivery/retry.py",
     "delivery/breaker.py",
-    "delivery/signing.py",
     "delivery/request.py",
     "api/routes.py",
 ]
@@ -103,7 +103,7 @@ def graph() -> dict[str, dict[str, int]]:
 
 
 def package_of(module: str) -> str:
-    """engine.delivery.retry -> delivery; engine.daemon -> daemon; engine -> engine."""
+    """engine.core.retry -> delivery; engine.daemon -> daemon; engine -> engine."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "engine"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from engine.config import _fields as f
 from engine.config._fields import Network, parse_duration
+from engine.core.retry import DEFAULT_DELAYS
 
 __all__ = [
     "AuthConfig",
@@ -45,7 +46,7 @@ LATER_BACKENDS = ("redis",)  # named in the docs, not built yet: a clear error, 
 REQUEST_TYPES = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _BACKEND = f.one_of(*JOURNAL_BACKENDS, later=LATER_BACKENDS)
 _REQUEST_TYPE = f.one_of(*REQUEST_TYPES, upper=True)
-DEFAULT_RETRY = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)  # 5s 5m 30m 2h 5h 10h 10h
+DEFAULT_RETRY = DEFAULT_DELAYS  # 5s 5m 30m 2h 5h 10h 10h
 DEFAULT_JOURNAL_PATH = Path("var/hookwire.db")  # relative to the config file's folder
 
 # Fields of an exported Particle webhook that describe the record, not the delivery.

@@ -18,12 +18,12 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
 from engine.config.settings import Config
+from engine.core import retry
 from engine.core.events import utc_now_iso
 from engine.core.model import (
     INTERNAL_DEVICE_ID,
@@ -36,7 +36,6 @@ from engine.core.model import (
     delivery_id,
 )
 from engine.core.ratelimit import TokenBucket
-from engine.delivery import retry
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
 from engine.delivery.downlink import Downlink
@@ -48,7 +47,6 @@ from engine.delivery.responses import (
     status_line,
     topic_is_valid,
 )
-from engine.delivery.signing import Signer
 from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet, Route
@@ -131,14 +129,6 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Sender:
-    """A hook's retry schedule and signer (delivery's own objects), made once per hook."""
-
-    schedule: retry.RetrySchedule
-    signer: Signer | None
-
-
 OpenTransport = Callable[[Origin, str, int, bool], Transport]
 """(origin, vetted address, max connections, verify TLS) -> a transport."""
 
@@ -163,10 +153,13 @@ class Dispatcher:
         self._downlink = downlink
         self._rng = rng or random.Random()
         self._ssl_context = ssl_context
-        self.hooks = hooks if hooks is not None else HookSet(config.hooks, config.partials)
+        self.hooks = (
+            hooks
+            if hooks is not None
+            else HookSet(config.hooks, config.partials, config.delivery.retry)
+        )
         self._requests = RequestBuilder()
         self._counts = metrics.delivery_counts
-        self._senders: dict[str, _Sender] = {}  # by hook name, made at its first delivery
         self._buckets: dict[str, TokenBucket] = {}  # by hook name, shared by its destinations
         self._destinations: dict[tuple[Origin, bool], Destination] = {}
         self._pools: dict[Destination, tuple[Transport, float]] = {}
@@ -179,11 +172,6 @@ class Dispatcher:
 
     def __repr__(self) -> str:
         return f"<Dispatcher destinations={len(self._destinations)} {self.hooks!r}>"
-
-    @property
-    def router(self) -> HookSet:
-        """The hook set (its earlier name)."""
-        return self.hooks
 
     @property
     def destinations(self) -> list[Destination]:
@@ -235,16 +223,6 @@ class Dispatcher:
             return None
         lane = (hook.name, delivery.event.device_id) if hook.ordered else None
         return Job(delivery, hook, request, parts.context, lane, trio.current_time())
-
-    def _sender(self, hook: Hook) -> _Sender:
-        """What sending to ``hook`` needs besides its request, made once per hook."""
-        sender = self._senders.get(hook.name)
-        if sender is None:
-            default = self._config.delivery.retry
-            schedule = retry.RetrySchedule(hook.retry if hook.retry is not None else default)
-            sender = _Sender(schedule, Signer(hook.secret) if hook.secret else None)
-            self._senders[hook.name] = sender
-        return sender
 
     def restore(self, stored: StoredDelivery) -> None:
         """Queue a delivery the journal kept: recovered after a restart, or replayed."""
@@ -339,7 +317,7 @@ class Dispatcher:
         delivery.attempts += 1
         delivery.state = "in_flight"
         headers = request.headers
-        signer = self._sender(hook).signer
+        signer = hook.signer
         if signer is not None:
             headers = headers + signer.attempt_headers(delivery.id, int(time.time()), request.body)
         try:
@@ -420,9 +398,7 @@ class Dispatcher:
             retry_after = retry.parse_retry_after(
                 response.header(b"retry-after") if response is not None else None, time.time()
             )
-            delay = self._sender(hook).schedule.next_delay(
-                delivery.attempts, self._rng, retry_after
-            )
+            delay = hook.schedule.next_delay(delivery.attempts, self._rng, retry_after)
         if verdict is retry.Verdict.SUCCESS:
             delivery.state = "delivered"
         elif delay is not None:

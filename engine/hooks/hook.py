@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from engine.config.settings import Config, ConfigError, HookConfig
 from engine.config.settings import load_config as read_config
 from engine.core.model import hook_tag
+from engine.core.retry import DEFAULT_DELAYS, RetrySchedule
+from engine.core.signing import Signer
 from engine.hooks.templates import (
     HookTemplateErrors,
     HookTemplates,
@@ -30,15 +32,30 @@ class Hook(HookConfig):
 
     templates: HookTemplates = field(compare=False, repr=False)
     tag: str = field(compare=False, repr=False)  # its part of delivery ids (model.hook_tag)
+    schedule: RetrySchedule = field(compare=False, repr=False)  # its own, or [delivery] retry
+    signer: Signer | None = field(compare=False, repr=False)  # None: it has no secret
 
 
-def compile_hook(hook: HookConfig, partials: Mapping[str, str]) -> Hook:
-    """``hook`` compiled; raises HookTemplateErrors listing every template problem."""
+def compile_hook(
+    hook: HookConfig,
+    partials: Mapping[str, str],
+    default_retry: tuple[float, ...] = DEFAULT_DELAYS,
+) -> Hook:
+    """``hook`` compiled; raises HookTemplateErrors listing every template problem.
+
+    ``default_retry`` is the ``[delivery] retry`` schedule, for hooks without their own.
+    """
     if isinstance(hook, Hook):
         return hook
     templates = compile_hook_templates(hook, partials)
     values = {name: getattr(hook, name) for name in _CONFIG_FIELDS}
-    return Hook(**values, templates=templates, tag=hook_tag(hook.name))
+    return Hook(
+        **values,
+        templates=templates,
+        tag=hook_tag(hook.name),
+        schedule=RetrySchedule(hook.retry if hook.retry is not None else default_retry),
+        signer=Signer(hook.secret) if hook.secret else None,
+    )
 
 
 def compile_hooks(config: Config, source: str | None = None) -> Config:
@@ -53,7 +70,7 @@ def compile_hooks(config: Config, source: str | None = None) -> Config:
     hooks: list[HookConfig] = []
     for hook in config.hooks:
         try:
-            hooks.append(compile_hook(hook, config.partials))
+            hooks.append(compile_hook(hook, config.partials, config.delivery.retry))
         except HookTemplateErrors as exc:
             problems.extend(exc.problems)
     if problems:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from engine.config.settings import HookConfig
 from engine.core.model import Event, EventDraft
+from engine.core.retry import DEFAULT_DELAYS
 from engine.hooks.hook import Hook, compile_hook
 
 INTERNAL_PREFIX = "hook-"
@@ -83,8 +84,13 @@ def _admits(hook: HookConfig, event: Event | EventDraft) -> bool:
 class HookSet:
     """The one owner of the live hooks: found by name, enabled and disabled here only."""
 
-    def __init__(self, hooks: Sequence[HookConfig], partials: Mapping[str, str] = {}) -> None:
-        compiled = tuple(compile_hook(hook, partials) for hook in hooks)
+    def __init__(
+        self,
+        hooks: Sequence[HookConfig],
+        partials: Mapping[str, str] = {},
+        default_retry: tuple[float, ...] = DEFAULT_DELAYS,
+    ) -> None:
+        compiled = tuple(compile_hook(hook, partials, default_retry) for hook in hooks)
         self._by_name = {hook.name: hook for hook in compiled}
         disabled = {hook.name: DISABLED_IN_CONFIG for hook in compiled if hook.disabled}
         self._snapshot = HookSnapshot.of(compiled, disabled)
@@ -110,38 +116,22 @@ class HookSet:
         """The enabled hooks ``event`` triggers now, in config order."""
         return self._snapshot.route(event)
 
-    def name_of(self, hook: str | int) -> str:
-        """A hook's name, from its name or its config position (``hooks[N]``)."""
-        return hook if isinstance(hook, str) else self._snapshot.hooks[hook].name
-
-    def why_disabled(self, hook: str | int) -> str | None:
+    def why_disabled(self, name: str) -> str | None:
         """Why a hook takes no events (None: it is enabled)."""
-        return self._snapshot.disabled.get(self.name_of(hook))
+        return self._snapshot.disabled.get(name)
 
-    def is_disabled(self, hook: str | int) -> bool:
-        return self.name_of(hook) in self._snapshot.disabled
+    def is_disabled(self, name: str) -> bool:
+        return name in self._snapshot.disabled
 
-    def disable(self, hook: str | int, why: str = GONE) -> None:
+    def disable(self, name: str, why: str = GONE) -> None:
         """Stop routing to a hook (its target answered 410 Gone)."""
-        name = self.name_of(hook)
         if name not in self._snapshot.disabled:
             self._change({**self._snapshot.disabled, name: why})
 
-    def enable(self, hook: str | int) -> None:
+    def enable(self, name: str) -> None:
         """Route to a hook again, unless its config disables it."""
-        name = self.name_of(hook)
         if name in self._snapshot.disabled and not self._by_name[name].disabled:
             self._change({k: v for k, v in self._snapshot.disabled.items() if k != name})
 
-    def match(self, event: Event | EventDraft) -> list[int]:
-        """Config positions of the hooks ``event`` triggers (for callers that number hooks
-        as the config does: ``hooks[N]``)."""
-        order = self._snapshot._order
-        return [order[hook.name] for hook in self.route(event)]
-
     def _change(self, disabled: Mapping[str, str]) -> None:
         self._snapshot = HookSnapshot.of(self._snapshot.hooks, disabled)
-
-
-Router = HookSet
-"""The hook set's earlier name."""

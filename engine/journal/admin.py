@@ -313,24 +313,22 @@ def replay_dead_letters(conn: sqlite3.Connection, query: DeadLetterQuery, now: f
 def replay_window(
     conn: sqlite3.Connection,
     hooks: HookSet,
-    hook_ref: str | int,
+    name: str,
     since: float,
     until: float,
     *,
     limit: int = REPLAY_LIMIT,
     now: float,
 ) -> WindowReplay:
-    """Queue every retained event stored in [since, until) that a hook takes, again.
-
-    ``hook_ref``: the hook's name, or its config position.
+    """Queue every retained event stored in [since, until) that the hook ``name`` takes, again.
 
     Each gets a new delivery under a new id (``_r<n>``, n counted in the meta table), so a
     receiver sees a fresh message. Raises AdminError, before writing anything, for a
     disabled hook or more than ``limit`` events: nothing is queued then.
     """
-    hook = hooks.get(hooks.name_of(hook_ref))
+    hook = hooks.get(name)
     if hook is None:
-        raise AdminError(f'no hook named "{hook_ref}"')
+        raise AdminError(f'no hook named "{name}"')
     if hooks.is_disabled(hook.name):
         raise AdminError(f'hook "{hook.name}" is disabled; enable it first')
     events = _window(conn, hooks, hook, since, until, limit)

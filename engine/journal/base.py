@@ -109,8 +109,8 @@ class Journal(Protocol):
         """Deliveries asked for again (dead-letter or window replays) since the last look."""
         ...
 
-    async def disable_hook(self, hook_ref: str | int, reason: str) -> None:
-        """Remember that a hook (by name, or config position) answered 410 Gone."""
+    async def disable_hook(self, name: str, reason: str) -> None:
+        """Remember that the hook ``name`` answered 410 Gone."""
         ...
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:

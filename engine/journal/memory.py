@@ -182,7 +182,7 @@ class MemoryJournal:
         replays, self._replays = self._replays, []
         return replays
 
-    async def disable_hook(self, hook_ref: str | int, reason: str) -> None:
+    async def disable_hook(self, name: str, reason: str) -> None:
         await trio.lowlevel.checkpoint()  # forgotten at restart
 
     @property

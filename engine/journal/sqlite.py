@@ -547,12 +547,10 @@ class SqliteJournal:
         self._replays_asked = False
         return _open_deliveries(conn, ("replay",))
 
-    async def disable_hook(self, hook_ref: str | int, reason: str) -> None:
-        """Keep a hook (by name, or config position) disabled across restarts, while its
-        url stays the same."""
-        hooks = self._hooks
-        hook = hooks.hooks[hook_ref] if isinstance(hook_ref, int) else hooks.get(hook_ref)
-        assert hook is not None, f"no hook {hook_ref!r}"
+    async def disable_hook(self, name: str, reason: str) -> None:
+        """Keep the hook ``name`` disabled across restarts, while its url stays the same."""
+        hook = self._hooks.get(name)
+        assert hook is not None, f"no hook {name!r}"
         await self._call(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO disabled_hooks VALUES (?, ?, ?, ?)",

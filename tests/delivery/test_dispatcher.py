@@ -196,7 +196,7 @@ async def test_410_disables_the_hook(start, autojump_clock: trio.testing.MockClo
     setup = await start("", Sink(Reply(410)))
     await publish_direct(setup.engine, "temp", "", device=DEVICE)
     await wait_until(lambda: len(setup.internal("hook-error/")) == 1, within=60)
-    assert setup.engine.dispatcher.router.is_disabled(0)
+    assert setup.engine.dispatcher.hooks.is_disabled("main")
     await publish_direct(setup.engine, "temp", "", device=DEVICE)
     await trio.sleep(10)
     assert len(setup.sink.requests) == 1

@@ -12,7 +12,7 @@ import trio
 from engine.config.settings import Config
 from engine.core.model import Event, EventDraft
 from engine.daemon import Engine
-from engine.hooks.router import Router
+from engine.hooks.router import HookSet
 from engine.journal.sqlite import SqliteJournal
 from tests.conftest import WriteConfig
 from tests.helpers import publish_direct, wait_until
@@ -106,7 +106,7 @@ async def test_recovery_keeps_an_ordered_hooks_order(
     )
     config = sqlite_config(write_config, path, sink, ordered)
     # Stored but never attempted: the engine stops before the dispatcher sees them.
-    journal = SqliteJournal(path, Router(config.hooks))
+    journal = SqliteJournal(path, HookSet(config.hooks))
     async with trio.open_nursery() as storing:
         await storing.start(journal.run)
         for i in range(20):

@@ -53,6 +53,26 @@ def test_hooks_are_compiled_once_and_found_by_name(write_config: WriteConfig) ->
     assert repr(hooks) == "<HookSet hooks=3 disabled=1>"
 
 
+def test_a_hook_holds_its_retry_schedule_and_signer(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(
+        '[delivery]\nretry = ["1s", "2s"]\n'
+        + HOOKS.replace(
+            'url = "http://127.0.0.1:9/t"', 'url = "http://127.0.0.1:9/t"\nretry = ["7s"]'
+        ).replace(
+            'url = "http://127.0.0.1:9/all"',
+            'url = "http://127.0.0.1:9/all"\nsecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"',
+        )
+    )
+    temps, everything, _ = load_config(path, {}).hooks
+    assert isinstance(temps, Hook) and isinstance(everything, Hook)
+    assert temps.schedule.delays == (7.0,) and temps.signer is None
+    assert everything.schedule.delays == (1.0, 2.0)  # the [delivery] default
+    assert everything.signer is not None
+    headers = everything.signer.headers("msg_1", 1_700_000_000, b"{}")
+    assert headers[2][0] == "webhook-signature" and headers[2][1].startswith("v1,")
+
+
 def test_a_hook_equals_its_config(tmp_path: Path) -> None:
     path = tmp_path / "engine.toml"
     path.write_text(HOOKS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.core.model import Event
-from engine.hooks.router import Router
+from engine.hooks.router import HookSet
 from tests.conftest import PRODUCT_ID, WriteConfig
 
 HOOKS = f"""
@@ -36,27 +36,36 @@ def event(name: str, device: str = "dev1", product: int | None = None) -> Event:
     return Event(1, name, "", 60, False, "t", device, product)
 
 
+def routed(hooks: HookSet, event: Event) -> list[str]:
+    """The names of the hooks ``event`` is routed to, in config order."""
+    return [hook.name for hook in hooks.route(event)]
+
+
 def test_prefixes_filters_and_disabled_hooks(write_config: WriteConfig) -> None:
-    router = Router(write_config(HOOKS).hooks)
-    assert router.match(event("temp")) == [0, 1]
-    assert router.match(event("temperature")) == [0, 1]
-    assert router.match(event("temperature", product=PRODUCT_ID)) == [0, 1, 2]
-    assert router.match(event("temp", device="dev2")) == [0]
-    assert router.match(event("Temp")) == []
-    assert router.match(event("t")) == []
+    hooks = HookSet(write_config(HOOKS).hooks)
+    assert routed(hooks, event("temp")) == ["hooks[0]", "hooks[1]"]
+    assert routed(hooks, event("temperature")) == ["hooks[0]", "hooks[1]"]
+    assert routed(hooks, event("temperature", product=PRODUCT_ID)) == [
+        "hooks[0]",
+        "hooks[1]",
+        "hooks[2]",
+    ]
+    assert routed(hooks, event("temp", device="dev2")) == ["hooks[0]"]
+    assert routed(hooks, event("Temp")) == []
+    assert routed(hooks, event("t")) == []
 
 
 def test_engine_events_trigger_nothing(write_config: WriteConfig) -> None:
-    router = Router(write_config(HOOKS).hooks)
-    assert router.match(event("hook-response/temp/0")) == []
-    assert router.match(event("humidity")) == [4]
+    hooks = HookSet(write_config(HOOKS).hooks)
+    assert routed(hooks, event("hook-response/temp/0")) == []
+    assert routed(hooks, event("humidity")) == ["hooks[4]"]
 
 
 def test_disable_and_enable(write_config: WriteConfig) -> None:
-    router = Router(write_config(HOOKS).hooks)
-    router.disable(0)
-    assert router.match(event("temp")) == [1]
-    assert router.is_disabled(0)
-    router.enable(0)
-    router.enable(3)  # disabled in the config: stays disabled
-    assert router.match(event("temp")) == [0, 1]
+    hooks = HookSet(write_config(HOOKS).hooks)
+    hooks.disable("hooks[0]")
+    assert routed(hooks, event("temp")) == ["hooks[1]"]
+    assert hooks.is_disabled("hooks[0]")
+    hooks.enable("hooks[0]")
+    hooks.enable("hooks[3]")  # disabled in the config: stays disabled
+    assert routed(hooks, event("temp")) == ["hooks[0]", "hooks[1]"]

@@ -12,7 +12,7 @@ import trio
 
 from engine.config.settings import Config
 from engine.core.model import Attempt, Delivery, Event, EventDraft, delivery_id, hook_tag
-from engine.hooks.router import Router
+from engine.hooks.router import HookSet
 from engine.journal import MemoryJournal, admin
 from engine.journal.admin import DeadLetterQuery
 from engine.journal.schema import open_database
@@ -57,7 +57,7 @@ def config(write_config: WriteConfig) -> Config:
 
 @asynccontextmanager
 async def running(path: Path, config: Config) -> AsyncIterator[SqliteJournal]:
-    journal = SqliteJournal(path, Router(config.hooks))
+    journal = SqliteJournal(path, HookSet(config.hooks))
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         yield journal
@@ -204,16 +204,16 @@ async def test_a_window_replay_queues_new_deliveries_as_the_router_would(
             lambda conn: conn.executemany("UPDATE events SET at = ? WHERE id = ?", times)
         )
         conn = connect(path)
-        router = Router(config.hooks)
+        router = HookSet(config.hooks)
         with admin.transaction(conn):
-            first = admin.replay_window(conn, router, 2, T0, T0 + 30, now=T0 + 60)
+            first = admin.replay_window(conn, router, "dev2 temps", T0, T0 + 30, now=T0 + 60)
         # "dev2 temps": temp events of dev2 only; the last event is outside the window.
         tag = hook_tag("dev2 temps")
         assert first == admin.WindowReplay(
             "dev2 temps", 1, (delivery_id(journal.epoch, events[1].id, tag, 1),)
         )
         with admin.transaction(conn):
-            again = admin.replay_window(conn, router, 1, T0, T0 + 100, now=T0 + 60)
+            again = admin.replay_window(conn, router, "everything", T0, T0 + 100, now=T0 + 60)
         assert again.replay == 2
         assert [key.rsplit("_", 1)[1] for key in again.ids] == ["r2"] * 4
         taken = await journal.take_replays()
@@ -229,17 +229,17 @@ async def test_a_window_replay_refuses_too_many_events_and_a_disabled_hook(
     async with running(path, config) as journal:
         await journal.append_many([draft(), draft(), draft()])
     conn = connect(path)
-    router = Router(config.hooks)
+    router = HookSet(config.hooks)
     window = (0.0, T0 * 2)
     too_many = r'more than 2 events in the window go to hook "temps"'
     with pytest.raises(admin.AdminError, match=too_many), admin.transaction(conn):
-        admin.replay_window(conn, router, 0, *window, limit=2, now=T0)
+        admin.replay_window(conn, router, "temps", *window, limit=2, now=T0)
     with pytest.raises(admin.AdminError, match='hook "off" is disabled'), admin.transaction(conn):
-        admin.replay_window(conn, router, 3, *window, now=T0)
+        admin.replay_window(conn, router, "off", *window, now=T0)
     assert conn.execute("SELECT count(*) FROM deliveries WHERE state = 'replay'").fetchone() == (0,)
     with admin.transaction(conn):
-        assert len(admin.replay_window(conn, router, 0, *window, limit=3, now=T0).ids) == 3
-    nothing = admin.replay_window(conn, router, 0, 0.0, 1.0, now=T0)
+        assert len(admin.replay_window(conn, router, "temps", *window, limit=3, now=T0).ids) == 3
+    nothing = admin.replay_window(conn, router, "temps", 0.0, 1.0, now=T0)
     assert nothing == admin.WindowReplay("temps", 0, ())
 
 

@@ -15,7 +15,7 @@ import trio
 
 from engine.config.settings import Config
 from engine.core.model import Attempt, Delivery, EventDraft, delivery_id, hook_tag
-from engine.hooks.router import Router
+from engine.hooks.router import HookSet
 from engine.journal import JournalUnavailable
 from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, JournalError, open_database
 from engine.journal.sqlite import SqliteJournal, insert_rows
@@ -50,7 +50,7 @@ OpenJournal = Callable[..., "AsyncIterator[SqliteJournal]"]
 async def running(
     path: Path, config: Config, *, retention: float = 7 * 86400.0
 ) -> AsyncIterator[SqliteJournal]:
-    journal = SqliteJournal(path, Router(config.hooks), retention=retention)
+    journal = SqliteJournal(path, HookSet(config.hooks), retention=retention)
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         yield journal
@@ -173,7 +173,7 @@ async def test_a_stop_lets_queued_work_commit_in_real_time_even_under_a_mock_clo
     tmp_path: Path, hooks_config: Config, autojump_clock: trio.testing.MockClock
 ) -> None:
     path = tmp_path / "j.db"
-    journal = SqliteJournal(path, Router(hooks_config.hooks))
+    journal = SqliteJournal(path, HookSet(hooks_config.hooks))
     started = threading.Event()
 
     def slow(conn: sqlite3.Connection) -> None:
@@ -212,15 +212,15 @@ async def test_a_disabled_hook_stays_disabled_until_its_url_changes(
     path = tmp_path / "j.db"
     config = write_config(HOOKS)
     async with running(path, config) as journal:
-        await journal.disable_hook(0, "410 Gone")
-    again = Router(config.hooks)
+        await journal.disable_hook("temps", "410 Gone")
+    again = HookSet(config.hooks)
     SqliteJournal(path, again).__repr__()
-    assert again.is_disabled(0) and not again.is_disabled(1)
+    assert again.is_disabled("temps") and not again.is_disabled("everything")
     moved = write_config(HOOKS.replace("127.0.0.1:9/t", "127.0.0.1:9/new"))
-    router = Router(moved.hooks)
+    router = HookSet(moved.hooks)
     SqliteJournal(path, router)
-    assert not router.is_disabled(0)
-    assert not Router(config.hooks).is_disabled(0)
+    assert not router.is_disabled("temps")
+    assert not HookSet(config.hooks).is_disabled("temps")
 
 
 async def test_a_full_disk_refuses_appends_then_recovers_by_itself(

@@ -14,11 +14,9 @@ import random
 from dataclasses import dataclass
 from datetime import UTC
 
-from engine.config.settings import DEFAULT_RETRY
-
 # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (the config's default): a quick second try for
 # blips, then about a day of patience for an outage before the delivery becomes a dead letter.
-DEFAULT_DELAYS = DEFAULT_RETRY
+DEFAULT_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 DEFAULT_JITTER = 0.2  # ±20% spreads the retries of a burst that failed together
 MAX_RETRY_AFTER = 86400.0  # a receiver may not park a delivery for more than a day
 # More digits than this is already far beyond MAX_RETRY_AFTER; it also keeps int() cheap.

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.delivery.retry import (
+from engine.core.retry import (
     DEFAULT_DELAYS,
     MAX_RETRY_AFTER,
     Failure,
