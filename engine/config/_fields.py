@@ -266,6 +266,20 @@ count = int_range(0)
 port = int_range(0, 65535)
 
 
+def auto_or_count(high: int) -> Reader[int | None]:
+    """``"auto"`` (None: the program decides) or an integer from 0 to ``high``."""
+    what = f'"auto" or an integer from 0 to {high}'
+
+    def read(ctx: Context, value: object, key_path: str) -> int | None:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+            raise expected(what, value)
+        return value
+
+    return read
+
+
 def rate(ctx: Context, value: object, key_path: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise expected("a number", value)

@@ -47,6 +47,7 @@ REQUEST_TYPES = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _BACKEND = f.one_of(*JOURNAL_BACKENDS, later=LATER_BACKENDS)
 _REQUEST_TYPE = f.one_of(*REQUEST_TYPES, upper=True)
 DEFAULT_RETRY = DEFAULT_DELAYS  # 5s 5m 30m 2h 5h 10h 10h
+MAX_WORKERS = 64
 DEFAULT_JOURNAL_PATH = Path("var/hookwire.db")  # relative to the config file's folder
 
 # Fields of an exported Particle webhook that describe the record, not the delivery.
@@ -133,6 +134,7 @@ class JournalConfig:
     path: Path = DEFAULT_JOURNAL_PATH
     synchronous: str = "full"
     retention: float = 7 * 86400.0
+    commit_interval: float = 0.002  # at most this between commits; 0: commit at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,14 @@ class DeliveryConfig:
     max_in_flight: int = 16
     timeout: float = 20.0
     retry: tuple[float, ...] = DEFAULT_RETRY
+    workers: int | None = None  # delivery worker processes; None: "auto"
+
+    def worker_count(self) -> int:
+        """The worker processes to start: ``workers``, or for "auto" one fewer than the CPUs
+        this process may run on, at least 1 (0: deliveries run in the main process)."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +387,7 @@ def _read_journal(t: f.Table, base: Path) -> JournalConfig:
         path=t.get("path", f.path_under(base), base / DEFAULT_JOURNAL_PATH),
         synchronous=t.get("synchronous", f.one_of("full", "normal"), d.synchronous),
         retention=t.get("retention", f.positive_duration, d.retention),
+        commit_interval=t.get("commit_interval", f.duration, d.commit_interval),
     )
     t.finish()
     return journal
@@ -389,6 +400,7 @@ def _read_delivery(t: f.Table) -> DeliveryConfig:
         max_in_flight=t.get("max_in_flight", f.positive_int, d.max_in_flight),
         timeout=t.get("timeout", f.positive_duration, d.timeout),
         retry=t.get("retry", f.array_of(f.duration), d.retry),
+        workers=t.get("workers", f.auto_or_count(MAX_WORKERS), d.workers),
     )
     t.finish()
     return delivery

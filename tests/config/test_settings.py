@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
+import os
 import textwrap
 import types
 from pathlib import Path
@@ -716,3 +717,22 @@ def test_shipped_full_example_loads() -> None:
     assert legacy.where == "hooks[3] (hooks/legacy-particle-webhook.json)"
     assert legacy.product == 1001
     assert config.journal.path == REPO / "config" / "examples" / "var" / "hookwire.db"
+
+
+def test_commit_interval_and_workers() -> None:
+    defaults = load("")
+    assert defaults.journal.commit_interval == 0.002
+    assert defaults.delivery.workers is None  # "auto"
+    assert defaults.delivery.worker_count() == max(1, len(os.sched_getaffinity(0)) - 1)
+    config = load('[journal]\ncommit_interval = "5ms"\n[delivery]\nworkers = 3\n')
+    assert config.journal.commit_interval == 0.005
+    assert config.delivery.worker_count() == 3
+    assert load("[delivery]\nworkers = 0\n").delivery.worker_count() == 0
+    assert load('[delivery]\nworkers = "Auto"\n').delivery.workers is None
+    assert problems('[journal]\ncommit_interval = "-1ms"\n[delivery]\nworkers = -1\n') == [
+        'engine.toml: journal.commit_interval: expected a duration of 0 or more, got "-1ms"',
+        'engine.toml: delivery.workers: expected "auto" or an integer from 0 to 64, got -1',
+    ]
+    assert problems('[delivery]\nworkers = "many"\n') == [
+        'engine.toml: delivery.workers: expected "auto" or an integer from 0 to 64, got "many"'
+    ]
