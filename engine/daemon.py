@@ -14,6 +14,9 @@ from engine.config.settings import Config, ConfigError
 from engine.core.bus import Bus
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.downlink import Downlink, MemoryDownlink
+from engine.delivery.outcomes import JournalOutcomes
+from engine.delivery.service import Deliveries, Sender
+from engine.delivery.workers import WorkerPool
 from engine.gateway.hub import GatewayHub
 from engine.hooks.hook import compile_hooks
 from engine.hooks.router import HookSet
@@ -70,15 +73,28 @@ class Engine:
             self.downlink = self.gateway
             journal = self.journal
             self.metrics.gateway_outbox_depth.set_function(lambda: journal.outbox_depth)
-        self.dispatcher = Dispatcher(
-            config,
-            self.journal,
-            self.downlink,
-            self.metrics,
-            ssl_context=ssl_context,
-            hooks=self.hooks,
-        )
-        self.metrics.watch_destinations(lambda: self.dispatcher.destinations)
+        outcomes = JournalOutcomes(self.journal, self.downlink)
+        counts = self.metrics.delivery_counts
+        epoch = self.journal.epoch
+        workers = config.delivery.worker_count()
+        self.dispatcher: Dispatcher | None = None  # deliveries in this process (workers = 0)
+        self.workers: WorkerPool | None = None
+        sender: Sender
+        if workers == 0:
+            dispatcher = self.dispatcher = Dispatcher(
+                config, outcomes, counts, epoch=epoch, ssl_context=ssl_context, hooks=self.hooks
+            )
+            self.metrics.watch_destinations(lambda: dispatcher.destinations)
+            sender = dispatcher
+        else:
+            if ssl_context is not None:
+                raise ValueError("an ssl_context applies to deliveries in this process only")
+            pool = self.workers = WorkerPool(
+                config, self.hooks, outcomes, counts, epoch=epoch, workers=workers
+            )
+            self.metrics.watch_destinations(lambda: pool.destinations)
+            sender = pool
+        self.deliveries = Deliveries(self.journal, sender, outcomes)
         if isinstance(self.journal, SqliteJournal):
             self.metrics.watch_journal(self.journal)
         self.api = Api(config, self.journal, self.bus, self.metrics)
@@ -104,7 +120,7 @@ class Engine:
                 await storage.start(self.journal.run)
                 async with trio.open_nursery() as background:
                     await background.start(self.api.broadcaster.run)
-                    await background.start(self.dispatcher.run)
+                    await background.start(self.deliveries.run)
                     if self.gateway is not None:
                         for where in await background.start(self.gateway.serve):
                             log.info("gateway channel listening on %s", where)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -77,6 +78,14 @@ backend = "memory"
 WriteConfig = Callable[..., Config]
 
 
+def in_process(config: Config) -> Config:
+    """``config`` with deliveries in the test's own process (``[delivery] workers = 0``), so
+    tests can look inside the dispatcher and run it under trio's MockClock; tests of the
+    worker processes say ``workers`` in their config."""
+    delivery = dataclasses.replace(config.delivery, workers=0)
+    return dataclasses.replace(config, delivery=delivery)
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> WriteConfig:
     """Write BASE_CONFIG plus extra TOML to a file and load it."""
@@ -88,7 +97,7 @@ def write_config(tmp_path: Path) -> WriteConfig:
             text = text.replace(old, new)
         path = tmp_path / "engine.toml"
         path.write_text(text + extra)
-        return load_config(path)
+        return in_process(load_config(path)) if "workers" not in extra else load_config(path)
 
     return write
 

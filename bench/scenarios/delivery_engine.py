@@ -59,7 +59,8 @@ def config_text(hooks: int, max_in_flight: int) -> str:
     )
     return (
         '[server]\nport = 0\n[log]\nlevel = "warning"\n[journal]\nbackend = "memory"\n'
-        f'[delivery]\nallow_networks = ["127.0.0.0/8"]\nmax_in_flight = {max_in_flight}\n' + entries
+        f'[delivery]\nallow_networks = ["127.0.0.0/8"]\nmax_in_flight = {max_in_flight}\n'
+        "workers = 0\n" + entries
     )
 
 

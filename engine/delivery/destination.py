@@ -72,6 +72,7 @@ class Destination:
         self._seq = itertools.count()
         self._lanes: dict[tuple[str, str], deque[Job]] = {}
         self.in_flight = 0
+        self.stopping = False  # set by quiesce: no attempt starts any more
         self._lot = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
@@ -144,6 +145,8 @@ class Destination:
     def _next_start(self, now: float) -> tuple[Job | None, float]:
         """The job to start now, or None and the time worth waking up at."""
         wake = now + MAX_IDLE_WAIT
+        if self.stopping:
+            return None, wake
         if self._retries:
             wake = min(wake, self._retries[0].due)
         if not self.ready or self.in_flight >= self.capacity:
@@ -161,6 +164,12 @@ class Destination:
         return job, now
 
     # the scheduler (I/O)
+
+    async def quiesce(self) -> None:
+        """Start no more attempts, and return once those in flight have ended."""
+        self.stopping = True
+        while self.in_flight:
+            await self._lot.park()
 
     async def run(self) -> None:
         """Start attempts as limits allow, until cancelled."""

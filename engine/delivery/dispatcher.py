@@ -1,13 +1,14 @@
 """Runs webhook deliveries: committed events to the hooks they were routed to, attempts,
 retries, responses.
 
-The journal hands every committed event that triggers hooks to ``accept`` synchronously,
-with the hooks the hook set routed it to at append (the delivery rows it stored), so no event
-is skipped however busy the engine is and none is routed twice; each of those hooks gets a
-Delivery with a stable id (sent as ``webhook-id`` on every attempt) queued at its destination.
-Attempts run in the destination's nursery; what they give is recorded through the journal,
-and responses and errors go back as ``hook-response`` / ``hook-error`` events to the bus and
-the downlink.
+Every committed event that triggers hooks comes to ``accept`` synchronously, with the hooks
+the hook set routed it to at append, so no event is skipped however busy the engine is and
+none is routed twice; each of those hooks gets a Delivery with a stable id (sent as
+``webhook-id`` on every attempt) queued at its destination. Deliveries kept by the journal
+(recovered, replayed, or handed over by the main process) come to ``restore``. Attempts run
+in the destination's nursery; what they give goes to an ``Outcomes`` (the journal, or the
+main process for a worker), and responses and errors go back as ``hook-response`` /
+``hook-error`` events to the bus and the downlink.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import logging
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ from engine.core.model import (
 from engine.core.ratelimit import TokenBucket
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
-from engine.delivery.downlink import Downlink
+from engine.delivery.outcomes import Outcomes, count_attempt
 from engine.delivery.request import EventParts, PreparedRequest, RequestBuilder, RequestError
 from engine.delivery.responses import (
     SLEEPING,
@@ -60,8 +60,7 @@ from engine.http.client import (
     Response,
     TLSError,
 )
-from engine.journal import Journal, JournalUnavailable
-from engine.metrics import Metrics
+from engine.metrics import DeliveryCounts
 from engine.templates.context import event_context
 
 log = logging.getLogger("hookwire.delivery")
@@ -73,15 +72,6 @@ ADDRESS_TTL = 60.0
 """Seconds a vetted address is trusted before the name is resolved (and vetted) again."""
 
 RESOLVE_TIMEOUT = 5.0
-
-REPLAY_POLL = 1.0
-"""Seconds between looks for deliveries replayed from the CLI or the API."""
-
-JOURNAL_RETRY = 1.0
-"""Seconds before hook events the journal could not store are offered to it again."""
-
-FINAL_FLUSH = 3.0
-"""Seconds allowed at shutdown to record what attempts gave."""
 
 
 def _failure_of(error: HttpClientError) -> retry.Failure:
@@ -139,18 +129,18 @@ class Dispatcher:
     def __init__(
         self,
         config: Config,
-        journal: Journal,
-        downlink: Downlink,
-        metrics: Metrics,
+        outcomes: Outcomes,
+        counts: DeliveryCounts,
         *,
+        epoch: str,
         rng: random.Random | None = None,
         ssl_context: ssl.SSLContext | None = None,
         open_transport: OpenTransport | None = None,
         hooks: HookSet | None = None,
     ) -> None:
         self._config = config
-        self._journal = journal
-        self._downlink = downlink
+        self._outcomes = outcomes
+        self._epoch = epoch  # the journal's, for delivery ids
         self._rng = rng or random.Random()
         self._ssl_context = ssl_context
         self.hooks = (
@@ -159,44 +149,36 @@ class Dispatcher:
             else HookSet(config.hooks, config.partials, config.delivery.retry)
         )
         self._requests = RequestBuilder()
-        self._counts = metrics.delivery_counts
+        self._counts = counts
         self._buckets: dict[str, TokenBucket] = {}  # by hook name, shared by its destinations
         self._destinations: dict[tuple[Origin, bool], Destination] = {}
         self._pools: dict[Destination, tuple[Transport, float]] = {}
         self._open_transport: OpenTransport = open_transport or self._connection_pool
-        self._attempt_log: deque[tuple[Delivery, Attempt]] = deque()
-        self._disabled: list[str] = []  # hooks disabled since the journal last heard
-        self._outbox: deque[tuple[EventDraft, str | None]] = deque()
-        self._outbox_lot = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
         return f"<Dispatcher destinations={len(self._destinations)} {self.hooks!r}>"
+
+    async def quiesce(self) -> None:
+        """Start no more attempts, and return once every attempt in flight has ended (and
+        reported); what is queued stays unsent."""
+        async with trio.open_nursery() as nursery:
+            for destination in self._destinations.values():
+                nursery.start_soon(destination.quiesce)
 
     @property
     def destinations(self) -> list[Destination]:
         return list(self._destinations.values())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the destinations' schedulers and attempts until cancelled."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._write_journal)
-                self._journal.hand_routes_to(self.accept)
-                recovered = await self._journal.recover()
-                for stored in recovered:
-                    self.restore(stored)
-                if recovered:
-                    log.info("recovered %d deliveries not yet settled", len(recovered))
                 task_status.started()
-                while True:
-                    await trio.sleep(REPLAY_POLL)
-                    await self._take_replays()
+                await trio.sleep_forever()
         finally:
-            self._journal.hand_routes_to(None)
             self._nursery = None
-            with trio.CancelScope(shield=True), trio.move_on_after(FINAL_FLUSH):
-                await self._flush_journal()
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 for pool, _ in self._pools.values():
                     await pool.aclose()
@@ -209,7 +191,7 @@ class Dispatcher:
             return
         parts = EventParts(event, event_context(event))
         for hook in hooks:
-            key = delivery_id(self._journal.epoch, event.id, hook.tag)
+            key = delivery_id(self._epoch, event.id, hook.tag)
             job = self._job(Delivery(key, event, hook.name), hook, parts)
             if job is not None:
                 self._destination(job.request, hook).submit(job)
@@ -247,17 +229,6 @@ class Dispatcher:
             destination.retry_later(job, delivery.due)
         else:
             destination.submit(job)
-
-    async def _take_replays(self) -> None:
-        try:
-            replays = await self._journal.take_replays()
-        except JournalUnavailable as exc:
-            log.warning("cannot look for replays: %s", exc)
-            return
-        for stored in replays:
-            self.restore(stored)
-        if replays:
-            log.info("replaying %d deliveries", len(replays))
 
     def _destination(self, request: PreparedRequest, hook: Hook) -> Destination:
         if hook.rate and hook.name not in self._buckets:
@@ -408,7 +379,7 @@ class Dispatcher:
             delivery.state = "dead"
         excerpt = response.body[:EXCERPT_BYTES] if response is not None else b""
         self._count(hook, status, delivery, job)
-        self._record(
+        self._outcomes.attempt(
             delivery,
             Attempt(
                 delivery.id, delivery.attempts, status, duration, reason, excerpt, delivery.state
@@ -424,8 +395,7 @@ class Dispatcher:
             return
         if verdict is retry.Verdict.DISABLE:
             self.hooks.disable(hook.name)
-            self._disabled.append(hook.name)
-            self._outbox_lot.unpark_all()
+            self._outcomes.disabled(hook.name)
             log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)
         log.info("delivery %s of hook %r gave up: %s", delivery.id, hook.name, reason)
         self._emit_error(delivery, hook, reason, job.context)
@@ -443,24 +413,16 @@ class Dispatcher:
         delivery.last_reason = reason
         if hook is not None:
             self._count(hook, None, delivery, None)
-        self._record(
+        self._outcomes.attempt(
             delivery, Attempt(delivery.id, delivery.attempts, None, 0.0, reason, b"", "dead")
         )
         log.info("delivery %s gave up: %s", delivery.id, reason)
 
     def _count(self, hook: Hook, status: int | None, delivery: Delivery, job: Job | None) -> None:
-        counts = self._counts
-        counts.attempts[f"{status // 100}xx" if status is not None else "error"] += 1
-        if delivery.state in ("delivered", "dead"):
-            counts.outcomes[hook.name, delivery.state] += 1
-        if delivery.state == "delivered" and job is not None:
-            counts.observe_latency(trio.current_time() - job.accepted_at)
+        latency = trio.current_time() - job.accepted_at if job is not None else None
+        count_attempt(self._counts, hook.name, status, delivery.state, latency)
 
-    # the journal, written in batches by one task
-
-    def _record(self, delivery: Delivery, attempt: Attempt) -> None:
-        self._attempt_log.append((delivery, attempt))
-        self._outbox_lot.unpark_all()
+    # events of the engine's own
 
     def _emit(self, name: str, data: str, delivery: Delivery, to_device: bool) -> None:
         """Queue an event of the engine's own, to be stored, then fanned out."""
@@ -469,53 +431,7 @@ class Dispatcher:
             name, data, source.ttl, True, utc_now_iso(), INTERNAL_DEVICE_ID, source.product_id
         )
         device = source.device_id if to_device and source.device_id != REST_DEVICE_ID else None
-        self._outbox.append((draft, device))
-        self._outbox_lot.unpark_all()
-
-    async def _write_journal(self) -> None:
-        """Store queued attempts and events, as many per write as have gathered."""
-        while True:
-            while not self._outbox and not self._attempt_log and not self._disabled:
-                await self._outbox_lot.park()
-            if not await self._flush_journal():
-                await trio.sleep(JOURNAL_RETRY)
-
-    async def _flush_journal(self) -> bool:
-        """One write of everything gathered; False when the journal refused part of it.
-
-        Attempts the journal could not take are not kept: their deliveries stay open on
-        disk, so a restart sends them again under the same id. Hook events are kept and
-        offered again, so a response is not lost while the disk is full.
-        """
-        while self._disabled:
-            name = self._disabled.pop()
-            try:
-                await self._journal.disable_hook(name, "410 Gone")
-            except JournalUnavailable as exc:
-                log.error("hook %r disabled for now only: %s", name, exc)
-        if not self._attempt_log and not self._outbox:
-            return True
-        attempts = list(self._attempt_log)
-        self._attempt_log.clear()
-        batch = list(self._outbox)
-        self._outbox.clear()
-        devices = [device for _, device in batch] if self._downlink.durable else ()
-        try:
-            # One commit for both: each fsync costs the writer ~85 µs of CPU.
-            events = await self._journal.settle(
-                attempts, [draft for draft, _ in batch], to_devices=devices
-            )
-        except JournalUnavailable as exc:
-            if attempts:
-                log.error("%d attempts not recorded: %s", len(attempts), exc)
-            if batch:
-                log.error("%d hook events not stored yet: %s", len(batch), exc)
-                self._outbox.extendleft(reversed(batch))
-            return False
-        for event, (_, device) in zip(events, batch, strict=True):
-            if device is not None:
-                self._downlink.send_nowait(device, event)
-        return True
+        self._outcomes.emit(draft, device)
 
     # events back to the bus and the device
 

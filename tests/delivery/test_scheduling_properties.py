@@ -28,6 +28,7 @@ from engine.core.model import EventDraft
 from engine.daemon import Engine
 from engine.delivery.breaker import BreakerState
 from engine.http.client import Origin, ReadTimeout, Response
+from tests.conftest import in_process
 
 RETRIES = 3
 
@@ -121,7 +122,7 @@ def run(script: Script, folder: Path) -> tuple[FakeTransport, Engine]:
     def open_transport(origin: Origin, address: str, capacity: int, verify: bool) -> FakeTransport:
         return transport
 
-    engine = Engine(load_config(path))
+    engine = Engine(in_process(load_config(path)))
     engine.dispatcher._open_transport = open_transport
     engine.dispatcher._rng = random.Random(0)
     transport.engine = engine

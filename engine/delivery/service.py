@@ -1,0 +1,82 @@
+"""Deliveries in the main process: the journal's events in, outcomes back to the journal.
+
+``Deliveries`` owns what runs beside the journal whatever sends the requests: the writer of
+outcomes, the hand-over of routed events, recovery at start and the polling for replays.
+The sending is done by a ``Sender``: the in-process ``Dispatcher`` (``[delivery] workers =
+0``) or the ``WorkerPool`` of delivery worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import trio
+
+from engine.core.model import Event, StoredDelivery
+from engine.delivery.outcomes import JournalOutcomes
+from engine.hooks.router import Route
+from engine.journal import Journal, JournalUnavailable
+
+log = logging.getLogger("hookwire.delivery")
+
+REPLAY_POLL = 1.0
+"""Seconds between looks for deliveries replayed from the CLI or the API."""
+
+
+class Sender(Protocol):
+    """Sends deliveries: takes them synchronously once ``run`` has started."""
+
+    def accept(self, event: Event, hooks: Route) -> None:
+        """Deliver a committed event to the hooks it was routed to."""
+        ...
+
+    def restore(self, stored: StoredDelivery) -> None:
+        """Deliver again one the journal kept (recovered or replayed)."""
+        ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+
+
+class Deliveries:
+    """The journal's side of delivery; ``run`` serves until cancelled."""
+
+    def __init__(self, journal: Journal, sender: Sender, outcomes: JournalOutcomes) -> None:
+        self._journal = journal
+        self.sender = sender
+        self._outcomes = outcomes
+
+    def __repr__(self) -> str:
+        return f"<Deliveries {self.sender!r}>"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        journal = self._journal
+        try:
+            async with trio.open_nursery() as nursery:
+                # The writer outlives the sender in the nursery's cancellation: what the
+                # sender reports on its way out is still written (JournalOutcomes.run).
+                nursery.start_soon(self._outcomes.run)
+                await nursery.start(self.sender.run)
+                journal.hand_routes_to(self.sender.accept)
+                recovered = await journal.recover()
+                for stored in recovered:
+                    self.sender.restore(stored)
+                if recovered:
+                    log.info("recovered %d deliveries not yet settled", len(recovered))
+                task_status.started()
+                while True:
+                    await trio.sleep(REPLAY_POLL)
+                    await self._take_replays()
+        finally:
+            journal.hand_routes_to(None)
+
+    async def _take_replays(self) -> None:
+        try:
+            replays = await self._journal.take_replays()
+        except JournalUnavailable as exc:
+            log.warning("cannot look for replays: %s", exc)
+            return
+        for stored in replays:
+            self.sender.restore(stored)
+        if replays:
+            log.info("replaying %d deliveries", len(replays))

@@ -1,0 +1,421 @@
+"""Delivery worker processes, seen from the main process: ``WorkerPool``.
+
+Each worker owns a share of the destinations: a delivery goes to the worker numbered by a
+hash of its URL's ``scheme://host:port``, so a destination's queue, breaker, pool and
+ordering live in one process. For a hook whose URL template has no tag before the path (the
+usual case) that origin is read once from the template; otherwise the URL is rendered here
+for each event.
+
+The pool keeps every delivery it handed to a worker until the worker reports it settled
+(delivered or dead). A worker that dies is started again, and everything it held is sent to
+the new one under the same ids, so a receiver may see a delivery twice but never loses one.
+At shutdown each worker is told to stop and report what it did, before the journal closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import trio
+
+from engine.config.settings import Config
+from engine.core.model import Delivery, Event, StoredDelivery, delivery_id
+from engine.delivery import wire
+from engine.delivery.outcomes import JournalOutcomes, count_attempt
+from engine.hooks.hook import Hook
+from engine.hooks.router import HookSet, Route
+from engine.metrics import DeliveryCounts
+from engine.templates.context import event_context
+
+log = logging.getLogger("hookwire.delivery")
+
+READ_SIZE = 256 * 1024
+
+RESTART_FIRST = 0.5
+"""Seconds before a worker that died is started again; doubled while it keeps dying."""
+
+RESTART_MAX = 30.0
+
+STEADY = 10.0
+"""A worker that ran this long before dying is restarted after RESTART_FIRST again."""
+
+DRAIN_TIMEOUT = 5.0
+"""Seconds workers get at shutdown to finish reporting; then they are killed."""
+
+_ORIGIN = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(?:[/?#]|$)")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_key(url: str) -> str | None:
+    """``scheme://host:port`` of a URL, normalised; None when it has none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme not in _DEFAULT_PORTS:
+        return None
+    return f"{scheme}://{parts.hostname}:{port or _DEFAULT_PORTS[scheme]}"
+
+
+def static_origin(url_template: str) -> str | None:
+    """The origin of every URL a template renders, when no tag comes before its path."""
+    match = _ORIGIN.match(url_template)
+    if match is None or "{{" in match[1]:
+        return None
+    return origin_key(match[1] + "/")
+
+
+def shard_of(origin: str | None, workers: int) -> int:
+    """The worker that owns an origin (a stable hash: the same in every process)."""
+    if origin is None or workers == 1:
+        return 0
+    return zlib.crc32(origin.encode()) % workers
+
+
+class DestinationGauge(NamedTuple):
+    """A destination's gauges as its worker last reported them."""
+
+    name: str
+    depth: int
+    in_flight: int
+    breaker_state: int
+
+
+class _Open(NamedTuple):
+    delivery: Delivery
+    since: float  # trio time it was handed over, for the latency histogram
+
+
+class _Slot:
+    """One worker's place in the pool: its process (while one runs) and what it holds."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.open: dict[str, _Open] = {}  # by delivery id, until settled
+        self.pending: list[list[Any]] = []  # [event fields, items] not yet sent
+        self.control: list[bytes] = []  # disable messages not yet sent
+        self.stream: trio.SocketStream | None = None
+        self.pid: int | None = None  # the running worker's
+        self.failure = ""  # how the last one ended, when it ended badly
+        self.ready = False
+        self.done = trio.Event()
+        self.scope = trio.CancelScope()  # the running worker's connection
+        self.lot = trio.lowlevel.ParkingLot()
+        self.destinations: list[DestinationGauge] = []
+
+    def __repr__(self) -> str:
+        return f"<worker {self.index} open={len(self.open)} ready={self.ready}>"
+
+    def wake(self) -> None:
+        self.lot.unpark_all()
+
+
+class WorkerPool:
+    """N delivery worker processes; ``accept``/``restore`` hand them work, ``run`` keeps them."""
+
+    def __init__(
+        self,
+        config: Config,
+        hooks: HookSet,
+        outcomes: JournalOutcomes,
+        counts: DeliveryCounts,
+        *,
+        epoch: str,
+        workers: int,
+        command: Sequence[str] = (sys.executable, "-m", "engine.delivery.worker"),
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"a worker pool needs 1 worker or more, got {workers}")
+        self._config = config
+        self._hooks = hooks
+        self._outcomes = outcomes
+        self._counts = counts
+        self._epoch = epoch
+        self._command = tuple(command)
+        self._slots = [_Slot(i) for i in range(workers)]
+        self._origins: dict[str, str | None] = {}  # hook name -> static origin, or None
+        self._stopping = False
+        self.restarts = 0
+
+    def __repr__(self) -> str:
+        return f"<WorkerPool {self._slots!r}>"
+
+    @property
+    def pids(self) -> list[int | None]:
+        """Each worker's process id (None while it is not running)."""
+        return [slot.pid for slot in self._slots]
+
+    @property
+    def destinations(self) -> list[DestinationGauge]:
+        return [gauge for slot in self._slots for gauge in slot.destinations]
+
+    # handing work over (synchronous: the journal calls accept for every committed event)
+
+    def accept(self, event: Event, hooks: Route) -> None:
+        now = trio.current_time()
+        fields: list[Any] = list(event)
+        by_slot: dict[int, list[wire.Item]] = {}
+        for hook in hooks:
+            slot = self._slots[self._shard(hook, event)]
+            key = delivery_id(self._epoch, event.id, hook.tag)
+            slot.open[key] = _Open(Delivery(key, event, hook.name), now)
+            by_slot.setdefault(slot.index, []).append((hook.name, key, 0, 0, 0.0))
+        for index, items in by_slot.items():
+            slot = self._slots[index]
+            slot.pending.append([fields, items])
+            slot.wake()
+
+    def restore(self, stored: StoredDelivery) -> None:
+        hook = self._hooks.get(stored.hook)
+        slot = self._slots[self._shard(hook, stored.event) if hook is not None else 0]
+        delivery = Delivery(stored.id, stored.event, stored.hook, stored.attempts)
+        delivery.earlier_attempts = stored.recorded - stored.attempts
+        slot.open[stored.id] = _Open(delivery, trio.current_time())
+        item = (stored.hook, stored.id, stored.attempts, stored.recorded, stored.due)
+        slot.pending.append([list(stored.event), [item]])
+        slot.wake()
+
+    def _shard(self, hook: Hook, event: Event) -> int:
+        workers = len(self._slots)
+        if workers == 1:
+            return 0
+        name = hook.name
+        if name not in self._origins:
+            self._origins[name] = static_origin(hook.url)
+        origin = self._origins[name]
+        if origin is None:
+            try:
+                origin = origin_key(hook.templates.url.render(event_context(event)))
+            except Exception:  # the worker renders it again and reports the failure
+                origin = None
+        return shard_of(origin, workers)
+
+    # the workers' lives
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep every worker running until cancelled; then drain them."""
+        workers_scope = trio.CancelScope(shield=True)  # cancelled only after the drain
+        async with trio.open_nursery() as nursery:
+
+            async def keep_all() -> None:
+                with workers_scope:
+                    async with trio.open_nursery() as inner:
+                        for slot in self._slots:
+                            inner.start_soon(self._keep, slot)
+
+            nursery.start_soon(keep_all)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(DRAIN_TIMEOUT):
+                        await self._drain()
+                    workers_scope.cancel()
+                    await self._outcomes.flush()
+
+    async def _drain(self) -> None:
+        """Tell each worker to stop and report; one still starting holds nothing: close it."""
+        log.debug("stopping %d delivery workers", len(self._slots))
+        self._stopping = True
+        for slot in self._slots:
+            if slot.stream is None:
+                continue
+            if slot.ready:
+                slot.control.append(wire.pack(wire.STOP))
+                slot.wake()
+            else:
+                slot.scope.cancel()
+        for slot in self._slots:
+            if slot.stream is not None:
+                await slot.done.wait()
+
+    async def _keep(self, slot: _Slot) -> None:
+        """Start a slot's worker, and again whenever it dies, until the pool stops."""
+        delay = RESTART_FIRST
+        while not self._stopping:
+            started = trio.current_time()
+            await self._run_worker(slot)
+            if self._stopping:
+                return
+            if trio.current_time() - started >= STEADY:
+                delay = RESTART_FIRST
+            self.restarts += 1
+            log.debug("delivery worker %d starts again in %g s", slot.index, delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX)
+
+    async def _run_worker(self, slot: _Slot) -> None:
+        """One worker process, from start to exit; never raises (but Cancelled)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = await trio.lowlevel.open_process(
+                [
+                    *self._command,
+                    "--config",
+                    str(self._config.path.resolve()),
+                    "--fd",
+                    str(theirs.fileno()),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            ours.close()
+            log.error("delivery worker %d cannot start: %s", slot.index, exc)
+            return
+        finally:
+            theirs.close()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        slot.stream = stream
+        slot.pid = process.pid
+        slot.done = trio.Event()
+        slot.control = []
+        ended = ""
+        try:
+            with trio.CancelScope() as slot.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_to, slot, stream)
+                    ended = await self._read_from(slot, stream)
+                    nursery.cancel_scope.cancel()
+            if slot.scope.cancelled_caught:
+                ended = wire.BYE  # closed while it started: it held nothing
+        finally:
+            slot.stream = None
+            slot.pid = None
+            slot.ready = False
+            slot.destinations = []
+            slot.done.set()
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+                with trio.move_on_after(2):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+        log.debug("delivery worker %d ended: %s", slot.index, ended)
+        if ended == wire.BYE:
+            slot.failure = ""
+            return
+        # The same failure again (a worker that cannot start) is logged once, not per try.
+        level = logging.DEBUG if ended == slot.failure else logging.ERROR
+        slot.failure = ended
+        log.log(
+            level,
+            "delivery worker %d (pid %d) %s (exit status %s); the %d deliveries it held "
+            "go to the next one under the same ids",
+            slot.index,
+            process.pid,
+            ended or "stopped",
+            process.returncode,
+            len(slot.open),
+        )
+
+    async def _send_to(self, slot: _Slot, stream: trio.SocketStream) -> None:
+        disabled = {
+            name: why
+            for hook in self._hooks.hooks
+            if (why := self._hooks.why_disabled(name := hook.name)) is not None
+        }
+        digest = wire.hooks_digest(self._config.hooks)
+        await stream.send_all(wire.pack(wire.START, self._epoch, disabled, digest))
+        while True:
+            while not slot.ready or (not slot.pending and not slot.control):
+                await slot.lot.park()
+            control, slot.control = slot.control, []
+            pending, slot.pending = slot.pending, []
+            data = b"".join(control)
+            if pending:
+                data += wire.pack(wire.DELIVER, pending)
+            await stream.send_all(data)
+
+    async def _read_from(self, slot: _Slot, stream: trio.SocketStream) -> str:
+        """Handle a worker's messages until it ends; says how it ended."""
+        decoder = wire.Decoder()
+        try:
+            while True:
+                data = await stream.receive_some(READ_SIZE)
+                if not data:
+                    return "closed its socket"
+                decoder.feed(data)
+                for message in decoder:
+                    kind = message[0]
+                    if kind == wire.OUTCOMES:
+                        self._take_outcomes(slot, message)
+                    elif kind == wire.DESTINATIONS:
+                        slot.destinations = [DestinationGauge(*row) for row in message[1]]
+                    elif kind == wire.READY:
+                        self._ready(slot)
+                    elif kind == wire.BYE:
+                        return wire.BYE
+                    elif kind == wire.FAILED:
+                        return f"could not start: {message[1]}"
+                    else:
+                        raise wire.WireError(f"unknown message {kind!r}")
+        except wire.WireError as exc:
+            return f"sent something unreadable ({exc})"
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            return f"lost its socket ({exc})"
+
+    def _ready(self, slot: _Slot) -> None:
+        """A worker has started: hand it everything its slot holds (again, after a restart)."""
+        slot.ready = True
+        log.info("delivery worker %d ready (pid %s)", slot.index, slot.pid)
+        if self._stopping:
+            slot.control.append(wire.pack(wire.STOP))
+            slot.wake()
+            return
+        by_event: dict[int, list[Any]] = {}
+        wall, now = time.time(), trio.current_time()
+        for key, (delivery, _) in slot.open.items():
+            event = delivery.event
+            entry = by_event.get(event.id)
+            if entry is None:
+                entry = by_event[event.id] = [list(event), []]
+            due = wall + (delivery.due - now) if delivery.state == "waiting" else 0.0
+            recorded = delivery.earlier_attempts + delivery.attempts
+            entry[1].append((delivery.hook, key, delivery.attempts, recorded, due))
+        slot.pending = list(by_event.values())
+        slot.wake()
+
+    def _take_outcomes(self, slot: _Slot, message: list[Any]) -> None:
+        _, attempts, events, disabled = message
+        now, wall = trio.current_time(), time.time()
+        outcomes = self._outcomes
+        for fields in attempts:
+            key, count, state, due, attempt = wire.unpack_attempt(fields)
+            held = slot.open.get(key)
+            if held is None:
+                continue  # settled already: a duplicate from a worker that died meanwhile
+            delivery = held.delivery
+            delivery.attempts = count
+            delivery.state = state
+            if state == "waiting":
+                delivery.due = now + max(0.0, due - wall)
+            else:
+                del slot.open[key]
+            count_attempt(self._counts, delivery.hook, attempt.status, state, now - held.since)
+            outcomes.attempt(delivery, attempt)
+        for fields in events:
+            draft, device = wire.unpack_draft(fields)
+            outcomes.emit(draft, device)
+        for name in disabled:
+            self._hooks.disable(name)
+            outcomes.disabled(name)
+            why = self._hooks.why_disabled(name) or ""
+            for other in self._slots:
+                if other is not slot:
+                    other.control.append(wire.pack(wire.DISABLE, name, why))
+                    other.wake()
