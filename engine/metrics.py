@@ -179,6 +179,7 @@ class JournalState(Protocol):
     commits: int
     failed_commits: int
     writes: int
+    events_stored: int
 
     def last_id(self) -> int: ...
     def oldest_id(self) -> int: ...
@@ -199,6 +200,12 @@ class _JournalCollector:
             "hookwire_journal_writes",
             "Writes committed (appends, attempt batches...): writes/commits is the group size.",
             journal.writes,
+        )
+        yield CounterMetricFamily(
+            "hookwire_journal_events_stored",
+            "Events committed, the engine's own (hook-sent, hook-response...) included:"
+            " commits/events_stored is the fsyncs paid per event.",
+            journal.events_stored,
         )
         yield CounterMetricFamily(
             "hookwire_journal_commit_failures",

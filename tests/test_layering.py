@@ -44,9 +44,11 @@ SANS_IO = [
     "http/sse.py",
     "config",
     "hooks",
+    "journal/_grouping.py",
     "gateway/protocol.py",
     "delivery/breaker.py",
     "delivery/request.py",
+    "delivery/wire.py",
     "api/routes.py",
 ]
 """Protocol and policy without I/O (files, or whole packages): they never import trio."""

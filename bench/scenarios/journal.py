@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness.daemon import Daemon, EngineFailed, machine_busy, raise_fd_limit
+from bench.harness.delivery.latency import report_commits
 
 # The delivery benchmark's phase: publishers, receiver counts, checks and rows.
 from bench.harness.delivery.phase import (
@@ -111,20 +112,9 @@ def _throughput_phase(
         spec = publish_spec(args, daemon, names)
         phase = run_phase(args, daemon, receiver, [(spec, args.hooks_per_event)])
         rate = report_phase(report, args, f"throughput #{pair}: {backend} journal", key, phase)
-        _report_commits(report, key, phase)
+        report_commits(report, key, phase)
         check_phase(report, args, key, phase)
     return rate
-
-
-def _report_commits(report: Report, key: str, phase: PhaseResult) -> None:
-    """The SQLite journal's commits/s and writes per commit (group size), from /metrics."""
-    commits = sum(phase.metric_sum("hookwire_journal_commits_total").values())
-    writes = sum(phase.metric_sum("hookwire_journal_writes_total").values())
-    span = (phase.last_receipt or phase.end) - phase.run.start
-    if not commits or span <= 0:
-        return
-    report.row("journal commits/s", commits / span, "", key=f"{key}.commits_per_s")
-    report.row("journal writes per commit", writes / commits, "", key=f"{key}.writes_per_commit")
 
 
 def measure_throughput(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
@@ -168,7 +158,7 @@ def _ack_latency(
         phase = run_phase(args, daemon, receiver, [(spec, args.latency_hooks)])
         check_phase(report, args, key, phase)
     p99 = _report_latency(report, args, key, backend, phase)
-    _report_commits(report, key, phase)
+    report_commits(report, key, phase)
     return p99
 
 

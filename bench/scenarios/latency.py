@@ -1,8 +1,10 @@
 """The suite's latency scenario: publish-to-delivery at fixed event rates, journal on and off.
 
 Open model, 1 hook per event, 1 destination on the Python receiver (it reads the stamps);
-the phase is bench/harness/delivery/latency.py's ``open_phase``. Runs alone, through the
-suite's runner:
+the phase is bench/harness/delivery/latency.py's ``open_phase``, which also shows the
+SQLite journal's commits per published event (from /metrics). At 1,000 events/s, what the
+journal costs is checked too: its commits per event, and the daemon's CPU next to the
+memory journal's. Runs alone, through the suite's runner:
 
     .venv/bin/python -m bench.scenarios.latency [--quick]
 """
@@ -18,6 +20,16 @@ from bench.harness.receiver import Receiver
 from bench.harness.scenario import Bench, scenario
 from bench.harness.suite import Findings
 from bench.scenarios import run_alone
+
+COST_RATE = 1000.0
+"""Events/s at which the journal's cost is checked: a moderate load, the daemon not saturated."""
+
+TARGET_COMMITS_PER_EVENT = 0.3
+"""Commits per published event at ``COST_RATE`` (1 hook each): appends and delivery outcomes
+share commits (group commit by time)."""
+
+TARGET_CPU_RATIO = 1.3
+"""The daemon's CPU with the SQLite journal at most this multiple of the memory journal's."""
 
 
 @scenario(
@@ -44,6 +56,36 @@ def latency(bench: Bench, found: Findings) -> None:
     last = f"{rates[-1]:,.0f} events/s"
     found.target(f"p99 at {last}, SQLite", p99["sqlite"], "<=", TARGET_P99_MS, "ms")
     found.target(f"p99 at {last}, memory", p99["memory"], "<=", TARGET_P99_MS, "ms")
+    _journal_cost(found)
+
+
+def _journal_cost(found: Findings) -> None:
+    """Targets on what the SQLite journal costs at ``COST_RATE``, from the phases' results."""
+    at = f"{COST_RATE:,.0f} events/s"
+    commits = found.results.get(f"latency.sqlite.{COST_RATE:.0f}.commits_per_event")
+    if isinstance(commits, float):
+        found.headline(f"SQLite journal commits per event, {at}", commits, "")
+        found.target(
+            f"SQLite journal commits per event at {at}",
+            commits,
+            "<=",
+            TARGET_COMMITS_PER_EVENT,
+            "",
+        )
+    cpu = {
+        journal: found.results.get(f"latency.{journal}.{COST_RATE:.0f}.daemon_cpu_pct")
+        for journal in ("sqlite", "memory")
+    }
+    sqlite, memory = cpu["sqlite"], cpu["memory"]
+    if isinstance(sqlite, float) and isinstance(memory, float) and memory > 0:
+        found.headline(f"daemon CPU, SQLite / memory journal, {at}", sqlite / memory, "x")
+        found.target(
+            f"daemon CPU at {at}, SQLite / memory journal",
+            sqlite / memory,
+            "<=",
+            TARGET_CPU_RATIO,
+            "x",
+        )
 
 
 if __name__ == "__main__":

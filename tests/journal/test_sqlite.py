@@ -18,7 +18,7 @@ from engine.core.model import Attempt, Delivery, EventDraft, delivery_id, hook_t
 from engine.hooks.router import HookSet
 from engine.journal import JournalUnavailable
 from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, JournalError, open_database
-from engine.journal.sqlite import SqliteJournal, insert_rows
+from engine.journal.sqlite import STOP_TIMEOUT, SqliteJournal, insert_rows
 from tests.conftest import WriteConfig
 
 HOOKS = """
@@ -48,9 +48,11 @@ OpenJournal = Callable[..., "AsyncIterator[SqliteJournal]"]
 
 @asynccontextmanager
 async def running(
-    path: Path, config: Config, *, retention: float = 7 * 86400.0
+    path: Path, config: Config, *, retention: float = 7 * 86400.0, commit_interval: float = 0.0
 ) -> AsyncIterator[SqliteJournal]:
-    journal = SqliteJournal(path, HookSet(config.hooks), retention=retention)
+    journal = SqliteJournal(
+        path, HookSet(config.hooks), retention=retention, commit_interval=commit_interval
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         yield journal
@@ -91,6 +93,49 @@ async def test_concurrent_appends_share_commits(tmp_path: Path, hooks_config: Co
                 nursery.start_soon(publish, i)
         assert sorted(ids) == list(range(1, 301))
         assert journal.commits - before < 100  # one fsync serves many callers
+
+
+async def test_appends_and_outcomes_of_the_same_moment_share_one_commit(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    async with running(tmp_path / "j.db", hooks_config, commit_interval=0.1) as journal:
+        event = await journal.append(draft("temp"))  # alone after a quiet spell: at once
+        assert (journal.commits, journal.events_stored) == (1, 1)
+        [stored, *_] = await journal.recover()
+        ok = Delivery(stored.id, event, stored.hook, attempts=1, state="delivered")
+        attempt = Attempt(ok.id, 1, 200, 0.01, "200", b"", "delivered")
+        started = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            # Within the interval after the last commit: they wait for the next one, together.
+            nursery.start_soon(journal.append, draft("temp"))
+            nursery.start_soon(journal.settle, [(ok, attempt)], [draft("hook-sent/temp")])
+            nursery.start_soon(journal.append_many, [draft("x"), draft("y")])
+        assert time.monotonic() - started < 1.0
+        assert journal.commits == 3  # the append, the recovery's read, then one for all three
+        assert (journal.writes, journal.events_stored) == (5, 5)
+
+
+async def test_a_stop_commits_what_waits_for_the_interval_at_once(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path, HookSet(hooks_config.hooks), commit_interval=3600.0)
+    started = time.monotonic()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        await journal.append(draft(data="first"))  # after a quiet spell: at once
+        nursery.start_soon(journal.append, draft(data="waits an hour"))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    await journal.aclose()
+    assert time.monotonic() - started < STOP_TIMEOUT / 2
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
+
+
+def test_a_negative_commit_interval_is_refused(tmp_path: Path, hooks_config: Config) -> None:
+    with pytest.raises(ValueError, match="commit_interval must be 0 or more"):
+        SqliteJournal(tmp_path / "j.db", HookSet(hooks_config.hooks), commit_interval=-0.001)
 
 
 async def test_an_event_and_its_deliveries_are_written_together(

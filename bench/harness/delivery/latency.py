@@ -7,6 +7,7 @@ import argparse
 from bench.harness.daemon import Daemon
 from bench.harness.delivery.options import TARGET_P99_MS
 from bench.harness.delivery.phase import (
+    PhaseResult,
     check_phase,
     daemon_for,
     histogram_quantiles,
@@ -22,6 +23,33 @@ from bench.harness.report import Report
 
 LATE_SHARE = 0.01
 """Share of sends more than 2 ms behind schedule from which the report says so."""
+
+
+def report_commits(report: Report, key: str, phase: PhaseResult) -> float | None:
+    """The SQLite journal's commits over the phase, per published event and per stored event
+    (the engine's own hook-sent and hook-response events included), commits/s and writes per
+    commit (the group size), from the daemon's /metrics before and after the phase. Returns
+    commits per published event; None (and no rows) with a journal that does not commit."""
+    commits = sum(phase.metric_sum("hookwire_journal_commits_total").values())
+    if not commits:
+        return None
+    writes = sum(phase.metric_sum("hookwire_journal_writes_total").values())
+    stored = sum(phase.metric_sum("hookwire_journal_events_stored_total").values())
+    published = sum(result.ok for result in phase.run.results)
+    per_event = commits / published if published else 0.0
+    report.row("journal commits/event (published)", per_event, "", key=f"{key}.commits_per_event")
+    if stored:
+        report.row(
+            "journal commits/event (stored, the engine's own included)",
+            commits / stored,
+            "",
+            key=f"{key}.commits_per_stored_event",
+        )
+    span = (phase.last_receipt or phase.end) - phase.run.start
+    if span > 0:
+        report.row("journal commits/s", commits / span, "", key=f"{key}.commits_per_s")
+    report.row("journal writes per commit", writes / commits, "", key=f"{key}.writes_per_commit")
+    return per_event
 
 
 def measure_latency(args: argparse.Namespace, report: Report, receiver: Receiver) -> None:
@@ -56,6 +84,7 @@ def measure_latency(args: argparse.Namespace, report: Report, receiver: Receiver
         report.results["latency.engine_p50"] = engine_p50
         report.results["latency.engine_p99"] = engine_p99
         report_cpu(report, "latency", phase)
+        report_commits(report, "latency", phase)
         report_engine_counts(report, "latency", phase)
         check_phase(report, args, "latency", phase)
     report.target(
@@ -109,5 +138,6 @@ def open_phase(
             "CPU); the wait is in the latencies, as a device publishing on time would see it"
         )
     report_cpu(found, key, phase)
+    report_commits(found, key, phase)
     ok = achieved >= 0.97 * rate and not found.failure
     return receipts, ok
