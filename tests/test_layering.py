@@ -45,6 +45,7 @@ SANS_IO = [
     "config",
     "hooks",
     "journal/_grouping.py",
+    "journal/_ledger.py",
     "gateway/protocol.py",
     "delivery/breaker.py",
     "delivery/request.py",

@@ -3,7 +3,9 @@
 Readers run on any connection. Writers expect the caller's write transaction: the CLI opens
 one on its own connection (``transaction``), the daemon runs them in its writer thread
 (``SqliteJournal.run_in_writer``). A delivery row put in state ``replay`` is taken by the
-running daemon within a second (or at its next start) and sent again.
+running daemon within a second (or at its next start) and sent again. A dead letter always
+has its delivery row; a delivery that never waited, died nor was replayed has none, and is
+shown from its event's routed hooks and its attempts.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config._fields import parse_duration, show
-from engine.core.model import Event, delivery_id
+from engine.core.model import Event, delivery_id, hook_tag
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet
-from engine.journal.schema import stored_event
+from engine.journal.schema import stored_event, stored_hooks
 
 LIST_LIMIT = 100
 """Dead letters listed when no limit is given: a screenful, newest first."""
@@ -236,11 +238,23 @@ def list_dead_letters(conn: sqlite3.Connection, query: DeadLetterQuery) -> list[
 
 
 def show_delivery(conn: sqlite3.Connection, delivery: str) -> DeliveryRecord | None:
-    """A delivery, its event and its attempts; None when the journal has no such delivery."""
+    """A delivery, its event and its attempts; None when the journal has no such delivery.
+
+    A delivery without a row of its own (it never waited, died nor was replayed) is found
+    through the hooks its event was routed to: pending without an attempt, else delivered.
+    """
     found = _DELIVERY_ID.fullmatch(delivery)
     if found is None:
         return None
     key = (int(found[1], 16), delivery)
+    attempts = tuple(
+        AttemptRecord(*attempt)
+        for attempt in conn.execute(
+            "SELECT number, at, status, duration, reason, excerpt FROM attempts"
+            " WHERE event_id = ? AND delivery_id = ? ORDER BY number",
+            key,
+        )
+    )
     row = conn.execute(
         "SELECT d.hook, d.state, d.attempts, d.due, d.reason,"
         " e.id, e.name, e.device, e.product, e.body, l.at"
@@ -250,24 +264,35 @@ def show_delivery(conn: sqlite3.Connection, delivery: str) -> DeliveryRecord | N
         key,
     ).fetchone()
     if row is None:
-        return None
-    attempts = conn.execute(
-        "SELECT number, at, status, duration, reason, excerpt FROM attempts"
-        " WHERE event_id = ? AND delivery_id = ? ORDER BY number",
-        key,
-    ).fetchall()
+        return _derived_delivery(conn, delivery, key[0], attempts)
     hook, state, count, due, reason = row[:5]
     return DeliveryRecord(
-        delivery,
-        hook,
-        state,
-        count,
-        due,
-        reason,
-        stored_event(row[5:10]),
-        row[10],
-        tuple(AttemptRecord(*attempt) for attempt in attempts),
+        delivery, hook, state, count, due, reason, stored_event(row[5:10]), row[10], attempts
     )
+
+
+def _derived_delivery(
+    conn: sqlite3.Connection, delivery: str, event_id: int, attempts: tuple[AttemptRecord, ...]
+) -> DeliveryRecord | None:
+    """A delivery with no row: its event's routed hook whose id it is, if any."""
+    row = conn.execute(
+        "SELECT id, name, device, product, body, at, hooks FROM events WHERE id = ?", (event_id,)
+    ).fetchone()
+    epoch = _meta(conn, "epoch")
+    if row is None or epoch is None:
+        return None
+    for hook in stored_hooks(row[6]):
+        if delivery_id(epoch, event_id, hook_tag(hook)) != delivery:
+            continue
+        event = stored_event(row[:5])
+        if not attempts:
+            return DeliveryRecord(delivery, hook, "pending", 0, row[5], "", event, None, ())
+        last = attempts[-1]
+        count = len(attempts)
+        return DeliveryRecord(
+            delivery, hook, "delivered", count, last.at, last.reason, event, None, attempts
+        )
+    return None
 
 
 # writing (in the caller's write transaction)

@@ -30,7 +30,7 @@ class Journal(Protocol):
 
     def hand_routes_to(self, deliver: Deliver | None) -> None:
         """Hand every committed event that triggers hooks to ``deliver``, with the hooks it
-        was routed to at append (its delivery rows), right after ``publish``."""
+        was routed to at append (stored with it), right after ``publish``."""
         ...
 
     async def append(self, draft: EventDraft) -> Event:

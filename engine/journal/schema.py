@@ -8,6 +8,7 @@ that says which and what to do.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from typing import Any
 import msgpack
 
 from engine.core.model import Event
+
+log = logging.getLogger("hookwire.journal")
 
 APPLICATION_ID = 0x486B5752
 """``PRAGMA application_id`` of a Hookwire journal ("HkWR")."""
@@ -102,6 +105,15 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX ingest_keys_at ON ingest_keys (at);
     """,
+    # 1 -> 2: an event keeps the hooks it was routed to (msgpack list of names, NULL for
+    # none), and a delivery gets a row only when it waits for a retry, dies or is replayed:
+    # one without a row is pending until it has an attempt, then delivered. Below the floor
+    # (meta) every event's deliveries are settled or have a row. Every delivery of a
+    # version 1 journal has its row, so the floor starts above its newest event.
+    """
+    ALTER TABLE events ADD COLUMN hooks BLOB;
+    INSERT INTO meta SELECT 'floor', coalesce(max(id), 0) + 1 FROM events;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -112,6 +124,16 @@ def stored_event(row: Sequence[Any]) -> Event:
     event_id, name, device, product, body = row
     data, ttl, private, published_at = msgpack.unpackb(body)
     return Event(event_id, name, data, ttl, private, published_at, device, product)
+
+
+def pack_hooks(names: Sequence[str]) -> bytes | None:
+    """The ``events.hooks`` column: the names of the hooks an event was routed to."""
+    return msgpack.packb(list(names)) if names else None
+
+
+def stored_hooks(column: bytes | None) -> list[str]:
+    """The hook names an ``events.hooks`` column holds (none when NULL)."""
+    return list(msgpack.unpackb(column)) if column is not None else []
 
 
 class JournalError(Exception):
@@ -184,6 +206,8 @@ def _configure(conn: sqlite3.Connection, path: Path, synchronous: str) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[str, ...]) -> None:
+    """Bring the schema to the latest version, every step in one transaction: a failure
+    leaves the file as it was."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     latest = len(migrations)
     if version > latest:
@@ -197,20 +221,25 @@ def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[str, ...]) 
             raise JournalError(
                 f"{path}: a SQLite database that is not a Hookwire journal; refusing to touch it"
             )
-    for number in range(version, latest):
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+    if version == latest:
+        return
+    number = version
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for number in range(version, latest):
             for statement in _statements(migrations[number]):
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={number + 1}")
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise JournalError(
-                f"{path}: migrating the schema from version {number} to {number + 1} failed: {exc}"
-            ) from None
+        conn.execute(f"PRAGMA user_version={latest}")
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise JournalError(
+            f"{path}: migrating the schema from version {number} to {number + 1} failed: {exc}"
+        ) from None
+    if version:  # a new file is created at the latest version: nothing to tell
+        log.info("%s: journal schema migrated from version %d to %d", path, version, latest)
 
 
 def _statements(script: str) -> list[str]:

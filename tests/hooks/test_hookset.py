@@ -152,11 +152,7 @@ async def test_the_sqlite_journal_hands_over_the_routes_it_stored(
         first = await journal.append(draft())
         hooks.disable("temps")  # after the append: its delivery stands
         await journal.append_keyed([(draft(), "k"), (draft(), "k"), (draft("tx"), None)])
-        rows = await journal.run_in_writer(
-            lambda conn: conn.execute(
-                "SELECT event_id, hook FROM deliveries ORDER BY event_id, id"
-            ).fetchall()
-        )
+        rows = [(stored.event.id, stored.hook) for stored in await journal.recover()]
         nursery.cancel_scope.cancel()
     await journal.aclose()
     assert first.id == 1

@@ -153,6 +153,42 @@ async def test_show_gives_the_delivery_its_event_and_every_attempt(
     assert admin.show_delivery(conn, "not-an-id") is None
 
 
+async def test_show_finds_a_delivery_without_a_row_through_its_event(
+    path: Path, config: Config
+) -> None:
+    async with running(path, config) as journal:
+        event = await journal.append(draft())  # to "temps" and "everything"
+        epoch = journal.epoch
+        temps, everything, dev2 = (
+            delivery_id(epoch, event.id, hook_tag(hook))
+            for hook in ("temps", "everything", "dev2 temps")
+        )
+        delivery = Delivery(temps, event, "temps", attempts=1, state="delivered")
+        attempt = Attempt(temps, 1, 200, 0.02, "200", b"ok", "delivered")
+        await journal.record_attempts([(delivery, attempt)])
+    conn = connect(path)
+    assert conn.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
+    shown = admin.show_delivery(conn, temps)
+    assert shown is not None
+    assert (shown.hook, shown.state, shown.attempts, shown.reason) == (
+        "temps",
+        "delivered",
+        1,
+        "200",
+    )
+    assert [(a.number, a.status, a.excerpt) for a in shown.attempt_log] == [(1, 200, b"ok")]
+    pending = admin.show_delivery(conn, everything)
+    assert pending is not None and pending.event == event
+    assert (pending.hook, pending.state, pending.attempts, pending.attempt_log) == (
+        "everything",
+        "pending",
+        0,
+        (),
+    )
+    assert admin.show_delivery(conn, dev2) is None  # the event was not routed to it
+    assert admin.show_delivery(conn, temps.replace(epoch, "00000000")) is None
+
+
 async def test_a_replayed_dead_letter_is_sent_again_under_its_id(
     path: Path, config: Config
 ) -> None:

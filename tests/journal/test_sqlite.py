@@ -241,8 +241,12 @@ async def test_replays_asked_by_another_connection_are_taken_once(
 ) -> None:
     path = tmp_path / "j.db"
     async with running(path, hooks_config) as journal:
-        await journal.append(draft("tx"))  # one delivery, to "everything"
+        event = await journal.append(draft("tx"))  # one delivery, to "everything"
         assert len(await journal.take_replays()) == 0
+        # A delivery has a row once it died (or waited, or was replayed): give it one.
+        [stored] = await journal.recover()
+        dead = Delivery(stored.id, event, stored.hook, attempts=1, state="dead")
+        await journal.record_attempts([(dead, Attempt(dead.id, 1, 400, 0.01, "400", b"", "dead"))])
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("UPDATE deliveries SET state = 'replay'")
         other.close()
