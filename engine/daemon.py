@@ -44,6 +44,7 @@ def open_journal(config: Config, hooks: HookSet) -> Journal:
             hooks,
             synchronous=settings.synchronous,
             retention=settings.retention,
+            commit_interval=settings.commit_interval,
             downlink_ttl=gateway.downlink_ttl,
             dedupe_window=gateway.dedupe_window,
         )

@@ -101,6 +101,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (nginx's or the daemon's workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces: the ppid is the second field after it.
+        if int(stat[stat.rindex(")") + 2 :].split(maxsplit=2)[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by ``pid`` and by each of its children, by pid."""
+    found = {pid: cpu_seconds(pid)}
+    for child in children(pid):
+        try:
+            found[child] = cpu_seconds(child)
+        except OSError:
+            continue  # it exited meanwhile
+    return found
+
+
 def machine_cpu_seconds() -> float:
     """CPU seconds used so far by everything on the machine, all CPUs, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.harness.daemon import cpu_seconds, machine_cpu_seconds
+from bench.harness.daemon import machine_cpu_seconds, tree_cpu_seconds
 from bench.harness.pacing import Pacer
 
 RECEIVE_SIZE = 262144
@@ -408,10 +408,11 @@ class LoadRun:
     """What a run did: merged results, plus the server's CPU use in the window."""
 
     result: LoadResult  # every worker's result, merged
-    server_cpu: float | None  # CPU seconds of server_pid during the window
+    server_cpu: float | None  # CPU seconds of server_pid and its children during the window
     machine_cpu: float | None  # CPU seconds of every process on the machine, same window
     results: list[LoadResult] = field(default_factory=list)  # each worker's, in spec order
     start: float = 0.0  # monotonic: when the workers started, together
+    server_children_cpu: float | None = None  # of server_cpu, what its child processes used
 
     def others_cpu(self, *clients: float) -> float | None:
         """CPU seconds in the window used by neither the server nor the given clients."""
@@ -465,16 +466,16 @@ def run_loads(
         if on_start is not None:
             on_start(start)
         end = start + max(spec.warmup + spec.duration for spec in specs)
-        server_cpu = machine_cpu = None
+        server_cpu = machine_cpu = children_cpu = None
         if server_pid is not None:
             begin = start + max(spec.warmup for spec in specs)
-            server_cpu, machine_cpu = _window_cpu(server_pid, begin, end, midway)
+            server_cpu, children_cpu, machine_cpu = _window_cpu(server_pid, begin, end, midway)
         timeout = end - start + DRAIN_TIMEOUT + 30
         results: list[LoadResult] = [receive(p, c, timeout)[1] for p, c in workers]
         merged = LoadResult()
         for result in results:
             merged.merge(result)
-        return LoadRun(merged, server_cpu, machine_cpu, results, start)
+        return LoadRun(merged, server_cpu, machine_cpu, results, start, children_cpu)
     finally:
         join(workers)
 
@@ -511,18 +512,22 @@ def _share(total: int, parts: int, index: int) -> int:
 
 def _window_cpu(
     pid: int, begin: float, end: float, midway: Callable[[], None] | None = None
-) -> tuple[float | None, float | None]:
-    """CPU seconds of ``pid``, and of the whole machine, between two monotonic instants.
+) -> tuple[float | None, float | None, float | None]:
+    """CPU seconds of ``pid`` with its children, of the children alone, and of the whole
+    machine, between two monotonic instants (a child started meanwhile counts from 0).
 
     Calls ``midway`` (if given) once halfway between them.
     """
     try:
         time.sleep(max(0.0, begin - time.monotonic()))
-        server, machine = cpu_seconds(pid), machine_cpu_seconds()
+        server, machine = tree_cpu_seconds(pid), machine_cpu_seconds()
         if midway is not None:
             time.sleep(max(0.0, (begin + end) / 2 - time.monotonic()))
             midway()
         time.sleep(max(0.0, end - time.monotonic()))
-        return cpu_seconds(pid) - server, machine_cpu_seconds() - machine
+        after, machine_after = tree_cpu_seconds(pid), machine_cpu_seconds()
     except OSError:
-        return None, None
+        return None, None, None
+    used = {child: seconds - server.get(child, 0.0) for child, seconds in after.items()}
+    children = sum(seconds for child, seconds in used.items() if child != pid)
+    return sum(used.values()), children, machine_after - machine

@@ -54,7 +54,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.harness.daemon import HOST, cpu_seconds
+from bench.harness.daemon import HOST, children, cpu_seconds
 from bench.harness.receiver import Receiver, ReceiverStats
 
 NAN = float("nan")
@@ -314,7 +314,7 @@ class NginxSink:
             if self._master is None:
                 self._master = _read_pid(prefix / "nginx.pid")
             waiting = {port for port in waiting if not _accepts(port)}
-            if not waiting and self._master is not None and _children(self._master):
+            if not waiting and self._master is not None and children(self._master):
                 return None
             if time.monotonic() > deadline:
                 self._process = None
@@ -390,7 +390,7 @@ class NginxSink:
         if self._master is None:
             return {}
         used: dict[int, float] = {}
-        for pid in (self._master, *_children(self._master)):
+        for pid in (self._master, *children(self._master)):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 used[pid] = cpu_seconds(pid)
         return used
@@ -456,19 +456,3 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text())
     except (OSError, ValueError):
         return None  # not written yet, or half written
-
-
-def _children(parent: int) -> list[int]:
-    """The processes whose parent is ``parent`` (nginx's workers), from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces: the ppid is the second field after it.
-        if int(stat[stat.rindex(")") + 2 :].split(maxsplit=2)[1]) == parent:
-            found.append(int(entry.name))
-    return found

@@ -15,6 +15,14 @@ TARGET_ISOLATION_DROP_PCT = 10.0
 SCENARIOS = ("one", "many", "latency", "isolation", "baselines")
 
 
+def _workers(text: str) -> str | int:
+    if text == "auto":
+        return text
+    if not text.isdecimal():
+        raise argparse.ArgumentTypeError(f'expected "auto" or a count of workers, got {text!r}')
+    return int(text)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Webhook deliveries/s, latency and isolation, with httpx/aiohttp baselines."
@@ -43,6 +51,13 @@ def make_parser() -> argparse.ArgumentParser:
         "baselines get)",
     )
     parser.add_argument("--pub-conns", type=int, default=8, help="publisher connections")
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        help='the daemons\' [delivery] workers: "auto" (the shipped default) or a count, 0 = '
+        "deliveries in the main process",
+    )
     parser.add_argument(
         "--journal",
         default="memory",

@@ -108,7 +108,11 @@ def daemon_for(
     if backend == "sqlite":
         journal |= {"path": JOURNAL_FILE, "synchronous": synchronous}
     return Daemon(
-        delivery={"allow_networks": ["127.0.0.0/8"], "max_in_flight": args.max_in_flight},
+        delivery={
+            "allow_networks": ["127.0.0.0/8"],
+            "max_in_flight": args.max_in_flight,
+            "workers": getattr(args, "workers", "auto"),
+        },
         hooks=hooks,
         journal=journal,
     )
@@ -263,6 +267,19 @@ def report_cpu(report: Report, key: str, phase: PhaseResult) -> None:
             "% of a core",
             key=f"{key}.daemon_cpu_pct",
         )
+        if run.workers_cpu:
+            report.row(
+                "  of it, the main process",
+                100 * (run.daemon_cpu - run.workers_cpu) / run.duration,
+                "% of a core",
+                key=f"{key}.main_cpu_pct",
+            )
+            report.row(
+                "  of it, the delivery workers",
+                100 * run.workers_cpu / run.duration,
+                "% of a core",
+                key=f"{key}.workers_cpu_pct",
+            )
     publisher_cpu = sum(result.client_cpu for result in run.results)
     if run.duration > 0:
         report.row(

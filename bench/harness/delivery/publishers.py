@@ -45,9 +45,10 @@ class PublishRun:
     results: list[LoadResult]  # one per publisher spec, in order
     start: float  # monotonic: the first publish
     duration: float
-    daemon_cpu: float | None
+    daemon_cpu: float | None  # the main process and its delivery workers
     machine_cpu: float | None
     midway: dict[str, float]  # the engine's /metrics halfway through publishing
+    workers_cpu: float | None = None  # of daemon_cpu, the delivery workers'
 
 
 def run_publishers(
@@ -60,4 +61,12 @@ def run_publishers(
     midway: dict[str, float] = {}
     run = run_loads(specs, daemon_pid, lambda: midway.update(probe()))
     duration = max(spec.duration for spec in specs)
-    return PublishRun(run.results, run.start, duration, run.server_cpu, run.machine_cpu, midway)
+    return PublishRun(
+        run.results,
+        run.start,
+        duration,
+        run.server_cpu,
+        run.machine_cpu,
+        midway,
+        run.server_children_cpu,
+    )
