@@ -17,7 +17,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import trio
@@ -119,6 +119,9 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+Kept = tuple[str, str, int, int, float]
+"""A kept delivery of an event: (hook, id, attempts, attempts on record, unix time due)."""
+
 OpenTransport = Callable[[Origin, str, int, bool], Transport]
 """(origin, vetted address, max connections, verify TLS) -> a transport."""
 
@@ -208,27 +211,38 @@ class Dispatcher:
 
     def restore(self, stored: StoredDelivery) -> None:
         """Queue a delivery the journal kept: recovered after a restart, or replayed."""
-        assert self._nursery is not None, "restore runs while the dispatcher runs"
-        event = stored.event
-        hook = self.hooks.get(stored.hook)
-        delivery = Delivery(stored.id, event, stored.hook)
-        delivery.attempts = stored.attempts
-        delivery.earlier_attempts = stored.recorded - stored.attempts
-        why = "is no longer configured" if hook is None else self.hooks.why_disabled(hook.name)
-        if hook is None or why is not None:
-            self._settle_unsent(delivery, None, f"hook {stored.hook!r} {why}")
-            return
-        job = self._job(delivery, hook, EventParts(event, event_context(event)))
-        if job is None:
-            return
-        destination = self._destination(job.request, hook)
-        wait = stored.due - time.time()
-        if wait > 0 and job.lane is None:
-            delivery.state = "waiting"
-            delivery.due = job.accepted_at + wait
-            destination.retry_later(job, delivery.due)
-        else:
-            destination.submit(job)
+        self.resume(
+            stored.event, [(stored.hook, stored.id, stored.attempts, stored.recorded, stored.due)]
+        )
+
+    def resume(self, event: Event, items: Iterable[Kept]) -> None:
+        """Queue deliveries of one event that were kept (by the journal, or by the main
+        process for a worker): (hook, id, attempts, attempts on record, unix time due)."""
+        assert self._nursery is not None, "resume runs while the dispatcher runs"
+        parts: EventParts | None = None  # the event's variables, made once for its hooks
+        now = time.time()
+        hooks = self.hooks
+        for name, key, attempts, recorded, due in items:
+            hook = hooks.get(name)
+            delivery = Delivery(key, event, name, attempts)
+            delivery.earlier_attempts = recorded - attempts
+            why = "is no longer configured" if hook is None else hooks.why_disabled(name)
+            if hook is None or why is not None:
+                self._settle_unsent(delivery, None, f"hook {name!r} {why}")
+                continue
+            if parts is None:
+                parts = EventParts(event, event_context(event))
+            job = self._job(delivery, hook, parts)
+            if job is None:
+                continue
+            destination = self._destination(job.request, hook)
+            wait = due - now
+            if wait > 0 and job.lane is None:
+                delivery.state = "waiting"
+                delivery.due = job.accepted_at + wait
+                destination.retry_later(job, delivery.due)
+            else:
+                destination.submit(job)
 
     def _destination(self, request: PreparedRequest, hook: Hook) -> Destination:
         if hook.rate and hook.name not in self._buckets:

@@ -34,7 +34,8 @@ START, DELIVER, DISABLE, STOP = "start", "deliver", "disable", "stop"
 READY, FAILED, OUTCOMES, DESTINATIONS, BYE = "ready", "failed", "outcomes", "destinations", "bye"
 
 Item = tuple[str, str, int, int, float]
-"""One delivery of an event handed to a worker: (hook, id, attempts, recorded, due)."""
+"""One delivery of an event handed to a worker: (hook, id, attempts, recorded, due), as
+``Dispatcher.resume`` takes it."""
 
 
 class WireError(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from engine.config.settings import Config, ConfigError
-from engine.core.model import Attempt, Delivery, EventDraft, StoredDelivery
+from engine.core.model import Attempt, Delivery, EventDraft
 from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
 from engine.hooks import load_config
@@ -152,11 +152,7 @@ class Worker:
             kind = message[0]
             if kind == wire.DELIVER:
                 for fields, items in message[1]:
-                    event = wire.unpack_event(fields)
-                    for hook, key, attempts, recorded, due in items:
-                        dispatcher.restore(
-                            StoredDelivery(key, event, hook, attempts, due, recorded)
-                        )
+                    dispatcher.resume(wire.unpack_event(fields), items)
             elif kind == wire.DISABLE:
                 hooks.disable(message[1], message[2])
             elif kind == wire.STOP:
