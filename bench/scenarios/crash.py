@@ -7,11 +7,13 @@ directory, retries after 100 ms, 200 ms, 500 ms, 1 s, and logs at info. For each
 
 1. the publish client (bench/harness/httpload.py) publishes at a steady ``--rate`` from
    ``--pub-conns`` connections and keeps the id of every 200 answer;
-2. the daemon is killed with SIGKILL at a random moment, ``--min-crash`` to ``--max-crash``
-   seconds into the load (``random.Random(--seed)``);
-3. it is started again, its "recovered N deliveries" line is read from its log, and the
-   receiver is polled until it has the webhook-id of every acknowledged event, for each
-   hook (``--drain-timeout``).
+2. the daemon (its main process) is killed with SIGKILL at a random moment, ``--min-crash``
+   to ``--max-crash`` seconds into the load (``random.Random(--seed)``); with ``--kill
+   both`` (the default) every second round kills one of its delivery worker processes
+   instead, and the daemon restarts the worker itself;
+3. a killed daemon is started again and its "recovered N deliveries" line is read from its
+   log; the receiver is polled until it has the webhook-id of every acknowledged event, for
+   each hook (``--drain-timeout``).
 
 Per crash: events acknowledged, publishes without an answer (in flight at the kill: they
 may or may not have been stored), deliveries expected and delivered, lost (expected ids
@@ -29,8 +31,10 @@ Exit 1 (engine failure) on a loss, a foreign id, a publish answered with anythin
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
+import signal
 import sqlite3
 import sys
 import threading
@@ -41,7 +45,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.harness.daemon import Daemon, EngineFailed, machine_busy, raise_fd_limit
+from bench.harness.daemon import Daemon, EngineFailed, children, machine_busy, raise_fd_limit
 
 # The delivery benchmark's journal file, hooks and publisher (stamped events).
 from bench.harness.delivery.phase import JOURNAL_FILE, spread_hooks
@@ -76,6 +80,12 @@ def make_parser() -> argparse.ArgumentParser:
     add("--max-in-flight", type=int, default=64, help="engine's [delivery] max_in_flight")
     add("--synchronous", default="full", choices=("full", "normal"), help="SQLite synchronous")
     add("--drain-timeout", type=float, default=30.0, help="seconds to deliver a round's events")
+    add(
+        "--kill",
+        default="both",
+        choices=("daemon", "worker", "both"),
+        help="what a round kills: the daemon, a delivery worker, or each in turn",
+    )
     return parser
 
 
@@ -84,6 +94,7 @@ class Crash:
     """One round, as the publisher, the receiver and the restarted daemon saw it."""
 
     at: float  # seconds into the load
+    target: str = "daemon"  # what was killed: the daemon, or a delivery worker
     acked: int = 0
     unanswered: int = 0  # publishes in flight at the kill: stored or not
     expected: int = 0  # deliveries: acked x hooks
@@ -134,8 +145,18 @@ def _load_until_killed(
     )
     timers: list[threading.Timer] = []
 
+    killed: list[int] = []
+
+    def kill_worker() -> None:
+        workers = children(daemon.pid)
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+
+    kill = daemon.kill if crash.target == "daemon" else kill_worker
+
     def schedule(start: float) -> None:
-        timer = threading.Timer(max(0.0, start + crash.at - time.monotonic()), daemon.kill)
+        timer = threading.Timer(max(0.0, start + crash.at - time.monotonic()), kill)
         timers.append(timer)
         timer.start()
 
@@ -144,8 +165,10 @@ def _load_until_killed(
     finally:
         for timer in timers:
             timer.join(10)
-    if daemon.alive():
+    if crash.target == "daemon" and daemon.alive():
         raise EngineFailed(f"the load ended before the crash at {crash.at:.2f} s")
+    if crash.target == "worker" and not killed:
+        raise EngineFailed("the daemon had no delivery worker to kill (is [delivery] workers 0?)")
     statuses = {why: n for why, n in result.errors.items() if why.startswith("status")}
     if statuses:
         raise EngineFailed(f"publishes answered with something but 200: {statuses}")
@@ -189,11 +212,14 @@ def _round(
     duplicates_before = _duplicates(receiver)
     acked = _load_until_killed(args, daemon, names, crash)
     restarted = time.monotonic()
-    daemon.start()
+    if crash.target == "daemon":
+        daemon.start()
+        found = RECOVERED.search(daemon.log_path.read_text(errors="replace"))
+        crash.recovered = int(found.group(1)) if found else 0
+    else:
+        daemon.check_alive()
     healthy = time.monotonic()
     crash.restart_s = healthy - restarted
-    found = RECOVERED.search(daemon.log_path.read_text(errors="replace"))
-    crash.recovered = int(found.group(1)) if found else 0
     epoch = _epoch(daemon.workdir / JOURNAL_FILE)
     wanted = {delivery_id(epoch, i, tag).encode() for i in acked for tag in tags}
     ids = _wait_delivered(args, receiver, daemon, wanted)
@@ -211,15 +237,17 @@ def _duplicates(receiver: Receiver) -> int:
 
 
 def _report_crash(report: Report, number: int, crash: Crash) -> None:
-    report.section(f"crash {number}: kill -9 at {crash.at:.2f} s into the load")
+    what = "kill -9" if crash.target == "daemon" else "kill -9 of a delivery worker"
+    report.section(f"crash {number}: {what} at {crash.at:.2f} s into the load")
     report.row("events acked (200)", crash.acked)
     report.row("publishes unanswered at the kill", crash.unanswered)
     report.row("deliveries expected / delivered", f"{crash.expected:,} / {crash.delivered:,}")
     report.row("lost", crash.lost)
     report.row("duplicates (same webhook-id again)", crash.duplicates)
     report.row("foreign webhook-ids", crash.foreign)
-    report.row("recovery log line", f"recovered {crash.recovered} deliveries")
-    report.row("restart: start to healthy (recovery included)", crash.restart_s, "s")
+    if crash.target == "daemon":
+        report.row("recovery log line", f"recovered {crash.recovered} deliveries")
+        report.row("restart: start to healthy (recovery included)", crash.restart_s, "s")
     report.row("healthy to every delivery in", crash.delivered_s, "s")
     report.results[f"crash.{number}"] = asdict(crash)
     if crash.lost:
@@ -253,7 +281,10 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             tags = [hook_tag(str(hook["name"])) for hook in hooks]
             with _daemon(args, hooks) as daemon:
                 for number in range(1, args.crashes + 1):
-                    crash = Crash(rng.uniform(args.min_crash, args.max_crash))
+                    target = args.kill
+                    if target == "both":
+                        target = "daemon" if number % 2 else "worker"
+                    crash = Crash(rng.uniform(args.min_crash, args.max_crash), target)
                     crashes.append(crash)
                     _round(args, daemon, receiver, names, tags, crash)
                     _report_crash(report, number, crash)
@@ -287,7 +318,7 @@ def crash(bench: Bench, found: Findings) -> None:
     seed = bench.settings.seed if bench.settings.seed is not None else random.randrange(2**32)
     args = options(
         make_parser(),
-        crashes=bench.settings.count(5, 1),
+        crashes=bench.settings.count(6, 2),
         seed=seed,
         max_crash=bench.settings.pick(3.0, 1.0),
     )
