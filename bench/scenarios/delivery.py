@@ -41,6 +41,7 @@ from bench.harness.delivery.options import (
     TARGET_AIOHTTP_RATIO,
     TARGET_DELIVERIES,
     TARGET_HTTPX_RATIO,
+    TARGET_WORKERS_RATIO,
     make_parser,
 )
 from bench.harness.delivery.throughput import measure_throughput
@@ -133,12 +134,18 @@ def _summary(
         report.row(f"hookwire (1 destination) / {kind}", f"{ratio:.2f} ({kind} {rate:,.0f}/s)")
         report.results[f"ratio.{kind}"] = ratio
         report.target(f"hookwire / {kind} requests/s", ratio, ">=", threshold, "x")
+    raw = baselines.get("raw")
+    if raw and one:
+        report.row("hookwire (1 destination) / its HTTP client alone", f"{one / raw:.2f}")
+        report.results["ratio.raw"] = one / raw
 
 
 # --- the suite's scenarios: the throughput phase to 1, 100 and 1,000 destinations -------
 
 
-def _delivery(bench: Bench, found: Findings, destinations: int) -> float:
+def _delivery(bench: Bench, found: Findings, destinations: int, in_process: bool) -> float:
+    """Deliveries/s with the shipped ``workers = "auto"``; with ``in_process``, also with
+    ``workers = 0`` in the same run, as its baseline."""
     args = bench.delivery_args(destinations=destinations)
     found.params.update(
         destinations=destinations,
@@ -146,6 +153,7 @@ def _delivery(bench: Bench, found: Findings, destinations: int) -> float:
         duration=args.duration,
         journal="sqlite (synchronous = full)",
         publisher_connections=args.pub_conns,
+        workers=args.workers,
     )
     label = f"{destinations:,} destination{'s' if destinations > 1 else ''}"
     with bench.sink(destinations, found) as sink:
@@ -155,8 +163,27 @@ def _delivery(bench: Bench, found: Findings, destinations: int) -> float:
             sink,
             destinations,
             "throughput",
-            f"throughput: {label}, {args.hooks_per_event} hooks per event",
+            f"throughput: {label}, {args.hooks_per_event} hooks per event, "
+            f"workers = {args.workers}",
         )
+        if in_process:
+            alone = argparse.Namespace(**{**vars(args), "workers": 0})
+            base = measure_throughput(
+                alone,
+                found,
+                sink,
+                destinations,
+                "in_process",
+                f"throughput: {label}, {args.hooks_per_event} hooks per event, workers = 0",
+            )
+            found.throughput(f"hookwire, {label}, workers = 0", base, "deliveries/s", baseline=True)
+            found.target(
+                f"workers = {args.workers} / workers = 0, {label}",
+                rate / base if base else 0.0,
+                ">=",
+                TARGET_WORKERS_RATIO,
+                "x",
+            )
     found.headline(
         f"deliveries/s, {label}",
         rate,
@@ -170,17 +197,17 @@ def _delivery(bench: Bench, found: Findings, destinations: int) -> float:
 
 @scenario("delivery-1", "Webhook deliveries/s to 1 destination", order=10)
 def delivery_1(bench: Bench, found: Findings) -> None:
-    bench.one_destination = _delivery(bench, found, 1)
+    bench.one_destination = _delivery(bench, found, 1, in_process=True)
 
 
 @scenario("delivery-100", "Webhook deliveries/s to 100 destinations", order=11)
 def delivery_100(bench: Bench, found: Findings) -> None:
-    _delivery(bench, found, 100)
+    _delivery(bench, found, 100, in_process=True)
 
 
 @scenario("delivery-1000", "Webhook deliveries/s to 1,000 destinations", order=12)
 def delivery_1000(bench: Bench, found: Findings) -> None:
-    _delivery(bench, found, 1000)
+    _delivery(bench, found, 1000, in_process=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The naive baselines: the engine's requests sent by httpx on trio and aiohttp on asyncio."""
+"""The baselines: the engine's requests sent by httpx on trio and aiohttp on asyncio (what
+most Python users would write), and by the engine's own HTTP client alone (trio streams and
+httptools, nothing else: the ceiling a delivery engine on them can approach)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from bench.harness.daemon import HOST
 from bench.harness.delivery.publishers import FORM, USER_AGENT
@@ -25,7 +27,7 @@ READY_TIMEOUT = 30.0
 class BaselineSpec:
     """One baseline client process: ``concurrency`` tasks POSTing to ``url`` for a while."""
 
-    kind: str  # "httpx" or "aiohttp"
+    kind: str  # "httpx", "aiohttp" or "raw"
     url: str
     body: bytes
     concurrency: int = 64
@@ -147,12 +149,47 @@ async def _aiohttp_load(spec: BaselineSpec) -> BaselineResult:
     return load.finish()
 
 
+async def _raw_load(spec: BaselineSpec) -> BaselineResult:
+    """``spec.concurrency`` trio tasks sharing the engine's ConnectionPool: no journal, no
+    templates, no queues; the same requests, the same keep-alive connections."""
+    import trio
+
+    from engine.http.client import ConnectionPool, HttpClientError, Origin
+
+    load = _BaselineLoad(spec)
+    url = urlsplit(spec.url)
+    assert url.hostname is not None and url.port is not None
+    pool = ConnectionPool(
+        Origin("http", url.hostname, url.port),
+        address=url.hostname,
+        max_connections=spec.concurrency,
+    )
+
+    async def task() -> None:
+        while (headers := load.next_headers()) is not None:
+            try:
+                response = await pool.request(
+                    "POST", url.path, list(headers.items()), spec.body, timeout=10.0
+                )
+            except HttpClientError as exc:
+                load.done(None, type(exc).__name__)
+                continue
+            load.done(response.status)
+
+    with trio.move_on_after(spec.warmup + spec.duration + 15):
+        async with trio.open_nursery() as nursery:
+            for _ in range(spec.concurrency):
+                nursery.start_soon(task)
+    await pool.aclose()
+    return load.finish()
+
+
 def _baseline_worker(spec: BaselineSpec, control: Connection) -> None:
     """A baseline client process: run the load, report the result."""
-    if spec.kind == "httpx":
+    if spec.kind in ("httpx", "raw"):
         import trio
 
-        result = trio.run(_httpx_load, spec)
+        result = trio.run(_httpx_load if spec.kind == "httpx" else _raw_load, spec)
     else:
         result = asyncio.run(_aiohttp_load(spec))
     control.send(("done", result))
@@ -210,6 +247,8 @@ def measure_baselines(
         title = {
             "httpx": f"baseline: httpx.AsyncClient on trio, {spec.concurrency} tasks",
             "aiohttp": f"baseline: aiohttp.ClientSession on asyncio, {spec.concurrency} tasks",
+            "raw": f"ceiling: the engine's HTTP client alone (trio + httptools), "
+            f"{spec.concurrency} tasks",
         }[kind]
         report.section(title)
         report.row("requests/s", result.per_second, "", key=f"baseline.{kind}.per_second")

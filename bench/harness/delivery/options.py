@@ -8,6 +8,8 @@ TARGET_DELIVERIES = 20_000.0
 """Deliveries/s the design asks of one daemon on two cores."""
 
 TARGET_HTTPX_RATIO = 10.0
+TARGET_WORKERS_RATIO = 2.0
+"""Deliveries/s with the shipped worker processes over deliveries in the main process."""
 TARGET_AIOHTTP_RATIO = 2.0
 TARGET_P99_MS = 10.0
 TARGET_ISOLATION_DROP_PCT = 10.0
@@ -84,8 +86,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--baseline",
-        default="httpx,aiohttp",
-        help="baseline clients: comma-separated httpx, aiohttp, or none",
+        default="raw,httpx,aiohttp",
+        help="baseline clients: comma-separated raw (the engine's own HTTP client alone), "
+        "httpx, aiohttp, or none",
     )
     parser.add_argument(
         "--baseline-duration", type=float, default=3.0, help="seconds each baseline sends"
