@@ -324,6 +324,13 @@ class WorkerPool:
         )
 
     async def _send_to(self, slot: _Slot, stream: trio.SocketStream) -> None:
+        """Send the worker what its slot gathers; a worker gone is the reader's to report."""
+        try:
+            await self._send_loop(slot, stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await trio.sleep_forever()  # the reader sees the end, and ends the connection
+
+    async def _send_loop(self, slot: _Slot, stream: trio.SocketStream) -> None:
         disabled = {
             name: why
             for hook in self._hooks.hooks
@@ -366,6 +373,8 @@ class WorkerPool:
                         raise wire.WireError(f"unknown message {kind!r}")
         except wire.WireError as exc:
             return f"sent something unreadable ({exc})"
+        except (KeyError, TypeError, ValueError) as exc:  # a message of the wrong shape
+            return f"sent a message this daemon cannot use ({exc!r})"
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             return f"lost its socket ({exc})"
 

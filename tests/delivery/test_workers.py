@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,12 @@ from hypothesis import strategies as st
 from engine.core.model import delivery_id
 from engine.daemon import Engine
 from engine.delivery import wire
-from engine.delivery.workers import origin_key, shard_of, static_origin
-from engine.hooks.router import GONE
+from engine.delivery.downlink import MemoryDownlink
+from engine.delivery.outcomes import JournalOutcomes
+from engine.delivery.workers import WorkerPool, origin_key, shard_of, static_origin
+from engine.hooks.router import GONE, HookSet
 from engine.journal import MemoryJournal
+from engine.metrics import DeliveryCounts
 from tests.conftest import WriteConfig
 from tests.helpers import publish_direct, wait_until
 from tests.http.sink import Reply, Sink
@@ -270,3 +274,44 @@ async def test_a_stop_lets_attempts_in_flight_finish_and_report(
 @pytest.fixture(autouse=True)
 def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, "hookwire.delivery")
+
+
+FAKE_WORKER = """
+import socket, sys
+fd = int(sys.argv[sys.argv.index("--fd") + 1])
+with socket.socket(fileno=fd) as sock:
+    sock.recv(65536)  # the start message
+    sock.sendall(bytes.fromhex(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("sent", "logged"),
+    [
+        (b"\xc1", "sent something unreadable (not msgpack"),
+        (wire.pack(wire.READY) + wire.pack("shrug"), "sent something unreadable (unknown message"),
+        (wire.pack(wire.OUTCOMES, [[1]], [], []), "sent something unreadable (an attempt is 10"),
+        (wire.pack(wire.OUTCOMES, 5), "sent a message this daemon cannot use"),
+        (wire.pack(wire.READY), "closed its socket"),
+    ],
+)
+async def test_a_worker_that_misbehaves_is_replaced_and_the_pool_serves_on(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture, sent: bytes, logged: str
+) -> None:
+    config = write_config(hooks_to([], workers=1))
+    journal = MemoryJournal()
+    pool = WorkerPool(
+        config,
+        HookSet(config.hooks),
+        JournalOutcomes(journal, MemoryDownlink()),
+        DeliveryCounts(),
+        epoch=journal.epoch,
+        workers=1,
+        command=(sys.executable, "-c", FAKE_WORKER, sent.hex()),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        await wait_until(lambda: pool.restarts >= 1, within=20)
+        nursery.cancel_scope.cancel()
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(lines) == 1 and logged in lines[0], lines
