@@ -126,6 +126,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=float, default=60.0, help="seconds, at most")
     parser.add_argument("--rate", type=int, default=20_000)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument(
+        "--commit-interval",
+        default="2ms",
+        help="the daemon's [journal] commit_interval (the shipped default: 2ms)",
+    )
     return parser
 
 
@@ -141,7 +146,12 @@ def measure(args: argparse.Namespace, report: Report) -> None:
     """Both phases against a daemon of their own; an engine failure marks ``report``."""
     port = free_port()
     daemon = Daemon(
-        journal={"backend": "sqlite", "path": "hookwire.db", "synchronous": "full"},
+        journal={
+            "backend": "sqlite",
+            "path": "hookwire.db",
+            "synchronous": "full",
+            "commit_interval": args.commit_interval,
+        },
         gateway={"tcp": f"{HOST}:{port}"},
     )
     try:
