@@ -229,14 +229,15 @@ class SqliteJournal:
     def _serve(self) -> None:
         """The writer thread: commit everything waiting in one transaction, again and again."""
         stopping = False
-        previous_end = -math.inf
+        previous_start = previous_end = -math.inf
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
                 break
             batch = [first]
-            start = commit_start(first.at, previous_end, self._commit_interval)
+            start = commit_start(first.at, previous_start, previous_end, self._commit_interval)
             stopping = self._gather(batch, start)
+            previous_start = time.monotonic()
             self._commit(batch)
             previous_end = time.monotonic()
             token = self._token
