@@ -259,7 +259,11 @@ class WorkerPool:
 
     async def _run_worker(self, slot: _Slot) -> None:
         """One worker process, from start to exit; never raises (but Cancelled)."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:  # out of file descriptors
+            self._ended(slot, f"cannot start: {exc}")
+            return
         try:
             process = await trio.lowlevel.open_process(
                 [
@@ -274,7 +278,7 @@ class WorkerPool:
             )
         except OSError as exc:
             ours.close()
-            log.error("delivery worker %d cannot start: %s", slot.index, exc)
+            self._ended(slot, f"cannot start: {exc}")
             return
         finally:
             theirs.close()
@@ -309,17 +313,21 @@ class WorkerPool:
         if ended == wire.BYE:
             slot.failure = ""
             return
-        # The same failure again (a worker that cannot start) is logged once, not per try.
-        level = logging.DEBUG if ended == slot.failure else logging.ERROR
-        slot.failure = ended
+        self._ended(
+            slot, f"(pid {process.pid}) {ended or 'stopped'} (exit status {process.returncode})"
+        )
+
+    def _ended(self, slot: _Slot, how: str) -> None:
+        """Log how a worker ended badly: once, not once per try, while it ends the same way."""
+        pid = re.compile(r"\(pid \d+\) ")
+        same = pid.sub("", how) == pid.sub("", slot.failure)
+        slot.failure = how
         log.log(
-            level,
-            "delivery worker %d (pid %d) %s (exit status %s); the %d deliveries it held "
-            "go to the next one under the same ids",
+            logging.DEBUG if same else logging.ERROR,
+            "delivery worker %d %s; the %d deliveries it held go to the next one under the "
+            "same ids",
             slot.index,
-            process.pid,
-            ended or "stopped",
-            process.returncode,
+            how,
             len(slot.open),
         )
 

@@ -293,6 +293,7 @@ with socket.socket(fileno=fd) as sock:
         (wire.pack(wire.OUTCOMES, [[1]], [], []), "sent something unreadable (an attempt is 10"),
         (wire.pack(wire.OUTCOMES, 5), "sent a message this daemon cannot use"),
         (wire.pack(wire.READY), "closed its socket"),
+        (b"", "cannot start: [Errno 2] No such file or directory"),
     ],
 )
 async def test_a_worker_that_misbehaves_is_replaced_and_the_pool_serves_on(
@@ -307,7 +308,9 @@ async def test_a_worker_that_misbehaves_is_replaced_and_the_pool_serves_on(
         DeliveryCounts(),
         epoch=journal.epoch,
         workers=1,
-        command=(sys.executable, "-c", FAKE_WORKER, sent.hex()),
+        command=(sys.executable, "-c", FAKE_WORKER, sent.hex())
+        if sent
+        else ("/nonexistent/python",),
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(pool.run)
