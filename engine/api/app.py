@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,11 +23,11 @@ from engine.core.events import EventRejected, build_draft, check_device_id
 from engine.core.model import REST_DEVICE_ID
 from engine.core.ratelimit import TokenBucket
 from engine.http.h1 import Request
-from engine.http.server import JSON, Response, StreamResponse, error_response
-from engine.journal import Journal, JournalUnavailable
+from engine.http.server import JSON, Deferred, Response, StreamResponse, error_response
+from engine.journal import Journal, JournalUnavailable, PendingAppend
 from engine.metrics import CONTENT_TYPE, Metrics
 
-Result = Response | StreamResponse
+Result = Response | StreamResponse | Deferred
 RouteHandler = Callable[[Request, dict[str, str]], Awaitable[Result]]
 
 UNAUTHORIZED_HEADERS = [*JSON, ("www-authenticate", 'Bearer realm="hookwire"')]
@@ -121,8 +122,20 @@ class Api:
                 )
             else:
                 result = error_response(404, matched.message)
+        if isinstance(result, Deferred):
+            # Counted when the server resolves it: its status and time are known then.
+            return Deferred(
+                functools.partial(self._recorded, result, route, request.method, started)
+            )
         self._record(route, request.method, result.status, time.perf_counter() - started)
         return result
+
+    async def _recorded(
+        self, deferred: Deferred, route: str, method: str, started: float
+    ) -> Response:
+        response = await deferred.resolve()
+        self._record(route, method, response.status, time.perf_counter() - started)
+        return response
 
     def _record(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "other"
@@ -190,8 +203,14 @@ class Api:
         )
         if not self._within_rate(principal):
             return error_response(429, f'token "{principal.name}" is publishing too fast')
+        # Queued now, in request order; the answer waits for the commit, which the
+        # publishes pipelined behind this one may then share.
+        return Deferred(functools.partial(self._stored, self._journal.append_nowait(draft)))
+
+    async def _stored(self, pending: PendingAppend) -> Response:
+        """A publish's answer once its append is committed (or refused: 503)."""
         try:
-            event = await self._journal.append(draft)
+            event = await pending.wait()
         except JournalUnavailable as exc:
             return error_response(503, f"event not stored: {exc}")
         self._published.inc()

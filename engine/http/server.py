@@ -1,9 +1,12 @@
 """HTTP/1.1 server over trio streams; framing is ``engine.http.h1``, routing is the caller's.
 
 One task per connection, owned by the server's nursery. Requests on a connection are
-answered in order (pipelining), responses that are ready together leave in one write. A
-streamed response (length unknown) is chunked for HTTP/1.1 clients and ends with the
-connection for HTTP/1.0 ones, which know no chunks.
+handled and answered in order (pipelining), responses that are ready together leave in one
+write. A handler may answer ``Deferred``: it has done in order what had to be (a publish:
+its checks, and queueing its append), and the rest is awaited later, so the pipelined
+requests of one read are all handled before their deferred answers are awaited, in order
+(their appends share a commit). A streamed response (length unknown) is chunked for
+HTTP/1.1 clients and ends with the connection for HTTP/1.0 ones, which know no chunks.
 Limits: an idle keep-alive connection is closed after ``idle_timeout``; a request must
 arrive completely within ``request_timeout`` of its first byte (else 408, slow-loris);
 the head and body sizes are bounded by the reader (431/414, 413).
@@ -47,6 +50,14 @@ YIELD_AFTER_REQUESTS = 16
 YIELD_AFTER_SECONDS = 0.002
 """Pipelined requests (or seconds of handling) after which a connection lets others run."""
 
+MAX_DEFERRED = 64
+"""Deferred answers a connection holds before it awaits them: bounds the appends one peer
+has queued in the journal, and what it holds in memory, at once."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+"""Requests that only read (RFC 9110 9.2.1): handled once the deferred answers before them
+are resolved, so they see what those requests did, as if each had waited for the last."""
+
 SHUTDOWN_GRACE = 3.0
 """Seconds that requests being handled get to finish when the server stops."""
 
@@ -79,6 +90,24 @@ class StreamResponse:
         raise NotImplementedError
 
 
+class Deferred:
+    """An answer to await later: the server goes on with the pipelined requests behind it.
+
+    A handler returns one once it has done, in request order, everything that must happen
+    in order (for a publish: authenticate, validate, rate limit, queue the append). The
+    server awaits ``resolve()`` before it writes this answer, in request order, after it
+    handled the other requests of the same read (at most ``MAX_DEFERRED`` of them wait).
+    """
+
+    __slots__ = ("resolve",)
+
+    def __init__(self, resolve: Callable[[], Awaitable[Response]]) -> None:
+        self.resolve = resolve
+
+    def __repr__(self) -> str:
+        return f"<Deferred {self.resolve!r}>"
+
+
 def nowait_sender(stream: trio.abc.SendStream) -> Callable[[bytes], int] | None:
     """A synchronous, non-blocking write to ``stream``'s socket, or None if it has none.
 
@@ -101,7 +130,7 @@ def nowait_sender(stream: trio.abc.SendStream) -> Callable[[bytes], int] | None:
     return send_nowait
 
 
-Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+Handler = Callable[[Request], Awaitable[Response | StreamResponse | Deferred]]
 
 
 def error_response(status: int, message: str, headers: list[tuple[str, str]] = JSON) -> Response:
@@ -226,14 +255,16 @@ class HttpServer:
         Answers leave in one write when they are few and small; past a budget of bytes or
         requests they are written (or the task yields) before the next is handled, so a
         peer that pipelines much and reads little holds little memory and no other
-        connection waits on it.
+        connection waits on it. Deferred answers are awaited, in order, once the requests
+        of ``data`` are handled, or before a request that must see what they did, or when
+        too many or too much waits behind them.
         """
         failure: ProtocolError | None = None
         try:
             reader.feed(data)
         except ProtocolError as exc:
             failure = exc
-        out = bytearray()
+        answers = _Answers()
         answered = 0
         keep_open = True
         yield_at = math.inf
@@ -246,24 +277,35 @@ class HttpServer:
                 elif now >= yield_at or answered % YIELD_AFTER_REQUESTS == 0:
                     await trio.lowlevel.checkpoint()
                     yield_at = trio.current_time() + YIELD_AFTER_SECONDS
+            if answers.deferred and request.method in SAFE_METHODS:
+                await self._settle(stream, answers)
             keep_open = request.keep_alive and not self._closing
             result = await self._handler(request)
             answered += 1
             head_only = request.method == "HEAD"
+            if isinstance(result, Deferred):
+                answers.defer(result, keep_open, head_only)
+                if answers.deferred >= MAX_DEFERRED:
+                    await self._settle(stream, answers)
+                continue
             if isinstance(result, StreamResponse):
                 if not head_only:
-                    if out:
-                        await self._write(stream, out)
+                    await self._settle(stream, answers)
+                    if answers.out:
+                        await self._write(stream, answers.out)
                     await self._stream(stream, result, streamed_body_framing(request))
                     return None
-                out += _stream_head(result, request, keep_open)
+                rendered = _stream_head(result, request, keep_open)
             else:
-                out += _render(result, keep_open, head_only)
-            if len(out) >= WRITE_BUDGET:
-                await self._write(stream, out)
-                out = bytearray()
-        if out:
-            await self._write(stream, out)
+                rendered = _render(result, keep_open, head_only)
+            if answers.add(rendered):
+                await self._settle(stream, answers)
+            if len(answers.out) >= WRITE_BUDGET:
+                await self._write(stream, answers.out)
+                answers.out = bytearray()
+        await self._settle(stream, answers)
+        if answers.out:
+            await self._write(stream, answers.out)
         if not keep_open:
             return None
         if failure is not None:
@@ -278,6 +320,28 @@ class HttpServer:
         if interim is not None:
             await self._write(stream, interim)
         return answered
+
+    async def _settle(self, stream: trio.abc.Stream, answers: _Answers) -> None:
+        """Await the deferred answers in order, then move them and the answers behind them
+        to ``answers.out``, writing it whenever it reaches the budget.
+
+        All are awaited before anything is written, so none waits on a peer that stops
+        reading (a publish is counted when its answer is resolved); they are rendered as
+        they are written, so at most a budget of their bytes is held.
+        """
+        if not answers.waiting:
+            return
+        waiting, answers.waiting = answers.waiting, []
+        answers.deferred = answers.waiting_bytes = 0
+        resolved = [
+            item if isinstance(item, bytes) else (await item[0].resolve(), item[1], item[2])
+            for item in waiting
+        ]
+        for item in resolved:
+            answers.out += item if isinstance(item, bytes) else _render(*item)
+            if len(answers.out) >= WRITE_BUDGET:
+                await self._write(stream, answers.out)
+                answers.out = bytearray()
 
     async def _write(self, stream: trio.abc.Stream, data: bytes | bytearray) -> None:
         with trio.CancelScope(deadline=trio.current_time() + self._limits.idle_timeout) as cs:
@@ -313,6 +377,39 @@ class HttpServer:
                 nursery.cancel_scope.cancel()
             finally:
                 self._interruptible.discard(nursery.cancel_scope)
+
+
+class _Answers:
+    """The answers to one read's requests, in request order, until they are written.
+
+    Answers gather in ``out`` until one is deferred; from there on, the answers behind it
+    wait in ``waiting`` (rendered, or deferred with how to render them) until ``_settle``.
+    """
+
+    __slots__ = ("deferred", "out", "waiting", "waiting_bytes")
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.waiting: list[bytes | tuple[Deferred, bool, bool]] = []
+        self.deferred = 0  # deferred answers in ``waiting``
+        self.waiting_bytes = 0  # bytes of the rendered answers in ``waiting``
+
+    def __repr__(self) -> str:
+        return f"<Answers out={len(self.out)} waiting={len(self.waiting)} deferred={self.deferred}>"
+
+    def defer(self, deferred: Deferred, keep_alive: bool, head_only: bool) -> None:
+        self.waiting.append((deferred, keep_alive, head_only))
+        self.deferred += 1
+
+    def add(self, rendered: bytes) -> bool:
+        """Add a rendered answer in its place; True when the ones waiting must be settled
+        (a write's worth of bytes waits behind a deferred answer)."""
+        if not self.waiting:
+            self.out += rendered
+            return False
+        self.waiting.append(rendered)
+        self.waiting_bytes += len(rendered)
+        return self.waiting_bytes >= WRITE_BUDGET
 
 
 def _render(response: Response, keep_alive: bool, head_only: bool) -> bytes:

@@ -1,6 +1,6 @@
 """Where events are stored before anyone is told they exist."""
 
-from engine.journal.base import Journal, JournalUnavailable
+from engine.journal.base import Journal, JournalUnavailable, PendingAppend
 from engine.journal.memory import MemoryJournal
 
-__all__ = ["Journal", "JournalUnavailable", "MemoryJournal"]
+__all__ = ["Journal", "JournalUnavailable", "MemoryJournal", "PendingAppend"]

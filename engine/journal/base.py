@@ -16,6 +16,14 @@ class JournalUnavailable(Exception):
     """The journal cannot store events right now; the message says why (for a 503)."""
 
 
+class PendingAppend(Protocol):
+    """An append queued by ``Journal.append_nowait``: ``wait`` returns its event once stored."""
+
+    async def wait(self) -> Event:
+        """The event with its id, once durable; raises JournalUnavailable if it was not stored."""
+        ...
+
+
 class Journal(Protocol):
     """Durable, ordered storage of events; ids are assigned here and only here."""
 
@@ -35,6 +43,15 @@ class Journal(Protocol):
 
     async def append(self, draft: EventDraft) -> Event:
         """Store one event; returns it with its id once it is durable."""
+        ...
+
+    def append_nowait(self, draft: EventDraft) -> PendingAppend:
+        """Queue one event for storing, now, and return without waiting for the commit.
+
+        Events queued one after another get increasing ids in that order, and those queued
+        together share a commit. A failure to store (the journal cannot write, or is not
+        running) is raised by ``wait``, never here.
+        """
         ...
 
     async def append_many(

@@ -57,6 +57,10 @@ class MemoryJournal:
         await trio.lowlevel.checkpoint()
         return self._store(draft)
 
+    def append_nowait(self, draft: EventDraft) -> _Stored:
+        """Store the event now (nothing here waits): ``wait`` only hands it over."""
+        return _Stored(self._store(draft))
+
     async def append_many(
         self, drafts: list[EventDraft], *, to_devices: Sequence[str | None] = ()
     ) -> list[Event]:
@@ -210,6 +214,22 @@ class MemoryJournal:
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+class _Stored:
+    """An append that was done when it was asked for (``PendingAppend``)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: Event) -> None:
+        self._event = event
+
+    def __repr__(self) -> str:
+        return f"<stored event {self._event.id}>"
+
+    async def wait(self) -> Event:
+        await trio.lowlevel.checkpoint()
+        return self._event
 
 
 def _dead_letter(delivery: Delivery, at: float) -> DeadLetter:

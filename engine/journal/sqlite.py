@@ -100,6 +100,32 @@ class _Work:
         self.result: Any = None
         self.error: BaseException | None = None
 
+    async def outcome(self) -> Any:
+        """What ``run`` returned, once committed; raises what made the commit fail."""
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _PendingEvent:
+    """One event's append in the writer's queue (``PendingAppend``)."""
+
+    __slots__ = ("_work",)
+
+    def __init__(self, work: _Work) -> None:
+        self._work = work
+
+    def __repr__(self) -> str:
+        work = self._work
+        if not work.done.is_set():
+            return "<pending append queued>"
+        return f"<pending append {'failed' if work.error is not None else 'stored'}>"
+
+    async def wait(self) -> Event:
+        events: list[Event] = await self._work.outcome()
+        return events[0]
+
 
 _STOP = None
 
@@ -190,6 +216,8 @@ class SqliteJournal:
             self._token = None
             while self._finished:
                 for work in self._finished.popleft():
+                    if work.routes is not None and work.error is None:
+                        self._committed(work.result)
                     work.done.set()
 
     def fan_out_to(self, publish: Callable[[Event], None]) -> None:
@@ -214,6 +242,7 @@ class SqliteJournal:
             for work in self._finished.popleft():
                 if work.routes is not None and work.error is None:
                     self._fan_out(work.result, work.routes)
+                    self._committed(work.result)
                 work.done.set()
 
     def _fan_out(self, events: list[Event | None], routes: list[Route]) -> None:
@@ -322,15 +351,23 @@ class SqliteJournal:
 
         ``routes``: ``run`` returns the events it stored, to be fanned out with these.
         """
-        if self._token is None or self._closing:
-            raise JournalUnavailable("the journal is not running")
-        work = _Work(run, routes)
-        self._queue.put(work)
-        await work.done.wait()
-        if work.error is not None:
-            raise work.error
-        result: T = work.result
+        result: T = await self._queue_nowait(run, routes).outcome()
         return result
+
+    def _queue_nowait(
+        self, run: Callable[[sqlite3.Connection], Any], routes: list[Route] | None = None
+    ) -> _Work:
+        """Put ``run`` in the writer's queue now; its ``outcome`` is awaited by the caller.
+
+        When the journal is not running, the work comes back failed, not queued.
+        """
+        work = _Work(run, routes)
+        if self._token is None or self._closing:
+            work.error = JournalUnavailable("the journal is not running")
+            work.done.set()
+        else:
+            self._queue.put(work)
+        return work
 
     # events
 
@@ -346,6 +383,14 @@ class SqliteJournal:
 
     async def append(self, draft: EventDraft) -> Event:
         return (await self.append_many([draft]))[0]
+
+    def append_nowait(self, draft: EventDraft) -> _PendingEvent:
+        """Queue one event for the next commit now; ``wait`` returns it once committed."""
+        drafts = [draft]
+        routes = self._routes(drafts)
+        return _PendingEvent(
+            self._queue_nowait(lambda conn: self._insert(conn, drafts, routes), routes)
+        )
 
     async def append_many(
         self, drafts: list[EventDraft], *, to_devices: Sequence[str | None] = ()
@@ -371,7 +416,6 @@ class SqliteJournal:
             return self._insert(conn, drafts, routes, to_devices)
 
         events: list[Event] = await self._call(write, routes)
-        self._committed(events)
         self.outbox_depth += sum(device is not None for device in to_devices)
         return events
 
@@ -383,19 +427,19 @@ class SqliteJournal:
         drafts = [draft for draft, _ in items]
         routes = self._routes(drafts)
         keys = [key for _, key in items]
-        stored: list[Event | None] = await self._call(
-            lambda conn: self._insert_keyed(conn, drafts, routes, keys), routes
-        )
-        self._committed([event for event in stored if event is not None])
-        return stored
+        return await self._call(lambda conn: self._insert_keyed(conn, drafts, routes, keys), routes)
 
     def _routes(self, drafts: list[EventDraft]) -> list[Route]:
         snapshot = self._hooks.snapshot  # one per batch: a change applies to the next
         return [snapshot.route(draft) for draft in drafts]
 
-    def _committed(self, events: list[Event]) -> None:
-        if events:
-            self._last_id = max(self._last_id, events[-1].id)
+    def _committed(self, stored: list[Event | None]) -> None:
+        """Advance ``last_id`` past a committed batch's events (after their fan-out), so
+        it moves whether or not anyone awaits the append."""
+        for event in reversed(stored):
+            if event is not None:
+                self._last_id = max(self._last_id, event.id)
+                return
 
     def _insert(
         self,

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from engine.config.settings import LimitsConfig
 from engine.http.h1 import BodyFraming, Request
-from engine.http.server import HttpServer, Response, StreamResponse
+from engine.http.server import (
+    MAX_DEFERRED,
+    WRITE_BUDGET,
+    Deferred,
+    HttpServer,
+    Response,
+    StreamResponse,
+)
 from tests.helpers import RawClient
 
 LIMITS = LimitsConfig(
@@ -254,12 +261,18 @@ REQUEST = b"POST /v1/devices/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n
     )
 )
 async def test_any_bytes_get_answers_or_a_close(data: bytes) -> None:
-    answer = await converse(data, half_close=True)
-    for line in answer.split(b"\r\n"):
-        if line.startswith(b"HTTP/1.1 "):
+    statuses = []
+    for server in (HttpServer(echo, LIMITS), HttpServer(Deferring(), LIMITS)):
+        answer = await converse(data, server, half_close=True)
+        lines = [line for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+        for line in lines:
             assert line[9:12] in (b"200", b"400", b"408", b"413", b"414", b"417", b"431", b"501")
-    # The same server keeps serving a well-formed request afterwards.
-    assert responses(await converse(b"GET /after HTTP/1.1\r\n\r\n")) == [b"GET /after 0"]
+        statuses.append(lines)
+        # The same server keeps serving a well-formed request afterwards.
+        after = await converse(b"GET /after HTTP/1.1\r\n\r\n", server)
+        assert responses(after) == [b"GET /after 0"]
+    # Answering POSTs later (Deferred) changes no status and no order.
+    assert statuses[0] == statuses[1]
 
 
 def _mutate(data: bytes, cuts: list[int], flips: list[tuple[int, int]]) -> bytes:
@@ -327,3 +340,105 @@ async def test_other_transfer_codings_are_answered_501() -> None:
     )
     assert answer.startswith(b"HTTP/1.1 501 Not Implemented")
     assert b"transfer coding gzip is not supported" in answer
+
+
+class Deferring:
+    """A handler that answers a POST later (``Deferred``, as the API answers a publish), a
+    POST to /big at once with a large body, GET /stream with a stream, and anything else at
+    once; its log says when it handled and resolved what."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.unresolved = 0
+        self.most_unresolved = 0
+
+    async def __call__(self, request: Request) -> Response | StreamResponse | Deferred:
+        self.log.append(f"handle {request.target}")
+        if request.path == "/stream":
+            return await countdown(request)
+        if request.path == "/big":
+            return Response(200, b"b" * 20_000, [("content-type", "text/plain")])
+        if request.method != "POST":
+            return await echo(request)
+        self.unresolved += 1
+        self.most_unresolved = max(self.most_unresolved, self.unresolved)
+
+        async def resolve() -> Response:
+            await trio.lowlevel.checkpoint()
+            self.unresolved -= 1
+            self.log.append(f"resolve {request.target}")
+            return Response(
+                200, f"stored {request.target}".encode(), [("content-type", "text/plain")]
+            )
+
+        return Deferred(resolve)
+
+
+def post(target: str, headers: str = "") -> bytes:
+    return f"POST {target} HTTP/1.1\r\nContent-Length: 0\r\n{headers}\r\n".encode()
+
+
+async def test_deferred_answers_are_awaited_in_order_once_the_read_is_handled() -> None:
+    handler = Deferring()
+    answer = await converse(b"".join(post(f"/{i}") for i in range(3)), HttpServer(handler, LIMITS))
+    assert responses(answer) == [b"stored /0", b"stored /1", b"stored /2"]
+    handled = ["handle /0", "handle /1", "handle /2"]
+    assert handler.log == [*handled, "resolve /0", "resolve /1", "resolve /2"]
+
+
+async def test_a_safe_request_is_handled_after_the_deferred_answers_before_it() -> None:
+    handler = Deferring()
+    data = post("/0") + post("/1") + b"GET /2 HTTP/1.1\r\n\r\n" + post("/3")
+    answer = await converse(data, HttpServer(handler, LIMITS))
+    assert responses(answer) == [b"stored /0", b"stored /1", b"GET /2 0", b"stored /3"]
+    assert handler.log == [
+        "handle /0",
+        "handle /1",
+        "resolve /0",
+        "resolve /1",
+        "handle /2",  # it sees what /0 and /1 did
+        "handle /3",
+        "resolve /3",
+    ]
+
+
+async def test_at_most_max_deferred_answers_wait_and_all_are_answered_in_order() -> None:
+    handler = Deferring()
+    data = b"".join(post(f"/{i}") for i in range(200))
+    answer = await converse(data, HttpServer(handler, LIMITS))
+    assert responses(answer) == [b"stored /%d" % i for i in range(200)]
+    assert handler.most_unresolved == MAX_DEFERRED
+
+
+async def test_answers_waiting_behind_a_deferred_one_are_bounded_by_the_write_budget() -> None:
+    handler = Deferring()
+    bigs = -(-WRITE_BUDGET // 20_000)  # how many 20 KB answers reach the budget
+    data = post("/0") + post("/big") * (bigs + 1)
+    answer = await converse(data, HttpServer(handler, LIMITS))
+    assert responses(answer) == [b"stored /0"] + [b"b" * 20_000] * (bigs + 1)
+    # Settled as the budget filled, not after the last request.
+    assert handler.log.index("resolve /0") == 1 + bigs
+
+
+async def test_connection_close_after_deferred_answers_is_honoured() -> None:
+    handler = Deferring()
+    data = post("/0") + post("/1", "Connection: close\r\n") + post("/2")
+    answer = await converse(data, HttpServer(handler, LIMITS), half_close=False)
+    assert responses(answer) == [b"stored /0", b"stored /1"]
+    assert answer.count(b"connection: close") == 1
+    assert "handle /2" not in handler.log
+
+
+async def test_deferred_answers_come_before_an_error_and_before_a_stream() -> None:
+    handler = Deferring()
+    answer = await converse(post("/0") + b"BAD\x00\r\n\r\n", HttpServer(handler, LIMITS))
+    first, _, rest = answer.partition(b"stored /0")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert rest.startswith(b"HTTP/1.1 400 Bad Request")
+    answer = await converse(
+        post("/1") + b"GET /stream HTTP/1.1\r\n\r\n", HttpServer(handler, LIMITS), half_close=False
+    )
+    first, _, rest = answer.partition(b"stored /1")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding")
+    assert rest.endswith(b"0\r\n\r\n")

@@ -15,7 +15,7 @@ import trio.testing
 
 from engine.config.settings import LimitsConfig
 from engine.http.h1 import Request
-from engine.http.server import HttpServer, Response
+from engine.http.server import Deferred, HttpServer, Response
 from tests.helpers import RawClient
 
 LIMITS = LimitsConfig(
@@ -28,12 +28,23 @@ WORK_SECONDS = 0.001
 """CPU time a /slow request takes, like rendering /metrics."""
 
 
-async def handler(request: Request) -> Response:
+def slow_page() -> Response:
+    until = time.perf_counter() + WORK_SECONDS
+    while time.perf_counter() < until:  # CPU work, not waiting: it does not yield
+        pass
+    return Response(200, PAGE, [("content-type", "text/plain")])
+
+
+async def handler(request: Request) -> Response | Deferred:
     if request.path == "/slow":
-        until = time.perf_counter() + WORK_SECONDS
-        while time.perf_counter() < until:  # CPU work, not waiting: it does not yield
-            pass
-        return Response(200, PAGE, [("content-type", "text/plain")])
+        return slow_page()
+    if request.path == "/deferred":  # answered later, as a publish is once committed
+
+        async def resolve() -> Response:
+            await trio.lowlevel.checkpoint()
+            return slow_page()
+
+        return Deferred(resolve)
     await trio.lowlevel.checkpoint()
     return Response(200, b"ok", [("content-type", "text/plain")])
 
@@ -130,8 +141,15 @@ async def test_a_header_line_that_never_ends_is_refused_within_one_read(
     assert await healthz_seconds(port) < 1.0
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GET /slow HTTP/1.1\r\n\r\n", id="answered-at-once"),
+        pytest.param(b"POST /deferred HTTP/1.1\r\nContent-Length: 0\r\n\r\n", id="deferred"),
+    ],
+)
 async def test_pipelined_requests_do_not_gather_answers_or_starve_others(
-    server: tuple[HttpServer, int, trio.Nursery], traced: None
+    server: tuple[HttpServer, int, trio.Nursery], traced: None, request_bytes: bytes
 ) -> None:
     served, port, nursery = server
     baseline = reset_peak()
@@ -143,7 +161,7 @@ async def test_pipelined_requests_do_not_gather_answers_or_starve_others(
         attacker = trio.socket.socket()
         attacker.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         await attacker.connect(listener.getsockname())
-        await trio.SocketStream(attacker).send_all(b"GET /slow HTTP/1.1\r\n\r\n" * 2600)
+        await trio.SocketStream(attacker).send_all(request_bytes * 2600)
         accepted, _ = await listener.accept()
     nursery.start_soon(served.serve_connection, trio.SocketStream(accepted))
     seconds: list[float] = []
@@ -151,7 +169,8 @@ async def test_pipelined_requests_do_not_gather_answers_or_starve_others(
     await trio.to_thread.run_sync(probe_for, port, 1.0, seconds)
     # Served between the attacker's requests, not after all 2.6 s of them.
     assert max(seconds) < 0.5, seconds
-    # The answers wait in the kernel's buffers and the server's budget, not in a 37 MB buffer.
+    # The answers wait in the kernel's buffers and the server's budget, not in a 37 MB buffer
+    # (deferred ones: at most MAX_DEFERRED of them, resolved, before they are written).
     assert allocated_since(baseline) < 2 << 20
     attacker.close()
 

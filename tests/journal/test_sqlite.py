@@ -20,6 +20,7 @@ from engine.journal import JournalUnavailable
 from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, JournalError, open_database
 from engine.journal.sqlite import STOP_TIMEOUT, SqliteJournal, insert_rows
 from tests.conftest import WriteConfig
+from tests.helpers import wait_until
 
 HOOKS = """
 [[hooks]]
@@ -113,6 +114,30 @@ async def test_appends_and_outcomes_of_the_same_moment_share_one_commit(
         assert time.monotonic() - started < 1.0
         assert journal.commits == 3  # the append, the recovery's read, then one for all three
         assert (journal.writes, journal.events_stored) == (5, 5)
+
+
+async def test_appends_queued_nowait_keep_their_order_and_share_the_next_commit(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    async with running(tmp_path / "j.db", hooks_config, commit_interval=0.1) as journal:
+        await journal.append(draft(data="first"))  # alone after a quiet spell: at once
+        commits = journal.commits
+        pending = [journal.append_nowait(draft(data=str(i))) for i in range(5)]
+        assert repr(pending[0]) == "<pending append queued>"
+        last = await pending[-1].wait()
+        assert repr(pending[0]) == "<pending append stored>"
+        assert journal.commits == commits + 1  # the five, together
+        assert [(await appended.wait()).id for appended in pending] == [2, 3, 4, 5, 6]
+        assert last.id == journal.last_id() == 6
+        assert [e.data for e in await journal.events_after(1, 10)] == ["0", "1", "2", "3", "4"]
+        # Stored, and last_id moves, whether or not anyone waits for it.
+        journal.append_nowait(draft(data="never awaited"))
+        await wait_until(lambda: journal.last_id() == 7)
+    journal = SqliteJournal(tmp_path / "j.db", HookSet(hooks_config.hooks))
+    refused = journal.append_nowait(draft())  # the journal is not running
+    with pytest.raises(JournalUnavailable, match="the journal is not running"):
+        await refused.wait()
+    assert repr(refused) == "<pending append failed>"
 
 
 async def test_a_stop_commits_what_waits_for_the_interval_at_once(
