@@ -48,6 +48,7 @@ from engine.delivery.responses import (
     topic_is_valid,
 )
 from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
+from engine.delivery.wire import Item
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet, Route
 from engine.http.client import (
@@ -119,9 +120,6 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-Kept = tuple[str, str, int, int, float]
-"""A kept delivery of an event: (hook, id, attempts, attempts on record, unix time due)."""
-
 OpenTransport = Callable[[Origin, str, int, bool], Transport]
 """(origin, vetted address, max connections, verify TLS) -> a transport."""
 
@@ -133,7 +131,7 @@ class Dispatcher:
         self,
         config: Config,
         outcomes: Outcomes,
-        counts: DeliveryCounts,
+        counts: DeliveryCounts | None,
         *,
         epoch: str,
         rng: random.Random | None = None,
@@ -215,7 +213,7 @@ class Dispatcher:
             stored.event, [(stored.hook, stored.id, stored.attempts, stored.recorded, stored.due)]
         )
 
-    def resume(self, event: Event, items: Iterable[Kept]) -> None:
+    def resume(self, event: Event, items: Iterable[Item]) -> None:
         """Queue deliveries of one event that were kept (by the journal, or by the main
         process for a worker): (hook, id, attempts, attempts on record, unix time due)."""
         assert self._nursery is not None, "resume runs while the dispatcher runs"
@@ -433,6 +431,8 @@ class Dispatcher:
         log.info("delivery %s gave up: %s", delivery.id, reason)
 
     def _count(self, hook: Hook, status: int | None, delivery: Delivery, job: Job | None) -> None:
+        if self._counts is None:
+            return  # a worker's: the main process counts what it reports
         latency = trio.current_time() - job.accepted_at if job is not None else None
         count_attempt(self._counts, hook.name, status, delivery.state, latency)
 

@@ -27,7 +27,6 @@ from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
 from engine.hooks import load_config
 from engine.hooks.router import HookSet
-from engine.metrics import DeliveryCounts
 
 log = logging.getLogger("hookwire.worker")
 
@@ -131,7 +130,7 @@ class Worker:
         hooks = HookSet(config.hooks)
         for name, why in disabled.items():
             hooks.disable(name, why)
-        dispatcher = Dispatcher(config, self._uplink, DeliveryCounts(), epoch=epoch, hooks=hooks)
+        dispatcher = Dispatcher(config, self._uplink, None, epoch=epoch, hooks=hooks)
         self._dispatcher = dispatcher
         async with trio.open_nursery() as nursery:
             await nursery.start(dispatcher.run)

@@ -31,6 +31,7 @@ from engine.config.settings import Config
 from engine.core.model import Delivery, Event, StoredDelivery, delivery_id
 from engine.delivery import wire
 from engine.delivery.outcomes import JournalOutcomes, count_attempt
+from engine.delivery.request import DEFAULT_PORTS
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet, Route
 from engine.metrics import DeliveryCounts
@@ -53,8 +54,6 @@ DRAIN_TIMEOUT = 5.0
 
 _ORIGIN = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(?:[/?#]|$)")
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 
 def origin_key(url: str) -> str | None:
     """``scheme://host:port`` of a URL, normalised; None when it has none."""
@@ -64,9 +63,9 @@ def origin_key(url: str) -> str | None:
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if not parts.hostname or scheme not in _DEFAULT_PORTS:
+    if not parts.hostname or scheme not in DEFAULT_PORTS:
         return None
-    return f"{scheme}://{parts.hostname}:{port or _DEFAULT_PORTS[scheme]}"
+    return f"{scheme}://{parts.hostname}:{port or DEFAULT_PORTS[scheme]}"
 
 
 def static_origin(url_template: str) -> str | None:
