@@ -383,12 +383,17 @@ class ConnectionPool:
 
     async def _connect(self) -> _Connection:
         """Open a connection (TCP, then TLS for https) into a slot already reserved."""
-        sock = trio.socket.socket(self._family, trio.socket.SOCK_STREAM)
+        host, port = self._address
+        try:
+            sock = trio.socket.socket(self._family, trio.socket.SOCK_STREAM)
+        except OSError as exc:  # out of file descriptors: this attempt fails, not the engine
+            raise ConnectError(
+                f"cannot connect to {self.origin} at {host}:{port}: {_os_reason(exc)}"
+            ) from exc
         try:
             await sock.connect(self._address)
         except OSError as exc:
             sock.close()
-            host, port = self._address
             raise ConnectError(
                 f"cannot connect to {self.origin} at {host}:{port}: {_os_reason(exc)}"
             ) from exc

@@ -127,6 +127,19 @@ async def test_bad_request_fails_before_connecting(sink: Sink, make_pool: MakePo
     assert state(pool) == "active=0 idle=0 waiting=0"
 
 
+async def test_no_file_descriptor_left_is_a_connect_error(
+    sink: Sink, make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted(*args: object) -> object:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(trio.socket, "socket", exhausted)
+    pool = make_pool(sink.port)
+    with pytest.raises(ConnectError, match="too many open files"):
+        await get(pool)
+    assert state(pool) == "active=0 idle=0 waiting=0"
+
+
 def test_origin() -> None:
     assert str(Origin("https", "api.example.com", 443)) == "https://api.example.com"
     assert str(Origin("http", "api.example.com", 80)) == "http://api.example.com"
