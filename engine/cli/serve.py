@@ -29,9 +29,11 @@ def run(path: str) -> int:
     logging.basicConfig(
         level=config.log.level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
     )
+    from engine.core.fdlimit import raise_open_file_limit
     from engine.daemon import Engine, run_until_signalled
     from engine.journal.schema import JournalError
 
+    raise_open_file_limit()  # before the workers start: they inherit it
     try:
         engine = Engine(config)
     except ConfigError as exc:

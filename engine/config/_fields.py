@@ -266,14 +266,14 @@ count = int_range(0)
 port = int_range(0, 65535)
 
 
-def auto_or_count(high: int) -> Reader[int | None]:
-    """``"auto"`` (None: the program decides) or an integer from 0 to ``high``."""
-    what = f'"auto" or an integer from 0 to {high}'
+def auto_or_count(high: int, low: int = 0) -> Reader[int | None]:
+    """``"auto"`` (None: the program decides) or an integer from ``low`` to ``high``."""
+    what = f'"auto" or an integer from {low} to {high:_}'
 
     def read(ctx: Context, value: object, key_path: str) -> int | None:
         if isinstance(value, str) and value.strip().lower() == "auto":
             return None
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= high:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise expected(what, value)
         return value
 

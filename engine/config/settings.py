@@ -18,6 +18,7 @@ from pathlib import Path
 
 from engine.config import _fields as f
 from engine.config._fields import Network, parse_duration
+from engine.core.fdlimit import connection_share
 from engine.core.retry import DEFAULT_DELAYS
 
 __all__ = [
@@ -48,6 +49,7 @@ _BACKEND = f.one_of(*JOURNAL_BACKENDS, later=LATER_BACKENDS)
 _REQUEST_TYPE = f.one_of(*REQUEST_TYPES, upper=True)
 DEFAULT_RETRY = DEFAULT_DELAYS  # 5s 5m 30m 2h 5h 10h 10h
 MAX_WORKERS = 64
+MAX_CONNECTIONS = 1_000_000
 DEFAULT_JOURNAL_PATH = Path("var/hookwire.db")  # relative to the config file's folder
 
 # Fields of an exported Particle webhook that describe the record, not the delivery.
@@ -146,6 +148,7 @@ class DeliveryConfig:
     timeout: float = 20.0
     retry: tuple[float, ...] = DEFAULT_RETRY
     workers: int | None = None  # delivery worker processes; None: "auto"
+    max_connections: int | None = None  # open outbound connections in all; None: "auto"
 
     def worker_count(self) -> int:
         """The worker processes to start: ``workers``, or for "auto" one fewer than the CPUs
@@ -153,6 +156,15 @@ class DeliveryConfig:
         if self.workers is not None:
             return self.workers
         return max(1, len(os.sched_getaffinity(0)) - 1)
+
+    def connection_limit(self, files: int) -> int:
+        """Outbound connections one delivery process may keep open: ``max_connections``
+        split evenly among the worker processes, or for "auto" three quarters of ``files``
+        (the process's open-file limit)."""
+        if self.max_connections is None:
+            return connection_share(files)
+        processes = max(1, self.worker_count())
+        return max(1, -(-self.max_connections // processes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +413,9 @@ def _read_delivery(t: f.Table) -> DeliveryConfig:
         timeout=t.get("timeout", f.positive_duration, d.timeout),
         retry=t.get("retry", f.array_of(f.duration), d.retry),
         workers=t.get("workers", f.auto_or_count(MAX_WORKERS), d.workers),
+        max_connections=t.get(
+            "max_connections", f.auto_or_count(MAX_CONNECTIONS, low=1), d.max_connections
+        ),
     )
     t.finish()
     return delivery

@@ -1,7 +1,8 @@
 """One destination (scheme, host, port): its queue, pool, rate limits and circuit breaker.
 
 A scheduler task per destination starts attempts while the breaker allows, the hook's
-token bucket has a token and fewer than ``capacity`` are in flight. Retries wait in a
+token bucket has a token, fewer than ``capacity`` are in flight, and the process's shared
+``Turns`` has a slot (destinations take turns for them when all are taken). Retries wait in a
 heap until they are due. An ``ordered`` hook's deliveries for one device go one at a
 time: the next is held until the one before it has succeeded or given up.
 """
@@ -21,6 +22,7 @@ from engine.core.model import Delivery
 from engine.core.ratelimit import TokenBucket
 from engine.delivery.breaker import CircuitBreaker
 from engine.delivery.request import PreparedRequest
+from engine.delivery.turns import Turns
 from engine.hooks.hook import Hook
 from engine.http.client import Origin
 
@@ -60,6 +62,7 @@ class Destination:
         capacity: int,
         attempt: AttemptRunner,
         buckets: Mapping[str, TokenBucket],  # by hook name
+        turns: Turns[Destination] | None = None,  # attempts in flight across the process
     ) -> None:
         self.target = target
         self.verify_tls = verify_tls
@@ -67,6 +70,7 @@ class Destination:
         self.breaker = CircuitBreaker()
         self._attempt = attempt
         self._buckets = buckets
+        self._turns = turns
         self.ready: deque[Job] = deque()
         self._retries: list[_Due] = []
         self._seq = itertools.count()
@@ -132,6 +136,12 @@ class Destination:
 
     def attempt_done(self) -> None:
         self.in_flight -= 1
+        if self._turns is not None:
+            self._turns.release()
+        self._wake()
+
+    def wake(self) -> None:
+        """Look again: a slot of the shared ``Turns`` came free for this destination."""
         self._wake()
 
     def _wake(self) -> None:
@@ -145,7 +155,10 @@ class Destination:
     def _next_start(self, now: float) -> tuple[Job | None, float]:
         """The job to start now, or None and the time worth waking up at."""
         wake = now + MAX_IDLE_WAIT
+        turns = self._turns
         if self.stopping:
+            if turns is not None:
+                turns.decline(self)
             return None, wake
         if self._retries:
             wake = min(wake, self._retries[0].due)
@@ -154,8 +167,14 @@ class Destination:
         job = self.ready[0]
         bucket = self._buckets.get(job.hook.name)
         if bucket is not None and (pause := bucket.wait_time(now)) > 0:
+            if turns is not None:
+                turns.decline(self)
             return None, min(wake, now + pause)
+        if turns is not None and not turns.take(self):
+            return None, wake  # in line: woken when a slot comes free for us
         if not self.breaker.allow(now):
+            if turns is not None:
+                turns.release()  # the slot passes on
             retry_at = self.breaker.retry_at(now)
             return None, min(wake, retry_at) if retry_at is not None else wake
         if bucket is not None:

@@ -25,6 +25,7 @@ import trio
 from engine.config.settings import Config
 from engine.core import retry
 from engine.core.events import utc_now_iso
+from engine.core.fdlimit import open_file_limit
 from engine.core.model import (
     INTERNAL_DEVICE_ID,
     REST_DEVICE_ID,
@@ -48,11 +49,13 @@ from engine.delivery.responses import (
     topic_is_valid,
 )
 from engine.delivery.ssrf import Refused, Unresolvable, vetted_address
+from engine.delivery.turns import Turns
 from engine.delivery.wire import Item
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet, Route
 from engine.http.client import (
     ConnectError,
+    ConnectionBudget,
     ConnectionPool,
     ConnectTimeout,
     HttpClientError,
@@ -155,6 +158,11 @@ class Dispatcher:
         self._destinations: dict[tuple[Origin, bool], Destination] = {}
         self._pools: dict[Destination, tuple[Transport, float]] = {}
         self._open_transport: OpenTransport = open_transport or self._connection_pool
+        limit = config.delivery.connection_limit(open_file_limit())
+        self._budget = ConnectionBudget(limit)
+        # Half as many attempts as connections: the other half stay open between a
+        # destination's attempts, instead of closing for the next destination in line.
+        self._turns: Turns[Destination] = Turns(max(1, limit // 2), Destination.wake)
         self._nursery: trio.Nursery | None = None
 
     def __repr__(self) -> str:
@@ -253,7 +261,12 @@ class Dispatcher:
         capacity = hook.max_in_flight or self._config.delivery.max_in_flight
         if destination is None:
             destination = Destination(
-                request.target, hook.reject_unauthorized, capacity, self._attempt, self._buckets
+                request.target,
+                hook.reject_unauthorized,
+                capacity,
+                self._attempt,
+                self._buckets,
+                self._turns,
             )
             self._destinations[key] = destination
             assert self._nursery is not None
@@ -346,6 +359,7 @@ class Dispatcher:
             max_connections=capacity,
             verify_tls=verify_tls,
             ssl_context=self._ssl_context,
+            budget=self._budget,
         )
 
     def _settle(

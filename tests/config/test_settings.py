@@ -736,3 +736,19 @@ def test_commit_interval_and_workers() -> None:
     assert problems('[delivery]\nworkers = "many"\n') == [
         'engine.toml: delivery.workers: expected "auto" or an integer from 0 to 64, got "many"'
     ]
+
+
+def test_max_connections() -> None:
+    auto = load("").delivery
+    assert auto.max_connections is None
+    assert auto.connection_limit(1024) == 768  # a quarter of the files kept for the rest
+    assert auto.connection_limit(200) == 136  # at least 64 kept
+    assert auto.connection_limit(20) == 1
+    split = load("[delivery]\nworkers = 3\nmax_connections = 1000\n").delivery
+    assert split.connection_limit(1024) == 334  # per worker process, rounded up
+    alone = load("[delivery]\nworkers = 0\nmax_connections = 1000\n").delivery
+    assert alone.connection_limit(1024) == 1000
+    assert problems("[delivery]\nmax_connections = 0\n") == [
+        "engine.toml: delivery.max_connections: "
+        'expected "auto" or an integer from 1 to 1_000_000, got 0'
+    ]

@@ -190,6 +190,23 @@ async def test_workers_deliver_every_event_under_its_id(start) -> None:
     assert len(set(pool.pids)) == 2 and os.getpid() not in pool.pids
 
 
+async def test_destination_gauges_show_what_a_worker_has_queued_and_in_flight(start) -> None:
+    setup: Setup = await start([Sink("silent")], workers=1, extra="max_in_flight = 2")
+    for i in range(5):
+        await publish_direct(setup.engine, "temp", str(i))
+    url = setup.sinks[0].url
+    expected = [
+        f'hookwire_destination_in_flight{{destination="{url}"}} 2.0',
+        f'hookwire_destination_queue_depth{{destination="{url}"}} 3.0',
+    ]
+
+    def shown() -> bool:
+        metrics = setup.engine.metrics.render().decode()
+        return all(line in metrics for line in expected)
+
+    await wait_until(shown, within=10)
+
+
 async def test_a_killed_worker_loses_nothing_and_repeats_carry_the_same_id(
     start, caplog: pytest.LogCaptureFixture
 ) -> None:

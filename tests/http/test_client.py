@@ -19,6 +19,7 @@ import trustme
 from engine.http.client import (
     MAX_BODY_BYTES,
     ConnectError,
+    ConnectionBudget,
     ConnectionPool,
     ConnectTimeout,
     HttpClientError,
@@ -507,6 +508,194 @@ async def test_random_timeouts_and_cancellations_keep_the_pool_consistent(
     assert state(pool).startswith("active=0 ")
     assert state(pool).endswith(" waiting=0")
     assert worst <= 3
+    assert outcomes["ok"] > 50
+    assert set(outcomes) <= {"ok", "ReadTimeout", "ReadError"}
+
+
+# A budget shared by pools
+
+
+def budget_state(budget: ConnectionBudget) -> str:
+    return repr(budget).split(" ", 1)[1].rstrip(">")
+
+
+async def test_a_budget_caps_the_connections_of_every_pool_together(
+    sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
+) -> None:
+    sink.behaviour = Reply(delay=1)
+    budget = ConnectionBudget(5)
+    pools = [make_pool(sink.port, max_connections=4, budget=budget) for _ in range(3)]
+    statuses: list[int] = []
+
+    async def one(pool: ConnectionPool) -> None:
+        statuses.append((await get(pool, seconds=1000)).status)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(60):
+            nursery.start_soon(one, pools[i % 3])
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget_state(budget) == "open=5/5 idle=0 waiting=7"
+    assert statuses == [200] * 60
+    assert sink.max_connections_open == 5
+    assert budget.open == sum(int(state(pool).split()[1][5:]) for pool in pools)  # the idle
+
+
+async def test_the_longest_idle_connection_elsewhere_is_closed_to_make_room(
+    sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
+) -> None:
+    budget = ConnectionBudget(2)
+    first, second, third = (make_pool(sink.port, budget=budget) for _ in range(3))
+    await get(first)
+    await trio.sleep(1)
+    await get(second)
+    assert budget_state(budget) == "open=2/2 idle=2 waiting=0"
+    await get(third)
+    assert state(first) == "active=0 idle=0 waiting=0"  # idle the longest: closed
+    assert state(second) == "active=0 idle=1 waiting=0"
+    assert budget_state(budget) == "open=2/2 idle=2 waiting=0"
+    await wait_until(lambda: sink.connections_open == 2)
+
+
+async def test_a_connection_set_free_goes_to_the_pool_waiting_for_a_slot(
+    sink: Sink, make_pool: MakePool
+) -> None:
+    gate = trio.Event()
+
+    async def decide(request: Received) -> Behaviour:
+        if request.target == "/slow":
+            await gate.wait()
+        return Reply()
+
+    sink.behaviour = decide
+    budget = ConnectionBudget(1)
+    busy, waiting = make_pool(sink.port, budget=budget), make_pool(sink.port, budget=budget)
+    done: list[str] = []
+
+    async def one(pool: ConnectionPool, target: str) -> None:
+        await get(pool, target)
+        done.append(target)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, busy, "/slow")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(one, waiting, "/next")
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget_state(budget) == "open=1/1 idle=0 waiting=1"
+        gate.set()
+    assert done == ["/slow", "/next"]
+    assert state(busy) == "active=0 idle=0 waiting=0"  # closed for the other pool, not kept
+    assert state(waiting) == "active=0 idle=1 waiting=0"
+    assert budget_state(budget) == "open=1/1 idle=1 waiting=0"
+    assert sink.connections_accepted == 2
+
+
+async def test_waiting_for_a_budget_slot_times_out_and_failures_give_slots_back(
+    sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
+) -> None:
+    sink.behaviour = "silent"
+    budget = ConnectionBudget(1)
+    silent, other = make_pool(sink.port, budget=budget), make_pool(sink.port, budget=budget)
+    refused = make_pool(free_port(), budget=budget)
+    errors: list[str] = []
+
+    async def one(pool: ConnectionPool, seconds: float) -> None:
+        try:
+            await get(pool, seconds=seconds)
+        except HttpClientError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one, silent, 10)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(one, other, 5)
+    assert errors == [
+        "ReadTimeout: timeout after 5 s waiting for a free connection",
+        "ReadTimeout: timeout after 10 s",
+    ]
+    assert budget_state(budget) == "open=0/1 idle=0 waiting=0"
+    with pytest.raises(ConnectError):
+        await get(refused)
+    assert budget_state(budget) == "open=0/1 idle=0 waiting=0"
+
+
+async def test_a_cancelled_budget_waiter_lets_the_next_one_through(
+    sink: Sink, make_pool: MakePool
+) -> None:
+    gate = trio.Event()
+
+    async def decide(request: Received) -> Behaviour:
+        if request.target == "/first":
+            await gate.wait()
+        return Reply()
+
+    sink.behaviour = decide
+    budget = ConnectionBudget(1)
+    pools = [make_pool(sink.port, budget=budget) for _ in range(3)]
+    done: list[str] = []
+
+    async def one(
+        pool: ConnectionPool, target: str, task_status: trio.TaskStatus[trio.CancelScope]
+    ) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await get(pool, target)
+            done.append(target)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(one, pools[0], "/first")
+        await trio.testing.wait_all_tasks_blocked()
+        doomed = await nursery.start(one, pools[1], "/doomed")
+        await nursery.start(one, pools[2], "/last")
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget_state(budget) == "open=1/1 idle=0 waiting=2"
+        doomed.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget_state(budget) == "open=1/1 idle=0 waiting=1"
+        gate.set()
+    assert done == ["/first", "/last"]
+    assert budget_state(budget) == "open=1/1 idle=1 waiting=0"
+
+
+async def test_random_timeouts_and_cancellations_keep_the_budget_consistent(
+    sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
+) -> None:
+    rng = random.Random(11)
+
+    def decide(request: Received) -> Behaviour:
+        roll = rng.random()
+        if roll < 0.1:
+            return "close-after"
+        if roll < 0.15:
+            return Reply(keep_alive=False)
+        return Reply(delay=rng.choice([0, 0, 0.5, 1, 3]))
+
+    sink.behaviour = decide
+    budget = ConnectionBudget(4)
+    pools = [make_pool(sink.port, max_connections=3, budget=budget) for _ in range(3)]
+    outcomes: dict[str, int] = {}
+    worst = 0
+
+    async def one(pool: ConnectionPool, seconds: float, cancel_after: float | None) -> None:
+        nonlocal worst
+        with trio.move_on_after(cancel_after if cancel_after is not None else 1e9):
+            try:
+                await get(pool, seconds=seconds)
+                outcome = "ok"
+            except HttpClientError as exc:
+                outcome = type(exc).__name__
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        worst = max(worst, budget.open)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(400):
+            cancel_after = rng.choice([None, None, 0.2, 1.5])
+            nursery.start_soon(one, rng.choice(pools), rng.choice([0.7, 2, 10]), cancel_after)
+            if rng.random() < 0.3:
+                await trio.sleep(rng.random())
+    idle = [int(state(pool).split()[1][5:]) for pool in pools]
+    assert all(state(pool).startswith("active=0 ") for pool in pools)
+    assert budget_state(budget) == f"open={sum(idle)}/4 idle={sum(idle)} waiting=0"
+    assert worst <= 4
     assert outcomes["ok"] > 50
     assert set(outcomes) <= {"ok", "ReadTimeout", "ReadError"}
 
