@@ -17,11 +17,16 @@ TARGET_ISOLATION_DROP_PCT = 10.0
 SCENARIOS = ("one", "many", "latency", "isolation", "baselines")
 
 
-def _workers(text: str) -> str | int:
+SINK_CONNECTIONS = 8192
+"""The engine's max_connections in the benchmarks: half of the nginx sink's worker_connections
+(bench/harness/nginx_sink.py), which its 1,001 listeners share."""
+
+
+def _auto_or_count(text: str) -> str | int:
     if text == "auto":
         return text
     if not text.isdecimal():
-        raise argparse.ArgumentTypeError(f'expected "auto" or a count of workers, got {text!r}')
+        raise argparse.ArgumentTypeError(f'expected "auto" or a count, got {text!r}')
     return int(text)
 
 
@@ -52,10 +57,18 @@ def make_parser() -> argparse.ArgumentParser:
         help="engine's [delivery] max_in_flight: connections per destination (64, as the "
         "baselines get)",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=_auto_or_count,
+        default=SINK_CONNECTIONS,
+        help='engine\'s [delivery] max_connections: open connections in all, "auto" or a '
+        f"count ({SINK_CONNECTIONS:,}: what the sink holds with room to spare; auto on this "
+        "machine's file limit can be more than nginx's worker_connections)",
+    )
     parser.add_argument("--pub-conns", type=int, default=8, help="publisher connections")
     parser.add_argument(
         "--workers",
-        type=_workers,
+        type=_auto_or_count,
         default="auto",
         help='the daemons\' [delivery] workers: "auto" (the shipped default) or a count, 0 = '
         "deliveries in the main process",

@@ -112,6 +112,7 @@ def daemon_for(
             "allow_networks": ["127.0.0.0/8"],
             "max_in_flight": args.max_in_flight,
             "workers": getattr(args, "workers", "auto"),
+            "max_connections": getattr(args, "max_connections", "auto"),
         },
         hooks=hooks,
         journal=journal,
@@ -140,7 +141,29 @@ def run_phase(
         daemon.check_alive()
         time.sleep(0.05)
     stats = receiver.stats()
-    return PhaseResult(run, expected, stats, before, daemon.metrics())
+    return PhaseResult(run, expected, stats, before, _settled_metrics(daemon, before, stats))
+
+
+SETTLE_TIMEOUT = 5.0
+"""Seconds the engine gets, once the receiver has every delivery, to count them settled:
+delivery workers report outcomes to the main process in batches, a moment later."""
+
+
+def _settled_metrics(
+    daemon: Daemon, before: dict[str, float], stats: ReceiverStats
+) -> dict[str, float]:
+    """The daemon's /metrics once it counts as many deliveries settled as arrived (bounded)."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        after = daemon.metrics()
+        settled = sum(
+            value - before.get(series, 0.0)
+            for series, value in after.items()
+            if series.startswith("hookwire_deliveries_total{")
+        )
+        if settled >= stats.unique_ids or time.monotonic() >= deadline:
+            return after
+        time.sleep(0.05)
 
 
 def publish_spec(
