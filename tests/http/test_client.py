@@ -469,10 +469,16 @@ async def test_aclose(sink: Sink, make_pool: MakePool) -> None:
     await wait_until(lambda: sink.connections_open == 0)
 
 
-async def test_random_timeouts_and_cancellations_keep_the_pool_consistent(
-    sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
-) -> None:
-    rng = random.Random(7)
+async def random_load(
+    sink: Sink,
+    pools: list[ConnectionPool],
+    rng: random.Random,
+    requests: int,
+    watch: Callable[[], None],
+) -> dict[str, int]:
+    """Requests to ``pools`` with random answers, timeouts and cancellations; the outcomes.
+
+    ``watch`` is called after each request, to check the invariants of the moment."""
 
     def decide(request: Received) -> Behaviour:
         roll = rng.random()
@@ -483,12 +489,9 @@ async def test_random_timeouts_and_cancellations_keep_the_pool_consistent(
         return Reply(delay=rng.choice([0, 0, 0.5, 1, 3]))
 
     sink.behaviour = decide
-    pool = make_pool(sink.port, max_connections=3)
     outcomes: dict[str, int] = {}
-    worst = 0
 
-    async def one(seconds: float, cancel_after: float | None) -> None:
-        nonlocal worst
+    async def one(pool: ConnectionPool, seconds: float, cancel_after: float | None) -> None:
         with trio.move_on_after(cancel_after if cancel_after is not None else 1e9):
             try:
                 await get(pool, seconds=seconds)
@@ -496,20 +499,34 @@ async def test_random_timeouts_and_cancellations_keep_the_pool_consistent(
             except HttpClientError as exc:
                 outcome = type(exc).__name__
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        watch()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(requests):
+            cancel_after = rng.choice([None, None, 0.2, 1.5])
+            nursery.start_soon(one, rng.choice(pools), rng.choice([0.7, 2, 10]), cancel_after)
+            if rng.random() < 0.3:
+                await trio.sleep(rng.random())
+    assert outcomes["ok"] > 50
+    assert set(outcomes) <= {"ok", "ReadTimeout", "ReadError"}
+    return outcomes
+
+
+async def test_random_timeouts_and_cancellations_keep_the_pool_consistent(
+    sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
+) -> None:
+    pool = make_pool(sink.port, max_connections=3)
+    worst = 0
+
+    def watch() -> None:
+        nonlocal worst
         active, idle, _ = (int(part.split("=")[1]) for part in state(pool).split())
         worst = max(worst, active + idle)
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(300):
-            cancel_after = rng.choice([None, None, 0.2, 1.5])
-            nursery.start_soon(one, rng.choice([0.7, 2, 10]), cancel_after)
-            if rng.random() < 0.3:
-                await trio.sleep(rng.random())
+    await random_load(sink, [pool], random.Random(7), 300, watch)
     assert state(pool).startswith("active=0 ")
     assert state(pool).endswith(" waiting=0")
     assert worst <= 3
-    assert outcomes["ok"] > 50
-    assert set(outcomes) <= {"ok", "ReadTimeout", "ReadError"}
 
 
 # A budget shared by pools
@@ -659,45 +676,19 @@ async def test_a_cancelled_budget_waiter_lets_the_next_one_through(
 async def test_random_timeouts_and_cancellations_keep_the_budget_consistent(
     sink: Sink, make_pool: MakePool, autojump_clock: trio.testing.MockClock
 ) -> None:
-    rng = random.Random(11)
-
-    def decide(request: Received) -> Behaviour:
-        roll = rng.random()
-        if roll < 0.1:
-            return "close-after"
-        if roll < 0.15:
-            return Reply(keep_alive=False)
-        return Reply(delay=rng.choice([0, 0, 0.5, 1, 3]))
-
-    sink.behaviour = decide
     budget = ConnectionBudget(4)
     pools = [make_pool(sink.port, max_connections=3, budget=budget) for _ in range(3)]
-    outcomes: dict[str, int] = {}
     worst = 0
 
-    async def one(pool: ConnectionPool, seconds: float, cancel_after: float | None) -> None:
+    def watch() -> None:
         nonlocal worst
-        with trio.move_on_after(cancel_after if cancel_after is not None else 1e9):
-            try:
-                await get(pool, seconds=seconds)
-                outcome = "ok"
-            except HttpClientError as exc:
-                outcome = type(exc).__name__
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
         worst = max(worst, budget.open)
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(400):
-            cancel_after = rng.choice([None, None, 0.2, 1.5])
-            nursery.start_soon(one, rng.choice(pools), rng.choice([0.7, 2, 10]), cancel_after)
-            if rng.random() < 0.3:
-                await trio.sleep(rng.random())
+    await random_load(sink, pools, random.Random(11), 400, watch)
     idle = [int(state(pool).split()[1][5:]) for pool in pools]
     assert all(state(pool).startswith("active=0 ") for pool in pools)
     assert budget_state(budget) == f"open={sum(idle)}/4 idle={sum(idle)} waiting=0"
     assert worst <= 4
-    assert outcomes["ok"] > 50
-    assert set(outcomes) <= {"ok", "ReadTimeout", "ReadError"}
 
 
 # Body size
