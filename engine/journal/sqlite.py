@@ -472,26 +472,30 @@ class SqliteJournal:
         keys: list[str | None],
     ) -> list[Event | None]:
         now = time.time()
-        cutoff = now - self._dedupe_window
+        seen = _recent_keys(
+            conn,
+            [(draft.device_id, key) for draft, key in zip(drafts, keys, strict=True) if key],
+            now - self._dedupe_window,
+        )
         stored: list[Event | None] = []
         fresh: list[Event] = []
         fresh_routes: list[Route] = []
+        claims: list[tuple[str, str, int, float]] = []
         for draft, hooks, key in zip(drafts, routes, keys, strict=True):
             if key is not None:
-                # A key older than the window is taken over; a recent one means "seen".
-                claimed = conn.execute(
-                    "INSERT INTO ingest_keys VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET event_id = excluded.event_id, at = excluded.at"
-                    " WHERE at < ?",
-                    (draft.device_id, key, self._next_id, now, cutoff),
-                ).rowcount
-                if not claimed:
+                # A key seen within the window (or earlier in this batch) means "seen";
+                # an older one is taken over.
+                pair = (draft.device_id, key)
+                if pair in seen:
                     stored.append(None)
                     continue
+                seen.add(pair)
+                claims.append((draft.device_id, key, self._next_id, now))
             event = self._event_of(draft)
             stored.append(event)
             fresh.append(event)
             fresh_routes.append(hooks)
+        insert_rows(conn, "INSERT OR REPLACE INTO ingest_keys VALUES", claims)
         self._write_events(conn, now, fresh, fresh_routes)
         return stored
 
@@ -808,6 +812,27 @@ ROWS_PER_STATEMENT = 64
 """Rows one INSERT carries. Each statement step releases and retakes the GIL; with the
 event loop busy, retaking it is what a commit waits for, so fewer steps mean faster
 commits."""
+
+
+def _recent_keys(
+    conn: sqlite3.Connection, pairs: list[tuple[str, str]], cutoff: float
+) -> set[tuple[str, str]]:
+    """The (device, key) pairs of ``pairs`` stored at or after ``cutoff``: one query per
+    ``ROWS_PER_STATEMENT`` pairs, not one per key."""
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(pairs), ROWS_PER_STATEMENT):
+        chunk = pairs[start : start + ROWS_PER_STATEMENT]
+        values = ", ".join(["(?, ?)"] * len(chunk))
+        # A join on the primary key: with "(device, key) IN (VALUES ...)" the planner
+        # scans the whole window through the index on ``at`` instead.
+        found.update(
+            conn.execute(
+                f"SELECT k.device, k.key FROM (VALUES {values}) AS v JOIN ingest_keys AS k"
+                " ON k.device = v.column1 AND k.key = v.column2 WHERE k.at >= ?",
+                [*itertools.chain.from_iterable(chunk), cutoff],
+            )
+        )
+    return found
 
 
 def insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -491,6 +491,29 @@ async def test_committed_events_are_fanned_out_in_id_order_before_appends_return
     assert seen == list(range(1, 302))
 
 
+async def test_a_key_is_seen_per_device_within_the_window_and_taken_over_after_it(
+    tmp_path: Path, hooks_config: Config
+) -> None:
+    path = tmp_path / "j.db"
+    async with running(path, hooks_config) as journal:
+        batch = [(draft(device="d1"), f"k{i}") for i in range(100)]  # two statements' worth
+        batch += [(draft(device="d2"), "k0"), (draft(device="d1"), "k0"), (draft(), None)]
+        stored = await journal.append_keyed(batch)
+        assert [event is not None for event in stored] == [True] * 101 + [False, True]
+        assert [event.id for event in stored if event is not None] == list(range(1, 103))
+        again = await journal.append_keyed(
+            [(draft(device="d1"), "k5"), (draft(device="d1"), "new")]
+        )
+        assert again[0] is None and again[1] is not None and again[1].id == 103
+    with sqlite3.connect(path) as conn:  # k7 was stored long ago: outside the window
+        conn.execute("UPDATE ingest_keys SET at = at - 601 WHERE key = 'k7'")
+    async with running(path, hooks_config) as journal:
+        late = await journal.append_keyed([(draft(device="d1"), "k7"), (draft(device="d1"), "k8")])
+        assert late[0] is not None and late[0].id == 104 and late[1] is None
+    count = sqlite3.connect(path).execute("SELECT count(*) FROM ingest_keys").fetchone()
+    assert count == (102,)
+
+
 async def test_the_writer_checkpoints_the_wal_itself(tmp_path: Path, hooks_config: Config) -> None:
     path = tmp_path / "j.db"
     async with running(path, hooks_config) as journal:
