@@ -65,6 +65,15 @@ def port_in_use(port: int, host: str = HOST) -> str | None:
     return None
 
 
+def config_duration(text: str) -> str | float:
+    """A command-line duration for the daemon's config: a number of seconds as a number
+    (the engine reads the string "0" as a malformed duration), else the string ("2ms")."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def raise_fd_limit(wanted: int) -> int:
     """Raise this process's soft RLIMIT_NOFILE to ``wanted`` (capped by the hard limit).
 

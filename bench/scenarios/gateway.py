@@ -24,7 +24,15 @@ import time
 
 import trio
 
-from bench.harness.daemon import HOST, Daemon, EngineFailed, cpu_seconds, free_port, machine_busy
+from bench.harness.daemon import (
+    HOST,
+    Daemon,
+    EngineFailed,
+    config_duration,
+    cpu_seconds,
+    free_port,
+    machine_busy,
+)
 from bench.harness.latency import summarize
 from bench.harness.report import Report
 from bench.harness.scenario import Bench, options, scenario
@@ -133,20 +141,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument(
         "--commit-interval",
-        type=_duration,
+        type=config_duration,
         default="2ms",
         help="the daemon's [journal] commit_interval: a number of seconds or a string such as "
         '"2ms" (the shipped default: 2ms; 0: commit at once)',
     )
     return parser
-
-
-def _duration(text: str) -> str | float:
-    """A number of seconds as a number (TOML reads "0" as a string), else the string."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def main(argv: list[str] | None = None) -> int:

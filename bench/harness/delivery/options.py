@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bench.harness.daemon import config_duration
+
 TARGET_DELIVERIES = 20_000.0
 """Deliveries/s the design asks of one daemon on two cores."""
 
@@ -64,6 +66,13 @@ def make_parser() -> argparse.ArgumentParser:
         help='engine\'s [delivery] max_connections: open connections in all, "auto" or a '
         f"count ({SINK_CONNECTIONS:,}: what the sink holds with room to spare; auto on this "
         "machine's file limit can be more than nginx's worker_connections)",
+    )
+    parser.add_argument(
+        "--commit-interval",
+        type=config_duration,
+        default="2ms",
+        help="the daemons' [journal] commit_interval with SQLite: seconds or a string such as "
+        '"2ms" (the shipped default)',
     )
     parser.add_argument("--pub-conns", type=int, default=8, help="publisher connections")
     parser.add_argument(

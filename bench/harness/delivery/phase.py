@@ -106,7 +106,11 @@ def daemon_for(
     backend = backend or args.journal
     journal: dict[str, Any] = {"backend": backend}
     if backend == "sqlite":
-        journal |= {"path": JOURNAL_FILE, "synchronous": synchronous}
+        journal |= {
+            "path": JOURNAL_FILE,
+            "synchronous": synchronous,
+            "commit_interval": getattr(args, "commit_interval", "2ms"),
+        }
     return Daemon(
         delivery={
             "allow_networks": ["127.0.0.0/8"],
