@@ -134,8 +134,11 @@ Handler = Callable[[Request], Awaitable[Response | StreamResponse | Deferred]]
 
 
 def error_response(status: int, message: str, headers: list[tuple[str, str]] = JSON) -> Response:
-    """The JSON error every route answers with: ``{"ok":false,"error":"..."}``."""
-    return Response(status, orjson.dumps({"ok": False, "error": message}), headers)
+    """The JSON error every route answers with: ``{"ok":false,"error":"...",
+    "error_description":"..."}``, the same sentence twice: Particle's clients show
+    ``error_description``."""
+    body = {"ok": False, "error": message, "error_description": message}
+    return Response(status, orjson.dumps(body), headers)
 
 
 class ServerLimits(Protocol):

@@ -155,7 +155,11 @@ async def test_unknown_route_and_wrong_method(served: Served) -> None:
         wrong = await client.delete("/v1/devices/events")
         no_prefix = await client.get("/v1/events", headers=bearer(ADMIN))
     assert missing.status_code == 404
-    assert missing.json() == {"ok": False, "error": "no route for /nope"}
+    assert missing.json() == {
+        "ok": False,
+        "error": "no route for /nope",
+        "error_description": "no route for /nope",
+    }
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "POST, GET, HEAD"
     assert no_prefix.status_code == 404

@@ -440,10 +440,8 @@ async def test_journal_failing_before_the_replay_is_a_503(
             "/v1/devices/events", headers={"Authorization": f"Bearer {ADMIN}", "Last-Event-ID": "0"}
         )
     assert response.status_code == 503
-    assert response.json() == {
-        "ok": False,
-        "error": "stream not resumed: the journal cannot read: disk I/O error",
-    }
+    message = "stream not resumed: the journal cannot read: disk I/O error"
+    assert response.json() == {"ok": False, "error": message, "error_description": message}
 
 
 async def test_journal_failing_during_the_replay_ends_the_stream(
@@ -476,11 +474,11 @@ async def test_not_a_number_is_refused(served: Served, value: str) -> None:
         )
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {
-        "ok": False,
-        "error": "Last-Event-ID must be the id of the last event received, a whole number "
-        f"(0 to replay everything kept), got {value!r}",
-    }
+    message = (
+        "Last-Event-ID must be the id of the last event received, a whole number "
+        f"(0 to replay everything kept), got {value!r}"
+    )
+    assert response.json() == {"ok": False, "error": message, "error_description": message}
 
 
 async def test_future_id_means_the_journal_was_reset(
