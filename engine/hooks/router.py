@@ -4,9 +4,10 @@ A hook's ``event`` is a prefix of the names it takes; its device and product fil
 narrow that. ``hook-*`` events (the engine's own) trigger nothing. Lookup costs one dict
 probe per prefix length of the event name, however many hooks there are.
 
-Hooks are known by name. Every change (disable, enable) builds a new immutable
-``HookSnapshot``; an event is routed against the snapshot current at its append, and the
-hooks it was routed to travel with it, so a change never races a delivery already made.
+Hooks are known by name. Every change (add, replace, remove, disable, enable) builds a new
+immutable ``HookSnapshot``; an event is routed against the snapshot current at its append,
+and the hooks it was routed to travel with it, so a change never races a delivery already
+made (a removed hook's deliveries are ended where they wait: ``HookSet.current``).
 """
 
 from __future__ import annotations
@@ -132,6 +133,43 @@ class HookSet:
         """Route to a hook again, unless its config disables it."""
         if name in self._snapshot.disabled and not self._by_name[name].disabled:
             self._change({k: v for k, v in self._snapshot.disabled.items() if k != name})
+
+    def add(self, hook: Hook) -> None:
+        """Route to a new hook from the next event on, after every other hook."""
+        if hook.name in self._by_name:
+            raise ValueError(f"a hook named {hook.name!r} exists already")
+        self._by_name[hook.name] = hook
+        disabled = dict(self._snapshot.disabled)
+        if hook.disabled:
+            disabled[hook.name] = DISABLED_IN_CONFIG
+        self._snapshot = HookSnapshot.of((*self._snapshot.hooks, hook), disabled)
+
+    def replace(self, hook: Hook) -> Hook:
+        """A hook's new definition, in its place, from the next event on; returns the old.
+
+        Its enabled state is the new definition's: an edit enables a hook disabled by a 410.
+        """
+        old = self._by_name[hook.name]
+        self._by_name[hook.name] = hook
+        disabled = {k: v for k, v in self._snapshot.disabled.items() if k != hook.name}
+        if hook.disabled:
+            disabled[hook.name] = DISABLED_IN_CONFIG
+        hooks = tuple(hook if h is old else h for h in self._snapshot.hooks)
+        self._snapshot = HookSnapshot.of(hooks, disabled)
+        return old
+
+    def remove(self, name: str) -> Hook | None:
+        """Route to a hook no more, from the next event on; returns it (None: unknown)."""
+        hook = self._by_name.pop(name, None)
+        if hook is not None:
+            disabled = {k: v for k, v in self._snapshot.disabled.items() if k != name}
+            hooks = tuple(h for h in self._snapshot.hooks if h is not hook)
+            self._snapshot = HookSnapshot.of(hooks, disabled)
+        return hook
+
+    def current(self, hook: Hook) -> bool:
+        """True while ``hook`` is still in the set (not removed since it was routed to)."""
+        return hook.name in self._by_name
 
     def _change(self, disabled: Mapping[str, str]) -> None:
         self._snapshot = HookSnapshot.of(self._snapshot.hooks, disabled)

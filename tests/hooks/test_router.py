@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
+from engine.config.settings import HookConfig
 from engine.core.model import Event
+from engine.hooks.hook import compile_hook
 from engine.hooks.router import HookSet
 from tests.conftest import PRODUCT_ID, WriteConfig
 
@@ -69,3 +75,26 @@ def test_disable_and_enable(write_config: WriteConfig) -> None:
     hooks.enable("hooks[0]")
     hooks.enable("hooks[3]")  # disabled in the config: stays disabled
     assert routed(hooks, event("temp")) == ["hooks[0]", "hooks[1]"]
+
+
+def test_add_replace_and_remove_take_effect_from_the_next_route(write_config: WriteConfig) -> None:
+    config = write_config(HOOKS)
+    hooks = HookSet(config.hooks)
+    before = hooks.snapshot
+    extra = compile_hook(HookConfig("api", "extra", "temp", "http://127.0.0.1/x"), {})
+    hooks.add(extra)
+    assert routed(hooks, event("temp")) == ["hooks[0]", "hooks[1]", "extra"]
+    assert [hook.name for hook in before.route(event("temp"))] == ["hooks[0]", "hooks[1]"]
+    with pytest.raises(ValueError, match="a hook named 'extra' exists already"):
+        hooks.add(extra)
+    hooks.disable("hooks[0]")
+    edited = compile_hook(dataclasses.replace(config.hooks[0], event="hum"), {})
+    assert hooks.replace(edited).event == "temp"  # the old definition comes back
+    assert routed(hooks, event("temp")) == ["hooks[1]", "extra"]
+    assert routed(hooks, event("humidity")) == ["hooks[0]", "hooks[4]"]  # enabled, in place
+    assert hooks.current(extra)
+    assert hooks.remove("extra") is extra
+    assert not hooks.current(extra)
+    assert hooks.remove("extra") is None
+    assert routed(hooks, event("temp")) == ["hooks[1]"]
+    assert hooks.get("extra") is None
