@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/engine.toml
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench clean js
 
 install: $(STAMP)
 
@@ -23,6 +23,22 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Particle's own JavaScript client, which the tests drive to prove our API compatible with it
+# (tests/particle_js.py). Installed only where npm is: elsewhere those tests skip, naming the
+# Debian packages (nodejs, npm), and .ci/run installs both so that in CI they run.
+NPM := $(shell command -v npm 2>/dev/null)
+JS_STAMP := tests/js/node_modules/.installed
+
+js: $(JS_STAMP)
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+ifneq ($(NPM),)
+test: $(JS_STAMP)
+endif
 
 lint: install
 	$(BIN)/ruff check engine tests bench
@@ -46,4 +62,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache tests/js/node_modules
