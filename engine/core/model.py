@@ -105,3 +105,14 @@ class StoredDelivery:
     attempts: int  # counted for its retry schedule (a replay starts it again at 0)
     due: float  # unix time of the next attempt
     recorded: int = 0  # attempts on record, replays included: the next is numbered after
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHook:
+    """A hook created through the API, as the journal keeps it."""
+
+    id: str  # 24 lowercase hex digits, given by the API
+    name: str  # unique among stored hooks
+    document: str  # the Particle webhook JSON document as received (text, kept verbatim)
+    product: int | None  # the product it was created under (/v1/products/:product/...), or None
+    created_at: str  # ISO 8601 UTC as Particle writes it, e.g. "2026-12-06T17:30:00.000Z"

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from engine.core.model import StoredDelivery, delivery_id, hook_tag
-from engine.journal.schema import stored_event, stored_hooks
+from engine.journal.schema import stored_event, unpack_hooks
 
 OPEN_STATES = ("pending", "waiting", "replay")
 """States of a delivery row that still has work to do (the ``deliveries_open`` index)."""
@@ -50,7 +50,7 @@ def owed_since(conn: sqlite3.Connection, epoch: str, floor: int) -> list[StoredD
     for row in rows:
         event_id, at = row[0], row[5]
         event = None
-        for hook in stored_hooks(row[6]):
+        for hook in unpack_hooks(row[6]):
             key = delivery_id(epoch, event_id, hook_tag(hook))
             if (event_id, key) in done:
                 continue

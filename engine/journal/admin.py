@@ -22,7 +22,7 @@ from engine.config._fields import parse_duration, show
 from engine.core.model import Event, delivery_id, hook_tag
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet
-from engine.journal.schema import stored_event, stored_hooks
+from engine.journal.schema import stored_event, unpack_hooks
 
 LIST_LIMIT = 100
 """Dead letters listed when no limit is given: a screenful, newest first."""
@@ -281,7 +281,7 @@ def _derived_delivery(
     epoch = _meta(conn, "epoch")
     if row is None or epoch is None:
         return None
-    for hook in stored_hooks(row[6]):
+    for hook in unpack_hooks(row[6]):
         if delivery_id(epoch, event_id, hook_tag(hook)) != delivery:
             continue
         event = stored_event(row[:5])

@@ -7,13 +7,30 @@ from typing import Protocol
 
 import trio
 
-from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
+from engine.core.model import (
+    Attempt,
+    Delivery,
+    Event,
+    EventDraft,
+    OutboxEntry,
+    StoredDelivery,
+    StoredHook,
+)
 from engine.hooks.router import Deliver
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 
 
 class JournalUnavailable(Exception):
     """The journal cannot store events right now; the message says why (for a 503)."""
+
+
+class HookNameTaken(Exception):
+    """Another stored hook has the name a put asked for; nothing was stored (for a 409)."""
+
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(f'the hook name "{name}" is taken by the stored hook {holder}')
+        self.name = name
+        self.holder = holder  # the id of the hook that has the name
 
 
 class PendingAppend(Protocol):
@@ -128,6 +145,20 @@ class Journal(Protocol):
 
     async def disable_hook(self, name: str, reason: str) -> None:
         """Remember that the hook ``name`` answered 410 Gone."""
+        ...
+
+    async def put_hook(self, hook: StoredHook) -> None:
+        """Keep a hook created through the API, or replace the one with its id; durable once
+        this returns. Raises HookNameTaken, changing nothing, when another id has its name."""
+        ...
+
+    async def delete_hook(self, hook_id: str) -> bool:
+        """Forget a stored hook, durably once this returns; False when there was none."""
+        ...
+
+    def stored_hooks(self) -> list[StoredHook]:
+        """The hooks created through the API, in creation order (a replace keeps its place);
+        answers from the moment the journal is opened, so the daemon can compile them first."""
         ...
 
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:

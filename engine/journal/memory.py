@@ -1,6 +1,7 @@
 """A journal that keeps recent events in memory: for tests and the first releases.
 
-Nothing survives a restart; `[journal] backend = "memory"` says so in the config.
+Nothing survives a restart, hooks created through the API included; `[journal] backend =
+"memory"` says so in the config.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from engine.core.model import Attempt, Delivery, Event, EventDraft, OutboxEntry, StoredDelivery
+from engine.core.model import (
+    Attempt,
+    Delivery,
+    Event,
+    EventDraft,
+    OutboxEntry,
+    StoredDelivery,
+    StoredHook,
+)
 from engine.hooks.router import Deliver, HookSet
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
+from engine.journal.base import HookNameTaken
 
 DEFAULT_KEEP = 10_000
 """Recent events (and attempts, and dead letters) kept; bounds memory under any load."""
@@ -45,6 +55,7 @@ class MemoryJournal:
         self._dedupe_window = dedupe_window
         self._outbox: dict[int, tuple[OutboxEntry, float]] = {}  # by event id, with expiry
         self._keys: dict[tuple[str, str], float] = {}  # (device, key) -> when, oldest first
+        self._stored_hooks: dict[str, StoredHook] = {}  # by id, in creation order
 
     def __repr__(self) -> str:
         return f"<MemoryJournal last_id={self._next_id - 1} kept={len(self._recent)}>"
@@ -188,6 +199,22 @@ class MemoryJournal:
 
     async def disable_hook(self, name: str, reason: str) -> None:
         await trio.lowlevel.checkpoint()  # forgotten at restart
+
+    async def put_hook(self, hook: StoredHook) -> None:
+        """Keep ``hook`` (or replace the one with its id) until the process ends."""
+        await trio.lowlevel.checkpoint()
+        for held in self._stored_hooks.values():
+            if held.name == hook.name and held.id != hook.id:
+                raise HookNameTaken(hook.name, held.id)
+        self._stored_hooks[hook.id] = hook  # a replaced key keeps its place
+
+    async def delete_hook(self, hook_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._stored_hooks.pop(hook_id, None) is not None
+
+    def stored_hooks(self) -> list[StoredHook]:
+        """The hooks put since the process started (none survive it), in creation order."""
+        return list(self._stored_hooks.values())
 
     @property
     def dead_letters(self) -> list[Delivery]:

@@ -114,6 +114,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN hooks BLOB;
     INSERT INTO meta SELECT 'floor', coalesce(max(id), 0) + 1 FROM events;
     """,
+    # 2 -> 3: hooks created through the REST API, kept until deleted there (never pruned).
+    # seq is their creation order: a replace keeps its row, so its place. It is the rowid
+    # itself, which VACUUM keeps (an implicit rowid it may renumber), hence no WITHOUT ROWID.
+    """
+    CREATE TABLE api_hooks (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE,
+        document TEXT NOT NULL,
+        product INTEGER,
+        created_at TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -131,7 +144,7 @@ def pack_hooks(names: Sequence[str]) -> bytes | None:
     return msgpack.packb(list(names)) if names else None
 
 
-def stored_hooks(column: bytes | None) -> list[str]:
+def unpack_hooks(column: bytes | None) -> list[str]:
     """The hook names an ``events.hooks`` column holds (none when NULL)."""
     return list(msgpack.unpackb(column)) if column is not None else []
 

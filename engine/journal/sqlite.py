@@ -19,6 +19,9 @@ the table). So a delivery that succeeds at once costs its attempt row and nothin
 after a crash every delivery not yet settled is still found (``recover``) and retried under
 the same id: the open rows, and the derived deliveries of the events from the floor up
 (kept in ``meta`` within the commits the writer makes anyway), never all retained events.
+
+Hooks created through the API are kept in a table of their own, written by the writer thread
+like everything else and never pruned, and read from memory (``_api_hooks``).
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ from engine.core.model import (
     EventDraft,
     OutboxEntry,
     StoredDelivery,
+    StoredHook,
 )
 from engine.hooks.router import Deliver, HookSet, Route
 from engine.journal import admin
+from engine.journal._api_hooks import HookShelf
 from engine.journal._deliveries import OPEN_STATES, open_rows, owed_since
 from engine.journal._grouping import commit_start
 from engine.journal._ledger import Ledger, Write
-from engine.journal.base import JournalUnavailable
+from engine.journal.base import HookNameTaken, JournalUnavailable
 from engine.journal.schema import open_database, pack_hooks, stored_event
 
 log = logging.getLogger("hookwire.journal")
@@ -162,7 +167,6 @@ class SqliteJournal:
         self._next_id = (row[1] or 0) + 1  # the writer thread's; only it advances it
         self._last_id = self._next_id - 1
         self._oldest_id = row[0] or self._next_id
-        self._apply_disabled_hooks()
         self._ledger = Ledger()  # the writer thread's, once it runs
         self._floor = self._load_ledger()  # as on disk: at most the ledger's
         self._floor_due = 0  # stored again from this many commits on
@@ -183,6 +187,8 @@ class SqliteJournal:
         self._deliver: Deliver | None = None
         self._finished: deque[list[_Work]] = deque()
         self._finished_lot = trio.lowlevel.ParkingLot()
+        self._shelf = HookShelf(self._conn)  # before the disabled hooks: some may be stored
+        self.apply_disabled_hooks()
 
     def __repr__(self) -> str:
         return f"<SqliteJournal {self.path} last_id={self._last_id}>"
@@ -317,6 +323,7 @@ class SqliteJournal:
                     conn.execute("UPDATE meta SET value = ? WHERE key = 'floor'", (floor,))
             conn.execute("COMMIT")
             ledger.commit()
+            self._shelf.commit()
             if floor != self._floor:
                 self._floor = floor
                 self._floor_due = self.commits + FLOOR_EVERY
@@ -330,6 +337,7 @@ class SqliteJournal:
         except Exception as exc:
             self._next_id = next_id
             ledger.rollback()
+            self._shelf.rollback()
             self.failed_commits += 1
             if conn.in_transaction:
                 try:
@@ -682,6 +690,24 @@ class SqliteJournal:
             )
         )
 
+    # hooks created through the API
+
+    async def put_hook(self, hook: StoredHook) -> None:
+        """Keep ``hook`` (or replace the one with its id) in the next commit; raises
+        HookNameTaken, changing nothing, when another id has its name."""
+        holder = await self._call(functools.partial(self._shelf.put, hook=hook))
+        if holder is not None:
+            raise HookNameTaken(hook.name, holder)
+
+    async def delete_hook(self, hook_id: str) -> bool:
+        """Delete a stored hook in the next commit; False when there was none."""
+        return await self._call(functools.partial(self._shelf.delete, hook_id=hook_id))
+
+    def stored_hooks(self) -> list[StoredHook]:
+        """The hooks created through the API, in creation order: read when the journal was
+        opened and kept as commits change them, so this never waits nor needs ``run``."""
+        return self._shelf.hooks
+
     async def run_in_writer(self, run: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``run(connection)`` in the next committed transaction (admin work, tests)."""
         return await self._call(run)
@@ -771,14 +797,22 @@ class SqliteJournal:
         ledger.commit()
         return floor
 
-    def _apply_disabled_hooks(self) -> None:
+    def apply_disabled_hooks(self) -> None:
+        """Disable the hooks whose target answered 410 Gone, while their url is the same.
+
+        Done at open, before any stored hook is in the hook set: a stored hook's mark is kept
+        until it is. Call it again (before ``run``) once they are, to apply theirs.
+        """
+        assert self._token is None, "the writer thread owns the connection while it runs"
+        stored = {hook.name for hook in self._shelf.hooks}
         rows = self._conn.execute("SELECT hook, url FROM disabled_hooks").fetchall()
         for name, url in rows:
             found = self._hooks.get(name)
             if found is not None and found.url == url:
-                self._hooks.disable(name)
-                log.warning("hook %r stays disabled: its target answered 410 Gone", name)
-            else:  # the hook is gone or points elsewhere now
+                if not self._hooks.is_disabled(name):
+                    self._hooks.disable(name)
+                    log.warning("hook %r stays disabled: its target answered 410 Gone", name)
+            elif found is not None or name not in stored:  # points elsewhere now, or is gone
                 self._conn.execute("DELETE FROM disabled_hooks WHERE hook = ?", (name,))
 
     async def aclose(self) -> None:
