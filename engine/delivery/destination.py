@@ -120,6 +120,21 @@ class Destination:
         heapq.heappush(self._retries, _Due(due, next(self._seq), job))
         self._wake()
 
+    def take_hook(self, name: str) -> list[Job]:
+        """Take out every queued job of a hook (ready, waiting to retry, or held in a lane)."""
+        taken = [job for job in self.ready if job.hook.name == name]
+        if taken:
+            self.ready = deque(job for job in self.ready if job.hook.name != name)
+        due = [entry for entry in self._retries if entry.job.hook.name == name]
+        if due:
+            taken += [entry.job for entry in due]
+            self._retries = [entry for entry in self._retries if entry.job.hook.name != name]
+            heapq.heapify(self._retries)
+        for lane in [lane for lane in self._lanes if lane[0] == name]:
+            # The head is taken above when it waits, or is in flight: only those behind it.
+            taken += list(self._lanes.pop(lane))[1:]
+        return taken
+
     def finished(self, job: Job) -> None:
         """The delivery succeeded or gave up: let the next one of its lane go."""
         if job.lane is None:

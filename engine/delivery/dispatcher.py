@@ -39,7 +39,7 @@ from engine.core.model import (
 from engine.core.ratelimit import TokenBucket
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
-from engine.delivery.outcomes import Outcomes, count_attempt
+from engine.delivery.outcomes import HOOK_REMOVED, Outcomes, count_attempt
 from engine.delivery.request import EventParts, PreparedRequest, RequestBuilder, RequestError
 from engine.delivery.responses import (
     SLEEPING,
@@ -158,6 +158,8 @@ class Dispatcher:
         self._destinations: dict[tuple[Origin, bool], Destination] = {}
         self._pools: dict[Destination, tuple[Transport, float]] = {}
         self._open_transport: OpenTransport = open_transport or self._connection_pool
+        self._attempting: dict[str, int] = {}  # attempts in flight, by hook name
+        self._forgetting: dict[str, trio.Event] = {}  # set when a removed hook's last ends
         limit = config.delivery.connection_limit(open_file_limit())
         self._budget = ConnectionBudget(limit)
         # Half as many attempts as connections: the other half stay open between a
@@ -199,8 +201,12 @@ class Dispatcher:
         if not hooks or self._nursery is None:
             return
         parts = EventParts(event, event_context(event))
+        current = self.hooks.current
         for hook in hooks:
             key = delivery_id(self._epoch, event.id, hook.tag)
+            if not current(hook):  # removed since the event was routed
+                self._settle_unsent(Delivery(key, event, hook.name), hook, HOOK_REMOVED)
+                continue
             job = self._job(Delivery(key, event, hook.name), hook, parts)
             if job is not None:
                 self._destination(job.request, hook).submit(job)
@@ -279,6 +285,9 @@ class Dispatcher:
 
     async def _attempt(self, destination: Destination, job: Job) -> None:
         """One try of a delivery; holds one of the destination's in-flight slots."""
+        name = job.hook.name
+        attempting = self._attempting
+        attempting[name] = attempting.get(name, 0) + 1
         slot = _Slot(destination)
         try:
             sent = await self._send(destination, job)
@@ -289,6 +298,31 @@ class Dispatcher:
             self._settle(destination, job, hook, response, reason, failure, duration, slot.release)
         finally:
             slot.release()
+            if attempting[name] > 1:
+                attempting[name] -= 1
+            else:
+                del attempting[name]
+                ended = self._forgetting.get(name)
+                if ended is not None:
+                    ended.set()
+
+    def define(self, name: str, document: str, product: int | None) -> None:
+        """A hook the API created or changed: nothing to do, the hook set is shared."""
+
+    async def forget(self, name: str) -> None:
+        """End a removed hook's deliveries: those queued become dead letters ("hook
+        removed"); returns once none of its attempts is in flight (those end as they may,
+        without a retry)."""
+        for destination in self._destinations.values():
+            for job in destination.take_hook(name):
+                self._settle_unsent(job.delivery, job.hook, HOOK_REMOVED)
+                destination.finished(job)
+        while name in self._attempting:
+            ended = self._forgetting[name] = trio.Event()
+            try:
+                await ended.wait()
+            finally:
+                self._forgetting.pop(name, None)
 
     async def _send(
         self, destination: Destination, job: Job
@@ -391,7 +425,10 @@ class Dispatcher:
             self._emit_error(delivery, hook, SLEEPING, job.context)
         delivery.last_reason = reason
         delay = None
-        if verdict is retry.Verdict.RETRY:
+        current = self.hooks.current(hook)
+        if verdict is retry.Verdict.RETRY and not current:
+            reason = delivery.last_reason = f"{reason}; {HOOK_REMOVED}"
+        elif verdict is retry.Verdict.RETRY:
             retry_after = retry.parse_retry_after(
                 response.header(b"retry-after") if response is not None else None, time.time()
             )
@@ -419,7 +456,7 @@ class Dispatcher:
             assert response is not None
             self._emit_response(delivery, hook, response, job.context)
             return
-        if verdict is retry.Verdict.DISABLE:
+        if verdict is retry.Verdict.DISABLE and current:
             self.hooks.disable(hook.name)
             self._outcomes.disabled(hook.name)
             log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)

@@ -28,6 +28,10 @@ FINAL_FLUSH = 3.0
 """Seconds allowed at shutdown to record what attempts gave."""
 
 
+HOOK_REMOVED = "hook removed"
+"""The reason a delivery of a hook removed meanwhile ends with (replayable if it returns)."""
+
+
 def count_attempt(
     counts: DeliveryCounts, hook: str, status: int | None, state: str, latency: float | None
 ) -> None:

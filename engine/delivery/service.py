@@ -35,6 +35,14 @@ class Sender(Protocol):
         """Deliver again one the journal kept (recovered or replayed)."""
         ...
 
+    def define(self, name: str, document: str, product: int | None) -> None:
+        """A hook the API created or changed (the hook set has it already)."""
+        ...
+
+    async def forget(self, name: str) -> None:
+        """End a removed hook's deliveries; returns once none of its attempts is in flight."""
+        ...
+
     async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
 
 

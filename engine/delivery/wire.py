@@ -3,14 +3,22 @@
 A stream of msgpack arrays, ``[kind, ...]``, one per message, over a Unix socket pair:
 
 main -> worker
-    ``["start", epoch, {hook: why disabled}, hooks digest]`` first, then
+    ``["start", epoch, {hook: why disabled}, hooks digest, [definition, ...]]`` first (the
+    digest is of the config file's hooks; the definitions are the hooks created through the
+    API), then
     ``["deliver", [[event, [[hook, id, attempts, recorded, due], ...]], ...]]`` (``event``:
-    the 8 fields of an Event; ``due``: unix time, 0 for now), ``["disable", hook, why]``
+    the 8 fields of an Event; ``due``: unix time, 0 for now), ``["disable", hook, why]``,
+    ``["hook", definition]`` (a hook added or changed through the API),
+    ``["forget", hook, seq]`` (a hook removed: end its deliveries, answer ``forgotten``)
     and ``["stop"]`` (finish, report, say ``bye``, exit).
 worker -> main
     ``["ready"]`` once started, or ``["failed", sentence]`` when it cannot start, then
     ``["outcomes", [attempt, ...], [event draft + device, ...], [disabled hook, ...]]``,
-    ``["destinations", [[name, depth, in flight, breaker], ...]]`` and, last, ``["bye"]``.
+    ``["destinations", [[name, depth, in flight, breaker], ...]]``, ``["forgotten", seq]``
+    (none of the hook's attempts is in flight any more; its queued deliveries were
+    reported dead before it) and, last, ``["bye"]``.
+
+A definition is ``[name, Particle webhook JSON document, product or None]``.
 
 An attempt is ``[delivery id, hook, number, attempts, state, due, status, duration, reason,
 excerpt]`` (``due``: unix time of the next try when ``state`` is waiting).
@@ -31,11 +39,16 @@ MAX_BUFFER = 64 * 1024 * 1024
 """Bytes a message may take: far beyond any batch the engine sends."""
 
 START, DELIVER, DISABLE, STOP = "start", "deliver", "disable", "stop"
+HOOK, FORGET, FORGOTTEN = "hook", "forget", "forgotten"
 READY, FAILED, OUTCOMES, DESTINATIONS, BYE = "ready", "failed", "outcomes", "destinations", "bye"
 
 Item = tuple[str, str, int, int, float]
 """One delivery of an event handed to a worker: (hook, id, attempts, recorded, due), as
 ``Dispatcher.resume`` takes it."""
+
+
+Definition = tuple[str, str, int | None]
+"""A hook created through the API, as workers get it: (name, document, product)."""
 
 
 class WireError(Exception):

@@ -26,6 +26,7 @@ from engine.core.model import Attempt, Delivery, EventDraft
 from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
 from engine.hooks import load_config
+from engine.hooks.documents import hook_from_document, parse_document
 from engine.hooks.router import HookSet
 
 log = logging.getLogger("hookwire.worker")
@@ -114,9 +115,9 @@ class Worker:
 
     async def run(self) -> None:
         start = await self._next()
-        if start[0] != wire.START or len(start) != 4:
+        if start[0] != wire.START or len(start) != 5:
             raise wire.WireError(f"expected a start message first, got {start!r:.200}")
-        _, epoch, disabled, digest = start
+        _, epoch, disabled, digest, definitions = start
         config = self._config
         if digest != wire.hooks_digest(config.hooks):
             await self._uplink.send(
@@ -128,6 +129,8 @@ class Worker:
             )
             return
         hooks = HookSet(config.hooks)
+        for definition in definitions:
+            self._define(hooks, definition)
         for name, why in disabled.items():
             hooks.disable(name, why)
         dispatcher = Dispatcher(config, self._uplink, None, epoch=epoch, hooks=hooks)
@@ -137,7 +140,7 @@ class Worker:
             nursery.start_soon(self._uplink.run)
             nursery.start_soon(self._report_destinations)
             await self._uplink.send(wire.pack(wire.READY))
-            await self._serve(hooks)
+            await self._serve(hooks, nursery)
             # Stopping: attempts in flight may finish and report, for a while.
             in_flight = sum(d.in_flight for d in dispatcher.destinations)
             log.debug("stopping; %d attempts in flight", in_flight)
@@ -148,7 +151,33 @@ class Worker:
             await self._uplink.flush()
             await self._uplink.send(wire.pack(wire.BYE))
 
-    async def _serve(self, hooks: HookSet) -> None:
+    def _define(self, hooks: HookSet, definition: list[Any]) -> None:
+        """A hook created or changed through the API, compiled from its document here."""
+        try:
+            name, document, product = definition
+            hook = hook_from_document(
+                parse_document(document), name=name, product=product, config=self._config
+            )
+        except (TypeError, ValueError) as exc:
+            raise wire.WireError(f"a hook definition is 3 fields, got {definition!r:.200}") from exc
+        except ConfigError as exc:  # the main process checked it: this one differs
+            log.error("hook %r cannot be compiled here, left out: %s", name, exc)
+            return
+        if hooks.get(name) is None:
+            hooks.add(hook)
+        else:
+            hooks.replace(hook)
+
+    async def _forget(self, hooks: HookSet, name: str, seq: int) -> None:
+        """End a removed hook's deliveries here, then say so (after their outcomes)."""
+        hooks.remove(name)
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+        await dispatcher.forget(name)
+        await self._uplink.flush()
+        await self._uplink.send(wire.pack(wire.FORGOTTEN, seq))
+
+    async def _serve(self, hooks: HookSet, nursery: trio.Nursery) -> None:
         """Take messages until ``stop`` or the end of the stream."""
         dispatcher = self._dispatcher
         assert dispatcher is not None
@@ -160,6 +189,10 @@ class Worker:
                     dispatcher.resume(wire.unpack_event(fields), items)
             elif kind == wire.DISABLE:
                 hooks.disable(message[1], message[2])
+            elif kind == wire.HOOK:
+                self._define(hooks, message[1])
+            elif kind == wire.FORGET:
+                nursery.start_soon(self._forget, hooks, message[1], message[2])
             elif kind == wire.STOP:
                 return
             else:

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 import trio
 
 from engine.config.settings import Config
-from engine.core.model import Delivery, Event, StoredDelivery, delivery_id
+from engine.core.model import Attempt, Delivery, Event, StoredDelivery, delivery_id
 from engine.delivery import wire
-from engine.delivery.outcomes import JournalOutcomes, count_attempt
+from engine.delivery.outcomes import HOOK_REMOVED, JournalOutcomes, count_attempt
 from engine.delivery.request import DEFAULT_PORTS
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet, Route
@@ -113,6 +113,7 @@ class _Slot:
         self.scope = trio.CancelScope()  # the running worker's connection
         self.lot = trio.lowlevel.ParkingLot()
         self.destinations: list[DestinationGauge] = []
+        self.forgetting: dict[int, trio.Event] = {}  # by seq: set by "forgotten", or its end
 
     def __repr__(self) -> str:
         return f"<worker {self.index} open={len(self.open)} ready={self.ready}>"
@@ -145,6 +146,8 @@ class WorkerPool:
         self._command = tuple(command)
         self._slots = [_Slot(i) for i in range(workers)]
         self._origins: dict[str, str | None] = {}  # hook name -> static origin, or None
+        self._definitions: dict[str, wire.Definition] = {}  # the API's hooks, by name
+        self._seq = 0
         self._stopping = False
         self.restarts = 0
 
@@ -166,9 +169,13 @@ class WorkerPool:
         now = trio.current_time()
         fields: list[Any] = list(event)
         by_slot: dict[int, list[wire.Item]] = {}
+        current = self._hooks.current
         for hook in hooks:
-            slot = self._slots[self._shard(hook, event)]
             key = delivery_id(self._epoch, event.id, hook.tag)
+            if not current(hook):  # removed since the event was routed
+                self._settle_removed(Delivery(key, event, hook.name))
+                continue
+            slot = self._slots[self._shard(hook, event)]
             slot.open[key] = _Open(Delivery(key, event, hook.name), now)
             by_slot.setdefault(slot.index, []).append((hook.name, key, 0, 0, 0.0))
         for index, items in by_slot.items():
@@ -185,6 +192,47 @@ class WorkerPool:
         item = (stored.hook, stored.id, stored.attempts, stored.recorded, stored.due)
         slot.pending.append([list(stored.event), [item]])
         slot.wake()
+
+    def _settle_removed(self, delivery: Delivery) -> None:
+        delivery.attempts = 1
+        delivery.state = "dead"
+        delivery.last_reason = HOOK_REMOVED
+        count_attempt(self._counts, delivery.hook, None, "dead", None)
+        self._outcomes.attempt(
+            delivery, Attempt(delivery.id, 1, None, 0.0, HOOK_REMOVED, b"", "dead")
+        )
+
+    # hooks created, changed and removed through the API
+
+    def define(self, name: str, document: str, product: int | None) -> None:
+        """A hook the API created or changed: every worker compiles it from its document
+        (a worker that starts later gets it with the rest)."""
+        definition = (name, document, product)
+        self._definitions[name] = definition
+        self._origins.pop(name, None)
+        self._tell_ready(wire.pack(wire.HOOK, definition))
+
+    async def forget(self, name: str) -> None:
+        """End a removed hook's deliveries in every worker; returns once none of its
+        attempts is in flight in any (or the worker that had them has ended)."""
+        self._definitions.pop(name, None)
+        self._origins.pop(name, None)
+        self._seq += 1
+        seq = self._seq
+        waits = []
+        for slot in self._slots:
+            if slot.stream is not None and slot.ready:
+                waits.append(slot.forgetting.setdefault(seq, trio.Event()))
+                slot.control.append(wire.pack(wire.FORGET, name, seq))
+                slot.wake()
+        for ended in waits:
+            await ended.wait()
+
+    def _tell_ready(self, message: bytes) -> None:
+        for slot in self._slots:
+            if slot.stream is not None and slot.ready:
+                slot.control.append(message)
+                slot.wake()
 
     def _shard(self, hook: Hook, event: Event) -> int:
         workers = len(self._slots)
@@ -300,6 +348,9 @@ class WorkerPool:
             slot.pid = None
             slot.ready = False
             slot.destinations = []
+            for ended_waiting in slot.forgetting.values():
+                ended_waiting.set()  # its attempts ended with it
+            slot.forgetting = {}
             slot.done.set()
             with trio.CancelScope(shield=True):
                 await stream.aclose()
@@ -344,7 +395,8 @@ class WorkerPool:
             if (why := self._hooks.why_disabled(name := hook.name)) is not None
         }
         digest = wire.hooks_digest(self._config.hooks)
-        await stream.send_all(wire.pack(wire.START, self._epoch, disabled, digest))
+        definitions = list(self._definitions.values())
+        await stream.send_all(wire.pack(wire.START, self._epoch, disabled, digest, definitions))
         while True:
             while not slot.ready or (not slot.pending and not slot.control):
                 await slot.lot.park()
@@ -370,6 +422,10 @@ class WorkerPool:
                         self._take_outcomes(slot, message)
                     elif kind == wire.DESTINATIONS:
                         slot.destinations = [DestinationGauge(*row) for row in message[1]]
+                    elif kind == wire.FORGOTTEN:
+                        forgotten = slot.forgetting.pop(message[1], None)
+                        if forgotten is not None:
+                            forgotten.set()
                     elif kind == wire.READY:
                         self._ready(slot)
                     elif kind == wire.BYE:
