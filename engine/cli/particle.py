@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -11,8 +12,12 @@ from engine.hooks import load_config
 
 
 def import_document(file: str, name: str | None, config: str) -> int:
+    """Check FILE as a `[[hooks]] particle = FILE` entry of CONFIG, and print that entry.
+
+    The hook is named `name`, else the document's own `name`, else after the file.
+    """
     document = Path(file).resolve()
-    hook_name = name or document.stem
+    hook_name = name or _document_name(document) or document.stem
     entry = (
         f"[[hooks]]\nname = {_toml_string(hook_name)}\nparticle = {_toml_string(str(document))}\n"
     )
@@ -39,5 +44,17 @@ def import_document(file: str, name: str | None, config: str) -> int:
     return 0
 
 
+def _document_name(path: Path) -> str | None:
+    """The webhook's own `name`, if the document has one; the check reports any problem."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    own = document.get("name") if isinstance(document, dict) else None
+    return own if isinstance(own, str) and own else None
+
+
 def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """`text` as a TOML basic string (a document's name may hold any character)."""
+    # JSON's escapes are TOML's, but TOML wants DEL escaped too.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")

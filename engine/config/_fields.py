@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engine.templates.values import to_text
+
 T = TypeVar("T")
 D = TypeVar("D")
 
@@ -38,6 +40,7 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SECRET_PREFIX = "whsec_"
 _SECRET_MIN_BYTES = 24  # Standard Webhooks: keys of 24 to 64 bytes
+PARTICLE_OBJECT = "a JSON object (one Particle webhook)"
 
 
 class Invalid(Exception):
@@ -101,12 +104,13 @@ def parse_duration(value: object) -> float:
 class Context:
     """Where problems go, and how `{ env = "NAME" }` values are looked up."""
 
-    source: str
+    source: str  # "": problems are "<key path>: ..." (a document that came over HTTP)
     environ: Mapping[str, str] | None  # None: env indirection is off (Particle JSON documents)
     problems: list[str] = field(default_factory=list)
 
     def report(self, key_path: str, message: str) -> None:
-        self.problems.append(f"{self.source}: {key_path}: {message}")
+        prefix = f"{self.source}: " if self.source else ""
+        self.problems.append(f"{prefix}{key_path}: {message}")
 
     def resolve(self, value: object) -> object:
         """The value itself, or the environment variable a `{ env = "NAME" }` table names."""
@@ -331,6 +335,26 @@ def device_id(ctx: Context, value: object, key_path: str) -> str:
     return raw
 
 
+def device_filter(ctx: Context, value: object, key_path: str) -> str:
+    """A hook's `deviceID`: a device id, or "" for any device (Particle's clients send "")."""
+    raw = text(ctx, value, key_path)
+    # No device registry here: a Particle device name cannot be turned into its id.
+    if raw and not DEVICE_ID.fullmatch(raw):
+        raise expected(
+            'a device id (1 to 64 of A-Z a-z 0-9 _ -; names are not looked up) or "" (any device)',
+            raw,
+        )
+    return raw
+
+
+def scalar_text(ctx: Context, value: object, key_path: str) -> str:
+    """A string, or a number or true/false as the text JavaScript's String() makes of it."""
+    value = ctx.resolve(value)
+    if not isinstance(value, str | int | float):  # bool is an int
+        raise expected("a string, a number, true or false", value)
+    return to_text(value)
+
+
 def sha256_hex(ctx: Context, value: object, key_path: str) -> str:
     raw = text(ctx, value, key_path)
     # Never echo the value: a token pasted here by mistake must not land in logs.
@@ -409,21 +433,29 @@ def array_of(read: Reader[T]) -> Reader[tuple[T, ...]]:
     return read_all
 
 
-def string_map(ctx: Context, value: object, key_path: str) -> Mapping[str, str]:
-    """A table of string values, made read-only."""
-    if not isinstance(value, dict):
-        raise expected("a table of strings", value)
-    out: dict[str, str] = {}
-    bad = False
-    for key, item in value.items():
-        try:
-            out[key] = text(ctx, item, join(key_path, key))
-        except Invalid as problem:
-            ctx.report(join(key_path, key), str(problem))
-            bad = True
-    if bad:
-        raise Reported
-    return types.MappingProxyType(out)
+def table_of(read: Reader[str], what: str) -> Reader[Mapping[str, str]]:
+    """A table whose values are each checked, problems reported per key, made read-only."""
+
+    def read_all(ctx: Context, value: object, key_path: str) -> Mapping[str, str]:
+        if not isinstance(value, dict):
+            raise expected(what, value)
+        out: dict[str, str] = {}
+        bad = False
+        for key, item in value.items():
+            try:
+                out[key] = read(ctx, item, join(key_path, key))
+            except Invalid as problem:
+                ctx.report(join(key_path, key), str(problem))
+                bad = True
+        if bad:
+            raise Reported
+        return types.MappingProxyType(out)
+
+    return read_all
+
+
+string_map = table_of(text, "a table of strings")
+scalar_map = table_of(scalar_text, "a table of strings, numbers, true or false")
 
 
 def json_data(ctx: Context, value: object, key_path: str) -> object:
@@ -556,8 +588,6 @@ def read_json_object(
         ctx.report(key_path, f"{name} is not valid JSON: {error.msg} ({where})")
         return None
     if not isinstance(document, dict):
-        ctx.report(
-            key_path, f"{name}: {expected('a JSON object (one Particle webhook)', document)}"
-        )
+        ctx.report(key_path, f"{name}: {expected(PARTICLE_OBJECT, document)}")
         return None
     return document

@@ -24,6 +24,7 @@ from engine.core.retry import DEFAULT_DELAYS
 __all__ = [
     "AuthConfig",
     "AuthPair",
+    "BearerToken",
     "Config",
     "ConfigError",
     "DeliveryConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "TokenConfig",
     "load_config",
     "parse_duration",
+    "read_particle_webhook",
 ]
 
 SCOPES = ("publish", "subscribe", "admin", "gateway")
@@ -53,7 +55,10 @@ MAX_CONNECTIONS = 1_000_000
 DEFAULT_JOURNAL_PATH = Path("var/hookwire.db")  # relative to the config file's folder
 
 # Fields of an exported Particle webhook that describe the record, not the delivery.
-PARTICLE_METADATA = ("integration_type", "id", "created_at", "name", "counters", "logs", "errors")
+PARTICLE_METADATA = ("integration_type", "id", "created_at", "counters", "logs", "errors")
+# The spellings of `auth`: HTTP Basic (Hookwire's and Particle's), or a bearer token.
+AUTH_FORMS: tuple[tuple[str, ...], ...] = (("username", "password"), ("user", "pass"), ("bearer",))
+AUTH_FORMS_TEXT = "{ username, password }, { user, pass } or { bearer }"
 
 
 class ConfigError(Exception):
@@ -188,6 +193,13 @@ class AuthPair:
 
 
 @dataclass(frozen=True, slots=True)
+class BearerToken:
+    """A hook's bearer token (a template), sent as `Authorization: Bearer <token>`."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
 class HookConfig:
     """One webhook, as written: templates are kept as text and compiled elsewhere.
 
@@ -205,7 +217,7 @@ class HookConfig:
     body: str | None = None
     query: Mapping[str, str] | None = None
     headers: Mapping[str, str] | None = None
-    auth: AuthPair | None = None
+    auth: AuthPair | BearerToken | None = None
     devices: frozenset[str] = frozenset()
     product: int | None = None
     no_defaults: bool = False
@@ -275,8 +287,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 
 def _read_config(root: f.Table, path: Path, base: Path) -> Config:
     products = _read_products(root)
-    slugs = {product.slug: product.id for product in products if product.slug}
-    product_ref = f.product_ref(slugs, [product.id for product in products])
+    product_ref = _product_reader(products)
     config = Config(
         path=path,
         server=_read_server(_section(root, "server")),
@@ -332,6 +343,12 @@ def _read_products(root: f.Table) -> tuple[ProductConfig, ...]:
     f.report_duplicates(root.ctx, [(f"{w}.id", p.id) for w, p in products])
     f.report_duplicates(root.ctx, [(f"{w}.slug", p.slug) for w, p in products if p.slug])
     return tuple(product for _, product in products)
+
+
+def _product_reader(products: tuple[ProductConfig, ...]) -> f.Reader[int]:
+    """Reads the `product` of a hook or a token: the id or slug of one of `products`."""
+    slugs = {product.slug: product.id for product in products if product.slug}
+    return f.product_ref(slugs, [product.id for product in products])
 
 
 def _read_auth(t: f.Table, product_ref: f.Reader[int]) -> AuthConfig:
@@ -438,13 +455,33 @@ def _read_gateway(t: f.Table, base: Path) -> GatewayConfig:
 # --- hooks ---------------------------------------------------------------------------------
 
 
+def read_particle_webhook(
+    document: object, *, where: str, name: str | None, config: Config
+) -> HookConfig:
+    """A Particle webhook JSON document (already parsed from JSON) as a hook.
+
+    Raises ConfigError listing every problem, each "<where>.<field>: ...", as the config
+    file words them. `name` wins over the document's own; with neither, one problem is
+    "<where>.name: required key is missing". Templates are compiled by engine.hooks.
+    """
+    ctx = f.Context("", None)
+    if not isinstance(document, dict):
+        ctx.report(where, str(f.expected(f.PARTICLE_OBJECT, document)))
+        raise ConfigError(ctx.problems)
+    table = f.Table(ctx, document, where)
+    hook = _read_hook(table, _product_reader(config.products), particle=True, name=name)
+    if hook is None or ctx.problems:
+        raise ConfigError(ctx.problems)
+    return hook
+
+
 def _read_hooks(root: f.Table, base: Path, product_ref: f.Reader[int]) -> tuple[HookConfig, ...]:
     hooks: list[HookConfig] = []
     for i, t in enumerate(root.get("hooks", f.tables, [])):
         if "particle" in t.data:
             hook = _read_particle_entry(t, i, base, product_ref)
         else:
-            hook = _read_hook(t, f"hooks[{i}]", product_ref, particle=False)
+            hook = _read_hook(t, product_ref, particle=False, fallback=f"hooks[{i}]")
         if hook is not None:
             hooks.append(hook)
     f.report_duplicates(root.ctx, [(f"{hook.where}.name", hook.name) for hook in hooks])
@@ -456,7 +493,7 @@ def _read_particle_entry(
 ) -> HookConfig | None:
     """`{ particle = "file.json", name = ..., disabled = ... }`: a Particle webhook, as is."""
     relative = t.need("particle", f.nonempty, None)
-    name = t.get("name", f.nonempty, f"hooks[{i}]")
+    name = t.opt("name", f.nonempty)
     disabled = t.opt("disabled", f.boolean)
     t.finish()
     if relative is None:
@@ -467,27 +504,33 @@ def _read_particle_entry(
         return None
     # Env indirection is a TOML feature; a Particle document is taken as it is.
     ctx = f.Context(t.ctx.source, None, t.ctx.problems)
-    where = f"hooks[{i}] ({relative})"
-    hook = _read_hook(f.Table(ctx, document, where), name, product_ref, particle=True)
+    table = f.Table(ctx, document, f"hooks[{i}] ({relative})")
+    hook = _read_hook(table, product_ref, particle=True, name=name, fallback=f"hooks[{i}]")
     if hook is not None and disabled is not None:
         hook = dataclasses.replace(hook, disabled=disabled)
     return hook
 
 
 def _read_hook(
-    t: f.Table, default_name: str, product_ref: f.Reader[int], *, particle: bool
+    t: f.Table,
+    product_ref: f.Reader[int],
+    *,
+    particle: bool,
+    name: str | None = None,
+    fallback: str | None = None,
 ) -> HookConfig | None:
     """A hook table of the config file, or a Particle webhook document (`particle=True`).
 
     Particle documents use Particle's names only; the config file also takes snake_case
-    aliases and Hookwire's own fields.
+    aliases and Hookwire's own fields. A document's hook is named `name` (the entry's or
+    the API caller's), else by its own `name`, else `fallback`.
     """
 
     def alias(camel: str, snake: str) -> tuple[str, ...]:
         return (camel,) if particle else (camel, snake)
 
     own = not particle  # Hookwire's fields beyond Particle's
-    name = default_name if particle else t.get("name", f.nonempty, default_name)
+    name = _hook_name(t, particle=particle, given=name, fallback=fallback)
     event = t.need(("event", "eventName") if particle else "event", f.event_prefix, None)
     url = t.need("url", f.url, None)
     bodies = [key for key in ("json", "form", "body") if t.has(key)]
@@ -495,24 +538,23 @@ def _read_hook(
         t.ctx.report(
             t.where, f"expected at most one of json, form, body, got {' and '.join(bodies)}"
         )
-    one_device = t.opt(alias("deviceID", "device_id"), f.device_id)
-    devices = frozenset(t.get("devices", f.array_of(f.device_id), ()) if own else ())
+    devices = _hook_devices(t, particle=particle)
     if particle:
-        t.get("mydevices", f.boolean, False)  # "only my devices": the only mode here
+        t.get("mydevices", _mydevices, True)
         t.ignore(*PARTICLE_METADATA)
     hook = HookConfig(
         where=t.where,
-        name=name,
+        name=name or "",
         event=event or "",
         url=url or "",
         request_type=t.get(alias("requestType", "request_type"), _REQUEST_TYPE, "POST"),
         json=t.opt("json", f.json_data),
-        form=t.opt("form", f.string_map),
+        form=t.opt("form", f.scalar_map),
         body=t.opt("body", f.text),
-        query=t.opt("query", f.string_map),
-        headers=t.opt("headers", f.string_map),
+        query=t.opt("query", f.scalar_map),
+        headers=t.opt("headers", f.scalar_map),
         auth=t.opt("auth", _auth),
-        devices=devices | ({one_device} if one_device else set()),
+        devices=devices,
         product=t.opt(("productIdOrSlug", "product") if particle else "product", product_ref),
         no_defaults=t.get(alias("noDefaults", "no_defaults"), f.boolean, False),
         response_topic=t.opt(alias("responseTopic", "response_topic"), f.optional_text),
@@ -533,12 +575,83 @@ def _read_hook(
         secret=t.opt("secret", f.webhook_secret) if own else None,
         typed_json=t.get("typed_json", f.boolean, False) if own else False,
     )
+    _check_one_authorization(t, hook)
     t.finish()
-    return hook if event is not None and url is not None else None
+    return hook if name is not None and event is not None and url is not None else None
 
 
-def _auth(ctx: f.Context, value: object, key_path: str) -> AuthPair:
+def _hook_name(
+    t: f.Table, *, particle: bool, given: str | None, fallback: str | None
+) -> str | None:
+    """A hook table's `name`; a Particle document's: `given`, else its own, else `fallback`."""
+    if not particle:
+        return t.get("name", f.nonempty, fallback)
+    own = t.opt("name", f.nonempty)  # read even when `given` wins, so it is checked
+    name = given or own or fallback
+    if name is None and not t.has("name"):
+        t.ctx.report(t.key_path("name"), "required key is missing")
+    return name
+
+
+def _hook_devices(t: f.Table, *, particle: bool) -> frozenset[str]:
+    """The devices a hook admits (empty: every device): its deviceID, and `devices`."""
+    one = _one_device(t, ("deviceID", "deviceId") if particle else ("deviceID", "device_id"))
+    more = () if particle else t.get("devices", f.array_of(f.device_id), ())
+    return frozenset(more) | ({one} if one else frozenset())
+
+
+def _one_device(t: f.Table, spellings: tuple[str, ...]) -> str | None:
+    """The device `deviceID` names under any of its spellings, which must agree; "": none."""
+    found = [(key, t.opt(key, f.device_filter)) for key in spellings]
+    given = [(key, device) for key, device in found if device is not None]
+    if not given:
+        return None
+    first, device = given[0]
+    for key, other in given[1:]:
+        if other != device:
+            t.ctx.report(
+                t.key_path(key),
+                f"expected the same device as {first} ({f.show(device)}), got {f.show(other)}",
+            )
+    return device or None
+
+
+def _mydevices(ctx: f.Context, value: object, key_path: str) -> bool:
+    """Particle's `mydevices`: true is the only mode here, and false is refused, not ignored."""
+    if not f.boolean(ctx, value, key_path):
+        raise f.Invalid(
+            "expected true, got false (false adds other users' public events; this engine has "
+            "none: a hook sees only the events published to this engine)"
+        )
+    return True
+
+
+def _auth(ctx: f.Context, value: object, key_path: str) -> AuthPair | BearerToken:
+    """`auth`: HTTP Basic as { username, password } or { user, pass }, or { bearer }."""
     t = f.sub_table(ctx, value, key_path)
-    pair = AuthPair(username=t.need("username", f.text, ""), password=t.get("password", f.text, ""))
+    used = [form for form in AUTH_FORMS if t.has(*form)]
+    if len(used) > 1:
+        keys = [key for key in t.data if any(key in form for form in used)]
+        raise f.Invalid(f"expected one of {AUTH_FORMS_TEXT}, got {' and '.join(keys)}")
+    form = used[0] if used else AUTH_FORMS[0]
+    auth: AuthPair | BearerToken
+    if form == ("bearer",):
+        auth = BearerToken(t.need("bearer", f.nonempty, ""))
+    else:
+        user, password = form
+        auth = AuthPair(username=t.need(user, f.text, ""), password=t.get(password, f.text, ""))
     t.finish()
-    return pair
+    return auth
+
+
+def _check_one_authorization(t: f.Table, hook: HookConfig) -> None:
+    """Report `auth` given with an Authorization header: a request carries only one."""
+    if hook.auth is None or hook.headers is None:
+        return
+    for header in hook.headers:
+        if header.lower() == "authorization":
+            t.ctx.report(
+                t.key_path("auth"),
+                f"expected either auth or headers.{header}, got both "
+                "(a request carries one Authorization header)",
+            )

@@ -163,6 +163,9 @@ class RequestBuilder:
             user, password = (part.render(context) for part in templates.auth)
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             headers.append(("Authorization", f"Basic {token}"))
+        if templates.bearer is not None:
+            bearer = f"Bearer {templates.bearer.render(context)}"
+            headers.append(("Authorization", _header_value("Authorization", bearer)))
         headers += _render_header_pairs(templates.headers, context)
         return PreparedRequest(target, method, path, headers, body)
 
@@ -215,12 +218,16 @@ def _render_header_pairs(pairs: Pairs | None, context: Mapping[str, Any]) -> lis
             raise RequestError(f"rendered header name {name!r} is not a valid token")
         if name.lower() in ENGINE_HEADERS:
             raise RequestError(f"header {name!r} is set by the engine; a hook may not set it")
-        value = value_template.render(context)
-        # A CR or LF from a variable never gets here: the template refuses it, naming it.
-        if (control := CONTROL_CHARACTERS.search(value)) is not None:
-            raise RequestError(
-                f"rendered header {name!r} contains the control character {control.group()!r}"
-                ", which HTTP does not allow in a header value"
-            )
-        rendered.append((name, value))
+        rendered.append((name, _header_value(name, value_template.render(context))))
     return rendered
+
+
+def _header_value(name: str, value: str) -> str:
+    """``value``, checked for the control characters HTTP refuses in a header value."""
+    # A CR or LF from a variable never gets here: the template refuses it, naming it.
+    if (control := CONTROL_CHARACTERS.search(value)) is not None:
+        raise RequestError(
+            f"rendered header {name!r} contains the control character {control.group()!r}"
+            ", which HTTP does not allow in a header value"
+        )
+    return value

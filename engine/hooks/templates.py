@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from engine.config.settings import HookConfig
+from engine.config.settings import AuthPair, BearerToken, HookConfig
 from engine.templates import Template, TemplateError, compile_template
 from engine.templates.json_template import JsonTemplate, JsonTemplateError
 
@@ -20,7 +20,7 @@ Pairs = tuple[tuple[Template, Template], ...]
 class HookTemplates:
     """A hook's request and response templates, ready to render against an event context.
 
-    ``url`` and header names and values refuse variables holding CR or LF.
+    ``url``, header names and values and the bearer token refuse variables holding CR or LF.
     """
 
     url: Template
@@ -29,7 +29,8 @@ class HookTemplates:
     body: Template | None
     query: Pairs | None
     headers: Pairs | None
-    auth: tuple[Template, Template] | None
+    auth: tuple[Template, Template] | None  # HTTP Basic: user name and password
+    bearer: Template | None  # sent as "Authorization: Bearer <token>"
     response_topic: Template
     error_response_topic: Template
     response_template: Template | None
@@ -79,6 +80,8 @@ def compile_hook_templates(hook: HookConfig, partials: Mapping[str, str]) -> Hoo
         )
 
     url = one(hook.url, "url", header=True)
+    basic = hook.auth if isinstance(hook.auth, AuthPair) else None
+    bearer = hook.auth.token if isinstance(hook.auth, BearerToken) else None
     json: JsonTemplate | None = None
     if hook.json is not None:
         try:
@@ -95,10 +98,11 @@ def compile_hook_templates(hook: HookConfig, partials: Mapping[str, str]) -> Hoo
         query=pairs(hook.query, "query"),
         headers=pairs(hook.headers, "headers", header=True),
         auth=(
-            (one(hook.auth.username, "auth.username"), one(hook.auth.password, "auth.password"))
-            if hook.auth is not None
+            (one(basic.username, "auth.username"), one(basic.password, "auth.password"))
+            if basic is not None
             else None
         ),
+        bearer=one(bearer, "auth.bearer", header=True) if bearer is not None else None,
         response_topic=one(hook.response_topic or default_topic, "responseTopic"),
         error_response_topic=one(
             hook.error_response_topic or DEFAULT_ERROR_TOPIC, "errorResponseTopic"

@@ -243,7 +243,7 @@ def test_wrong_types() -> None:
         [auth]
         tokens = { name = "x" }
         """
-        + hook("ordered = 'yes'\nheaders = { X-Count = 3 }\njson = 5\n")
+        + hook("ordered = 'yes'\nheaders = { X-Count = [3] }\njson = 5\n")
     ) == [
         'engine.toml: server.port: expected an integer, got "8080"',
         "engine.toml: log.level: expected a string, got 3",
@@ -251,7 +251,8 @@ def test_wrong_types() -> None:
         "engine.toml: sse.buffer: expected an integer, got 1.5",
         "engine.toml: hooks[0].json: expected a table, an array or a string (a JSON template)"
         ", got 5",
-        "engine.toml: hooks[0].headers.X-Count: expected a string, got 3",
+        "engine.toml: hooks[0].headers.X-Count: expected a string, a number, true or false, got "
+        "an array",
         'engine.toml: hooks[0].ordered: expected true or false, got "yes"',
     ]
 
@@ -550,8 +551,8 @@ def test_hook_checks() -> None:
         "expected one of the configured product ids (1001), got 1002",
         'engine.toml: hooks[0].secret: expected "whsec_" followed by base64 of at least 24 bytes, '
         "got a string of 14 characters",
-        "engine.toml: hooks[1].deviceID: expected a device id (1 to 64 of A-Z a-z 0-9 _ -), "
-        'got "no spaces!"',
+        "engine.toml: hooks[1].deviceID: expected a device id (1 to 64 of A-Z a-z 0-9 _ -; names "
+        'are not looked up) or "" (any device), got "no spaces!"',
         "engine.toml: hooks[1]: expected only one of requestType, request_type, got both",
         "engine.toml: hooks[2].event: expected an event name prefix (1 to 64 printable ASCII, "
         'no spaces), got ""',
@@ -579,7 +580,7 @@ def test_particle_webhook_document(tmp_path: Path) -> None:
         "integration_type": "Webhook",
         "id": "5f1e0c2a9b3d4e0017a1b2c3",
         "created_at": "2021-03-04T10:20:30.000Z",
-        "name": "ignored",
+        "name": "Humidity to the legacy API",
         "event": "humidity",
         "url": "https://legacy.example.com/h",
         "requestType": "Post",
@@ -606,7 +607,7 @@ def test_particle_webhook_document(tmp_path: Path) -> None:
     first, second = config.hooks
     assert first == HookConfig(
         where="hooks[0] (hooks/legacy.json)",
-        name="hooks[0]",
+        name="Humidity to the legacy API",  # the document's, unless the entry names it
         event="humidity",
         url="https://legacy.example.com/h",
         request_type="POST",
@@ -644,9 +645,9 @@ def test_particle_document_problems() -> None:
         "property name enclosed in double quotes (line 2, column 21)",
         "engine.toml: hooks[1] (hooks/odd.json).requestType: expected one of GET, POST, PUT, "
         'PATCH, DELETE, got "POTS"',
-        "engine.toml: hooks[1] (hooks/odd.json).timeout: unknown key; known keys: event, "
-        "eventName, url, deviceID, mydevices, requestType, json, form, body, query, headers, auth, "
-        "productIdOrSlug, product, noDefaults, responseTopic, errorResponseTopic, "
+        "engine.toml: hooks[1] (hooks/odd.json).timeout: unknown key; known keys: name, event, "
+        "eventName, url, deviceID, deviceId, mydevices, requestType, json, form, body, query, "
+        "headers, auth, productIdOrSlug, product, noDefaults, responseTopic, errorResponseTopic, "
         "responseTemplate, rejectUnauthorized, disabled",
         'engine.toml: hooks[2].particle: "hooks/list.json": expected a JSON object (one Particle '
         "webhook), got an empty array",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.config.settings import HookConfig
+from engine.config.settings import ConfigError, HookConfig
 from engine.core.model import Event
 from engine.delivery.request import USER_AGENT, RequestError, build_request, form_encode
 from engine.http.client import Origin
@@ -88,6 +88,16 @@ def test_no_defaults_form_query_headers_and_auth(write_config: WriteConfig) -> N
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"user:pC").decode()
 
 
+def test_a_bearer_token_is_a_header_template(write_config: WriteConfig) -> None:
+    request = build(hook(write_config, 'url = "http://h/"\nauth = { bearer = "t-{{{unit}}}" }'))
+    assert [value for name, value in request.headers if name == "Authorization"] == ["Bearer t-C"]
+    with pytest.raises(ConfigError) as caught:
+        hook(write_config, 'url = "http://h/"\nauth = { bearer = "{{#a}}" }')
+    assert caught.value.problems[0].endswith(
+        'hooks[0].auth.bearer: 1:1: section "a" is never closed'
+    )
+
+
 def test_raw_body(write_config: WriteConfig) -> None:
     request = build(hook(write_config, 'url = "http://h/"\nbody = "t={{temp}}"'))
     assert request.body == b"t=21.5"
@@ -104,6 +114,12 @@ def test_raw_body(write_config: WriteConfig) -> None:
         ('url = "http://h/"\njson = \'{"a":{{{u}}}}\'', '{"u":"nope"}', "not valid JSON"),
         ('url = "http://h:99999/"', "{}", "is not valid"),
         ('url = "http://h/"\nheaders = { "Content-Length" = "5" }', "{}", "set by the engine"),
+        ('url = "http://h/"\nauth = { bearer = "{{{u}}}" }', '{"u":"a\\nb"}', 'variable "u"'),
+        (
+            'url = "http://h/"\nauth = { bearer = "{{{u}}}" }',
+            '{"u":"a\\u0000b"}',
+            "rendered header 'Authorization' contains the control character",
+        ),
     ],
 )
 def test_bad_renders_are_request_errors(
