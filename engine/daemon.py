@@ -9,15 +9,18 @@ import ssl
 import trio
 
 from engine import __version__
-from engine.api.app import Api
+from engine.api.app import Api, HooksParts
+from engine.api.hooks import catalog_of, now_iso
 from engine.config.settings import Config, ConfigError
 from engine.core.bus import Bus
+from engine.core.model import StoredHook
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.downlink import Downlink, MemoryDownlink
 from engine.delivery.outcomes import JournalOutcomes
 from engine.delivery.service import Deliveries, Sender
 from engine.delivery.workers import WorkerPool
 from engine.gateway.hub import GatewayHub
+from engine.hooks.documents import hook_from_document, parse_document
 from engine.hooks.hook import compile_hooks
 from engine.hooks.router import HookSet
 from engine.http.server import HttpServer
@@ -65,6 +68,9 @@ class Engine:
         self.metrics = Metrics()
         self.hooks = HookSet(config.hooks)
         self.journal = open_journal(config, self.hooks)
+        stored = _stored_hooks(config, self.journal, self.hooks)
+        if isinstance(self.journal, SqliteJournal):
+            self.journal.apply_disabled_hooks()  # the 410 marks of the API's hooks too
         self.bus = Bus()
         self.journal.fan_out_to(self.bus.publish)
         self.gateway: GatewayHub | None = None
@@ -95,10 +101,19 @@ class Engine:
             )
             self.metrics.watch_destinations(lambda: pool.destinations)
             sender = pool
-        self.deliveries = Deliveries(self.journal, sender, outcomes)
+        for hook in stored:
+            sender.define(hook.name, hook.document, hook.product)
+        self.deliveries = Deliveries(self.journal, sender, outcomes, config.delivery.allow_networks)
         if isinstance(self.journal, SqliteJournal):
             self.metrics.watch_journal(self.journal)
-        self.api = Api(config, self.journal, self.bus, self.metrics)
+        catalog = catalog_of(self.hooks, stored, now_iso())
+        self.api = Api(
+            config,
+            self.journal,
+            self.bus,
+            self.metrics,
+            HooksParts(self.hooks, catalog, self.deliveries),
+        )
         self.server = HttpServer(
             self.api.handle,
             config.limits,
@@ -157,3 +172,31 @@ async def run_until_signalled(engine: Engine) -> None:
 
             nursery.start_soon(stop_on_signal)
     log.info("stopped")
+
+
+def _stored_hooks(config: Config, journal: Journal, hooks: HookSet) -> list[StoredHook]:
+    """Add the hooks created through the API, as the journal kept them, to ``hooks``;
+    returns those added. One that no longer compiles (the config changed under it: a
+    product gone, a partial removed) is left out, with a log line saying why."""
+    added = []
+    for stored in journal.stored_hooks():
+        try:
+            hook = hook_from_document(
+                parse_document(stored.document),
+                name=stored.name,
+                product=stored.product,
+                config=config,
+            )
+        except ConfigError as exc:
+            log.error("webhook %r (%s) left out: %s", stored.name, stored.id, exc)
+            continue
+        if hooks.get(stored.name) is not None:
+            log.error(
+                "webhook %r (%s) left out: the config file has a hook of that name",
+                stored.name,
+                stored.id,
+            )
+            continue
+        hooks.add(hook)
+        added.append(stored)
+    return added

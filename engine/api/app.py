@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import trio
 from engine import __version__
 from engine.api.broadcast import Broadcaster, StreamStats
 from engine.api.dead_letters import list_query, replay_query
+from engine.api.hooks import HookControl, HooksApi
 from engine.api.publish import publish_fields
 from engine.api.routes import Matched, MethodNotAllowed, match_route
 from engine.api.streams import EventStream, event_filter, plan_resume, requested_resume
@@ -22,6 +24,8 @@ from engine.core.bus import Bus
 from engine.core.events import EventRejected, build_draft, check_device_id
 from engine.core.model import REST_DEVICE_ID
 from engine.core.ratelimit import TokenBucket
+from engine.hooks.catalog import HookCatalog
+from engine.hooks.router import HookSet
 from engine.http.h1 import Request
 from engine.http.server import JSON, Deferred, Response, StreamResponse, error_response
 from engine.journal import Journal, JournalUnavailable, PendingAppend
@@ -32,6 +36,15 @@ RouteHandler = Callable[[Request, dict[str, str]], Awaitable[Result]]
 
 UNAUTHORIZED_HEADERS = [*JSON, ("www-authenticate", 'Bearer realm="hookwire"')]
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class HooksParts:
+    """What the hook routes work on, built by the daemon."""
+
+    hooks: HookSet
+    catalog: HookCatalog
+    control: HookControl
 
 
 class Denied(Exception):
@@ -63,7 +76,14 @@ class _Stats(StreamStats):
 class Api:
     """Answers every HTTP request of the engine's API port."""
 
-    def __init__(self, config: Config, journal: Journal, bus: Bus, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        bus: Bus,
+        metrics: Metrics,
+        hooks: HooksParts | None = None,
+    ) -> None:
         self._config = config
         self._journal = journal
         self._metrics = metrics
@@ -93,6 +113,24 @@ class Api:
             "metrics": self._metrics_page,
             "healthz": self._health,
         }
+        self.hooks: HooksApi | None = None
+        if hooks is not None:
+            self.hooks = HooksApi(
+                config,
+                hooks.hooks,
+                hooks.catalog,
+                journal,
+                hooks.control,
+                metrics.delivery_counts,
+                self._hooks_principal,
+            )
+            self._handlers |= {
+                "hooks_create": self.hooks.create,
+                "hooks_list": self.hooks.list,
+                "hooks_show": self.hooks.show,
+                "hooks_delete": self.hooks.delete,
+                "hooks_edit": self.hooks.edit,
+            }
 
     def __repr__(self) -> str:
         return f"<Api routes={len(self._handlers)} {self.broadcaster!r}>"
@@ -105,10 +143,16 @@ class Api:
         except ValueError:
             result: Result = error_response(400, "request path is not valid UTF-8")
         else:
+            handler = None
             if isinstance(matched, Matched):
                 route = matched.route.name
+                handler = self._handlers.get(route)
+            if isinstance(matched, Matched) and handler is None:
+                result = error_response(404, f"no route for {request.path}")
+            elif isinstance(matched, Matched):
+                assert handler is not None
                 try:
-                    result = await self._handlers[route](request, matched.params)
+                    result = await handler(request, matched.params)
                 except Denied as denied:
                     result = denied.response
                 except EventRejected as exc:
@@ -160,11 +204,28 @@ class Api:
         principal = self._auth.authenticate(token)
         if principal is None:
             raise Denied(error_response(401, "invalid access token", UNAUTHORIZED_HEADERS))
-        if scope not in principal.scopes:
+        if scope not in principal.scopes and not (scope == "hooks" and "admin" in principal.scopes):
             raise Denied(
                 error_response(403, f'token "{principal.name}" does not have the "{scope}" scope')
             )
         return principal
+
+    def _hooks_principal(
+        self, request: Request, params: dict[str, str]
+    ) -> tuple[Principal, int | None]:
+        """The principal of a hook route (the hooks or admin scope) and its product."""
+        principal = self._principal(request, "hooks")
+        if "product" in params:
+            return principal, self._product_id(principal, params["product"])
+        if not principal.unscoped:
+            raise Denied(
+                error_response(
+                    403,
+                    f'token "{principal.name}" is limited to some products or devices: manage '
+                    "its webhooks under /v1/products/:product/webhooks",
+                )
+            )
+        return principal, None
 
     def _product_id(self, principal: Principal, key: str) -> int:
         product = self._config.product(key)

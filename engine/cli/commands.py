@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         "templates compiled) and print the [[hooks]] entry that uses it unchanged.",
     )
     import_.add_argument("file", help="the Particle webhook JSON document")
-    import_.add_argument("--name", help="a name for the hook (default: the file's name)")
+    import_.add_argument(
+        "--name", help="a name for the hook (default: the document's name, else the file's)"
+    )
     import_.add_argument(
         "--config",
         default=DEFAULT_CONFIG,

@@ -42,7 +42,7 @@ __all__ = [
     "read_particle_webhook",
 ]
 
-SCOPES = ("publish", "subscribe", "admin", "gateway")
+SCOPES = ("publish", "subscribe", "admin", "gateway", "hooks")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 JOURNAL_BACKENDS = ("memory", "sqlite")
 LATER_BACKENDS = ("redis",)  # named in the docs, not built yet: a clear error, not "unknown"

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import logging
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import trio
 
 from engine.core.model import Event, StoredDelivery
 from engine.delivery.outcomes import JournalOutcomes
+from engine.delivery.ssrf import Network, Refused, Unresolvable, vetted_address
+from engine.delivery.workers import origin_key, static_origin
+from engine.hooks.hook import Hook
 from engine.hooks.router import Route
 from engine.journal import Journal, JournalUnavailable
 
 log = logging.getLogger("hookwire.delivery")
+
+RESOLVE_TIMEOUT = 5.0
+"""Seconds a hook's host may take to resolve when the API checks it."""
 
 REPLAY_POLL = 1.0
 """Seconds between looks for deliveries replayed from the CLI or the API."""
@@ -49,10 +56,42 @@ class Sender(Protocol):
 class Deliveries:
     """The journal's side of delivery; ``run`` serves until cancelled."""
 
-    def __init__(self, journal: Journal, sender: Sender, outcomes: JournalOutcomes) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        sender: Sender,
+        outcomes: JournalOutcomes,
+        allow: tuple[Network, ...] = (),
+    ) -> None:
         self._journal = journal
         self.sender = sender
         self._outcomes = outcomes
+        self._allow = allow
+
+    # hooks created, changed and removed through the API
+
+    def define(self, name: str, document: str, product: int | None) -> None:
+        self.sender.define(name, document, product)
+
+    async def forget(self, name: str) -> None:
+        await self.sender.forget(name)
+
+    async def refusal(self, hook: Hook) -> str | None:
+        """Why the SSRF guard refuses the hook's URL (None: allowed, or known only once an
+        event renders it, or a name that does not resolve yet: deliveries retry those)."""
+        origin = static_origin(hook.url)
+        key = origin_key(origin) if origin is not None else None
+        if key is None:
+            return None
+        parts = urlsplit(key)
+        assert parts.hostname is not None and parts.port is not None
+        try:
+            await vetted_address(parts.hostname, parts.port, self._allow, RESOLVE_TIMEOUT)
+        except Refused as exc:
+            return str(exc)
+        except Unresolvable:
+            return None
+        return None
 
     def __repr__(self) -> str:
         return f"<Deliveries {self.sender!r}>"

@@ -210,7 +210,7 @@ class WorkerPool:
         definition = (name, document, product)
         self._definitions[name] = definition
         self._origins.pop(name, None)
-        self._tell_ready(wire.pack(wire.HOOK, definition))
+        self._tell_running(wire.pack(wire.HOOK, definition))
 
     async def forget(self, name: str) -> None:
         """End a removed hook's deliveries in every worker; returns once none of its
@@ -221,16 +221,18 @@ class WorkerPool:
         seq = self._seq
         waits = []
         for slot in self._slots:
-            if slot.stream is not None and slot.ready:
+            if slot.stream is not None:  # one still starting gets it after its start
                 waits.append(slot.forgetting.setdefault(seq, trio.Event()))
                 slot.control.append(wire.pack(wire.FORGET, name, seq))
                 slot.wake()
         for ended in waits:
             await ended.wait()
 
-    def _tell_ready(self, message: bytes) -> None:
+    def _tell_running(self, message: bytes) -> None:
+        """Queue a message to every running worker (one still starting gets it after its
+        start message, which may hold the same news: telling twice does no harm)."""
         for slot in self._slots:
-            if slot.stream is not None and slot.ready:
+            if slot.stream is not None:
                 slot.control.append(message)
                 slot.wake()
 

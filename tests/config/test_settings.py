@@ -271,8 +271,8 @@ def test_other_enums() -> None:
         '[[auth.tokens]]\nname = "a"\nsha256 = "' + SHA + '"\nscopes = ["publish", "pubish"]\n'
     ) == [
         'engine.toml: log.level: expected one of debug, info, warning, error, got "verbose"',
-        "engine.toml: auth.tokens[0].scopes[1]: expected one of publish, subscribe, admin, gateway"
-        ', got "pubish"',
+        "engine.toml: auth.tokens[0].scopes[1]: expected one of publish, subscribe, admin, "
+        'gateway, hooks, got "pubish"',
         'engine.toml: journal.backend: "redis" is not available yet; '
         "expected one of memory, sqlite",
         'engine.toml: journal.synchronous: expected one of full, normal, got "off"',
@@ -461,7 +461,7 @@ def test_tokens() -> None:
         "engine.toml: auth.tokens[0].sha256: expected the token's sha256 (`hookwire token hash` "
         "prints it), got a token",
         "engine.toml: auth.tokens[0].scopes: expected at least one of publish, subscribe, admin, "
-        "gateway, got an empty array",
+        "gateway, hooks, got an empty array",
         "engine.toml: auth.tokens[0].products[0]: expected one of the configured product ids "
         "(1001), got 1002",
         "engine.toml: auth.tokens[1].sha256: expected 64 hexadecimal characters (`hookwire token "
