@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import ssl
+from dataclasses import dataclass
 
 import trio
 
 from engine import __version__
 from engine.api.app import Api, HooksParts
 from engine.api.hooks import catalog_of, now_iso
+from engine.config.changes import applied, needs_restart
 from engine.config.settings import Config, ConfigError
 from engine.core.bus import Bus
 from engine.core.model import StoredHook
@@ -20,8 +23,10 @@ from engine.delivery.outcomes import JournalOutcomes
 from engine.delivery.service import Deliveries, Sender
 from engine.delivery.workers import WorkerPool
 from engine.gateway.hub import GatewayHub
+from engine.hooks.catalog import API, CONFIG
+from engine.hooks.changes import HookChanges, hook_changes
 from engine.hooks.documents import hook_from_document, parse_document
-from engine.hooks.hook import compile_hooks
+from engine.hooks.hook import Hook, compile_hooks, load_config
 from engine.hooks.router import HookSet
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
@@ -29,6 +34,31 @@ from engine.journal.sqlite import SqliteJournal
 from engine.metrics import Metrics
 
 log = logging.getLogger("hookwire")
+
+NO_CHANGES = HookChanges((), (), ())
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload did: its problems (nothing changed), or the changes applied."""
+
+    problems: tuple[str, ...] = ()
+    changes: HookChanges = NO_CHANGES
+    tokens: int = 0
+    restart: tuple[str, ...] = ()  # settings that changed and apply only at start
+
+    def answer(self) -> dict[str, object]:
+        """The API's answer (``problems`` make it an error)."""
+        return {
+            "ok": True,
+            "hooks": {
+                "added": [hook.name for hook in self.changes.added],
+                "changed": [hook.name for hook in self.changes.changed],
+                "removed": list(self.changes.removed),
+            },
+            "tokens": self.tokens,
+            "needs_restart": list(self.restart),
+        }
 
 
 def open_journal(config: Config, hooks: HookSet) -> Journal:
@@ -65,6 +95,8 @@ class Engine:
     def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
         config = compile_hooks(config)  # compiled already when loaded by engine.hooks
         self.config = config
+        self._config_hooks = {hook.name for hook in config.hooks}
+        self._reloading = trio.Lock()
         self.metrics = Metrics()
         self.hooks = HookSet(config.hooks)
         self.journal = open_journal(config, self.hooks)
@@ -112,8 +144,12 @@ class Engine:
             self.journal,
             self.bus,
             self.metrics,
-            HooksParts(self.hooks, catalog, self.deliveries),
+            HooksParts(self.hooks, catalog, self.deliveries, self.reload),
         )
+        for source in (CONFIG, API):
+            self.metrics.hooks_by_source.labels(source).set_function(
+                functools.partial(catalog.count, source)
+            )
         self.server = HttpServer(
             self.api.handle,
             config.limits,
@@ -152,6 +188,58 @@ class Engine:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.journal.aclose()
 
+    async def reload(self) -> Reloaded:
+        """Read the config file again and apply what can change live: the hooks, the
+        tokens and the partials. A file with any problem changes nothing. A hook removed
+        from the file ends as an API delete does (its waiting deliveries are dead letters,
+        "hook removed"); one changed takes the next event, its queued deliveries keep the
+        definition they started with. Reloads run one at a time."""
+        async with self._reloading:
+            path = self.config.path
+            try:
+                new = await trio.to_thread.run_sync(load_config, path)
+            except ConfigError as exc:
+                self.metrics.reloads.labels("refused").inc()
+                log.error("config not reloaded, nothing changed: %s", "; ".join(exc.problems))
+                return Reloaded(problems=tuple(exc.problems))
+            old = self.config
+            changes = hook_changes(
+                [hook for hook in self.hooks.hooks if hook.name in self._config_hooks],
+                [hook for hook in new.hooks if isinstance(hook, Hook)],
+                recompiled=old.partials != new.partials,
+            )
+            taken = [
+                f"{path}: {hook.where}.name: {hook.name!r} is taken by a webhook created "
+                f"through the API (id {entry.id})"
+                for hook in changes.added
+                if (entry := self.api.hooks_catalog.named(hook.name)) is not None
+            ]
+            if taken:
+                self.metrics.reloads.labels("refused").inc()
+                log.error("config not reloaded, nothing changed: %s", "; ".join(taken))
+                return Reloaded(problems=tuple(taken))
+            config = self.config = applied(old, new)
+            self._config_hooks = {hook.name for hook in config.hooks}
+            self.hooks.apply(changes, [hook.name for hook in config.hooks])
+            self.api.reconfigure(config, changes)
+            if self.gateway is not None:
+                self.gateway.reload_tokens(config.auth.tokens)
+            self.deliveries.sender.reconfigure(config)
+            async with trio.open_nursery() as nursery:
+                for name in changes.removed:
+                    nursery.start_soon(self.deliveries.sender.forget, name)
+            restart = needs_restart(old, new)
+            self.metrics.reloads.labels("applied").inc()
+            log.info(
+                "config reloaded: hooks %d added, %d changed, %d removed; %d tokens%s",
+                len(changes.added),
+                len(changes.changed),
+                len(changes.removed),
+                len(config.auth.tokens),
+                f"; needs a restart: {', '.join(restart)}" if restart else "",
+            )
+            return Reloaded(changes=changes, tokens=len(config.auth.tokens), restart=tuple(restart))
+
     def shutdown(self) -> None:
         """Stop accepting, close streams; ``run`` returns once requests in progress end."""
         log.info("shutting down")
@@ -159,18 +247,22 @@ class Engine:
 
 
 async def run_until_signalled(engine: Engine) -> None:
-    """`hookwire run`: serve until SIGTERM or SIGINT, then stop cleanly."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    """`hookwire run`: serve until SIGTERM or SIGINT, then stop cleanly; SIGHUP reloads the
+    config file (one reload at a time: a SIGHUP during one runs after it)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
 
-            async def stop_on_signal() -> None:
+            async def on_signals() -> None:
                 async for signum in signals:
                     log.info("received %s", signal.Signals(signum).name)
+                    if signum == signal.SIGHUP:
+                        nursery.start_soon(engine.reload)
+                        continue
                     engine.shutdown()
                     return
 
-            nursery.start_soon(stop_on_signal)
+            nursery.start_soon(on_signals)
     log.info("stopped")
 
 

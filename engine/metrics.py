@@ -72,6 +72,19 @@ class Metrics:
             registry=r,
         )
 
+        self.reloads = Counter(
+            "hookwire_config_reloads",
+            "Reloads of the config file (SIGHUP, POST /v1/reload), by result: applied or "
+            "refused (a problem in the file: nothing changed).",
+            ["result"],
+            registry=r,
+        )
+        self.hooks_by_source = Gauge(
+            "hookwire_hooks",
+            "Hooks, by where they come from: config (the file) or api (created through it).",
+            ["source"],
+            registry=r,
+        )
         self.gateway_connections = Gauge(
             "hookwire_gateway_connections", "Gateway connections open.", registry=r
         )

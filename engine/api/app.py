@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import trio
@@ -25,6 +25,7 @@ from engine.core.events import EventRejected, build_draft, check_device_id
 from engine.core.model import REST_DEVICE_ID
 from engine.core.ratelimit import TokenBucket
 from engine.hooks.catalog import HookCatalog
+from engine.hooks.changes import HookChanges
 from engine.hooks.router import HookSet
 from engine.http.h1 import Request
 from engine.http.server import JSON, Deferred, Response, StreamResponse, error_response
@@ -38,6 +39,15 @@ UNAUTHORIZED_HEADERS = [*JSON, ("www-authenticate", 'Bearer realm="hookwire"')]
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
+class Reloadable(Protocol):
+    """What a reload answers (engine.daemon.Reloaded)."""
+
+    @property
+    def problems(self) -> tuple[str, ...]: ...
+
+    def answer(self) -> dict[str, object]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HooksParts:
     """What the hook routes work on, built by the daemon."""
@@ -45,6 +55,7 @@ class HooksParts:
     hooks: HookSet
     catalog: HookCatalog
     control: HookControl
+    reload: Callable[[], Awaitable[Reloadable]]
 
 
 class Denied(Exception):
@@ -124,7 +135,9 @@ class Api:
                 metrics.delivery_counts,
                 self._hooks_principal,
             )
+            self._reload = hooks.reload
             self._handlers |= {
+                "reload": self._reload_config,
                 "hooks_create": self.hooks.create,
                 "hooks_list": self.hooks.list,
                 "hooks_show": self.hooks.show,
@@ -209,6 +222,26 @@ class Api:
                 error_response(403, f'token "{principal.name}" does not have the "{scope}" scope')
             )
         return principal
+
+    @property
+    def hooks_catalog(self) -> HookCatalog:
+        assert self.hooks is not None, "built with the hook routes"
+        return self.hooks.catalog
+
+    def reconfigure(self, config: Config, changes: HookChanges) -> None:
+        """A reload applied: its tokens from the next request on, its hooks in the list."""
+        self._auth = Authenticator(config.auth.tokens)
+        if self.hooks is not None:
+            self.hooks.reconfigure(config, changes)
+
+    async def _reload_config(self, request: Request, params: dict[str, str]) -> Result:
+        self._administrator(request)
+        reloaded = await self._reload()
+        if reloaded.problems:
+            return error_response(
+                400, "config not reloaded, nothing changed: " + "; ".join(reloaded.problems)
+            )
+        return Response(200, orjson.dumps(reloaded.answer()))
 
     def _hooks_principal(
         self, request: Request, params: dict[str, str]

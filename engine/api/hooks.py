@@ -21,6 +21,7 @@ from engine.config.settings import Config, ConfigError
 from engine.core.auth import Principal
 from engine.core.model import StoredHook
 from engine.hooks.catalog import API, CONFIG, HookCatalog, HookEntry, config_hook_id, new_hook_id
+from engine.hooks.changes import HookChanges
 from engine.hooks.documents import hook_from_document, parse_document
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet
@@ -92,6 +93,25 @@ class HooksApi:
 
     def __repr__(self) -> str:
         return f"<HooksApi {self._catalog!r}>"
+
+    @property
+    def catalog(self) -> HookCatalog:
+        return self._catalog
+
+    def reconfigure(self, config: Config, changes: HookChanges) -> None:
+        """A reload applied: the config file's hooks as they now are, in the catalog."""
+        self._config = config
+        for name in changes.removed:
+            self._catalog.remove(config_hook_id(name))
+        now = now_iso()
+        for hook in changes.added:
+            self._catalog.put(
+                HookEntry(config_hook_id(hook.name), hook.name, CONFIG, now, hook.product)
+            )
+        for hook in changes.changed:
+            entry = self._catalog.named(hook.name)
+            if entry is not None:
+                self._catalog.put(dataclasses.replace(entry, product=hook.product))
 
     async def create(self, request: Request, params: dict[str, str]) -> Response:
         _, product = self._authorize(request, params)

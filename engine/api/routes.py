@@ -64,6 +64,7 @@ ROUTES = (
     Route("hooks_show", "GET", "/v1/products/:product/integrations/:id"),
     Route("hooks_delete", "DELETE", "/v1/products/:product/integrations/:id"),
     Route("hooks_edit", "PUT", "/v1/products/:product/integrations/:id"),
+    Route("reload", "POST", "/v1/reload"),
     Route("dead_letters", "GET", "/v1/dead-letters"),
     Route("replay_dead_letters", "POST", "/v1/dead-letters/replay"),
     Route("metrics", "GET", "/metrics"),

@@ -309,6 +309,10 @@ class Dispatcher:
     def define(self, name: str, document: str, product: int | None) -> None:
         """A hook the API created or changed: nothing to do, the hook set is shared."""
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload applied: nothing to do, the hook set is shared (the delivery settings
+        apply at start)."""
+
     async def forget(self, name: str) -> None:
         """End a removed hook's deliveries: those queued become dead letters ("hook
         removed"); returns once none of its attempts is in flight (those end as they may,

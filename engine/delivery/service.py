@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from engine.config.settings import Config
 from engine.core.model import Event, StoredDelivery
 from engine.delivery.outcomes import JournalOutcomes
 from engine.delivery.ssrf import Network, Refused, Unresolvable, vetted_address
@@ -48,6 +49,10 @@ class Sender(Protocol):
 
     async def forget(self, name: str) -> None:
         """End a removed hook's deliveries; returns once none of its attempts is in flight."""
+        ...
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload applied (the hook set has its hooks already): tell whoever keeps a copy."""
         ...
 
     async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...

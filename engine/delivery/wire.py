@@ -9,7 +9,9 @@ main -> worker
     ``["deliver", [[event, [[hook, id, attempts, recorded, due], ...]], ...]]`` (``event``:
     the 8 fields of an Event; ``due``: unix time, 0 for now), ``["disable", hook, why]``,
     ``["hook", definition]`` (a hook added or changed through the API),
-    ``["forget", hook, seq]`` (a hook removed: end its deliveries, answer ``forgotten``)
+    ``["forget", hook, seq]`` (a hook removed: end its deliveries, answer ``forgotten``),
+    ``["reload", hooks digest]`` (the config file was reloaded: read its hooks again; a
+    worker that finds another digest exits, and its successor starts on the file),
     and ``["stop"]`` (finish, report, say ``bye``, exit).
 worker -> main
     ``["ready"]`` once started, or ``["failed", sentence]`` when it cannot start, then
@@ -39,7 +41,7 @@ MAX_BUFFER = 64 * 1024 * 1024
 """Bytes a message may take: far beyond any batch the engine sends."""
 
 START, DELIVER, DISABLE, STOP = "start", "deliver", "disable", "stop"
-HOOK, FORGET, FORGOTTEN = "hook", "forget", "forgotten"
+HOOK, FORGET, FORGOTTEN, RELOAD = "hook", "forget", "forgotten", "reload"
 READY, FAILED, OUTCOMES, DESTINATIONS, BYE = "ready", "failed", "outcomes", "destinations", "bye"
 
 Item = tuple[str, str, int, int, float]

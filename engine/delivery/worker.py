@@ -21,12 +21,15 @@ from typing import Any
 
 import trio
 
+from engine.config.changes import applied
 from engine.config.settings import Config, ConfigError
 from engine.core.model import Attempt, Delivery, EventDraft
 from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
 from engine.hooks import load_config
+from engine.hooks.changes import hook_changes
 from engine.hooks.documents import hook_from_document, parse_document
+from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet
 
 log = logging.getLogger("hookwire.worker")
@@ -109,6 +112,7 @@ class Worker:
         self._decoder = wire.Decoder()
         self._uplink = UplinkOutcomes(stream)
         self._dispatcher: Dispatcher | None = None
+        self._config_hooks = {hook.name for hook in config.hooks}
 
     def __repr__(self) -> str:
         return f"<Worker {self._dispatcher!r}>"
@@ -168,6 +172,25 @@ class Worker:
         else:
             hooks.replace(hook)
 
+    async def _reload(self, hooks: HookSet, digest: str) -> None:
+        """Read the config file's hooks again, as the main process did; its removals come
+        as ``forget`` messages."""
+        config = self._config
+        try:
+            new = await trio.to_thread.run_sync(load_config, config.path)
+        except ConfigError as exc:
+            raise wire.WireError(f"the config file cannot be reloaded here: {exc}") from None
+        if wire.hooks_digest(new.hooks) != digest:
+            raise wire.WireError("the config file changed again during the reload")
+        changes = hook_changes(
+            [hook for hook in hooks.hooks if hook.name in self._config_hooks],
+            [hook for hook in new.hooks if isinstance(hook, Hook)],
+            recompiled=config.partials != new.partials,
+        )
+        self._config = applied(config, new)
+        self._config_hooks = {hook.name for hook in new.hooks}
+        hooks.apply(changes, [hook.name for hook in new.hooks])
+
     async def _forget(self, hooks: HookSet, name: str, seq: int) -> None:
         """End a removed hook's deliveries here, then say so (after their outcomes)."""
         hooks.remove(name)
@@ -193,6 +216,8 @@ class Worker:
                 self._define(hooks, message[1])
             elif kind == wire.FORGET:
                 nursery.start_soon(self._forget, hooks, message[1], message[2])
+            elif kind == wire.RELOAD:
+                await self._reload(hooks, message[1])
             elif kind == wire.STOP:
                 return
             else:

@@ -228,6 +228,13 @@ class WorkerPool:
         for ended in waits:
             await ended.wait()
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload applied: the workers read the config file's hooks again (a worker that
+        starts later reads them at its start)."""
+        self._config = config
+        self._origins.clear()
+        self._tell_running(wire.pack(wire.RELOAD, wire.hooks_digest(config.hooks)))
+
     def _tell_running(self, message: bytes) -> None:
         """Queue a message to every running worker (one still starting gets it after its
         start message, which may hold the same news: telling twice does no harm)."""

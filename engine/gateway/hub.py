@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
 import trio
 
 from engine import __version__
 from engine.config.settings import Config
-from engine.core.auth import Authenticator, Principal
+from engine.core.auth import Authenticator, Principal, TokenEntry
 from engine.core.events import utc_now_iso
 from engine.core.model import Event, OutboxEntry
 from engine.gateway import protocol as wire
@@ -266,6 +267,10 @@ class GatewayHub:
         # Acknowledged while the pump reads a page of the outbox (None: no read under way).
         # The page is the outbox as it was when the read began, so it may still hold them.
         self._acked_during_read: set[int] | None = None
+
+    def reload_tokens(self, tokens: Iterable[TokenEntry]) -> None:
+        """A reload's tokens, for the gateways that connect from now on."""
+        self._auth = Authenticator(tokens)
 
     def __repr__(self) -> str:
         return f"<GatewayHub connections={len(self._connections)}>"

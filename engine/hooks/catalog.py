@@ -69,6 +69,10 @@ class HookCatalog:
             del self._by_name[entry.name]
         return entry
 
+    def count(self, source: str) -> int:
+        """How many hooks come from ``source`` (CONFIG or API)."""
+        return sum(1 for entry in self._by_id.values() if entry.source == source)
+
     def entries(self, product: int | None) -> list[HookEntry]:
         """The hooks of a product (None: those of no product), oldest first."""
         return [entry for entry in self._by_id.values() if entry.product == product]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from engine.config.settings import HookConfig
 from engine.core.model import Event, EventDraft
 from engine.core.retry import DEFAULT_DELAYS
+from engine.hooks.changes import HookChanges
 from engine.hooks.hook import Hook, compile_hook
 
 INTERNAL_PREFIX = "hook-"
@@ -166,6 +167,31 @@ class HookSet:
             hooks = tuple(h for h in self._snapshot.hooks if h is not hook)
             self._snapshot = HookSnapshot.of(hooks, disabled)
         return hook
+
+    def apply(self, changes: HookChanges, first: Sequence[str]) -> None:
+        """A reload's changes, all in one new snapshot. The hooks named in ``first`` (the
+        config file's, in its order) come first; the others (the API's) keep their order.
+        A hook changed or added is enabled as its definition says; the rest keep their
+        state (a 410 stays)."""
+        by_name = dict(self._by_name)
+        for name in changes.removed:
+            by_name.pop(name, None)
+        fresh = {hook.name: hook for hook in (*changes.added, *changes.changed)}
+        by_name |= fresh
+        leading = set(first)
+        hooks = tuple(by_name[name] for name in first) + tuple(
+            by_name[hook.name]
+            for hook in self._snapshot.hooks
+            if hook.name in by_name and hook.name not in leading
+        )
+        disabled = {
+            name: why
+            for name, why in self._snapshot.disabled.items()
+            if name in by_name and name not in fresh
+        }
+        disabled |= {name: DISABLED_IN_CONFIG for name, hook in fresh.items() if hook.disabled}
+        self._by_name = by_name
+        self._snapshot = HookSnapshot.of(hooks, disabled)
 
     def current(self, hook: Hook) -> bool:
         """True while ``hook`` is still in the set (not removed since it was routed to)."""

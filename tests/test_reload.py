@@ -1,0 +1,229 @@
+"""Reloading the config file while the engine runs: POST /v1/reload, SIGHUP, and workers.
+
+What may change live (hooks, tokens, partials) changes at once; a broken file changes
+nothing and says why; what needs a restart is named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from engine.config.changes import needs_restart
+from engine.config.settings import HookConfig
+from engine.daemon import Engine
+from engine.hooks.changes import hook_changes
+from engine.hooks.hook import Hook, compile_hook
+from engine.hooks.router import HookSet
+from tests.conftest import ADMIN, BASE_CONFIG, WriteConfig, in_process, sha
+from tests.helpers import HOOKWIRE, publish_direct, wait_until
+from tests.http.sink import Sink
+
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+NEW_TOKEN = "hw_test_new_token_after_reload_0123456789"
+
+
+def hook(name: str, url: str = "http://127.0.0.1:9/x") -> Hook:
+    return compile_hook(HookConfig(f"hooks[{name}]", name, "temp", url), {})
+
+
+def test_hook_changes_match_by_name_whatever_the_order() -> None:
+    a, b, c = hook("a"), hook("b"), hook("c")
+    moved_b = dataclasses.replace(hook("b"), where="hooks[9]")
+    changes = hook_changes(
+        [a, b, c], [moved_b, hook("a", url="http://127.0.0.1:9/y"), hook("d")], recompiled=False
+    )
+    assert [h.name for h in changes.added] == ["d"]
+    assert [h.name for h in changes.changed] == ["a"]
+    assert changes.removed == ("c",)
+    everything = hook_changes([a, b], [a, b], recompiled=True)
+    assert [h.name for h in everything.changed] == ["a", "b"] and not everything.added
+
+
+def test_apply_keeps_api_hooks_after_the_config_and_a_410_on_unchanged_hooks() -> None:
+    hooks = HookSet([hook("a"), hook("b"), hook("c")])
+    hooks.add(hook("api"))
+    hooks.disable("b")
+    changes = hook_changes(
+        hooks.hooks[:3],
+        [hook("c"), hook("b"), hook("new")],
+        recompiled=False,
+    )
+    hooks.apply(changes, ["c", "b", "new"])
+    assert [h.name for h in hooks.hooks] == ["c", "b", "new", "api"]
+    assert hooks.is_disabled("b")  # unchanged: its 410 stays
+    assert hooks.get("a") is None
+
+
+def test_needs_restart_names_the_settings(write_config: WriteConfig) -> None:
+    old = write_config()
+    new = write_config(
+        "[server]\nport = 8181\n", replace={'[server]\nhost = "127.0.0.1"\nport = 0\n': ""}
+    )
+    assert needs_restart(old, new) == ["server.port"]
+    assert needs_restart(old, write_config("[partials]\np = 'x'\n")) == []
+
+
+@pytest.fixture
+async def sink(nursery: trio.Nursery) -> Sink:
+    sink = Sink()
+    await nursery.start(sink.serve)
+    return sink
+
+
+def hooks_toml(sink: Sink, *paths: str, workers: int = 0) -> str:
+    text = f'\n[delivery]\nallow_networks = ["127.0.0.0/8"]\nworkers = {workers}\n'
+    for path in paths:
+        text += f'\n[[hooks]]\nname = "{path}"\nevent = "temp"\nurl = "{sink.url}/{path}"\n'
+    return text
+
+
+@pytest.fixture
+async def engine_at(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[object]:
+    async def start(text: str) -> tuple[Engine, str]:
+        from engine.hooks import load_config
+
+        path = tmp_path / "engine.toml"
+        path.write_text(BASE_CONFIG + text)
+        config = load_config(path)
+        engine = Engine(in_process(config) if "workers = 0" in text else config)
+        [(host, port), *_] = await nursery.start(engine.run)
+        return engine, f"http://{host}:{port}"
+
+    yield start
+    nursery.cancel_scope.cancel()
+
+
+async def reload(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=30) as client:
+        return await client.post("/v1/reload")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_reload_applies_hooks_and_tokens_and_names_what_needs_a_restart(
+    engine_at, sink: Sink, tmp_path: Path, workers: int
+) -> None:
+    engine, url = await engine_at(hooks_toml(sink, "kept", "edited", "gone", workers=workers))
+    if workers:
+        await wait_until(lambda: engine.workers.pids[0] is not None, within=10)
+    path = tmp_path / "engine.toml"
+    text = BASE_CONFIG.replace("port = 0", "port = 0\n").replace(
+        "[[products]]",
+        f'[[auth.tokens]]\nname = "new"\nsha256 = "{sha(NEW_TOKEN)}"\nscopes = ["hooks"]\n\n'
+        "[[products]]",
+        1,
+    )
+    text += hooks_toml(sink, "kept", "edited", "added", workers=workers).replace(
+        f"{sink.url}/edited", f"{sink.url}/edited-v2"
+    )
+    text += '\n[sse]\nkeepalive = "7s"\n'
+    path.write_text(text)
+    answer = await reload(url)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "ok": True,
+        "hooks": {"added": ["added"], "changed": ["edited"], "removed": ["gone"]},
+        "tokens": 6,
+        "needs_restart": ["sse.keepalive"],
+    }
+    await publish_direct(engine, "temp", "1")
+    await wait_until(lambda: len(sink.requests) == 3, within=10)
+    assert sorted(r.target for r in sink.requests) == ["/added", "/edited-v2", "/kept"]
+    async with httpx.AsyncClient(base_url=url) as client:
+        listed = await client.get("/v1/webhooks", headers={"Authorization": f"Bearer {NEW_TOKEN}"})
+    assert [h["name"] for h in listed.json()] == ["kept", "edited", "added"]
+    metrics = engine.metrics.render().decode()
+    assert 'hookwire_config_reloads_total{result="applied"} 1.0' in metrics
+    assert 'hookwire_hooks{source="config"} 3.0' in metrics
+
+
+async def test_a_broken_file_changes_nothing_and_says_why(
+    engine_at, sink: Sink, tmp_path: Path
+) -> None:
+    engine, url = await engine_at(hooks_toml(sink, "kept"))
+    path = tmp_path / "engine.toml"
+    path.write_text(path.read_text() + '\n[[hooks]]\nname = "bad"\nevent = "temp"\nurl = "nope"\n')
+    answer = await reload(url)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("config not reloaded, nothing changed: ")
+    assert "hooks[1].url" in answer.json()["error"]
+    await publish_direct(engine, "temp", "1")
+    await wait_until(lambda: len(sink.requests) == 1)
+    assert 'hookwire_config_reloads_total{result="refused"} 1.0' in engine.metrics.render().decode()
+
+
+def test_sighup_reloads_a_running_daemon_and_a_broken_file_keeps_it_running(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "engine.toml"
+    port = free_port()
+    base = BASE_CONFIG.replace(
+        'backend = "memory"', f'backend = "sqlite"\npath = "{tmp_path}/j.db"'
+    )
+    path.write_text(base.replace("port = 0", f"port = {port}") + "\n[delivery]\nworkers = 0\n")
+    daemon = subprocess.Popen(
+        [*HOOKWIRE, "run", "--config", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: _up(url), within=20)
+        path.write_text(
+            path.read_text()
+            + '\n[[hooks]]\nname = "by-sighup"\nevent = "x"\nurl = "http://127.0.0.1:9/x"\n'
+        )
+        daemon.send_signal(signal.SIGHUP)
+        poll(lambda: "by-sighup" in _names(url), within=10)
+        path.write_text(path.read_text() + "\n[[hooks]]\nbroken\n")
+        daemon.send_signal(signal.SIGHUP)
+        daemon.send_signal(signal.SIGHUP)  # during the first, or merged with it by trio
+        poll(lambda: _refusals(url) >= 1, within=10)
+        assert daemon.poll() is None and "by-sighup" in _names(url)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=20)
+    text = output.decode()
+    assert daemon.returncode == 0, text
+    assert "config not reloaded, nothing changed:" in text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll(condition: Callable[[], bool], within: float) -> None:
+    """Wait for a subprocess's effect (bounded): there is no event to wait on across it."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s")
+        time.sleep(0.05)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _names(url: str) -> list[str]:
+    listed = httpx.get(f"{url}/v1/webhooks", headers=AUTH, timeout=5).json()
+    return [h["name"] for h in listed]
+
+
+def _refusals(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith('hookwire_config_reloads_total{result="refused"}'):
+            return float(line.split()[-1])
+    return 0.0
