@@ -244,6 +244,8 @@ class DeliveryCounts:
 
     def __init__(self) -> None:
         self.outcomes: Tally[tuple[str, str]] = Tally()  # (hook, delivered|dead)
+        self.last_delivered: dict[str, float] = {}  # hook -> unix time
+        self.last_failed: dict[str, tuple[float, str]] = {}  # hook -> (unix time, status class)
         self.attempts: Tally[str] = Tally()  # status class: 2xx..5xx, error
         self.latency_buckets = [0] * (len(DELIVERY_BUCKETS) + 1)
         self.latency_sum = 0.0

@@ -204,6 +204,19 @@ class HooksApi:
 
     # helpers
 
+    def _counters(self, name: str) -> dict[str, object]:
+        """Deliveries and dead letters since the start, and the last success and failure."""
+        counts = self._counts
+        delivered_at = counts.last_delivered.get(name)
+        failed = counts.last_failed.get(name)
+        return {
+            "delivered": counts.outcomes.get((name, "delivered"), 0),
+            "dead": counts.outcomes.get((name, "dead"), 0),
+            "last_delivered_at": _iso(delivered_at) if delivered_at is not None else None,
+            "last_failed_at": _iso(failed[0]) if failed is not None else None,
+            "last_failure": failed[1] if failed is not None else None,
+        }
+
     def _name_taken(self, name: str) -> str | None:
         if self._hooks.get(name) is not None or name in self._claimed:
             return f"a hook named {name!r} exists already: choose another name"
@@ -255,7 +268,6 @@ class HooksApi:
         hook = self._hooks.get(entry.name)
         assert hook is not None
         why = self._hooks.why_disabled(entry.name)
-        outcomes = self._counts.outcomes
         view: dict[str, object] = {
             "id": entry.id,
             "name": entry.name,
@@ -268,16 +280,19 @@ class HooksApi:
             "source": entry.source,
             "enabled": why is None,
             "disabled_reason": why,
-            "counters": {
-                "delivered": outcomes.get((entry.name, "delivered"), 0),
-                "dead": outcomes.get((entry.name, "dead"), 0),
-            },
+            "counters": self._counters(entry.name),
         }
         if len(hook.devices) == 1:
             [view["deviceID"]] = hook.devices
         if entry.product is not None:
             view["product_id"] = entry.product
         return view
+
+
+def _iso(unix: float) -> str:
+    return (
+        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def _text(document: dict[str, object]) -> str:

@@ -9,6 +9,7 @@ them to the main process, which writes them here too.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import Protocol
 
@@ -36,11 +37,16 @@ def count_attempt(
     counts: DeliveryCounts, hook: str, status: int | None, state: str, latency: float | None
 ) -> None:
     """Count one attempt in the delivery metrics; ``latency`` when it delivered."""
-    counts.attempts[f"{status // 100}xx" if status is not None else "error"] += 1
+    status_class = f"{status // 100}xx" if status is not None else "error"
+    counts.attempts[status_class] += 1
     if state in ("delivered", "dead"):
         counts.outcomes[hook, state] += 1
-    if state == "delivered" and latency is not None:
-        counts.observe_latency(latency)
+    if state == "delivered":
+        counts.last_delivered[hook] = time.time()
+        if latency is not None:
+            counts.observe_latency(latency)
+    else:
+        counts.last_failed[hook] = (time.time(), status_class)
 
 
 class Outcomes(Protocol):

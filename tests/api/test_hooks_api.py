@@ -106,6 +106,8 @@ async def test_a_created_hook_delivers_lists_and_stops_after_its_delete(
         ]
         shown = (await client.get(f"/v1/webhooks/{body['id']}")).json()
         assert shown["enabled"] is True and shown["counters"]["delivered"] == 1
+        assert shown["counters"]["last_delivered_at"].endswith("Z")
+        assert shown["counters"]["last_failed_at"] is None
         deleted = await client.delete(f"/v1/webhooks/{body['id']}")
         assert deleted.json() == {"ok": True}
         await publish_direct(served.engine, "temperature", "22")
