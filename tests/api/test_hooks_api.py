@@ -265,3 +265,52 @@ async def test_particle_api_js_creates_lists_and_deletes_a_webhook(
     assert refused["errorDescription"] == "invalid access token"
     await trio.sleep(0.2)
     assert len(sink.requests) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_creates_and_deletes_under_load_lose_nothing_and_send_nothing_late(
+    start: Start, sink: Sink, write_config: WriteConfig, workers: int
+) -> None:
+    extra = f'timeout = "2s"\nworkers = {workers}'
+    served = await start(config=write_config(HOOKS_CONFIG.replace('timeout = "2s"', extra)))
+    if workers:
+        pool = served.engine.workers
+        assert pool is not None
+        await wait_until(lambda: pool.pids[0] is not None, within=10)
+    published = 0
+    late: list[str] = []
+
+    def sent_to(path: str) -> int:
+        return sum(1 for r in sink.requests if r.target == path)
+
+    async with httpx.AsyncClient(base_url=served.url, headers=AUTH, timeout=10) as client:
+        steady = await client.post("/v1/webhooks", json=document(sink, name="steady"))
+        assert steady.status_code == 200
+
+        async def publish() -> None:
+            nonlocal published
+            while published < 300:
+                await publish_direct(served.engine, "temp", str(published))
+                published += 1
+                await trio.sleep(0.002)
+
+        async def churn(i: int) -> None:
+            path = f"/churn{i}"
+            hook = document(sink, name=f"churn{i}", url=f"{sink.url}{path}")
+            created = (await client.post("/v1/webhooks", json=hook)).json()
+            await trio.sleep(0.01 * (i % 5))
+            assert (await client.delete(f"/v1/webhooks/{created['id']}")).status_code == 200
+            answered = sent_to(path)
+            await trio.sleep(0.3)
+            if sent_to(path) != answered:
+                late.append(path)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish)
+            for i in range(20):
+                nursery.start_soon(churn, i)
+                await trio.sleep(0.02)
+    await wait_until(lambda: sent_to("/hook") == 300, within=20)
+    ids = {r.header(b"webhook-id") for r in sink.requests if r.target == "/hook"}
+    assert len(ids) == 300  # every event reached the steady hook, once
+    assert late == []
