@@ -135,7 +135,13 @@ class Engine:
             sender = pool
         for hook in stored:
             sender.define(hook.name, hook.document, hook.product)
-        self.deliveries = Deliveries(self.journal, sender, outcomes, config.delivery.allow_networks)
+        self.deliveries = Deliveries(
+            self.journal,
+            sender,
+            outcomes,
+            config.delivery.allow_networks,
+            config.delivery.timeout,
+        )
         if isinstance(self.journal, SqliteJournal):
             self.metrics.watch_journal(self.journal)
         catalog = catalog_of(self.hooks, stored, now_iso())

@@ -143,6 +143,7 @@ class Api:
                 "hooks_show": self.hooks.show,
                 "hooks_delete": self.hooks.delete,
                 "hooks_edit": self.hooks.edit,
+                "hooks_test": self.hooks.test,
             }
 
     def __repr__(self) -> str:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from engine.config.settings import Config, ConfigError
 from engine.core.auth import Principal
-from engine.core.model import StoredHook
+from engine.core.model import Event, StoredHook
 from engine.hooks.catalog import API, CONFIG, HookCatalog, HookEntry, config_hook_id, new_hook_id
 from engine.hooks.changes import HookChanges
 from engine.hooks.documents import hook_from_document, parse_document
@@ -42,6 +42,10 @@ class HookControl(Protocol):
 
     async def refusal(self, hook: Hook) -> str | None:
         """Why the hook's URL may not be reached (the SSRF guard), or None."""
+        ...
+
+    async def trial(self, hook: Hook, event: Event) -> dict[str, Any]:
+        """One request through the hook for a made-up event: what was sent and answered."""
         ...
 
 
@@ -190,6 +194,32 @@ class HooksApi:
         self._catalog.remove(entry.id)
         await self._control.forget(entry.name)
         return _ok({"ok": True})
+
+    async def test(self, request: Request, params: dict[str, str]) -> Response:
+        """Send one made-up event through a hook (nothing stored, nothing retried); the
+        body may give its ``name``, ``data`` and ``deviceId``."""
+        _, product = self._authorize(request, params)
+        entry = self._catalog.get(params["id"])
+        hook = self._hooks.get(entry.name) if entry is not None else None
+        if entry is None or hook is None or entry.product != product:
+            return error_response(404, f"no webhook with id {params['id']!r}")
+        fields: dict[str, object] = {}
+        if request.body.strip():
+            try:
+                fields = parse_document(request.body)
+            except ConfigError as exc:
+                return _invalid(exc)
+        event = Event(
+            0,
+            str(fields.get("name") or hook.event or "test"),
+            str(fields.get("data", "test")),
+            60,
+            True,
+            now_iso(),
+            str(fields.get("deviceId") or next(iter(hook.devices), "test-device")),
+            product,
+        )
+        return _ok(await self._control.trial(hook, event))
 
     async def list(self, request: Request, params: dict[str, str]) -> Response:
         _, product = self._authorize(request, params)

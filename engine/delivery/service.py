@@ -9,7 +9,7 @@ The sending is done by a ``Sender``: the in-process ``Dispatcher`` (``[delivery]
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import trio
@@ -18,6 +18,7 @@ from engine.config.settings import Config
 from engine.core.model import Event, StoredDelivery
 from engine.delivery.outcomes import JournalOutcomes
 from engine.delivery.ssrf import Network, Refused, Unresolvable, vetted_address
+from engine.delivery.trial import try_hook
 from engine.delivery.workers import origin_key, static_origin
 from engine.hooks.hook import Hook
 from engine.hooks.router import Route
@@ -67,11 +68,13 @@ class Deliveries:
         sender: Sender,
         outcomes: JournalOutcomes,
         allow: tuple[Network, ...] = (),
+        timeout: float = 20.0,
     ) -> None:
         self._journal = journal
         self.sender = sender
         self._outcomes = outcomes
         self._allow = allow
+        self._default_timeout = timeout  # [delivery] timeout
 
     # hooks created, changed and removed through the API
 
@@ -80,6 +83,13 @@ class Deliveries:
 
     async def forget(self, name: str) -> None:
         await self.sender.forget(name)
+
+    async def trial(self, hook: Hook, event: Event) -> dict[str, Any]:
+        """One request through ``hook`` for ``event``, from this process, with its timeout."""
+        return await try_hook(hook, event, allow=self._allow, timeout=self._timeout(hook))
+
+    def _timeout(self, hook: Hook) -> float:
+        return hook.timeout or self._default_timeout
 
     async def refusal(self, hook: Hook) -> str | None:
         """Why the SSRF guard refuses the hook's URL (None: allowed, or known only once an

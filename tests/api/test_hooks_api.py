@@ -314,3 +314,24 @@ async def test_creates_and_deletes_under_load_lose_nothing_and_send_nothing_late
     ids = {r.header(b"webhook-id") for r in sink.requests if r.target == "/hook"}
     assert len(ids) == 300  # every event reached the steady hook, once
     assert late == []
+
+
+async def test_a_test_request_shows_what_was_sent_and_answered(start: Start, sink: Sink) -> None:
+    served = await start()
+    async with httpx.AsyncClient(base_url=served.url, headers=AUTH) as client:
+        hook = document(sink, name="tried", auth={"bearer": "s3cret"})
+        hook_id = (await client.post("/v1/webhooks", json=hook)).json()["id"]
+        tried = await client.post(f"/v1/webhooks/{hook_id}/test", json={"data": "21.5"})
+        assert tried.status_code == 200, tried.text
+        body = tried.json()
+        assert body["ok"] is True and body["response"]["status"] == 200
+        assert body["request"]["method"] == "POST"
+        assert body["request"]["url"] == f"{sink.url}/hook"
+        assert ["Authorization", "***"] in body["request"]["headers"]
+        assert "data=21.5" in body["request"]["body"]
+        missing = await client.post("/v1/webhooks/nope/test")
+        assert missing.status_code == 404
+    [received] = sink.requests
+    assert received.header(b"authorization") == b"Bearer s3cret"
+    assert (received.header(b"webhook-id") or b"").startswith(b"msg_test_")
+    assert served.engine.metrics.delivery_counts.outcomes == {}  # nothing was counted
