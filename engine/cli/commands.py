@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from engine import __version__
 from engine.cli import admin as _cli_admin
 from engine.cli import bench as bench_command
+from engine.cli import hooks as hooks_command
 from engine.cli import particle as particle_command
 from engine.cli import render as render_command
 from engine.cli import serve as serve_command
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     hash_ = token_commands.add_parser("hash", help="print the sha256 of a token")
     hash_.add_argument("token", nargs="?", help="the token (read from stdin when omitted)")
     _cli_admin.add_commands(commands, DEFAULT_CONFIG)
+    hooks_command.add_commands(commands, DEFAULT_CONFIG)
     # Listed for --help only: main() hands "bench ..." to bench/run.py before parsing.
     commands.add_parser(
         "bench", help="run the load benchmarks (a source checkout's bench/): hookwire bench --help"
@@ -106,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return particle_command.import_document(args.file, args.name, args.config)
     if args.command in _cli_admin.COMMANDS:
         return _cli_admin.run(args)
+    if args.command in hooks_command.COMMANDS:
+        return hooks_command.run(args)
     if args.token_command == "new":
         return token_command.new(args.name, args.scopes)
     return token_command.hash_(args.token)

@@ -59,6 +59,49 @@ class HookSnapshot:
             types.MappingProxyType({hook.name: i for i, hook in enumerate(hooks)}),
         )
 
+    def plus(self, hook: Hook, why_disabled: str | None) -> HookSnapshot:
+        """This snapshot with one more hook, last: the work of copying the tables, not of
+        building them again (a create with 10,000 hooks took 14 ms that way)."""
+        hooks = (*self.hooks, hook)
+        disabled = self.disabled
+        by_prefix = self._by_prefix
+        lengths = self._lengths
+        if why_disabled is not None:
+            disabled = types.MappingProxyType({**disabled, hook.name: why_disabled})
+        else:
+            table = dict(by_prefix)
+            table[hook.event] = (*table.get(hook.event, ()), hook)
+            by_prefix = types.MappingProxyType(table)
+            if len(hook.event) not in lengths:
+                lengths = tuple(sorted((*lengths, len(hook.event))))
+        last = self._order[self.hooks[-1].name] if self.hooks else -1
+        order = types.MappingProxyType({**self._order, hook.name: last + 1})
+        return HookSnapshot(hooks, disabled, by_prefix, lengths, order)
+
+    def minus(self, hook: Hook) -> HookSnapshot:
+        """This snapshot without ``hook``; the others keep their order."""
+        hooks = tuple(h for h in self.hooks if h is not hook)
+        disabled = self.disabled
+        if hook.name in disabled:
+            disabled = types.MappingProxyType({k: v for k, v in disabled.items() if k != hook.name})
+        table = dict(self._by_prefix)
+        left = tuple(h for h in table.get(hook.event, ()) if h is not hook)
+        lengths = self._lengths
+        if left:
+            table[hook.event] = left
+        elif hook.event in table:
+            del table[hook.event]
+            lengths = tuple(sorted({len(prefix) for prefix in table}))
+        order = {**self._order}
+        del order[hook.name]
+        return HookSnapshot(
+            hooks,
+            disabled,
+            types.MappingProxyType(table),
+            lengths,
+            types.MappingProxyType(order),
+        )
+
     def route(self, event: Event | EventDraft) -> Route:
         """The enabled hooks ``event`` triggers, in config order."""
         name = event.name
@@ -140,10 +183,8 @@ class HookSet:
         if hook.name in self._by_name:
             raise ValueError(f"a hook named {hook.name!r} exists already")
         self._by_name[hook.name] = hook
-        disabled = dict(self._snapshot.disabled)
-        if hook.disabled:
-            disabled[hook.name] = DISABLED_IN_CONFIG
-        self._snapshot = HookSnapshot.of((*self._snapshot.hooks, hook), disabled)
+        why = DISABLED_IN_CONFIG if hook.disabled else None
+        self._snapshot = self._snapshot.plus(hook, why)
 
     def replace(self, hook: Hook) -> Hook:
         """A hook's new definition, in its place, from the next event on; returns the old.
@@ -163,9 +204,7 @@ class HookSet:
         """Route to a hook no more, from the next event on; returns it (None: unknown)."""
         hook = self._by_name.pop(name, None)
         if hook is not None:
-            disabled = {k: v for k, v in self._snapshot.disabled.items() if k != name}
-            hooks = tuple(h for h in self._snapshot.hooks if h is not hook)
-            self._snapshot = HookSnapshot.of(hooks, disabled)
+            self._snapshot = self._snapshot.minus(hook)
         return hook
 
     def apply(self, changes: HookChanges, first: Sequence[str]) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.config.settings import HookConfig
 from engine.core.model import Event
 from engine.hooks.hook import compile_hook
-from engine.hooks.router import HookSet
+from engine.hooks.router import HookSet, HookSnapshot
 from tests.conftest import PRODUCT_ID, WriteConfig
 
 HOOKS = f"""
@@ -98,3 +100,30 @@ def test_add_replace_and_remove_take_effect_from_the_next_route(write_config: Wr
     assert hooks.remove("extra") is None
     assert routed(hooks, event("temp")) == ["hooks[1]"]
     assert hooks.get("extra") is None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "remove"]),
+            st.integers(0, 7),
+            st.sampled_from(["t", "te", "temp", "h"]),
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_changes_one_at_a_time_route_as_a_snapshot_built_whole(
+    ops: list[tuple[str, int, str, bool]],
+) -> None:
+    hooks = HookSet([])
+    for op, i, prefix, disabled in ops:
+        name = f"h{i}"
+        if op == "add" and hooks.get(name) is None:
+            config = HookConfig(name, name, prefix, "http://127.0.0.1/x", disabled=disabled)
+            hooks.add(compile_hook(config, {}))
+        elif op == "remove":
+            hooks.remove(name)
+        whole = HookSnapshot.of(hooks.snapshot.hooks, hooks.snapshot.disabled)
+        for name_ in ("temp", "hum", "t"):
+            assert hooks.snapshot.route(event(name_)) == whole.route(event(name_))

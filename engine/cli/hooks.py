@@ -1,0 +1,559 @@
+"""`hookwire hooks list|show|create|delete` and `hookwire reload`: a running daemon, over its API.
+
+Unlike ``dead-letters``, which opens the journal file, these ask the daemon itself, with the
+engine's own HTTP client: hooks created here are routed to from the next event. Tables are
+for people; ``--json`` prints the API's answer unchanged, for scripts.
+
+Exit status: 0 when the daemon did it; 1 when it refused (``hookwire: <status>: <its
+sentence>``), cannot be reached or did not answer in time, or FILE cannot be read; 2 for a
+usage mistake (no token, a URL that is not http or https); 130 when interrupted.
+
+``run_async`` is the command itself, for a caller already in trio (the tests); ``run`` is
+its thin synchronous wrapper for ``hookwire``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import orjson
+import trio
+
+from engine.config.settings import ServerConfig
+from engine.http.client import (
+    MAX_BODY_BYTES,
+    ConnectError,
+    ConnectionPool,
+    ConnectTimeout,
+    HttpClientError,
+    LocalProtocolError,
+    Origin,
+    ReadTimeout,
+    Response,
+    TLSError,
+)
+
+COMMANDS = ("hooks", "reload")
+
+TOKEN_VARIABLE = "HOOKWIRE_TOKEN"
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+"""The daemon's address when neither --url nor the config's [server] gives one."""
+
+TIMEOUT = 30.0
+"""Seconds for a whole command, name lookup included: a delete waits for the hook's
+deliveries in flight, which take at most the delivery timeout (20 s by default)."""
+
+EXCERPT_CHARS = 200
+"""Characters shown of an answer that is not the daemon's JSON (a proxy's error page)."""
+
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+"""A daemon listening on every address is reached on loopback."""
+
+
+class Stop(Exception):
+    """The command ends here: ``message`` goes to stderr, ``status`` is the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    """Where the daemon answers, and where that address came from (for the error message)."""
+
+    url: str
+    origin: Origin
+    base: str
+    """The URL's path, without its trailing slash: the API's prefix behind a proxy."""
+    source: str
+    """Where the address came from, said in the error when the daemon is not there."""
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], config: str
+) -> None:
+    """Add ``hooks`` and ``reload`` to ``hookwire``'s subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        help=f"the daemon's API (default: the [server] address of --config, else {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--config", default=config, help="config file whose [server] to call (default %(default)s)"
+    )
+    common.add_argument(
+        "--token",
+        help="an access token: the hooks or admin scope, admin for reload "
+        f"(default: ${TOKEN_VARIABLE}, which keeps it out of the process list)",
+    )
+    common.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=TIMEOUT,
+        metavar="SECONDS",
+        help="give up after this long (default %(default)g)",
+    )
+    common.add_argument(
+        "--insecure", action="store_true", help="https: do not verify the daemon's certificate"
+    )
+    common.add_argument("--json", action="store_true", help="print the API's JSON, for scripts")
+    product = argparse.ArgumentParser(add_help=False)
+    product.add_argument("--product", metavar="P", help="a product's hooks (its id or slug)")
+    both = [common, product]
+
+    hooks = commands.add_parser(
+        "hooks",
+        help="list, show, create and delete the running daemon's webhooks",
+        description="The running daemon's webhooks, through its API (GET, POST and DELETE "
+        "/v1/webhooks): hooks created here take the next event.",
+    )
+    actions = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=both, help="every hook, with its delivery counts")
+    show = actions.add_parser("show", parents=both, help="one hook, a field a line")
+    show.add_argument("id", help="the hook's id")
+    create = actions.add_parser(
+        "create",
+        parents=both,
+        help="create a hook from a Particle webhook JSON document; prints its id",
+    )
+    create.add_argument("file", metavar="FILE", help="the document (- reads stdin)")
+    create.add_argument("--name", help="the hook's name (sets the document's name)")
+    delete = actions.add_parser(
+        "delete",
+        parents=both,
+        help="delete a hook created through the API",
+        description="Delete a hook; its queued deliveries end as dead letters "
+        "('hook removed'). Answers once none of them can still be sent.",
+    )
+    delete.add_argument("id", help="the hook's id")
+    commands.add_parser(
+        "reload",
+        parents=[common],
+        help="make the running daemon read its config file again",
+        description="Ask the daemon to read its config file again (POST /v1/reload) and "
+        "print what changed, or the file's problems (then nothing changed).",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one of ``COMMANDS``; returns the exit status."""
+    try:
+        return trio.run(run_async, args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader left (`| head`): say nothing more, and let the exit not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+async def run_async(args: argparse.Namespace) -> int:
+    """Run one of ``COMMANDS`` in the caller's trio run; returns the exit status."""
+    try:
+        token = args.token or os.environ.get(TOKEN_VARIABLE)
+        if not token:
+            scope = "the admin scope" if args.command == "reload" else "the hooks or admin scope"
+            raise Stop(
+                f"hookwire: no token: give --token TOKEN or set {TOKEN_VARIABLE} "
+                f"(a token with {scope})",
+                2,
+            )
+        daemon = _daemon(args.url, args.config)
+        method, path, body = _call(args)
+        response = await _send(daemon, method, daemon.base + path, token, body, args)
+        answer = _answer(daemon, response)
+        _report(args, response, answer)
+    except Stop as stop:
+        print(stop, file=sys.stderr)
+        return stop.status
+    return 0
+
+
+# What to ask
+
+
+def _call(args: argparse.Namespace) -> tuple[str, str, bytes]:
+    """The method, path and body of the command's request."""
+    if args.command == "reload":
+        return "POST", "/v1/reload", b""
+    hooks = "/v1/webhooks"
+    if args.product is not None:
+        hooks = f"/v1/products/{quote(args.product, safe='')}/webhooks"
+    action = args.hooks_command
+    if action == "list":
+        return "GET", hooks, b""
+    if action == "create":
+        return "POST", hooks, _document(args.file, args.name)
+    one = f"{hooks}/{quote(args.id, safe='')}"
+    return ("GET" if action == "show" else "DELETE"), one, b""
+
+
+def _document(file: str, name: str | None) -> bytes:
+    """The document as read (the daemon checks it), or with ``name`` set."""
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise Stop(f"hookwire: {file}: cannot read: {exc.strerror or exc}") from None
+    if name is None:
+        return data
+    where = "stdin" if file == "-" else file
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Stop(f"hookwire: {where}: not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise Stop(f"hookwire: {where}: expected a JSON object (a Particle webhook)")
+    return orjson.dumps({**document, "name": name})
+
+
+# Where to ask
+
+
+def _daemon(url: str | None, config: str) -> Daemon:
+    """The daemon's address: --url, else the config's [server], else ``DEFAULT_URL``."""
+    if url is not None:
+        source = "the address given by --url"
+    else:
+        url = _configured_url(config)
+        source = f"the [server] address in {config}; --url gives another"
+        if url is None:
+            source = f"the default: {config} names no [server] address; --url gives another"
+            url = DEFAULT_URL
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise Stop(f"hookwire: --url: {exc}: {url}", 2) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Stop(
+            f"hookwire: --url: expected http://HOST[:PORT] or https://HOST[:PORT], got {url}", 2
+        )
+    if parts.query or parts.fragment or parts.username is not None:
+        raise Stop(f"hookwire: --url: expected no user, query or fragment, got {url}", 2)
+    origin = Origin(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
+    return Daemon(url.rstrip("/"), origin, parts.path.rstrip("/"), source)
+
+
+def _configured_url(path: str) -> str | None:
+    """``http://host:port`` of the config's [server], or None when it gives none.
+
+    Only [server] is read: the rest of the file may be broken, and that is when ``reload``
+    must still reach the daemon, to show the problems.
+    """
+    try:
+        with Path(path).open("rb") as file:
+            data = tomllib.load(file)
+    except (OSError, ValueError):  # missing, not UTF-8, not TOML
+        return None
+    server = data.get("server", {})
+    if not isinstance(server, dict):
+        return None
+    defaults = ServerConfig()
+    host = _setting(server.get("host", defaults.host))
+    port = _setting(server.get("port", defaults.port))
+    if isinstance(port, str) and port.isdecimal():
+        port = int(port)
+    if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
+        return None  # port 0: a free port, which only the daemon's log tells
+    host = _WILDCARDS.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _setting(value: object) -> object:
+    """A config value, or the environment variable its ``{ env = "NAME" }`` names."""
+    if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
+        return os.environ.get(value["env"])
+    return value
+
+
+async def _addresses(daemon: Daemon) -> list[str]:
+    """The daemon host's IP addresses, in the resolver's order."""
+    host = daemon.origin.host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [host]
+    try:
+        found = await trio.socket.getaddrinfo(
+            host, daemon.origin.port, type=trio.socket.SOCK_STREAM
+        )
+    except OSError as exc:
+        raise Stop(
+            f"hookwire: cannot reach the daemon at {daemon.url}: cannot resolve {host}: "
+            f"{exc.strerror or exc}; check the host name ({daemon.source})"
+        ) from None
+    addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+    if not addresses:
+        raise Stop(f"hookwire: cannot reach the daemon at {daemon.url}: {host} has no address")
+    return addresses
+
+
+# Asking
+
+
+async def _send(
+    daemon: Daemon, method: str, target: str, token: str, body: bytes, args: argparse.Namespace
+) -> Response:
+    """One request, all within ``args.timeout``: to the host's addresses in turn while
+    connecting fails (nothing was sent then: ``localhost`` may be ::1, then 127.0.0.1)."""
+    headers = [("authorization", f"Bearer {token}"), ("accept", "application/json")]
+    if body:
+        headers.append(("content-type", "application/json"))
+    deadline = trio.current_time() + args.timeout
+    addresses: list[str] = []
+    with trio.move_on_after(args.timeout) as lookup:
+        addresses = await _addresses(daemon)
+    if lookup.cancelled_caught:
+        raise _no_answer(daemon, args.timeout)
+    refused: ConnectError | None = None
+    for address in addresses:
+        pool = ConnectionPool(daemon.origin, address=address, verify_tls=not args.insecure)
+        try:
+            return await pool.request(
+                method,
+                target,
+                headers,
+                body,
+                timeout=max(deadline - trio.current_time(), 0.0),
+            )
+        except ConnectError as exc:
+            refused = exc
+        except (ConnectTimeout, ReadTimeout):
+            raise _no_answer(daemon, args.timeout) from None
+        except TLSError as exc:
+            check = "" if args.insecure else "; --insecure skips the check"
+            raise Stop(f"hookwire: cannot reach the daemon at {daemon.url}: {exc}{check}") from None
+        except LocalProtocolError:
+            raise Stop(
+                "hookwire: the token or the URL holds characters a request cannot carry", 2
+            ) from None
+        except HttpClientError as exc:
+            raise Stop(f"hookwire: the daemon at {daemon.url}: {exc}") from None
+        finally:
+            await pool.aclose()
+    assert refused is not None
+    raise Stop(
+        f"hookwire: cannot reach the daemon at {daemon.url}: {_reason(refused)}; check that "
+        f"it runs (hookwire run) and listens there ({daemon.source})"
+    )
+
+
+def _no_answer(daemon: Daemon, timeout: float) -> Stop:
+    return Stop(
+        f"hookwire: no answer from the daemon at {daemon.url} within {timeout:g} s; "
+        "--timeout waits longer"
+    )
+
+
+def _reason(exc: ConnectError) -> str:
+    """Why connecting failed, in words: "connection refused"."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno:
+        text = os.strerror(cause.errno)
+        return text[0].lower() + text[1:]
+    return str(exc)
+
+
+# The answer
+
+
+def _answer(daemon: Daemon, response: Response) -> object:
+    """The answer's JSON, or ``Stop`` with the daemon's sentence when it refused."""
+    if response.truncated:
+        raise Stop(
+            f"hookwire: the answer from {daemon.url} is longer than the {MAX_BODY_BYTES} "
+            "bytes this client reads"
+        )
+    try:
+        answer: object = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        answer = None
+    refused = isinstance(answer, dict) and answer.get("ok") is False
+    if 200 <= response.status < 300 and not refused:
+        if answer is None:
+            raise Stop(
+                f"hookwire: {response.status}: the answer from {daemon.url} is not JSON "
+                f"(is the daemon there?): {_excerpt(response.body)}"
+            )
+        return answer
+    raise Stop("\n".join(_refusal(response.status, answer, response.body)))
+
+
+def _refusal(status: int, answer: object, body: bytes) -> list[str]:
+    """``hookwire: <status>: <sentence>``, then any further lines the answer gives."""
+    if not isinstance(answer, dict):
+        return [f"hookwire: {status}: {_excerpt(body) or 'no description'}"]
+    sentence = str(answer.get("error_description") or answer.get("error") or "no description")
+    problems = answer.get("problems")
+    if isinstance(problems, list) and problems:
+        # A sentence that ends with the problems it lists: they are shown a line each.
+        items = [str(p) for p in problems]
+        joined = "; ".join(items)
+        if sentence.endswith(joined):
+            sentence = sentence[: -len(joined)].rstrip(": ") or "problems"
+        return [f"hookwire: {status}: {sentence}:", *(f"  {item}" for item in items)]
+    lines = sentence.splitlines() or [""]
+    return [f"hookwire: {status}: {lines[0]}", *(f"  {line}" for line in lines[1:])]
+
+
+def _excerpt(body: bytes) -> str:
+    return _one_line(body.decode("utf-8", "replace").strip(), EXCERPT_CHARS)
+
+
+def _report(args: argparse.Namespace, response: Response, answer: object) -> None:
+    """Print what the daemon did: its JSON with --json, else for people."""
+    command = "reload" if args.command == "reload" else args.hooks_command
+    if args.json:
+        _print_bytes(response.body.rstrip(b"\n") + b"\n")
+    elif command == "create":
+        print(_field(answer, "id"))
+    elif command == "delete":
+        print(f"deleted {args.id}")
+    elif command == "show":
+        print(_table([], _fields(_object(answer))))
+    elif command == "list":
+        _print_list(answer, args.product)
+    else:
+        _print_reload(_object(answer))
+
+
+def _print_list(answer: object, product: str | None) -> None:
+    if not isinstance(answer, list):
+        raise Stop(f"hookwire: expected a list of webhooks, got {_one_line(str(answer), 80)}")
+    if not answer:
+        print("no webhooks" if product is None else f"no webhooks in product {product}")
+        return
+    headers = ["ID", "NAME", "SOURCE", "EVENT", "URL", "ENABLED", "DELIVERED", "DEAD"]
+    rows = []
+    for hook in answer:
+        hook = _object(hook)
+        counters = _object(hook.get("counters", {}))
+        rows.append(
+            [
+                _field(hook, "id"),
+                _field(hook, "name"),
+                _field(hook, "source"),
+                _field(hook, "event"),
+                _field(hook, "url"),
+                _enabled(hook),
+                _field(counters, "delivered"),
+                _field(counters, "dead"),
+            ]
+        )
+    print(_table(headers, rows))
+
+
+_SHOWN = {
+    "id": "id",
+    "name": "name",
+    "source": "source",
+    "event": "event",
+    "url": "url",
+    "requestType": "method",
+    "deviceID": "device",
+    "product_id": "product",
+    "created_at": "created",
+}
+_NOT_SHOWN = {"ok", "enabled", "disabled", "disabled_reason", "counters", "integration_type"}
+
+
+def _fields(hook: dict[str, object]) -> list[list[str]]:
+    """A hook's fields, ours in a fixed order, then any others the daemon adds."""
+    counters = _object(hook.get("counters", {}))
+    fields = [[label, _field(hook, key)] for key, label in _SHOWN.items() if key in hook]
+    fields += [
+        ["enabled", _enabled(hook)],
+        ["delivered", _field(counters, "delivered")],
+        ["dead", _field(counters, "dead")],
+    ]
+    fields += [[key, _field(hook, key)] for key in hook if key not in {*_SHOWN, *_NOT_SHOWN}]
+    return fields
+
+
+def _enabled(hook: dict[str, object]) -> str:
+    if hook.get("enabled", True) is not False:
+        return "yes"
+    reason = hook.get("disabled_reason")
+    return f"no: {_one_line(reason, None)}" if isinstance(reason, str) and reason else "no"
+
+
+def _print_reload(answer: dict[str, object]) -> None:
+    hooks = _object(answer.get("hooks", {}))
+    parts = []
+    for key in ("added", "changed", "removed"):
+        given = hooks.get(key)
+        names = [str(n) for n in given] if isinstance(given, list) else []
+        listed = f" ({', '.join(_one_line(n, None) for n in names)})" if names else ""
+        parts.append(f"{len(names)} {key}{listed}")
+    tokens = answer.get("tokens")
+    count = f"; {_count(tokens, 'token')}" if isinstance(tokens, int) else ""
+    print(f"reloaded: hooks {', '.join(parts)}{count}")
+    later = answer.get("needs_restart")
+    if isinstance(later, list) and later:
+        print(f"changed, but only a restart applies them: {', '.join(str(k) for k in later)}")
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _object(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise Stop(f"hookwire: expected a JSON object, got {_one_line(str(value), 80)}")
+    return value
+
+
+def _field(value: object, key: str) -> str:
+    """A field as one line of text: strings as they are, other JSON as JSON, "-" if absent."""
+    found = value.get(key) if isinstance(value, dict) else None
+    if found is None:
+        return "-"
+    if isinstance(found, str):
+        return _one_line(found, None)
+    return orjson.dumps(found).decode()
+
+
+def _one_line(text: str, limit: int | None) -> str:
+    """Text as one line: JSON-quoted when it holds control characters, cut at ``limit``."""
+    shown = orjson.dumps(text).decode() if any(c < " " for c in text) else text
+    if limit is not None and len(shown) > limit:
+        return shown[: limit - 1] + "…"
+    return shown
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned with two spaces between them; the last one is not padded."""
+    lines = [headers, *rows] if headers else list(rows)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _print_bytes(data: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
