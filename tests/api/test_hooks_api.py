@@ -128,6 +128,8 @@ async def test_mistakes_get_one_sentence_and_change_nothing(start: Start, sink: 
             return str(error["error"])
 
         assert "not JSON" in await refused(400, "/v1/webhooks", content=b"{nope")
+        huge = document(sink, body="x" * 70_000)
+        assert "65536" in await refused(413, "/v1/webhooks", json=huge)
         assert await refused(400, "/v1/webhooks", json=[1]) == (
             "webhook: expected a JSON object, got an array"
         )
