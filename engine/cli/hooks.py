@@ -480,7 +480,8 @@ _NOT_SHOWN = {"ok", "enabled", "disabled", "disabled_reason", "counters", "integ
 
 
 def _fields(hook: dict[str, object]) -> list[list[str]]:
-    """A hook's fields, ours in a fixed order, then any others the daemon adds."""
+    """A hook's fields in a fixed order, then the counters and fields the daemon adds
+    (``last_delivered_at``, ``last_failure``...) under their own names."""
     counters = _object(hook.get("counters", {}))
     fields = [[label, _field(hook, key)] for key, label in _SHOWN.items() if key in hook]
     fields += [
@@ -488,6 +489,7 @@ def _fields(hook: dict[str, object]) -> list[list[str]]:
         ["delivered", _field(counters, "delivered")],
         ["dead", _field(counters, "dead")],
     ]
+    fields += [[key, _field(counters, key)] for key in counters if key not in ("delivered", "dead")]
     fields += [[key, _field(hook, key)] for key in hook if key not in {*_SHOWN, *_NOT_SHOWN}]
     return fields
 
