@@ -14,11 +14,11 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
 
 import orjson
 
 from engine.cli._config import load_or_report
+from engine.cli._text import one_line, table
 from engine.config.settings import Config
 from engine.hooks.router import HookSet
 from engine.journal import admin
@@ -184,7 +184,7 @@ def _list(conn: sqlite3.Connection, args: argparse.Namespace, config: Config) ->
         )
         for d in letters
     ]
-    print(_table(headers, rows))
+    print(table(headers, rows))
     more = (
         f"; --limit {args.limit} reached, there may be more" if len(letters) == args.limit else ""
     )
@@ -210,9 +210,9 @@ def _show(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         ("reason", record.reason or "-"),
         ("event", f"{event.name} #{event.id}, device {event.device_id}{product}"),
         ("published", event.published_at),
-        ("data", _one_line(event.data, None)),
+        ("data", one_line(event.data, None)),
     ]
-    print(_table(("", ""), fields, header=False))
+    print(table((), fields))
     print()
     if not record.attempt_log:
         print("no attempts yet")
@@ -225,11 +225,11 @@ def _show(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int:
             str(a.status) if a.status is not None else "-",
             f"{a.duration:.3f} s",
             a.reason,
-            _one_line(a.excerpt.decode("utf-8", "replace"), EXCERPT_CHARS),
+            one_line(a.excerpt.decode("utf-8", "replace"), EXCERPT_CHARS),
         )
         for a in record.attempt_log
     ]
-    print(_table(headers, rows))
+    print(table(headers, rows))
     return 0
 
 
@@ -315,24 +315,6 @@ def _clock(at: float, *, ms: bool = False) -> str:
     moment = dt.datetime.fromtimestamp(at, dt.UTC)
     text = moment.strftime("%Y-%m-%d %H:%M:%S")
     return f"{text}.{moment.microsecond // 1000:03d}" if ms else text
-
-
-def _one_line(text: str, limit: int | None) -> str:
-    """Text as one line: JSON-quoted when it holds control characters, cut at ``limit``."""
-    shown = orjson.dumps(text).decode() if any(c < " " for c in text) else text
-    if limit is not None and len(shown) > limit:
-        return shown[: limit - 1] + "…"
-    return shown
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, header: bool = True) -> str:
-    """Columns aligned with two spaces between them; the last one is not padded."""
-    lines = [headers, *rows] if header else list(rows)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
 
 
 def _print_json(value: object) -> None:

@@ -19,7 +19,6 @@ import ipaddress
 import os
 import sys
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -27,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 import trio
 
+from engine.cli._text import one_line, table
 from engine.config.settings import ServerConfig
 from engine.http.client import (
     MAX_BODY_BYTES,
@@ -419,7 +419,7 @@ def _refusal(status: int, answer: object, body: bytes) -> list[str]:
 
 
 def _excerpt(body: bytes) -> str:
-    return _one_line(body.decode("utf-8", "replace").strip(), EXCERPT_CHARS)
+    return one_line(body.decode("utf-8", "replace").strip(), EXCERPT_CHARS)
 
 
 def _report(args: argparse.Namespace, response: Response, answer: object) -> None:
@@ -432,7 +432,7 @@ def _report(args: argparse.Namespace, response: Response, answer: object) -> Non
     elif command == "delete":
         print(f"deleted {args.id}")
     elif command == "show":
-        print(_table([], _fields(_object(answer))))
+        print(table([], _fields(_object(answer))))
     elif command == "list":
         _print_list(answer, args.product)
     else:
@@ -441,7 +441,7 @@ def _report(args: argparse.Namespace, response: Response, answer: object) -> Non
 
 def _print_list(answer: object, product: str | None) -> None:
     if not isinstance(answer, list):
-        raise Stop(f"hookwire: expected a list of webhooks, got {_one_line(str(answer), 80)}")
+        raise Stop(f"hookwire: expected a list of webhooks, got {one_line(str(answer), 80)}")
     if not answer:
         print("no webhooks" if product is None else f"no webhooks in product {product}")
         return
@@ -462,7 +462,7 @@ def _print_list(answer: object, product: str | None) -> None:
                 _field(counters, "dead"),
             ]
         )
-    print(_table(headers, rows))
+    print(table(headers, rows))
 
 
 _SHOWN = {
@@ -498,7 +498,7 @@ def _enabled(hook: dict[str, object]) -> str:
     if hook.get("enabled", True) is not False:
         return "yes"
     reason = hook.get("disabled_reason")
-    return f"no: {_one_line(reason, None)}" if isinstance(reason, str) and reason else "no"
+    return f"no: {one_line(reason, None)}" if isinstance(reason, str) and reason else "no"
 
 
 def _print_reload(answer: dict[str, object]) -> None:
@@ -507,7 +507,7 @@ def _print_reload(answer: dict[str, object]) -> None:
     for key in ("added", "changed", "removed"):
         given = hooks.get(key)
         names = [str(n) for n in given] if isinstance(given, list) else []
-        listed = f" ({', '.join(_one_line(n, None) for n in names)})" if names else ""
+        listed = f" ({', '.join(one_line(n, None) for n in names)})" if names else ""
         parts.append(f"{len(names)} {key}{listed}")
     tokens = answer.get("tokens")
     count = f"; {_count(tokens, 'token')}" if isinstance(tokens, int) else ""
@@ -523,7 +523,7 @@ def _count(n: int, thing: str) -> str:
 
 def _object(value: object) -> dict[str, object]:
     if not isinstance(value, dict):
-        raise Stop(f"hookwire: expected a JSON object, got {_one_line(str(value), 80)}")
+        raise Stop(f"hookwire: expected a JSON object, got {one_line(str(value), 80)}")
     return value
 
 
@@ -533,26 +533,8 @@ def _field(value: object, key: str) -> str:
     if found is None:
         return "-"
     if isinstance(found, str):
-        return _one_line(found, None)
+        return one_line(found, None)
     return orjson.dumps(found).decode()
-
-
-def _one_line(text: str, limit: int | None) -> str:
-    """Text as one line: JSON-quoted when it holds control characters, cut at ``limit``."""
-    shown = orjson.dumps(text).decode() if any(c < " " for c in text) else text
-    if limit is not None and len(shown) > limit:
-        return shown[: limit - 1] + "…"
-    return shown
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns aligned with two spaces between them; the last one is not padded."""
-    lines = [headers, *rows] if headers else list(rows)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
 
 
 def _print_bytes(data: bytes) -> None:
