@@ -29,7 +29,6 @@ import trio
 from engine.cli._text import one_line, table
 from engine.config.settings import ServerConfig
 from engine.http.client import (
-    MAX_BODY_BYTES,
     ConnectError,
     ConnectionPool,
     ConnectTimeout,
@@ -42,6 +41,9 @@ from engine.http.client import (
 )
 
 COMMANDS = ("hooks", "reload")
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""The longest answer read: a list of 10,000 webhooks is about 5 MB."""
 
 TOKEN_VARIABLE = "HOOKWIRE_TOKEN"
 
@@ -337,6 +339,7 @@ async def _send(
                 headers,
                 body,
                 timeout=max(deadline - trio.current_time(), 0.0),
+                max_body=MAX_ANSWER_BYTES,
             )
         except ConnectError as exc:
             refused = exc
@@ -383,7 +386,7 @@ def _answer(daemon: Daemon, response: Response) -> object:
     """The answer's JSON, or ``Stop`` with the daemon's sentence when it refused."""
     if response.truncated:
         raise Stop(
-            f"hookwire: the answer from {daemon.url} is longer than the {MAX_BODY_BYTES} "
+            f"hookwire: the answer from {daemon.url} is longer than the {MAX_ANSWER_BYTES} "
             "bytes this client reads"
         )
     try:

@@ -315,10 +315,11 @@ class ConnectionPool:
         # Our own deadline, not the caller's fail_after: the phase it cuts names the error.
         timeout: float,  # noqa: ASYNC109
         on_sent: Callable[[], object] | None = None,
+        max_body: int = MAX_BODY_BYTES,
     ) -> Response:
         """Send one request and read its response, all within ``timeout`` seconds.
 
-        Reading stops once the body passes ``MAX_BODY_BYTES`` (``Response.truncated``);
+        Reading stops once the body passes ``max_body`` bytes (``Response.truncated``);
         that connection is closed, since the rest of the body was never read.
 
         ``target`` is the path and query; ``headers`` must not carry Host,
@@ -345,7 +346,7 @@ class ConnectionPool:
                     connection = await self._connect()
                 phase = "exchanging"
                 try:
-                    reader = await self._exchange(connection, data, method, written)
+                    reader = await self._exchange(connection, data, method, written, max_body)
                 except _Stale:
                     stale, connection = connection, None
                     self._in_use.discard(stale)  # the slot stays ours for the fresh one
@@ -356,7 +357,7 @@ class ConnectionPool:
                     phase = "connecting"
                     connection = await self._connect()
                     phase = "exchanging"
-                    reader = await self._exchange(connection, data, method, written)
+                    reader = await self._exchange(connection, data, method, written, max_body)
                 reusable = reader.keep_alive
                 return Response(reader.status, reader.headers, reader.body, reader.truncated)
             finally:
@@ -554,7 +555,7 @@ class ConnectionPool:
         return connection
 
     async def _exchange(
-        self, connection: _Connection, data: bytes, method: str, written: _Once
+        self, connection: _Connection, data: bytes, method: str, written: _Once, max_body: int
     ) -> ResponseReader:
         """Send one request, read its response (to the body limit); transport errors end here."""
         stream = connection.stream
@@ -572,7 +573,7 @@ class ConnectionPool:
                 raise _Stale from exc
             raise WriteError(f"connection lost while sending the request: {_reason(exc)}") from exc
         written()
-        reader = ResponseReader(method)
+        reader = ResponseReader(method, max_body)
         receive = stream.receive_some if sock is None else sock.recv
         answered = False
         try:

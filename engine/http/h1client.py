@@ -113,8 +113,9 @@ class ResponseReader:
     Feed it every chunk the socket gives (``feed``) and ``feed_eof()`` at end of
     stream, until ``complete``. ``method`` is the request's: a response to HEAD has
     no body whatever its Content-Length says. Interim 1xx responses are skipped.
-    A body longer than ``MAX_BODY_BYTES`` completes the reader at its first byte past
-    the limit (``truncated``, and ``keep_alive`` False: the rest is never read).
+    A body longer than ``max_body`` (default ``MAX_BODY_BYTES``) completes the reader at
+    its first byte past the limit (``truncated``, and ``keep_alive`` False: the rest is
+    never read).
     """
 
     __slots__ = (
@@ -124,6 +125,7 @@ class ResponseReader:
         "_interim",
         "_is_head",
         "_kept",
+        "_max_body",
         "_parser",
         "complete",
         "head_complete",
@@ -133,8 +135,9 @@ class ResponseReader:
         "truncated",
     )
 
-    def __init__(self, method: str = "GET") -> None:
+    def __init__(self, method: str = "GET", max_body: int = MAX_BODY_BYTES) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._max_body = max_body
         self._is_head = method == "HEAD"
         self._chunks: list[bytes] = []
         self._kept = 0
@@ -267,14 +270,14 @@ class ResponseReader:
             raise _Stop
 
     def on_body(self, body: bytes) -> None:
-        room = MAX_BODY_BYTES - self._kept
+        room = self._max_body - self._kept
         if len(body) <= room:
             self._chunks.append(body)
             self._kept += len(body)
             return
         if room:
             self._chunks.append(body[:room])
-            self._kept = MAX_BODY_BYTES
+            self._kept = self._max_body
         # All we keep has arrived and more is coming: reading the rest would only cost
         # time (an endless body would hold the attempt until its timeout). The server is
         # left mid-body, so the connection cannot carry another request.

@@ -404,3 +404,19 @@ async def test_problems_listed_in_the_answer_are_shown_a_line_each(
         "  engine.toml: log.level: expected\n",
     )
     assert (daemon.requests[0].method, daemon.requests[0].target) == ("POST", "/v1/reload")
+
+
+async def test_a_list_longer_than_a_webhook_answer_is_read_whole(
+    cli: Cli, served: Served, sink: Sink
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=served.url, headers={"Authorization": f"Bearer {ADMIN}"}
+    ) as client:
+        for i in range(300):
+            hook = orjson.loads(document(sink, name=f"h{i:03d}", url=f"{sink.url}/{'x' * 300}"))
+            assert (await client.post("/v1/webhooks", json=hook)).status_code == 200
+        size = len((await client.get("/v1/webhooks")).content)
+    assert size > 100 * 1024  # more than the engine reads of a webhook's answer
+    code, out, err = await cli("hooks", "list")
+    assert (code, err) == (0, "")
+    assert len(out.splitlines()) == 1 + 1 + 300
