@@ -156,6 +156,8 @@ async def test_a_broken_file_changes_nothing_and_says_why(
     assert answer.status_code == 400
     assert answer.json()["error"].startswith("config not reloaded, nothing changed: ")
     assert "hooks[1].url" in answer.json()["error"]
+    [problem] = answer.json()["problems"]
+    assert problem.startswith(f"{path}: hooks[1].url: ")
     await publish_direct(engine, "temp", "1")
     await wait_until(lambda: len(sink.requests) == 1)
     assert 'hookwire_config_reloads_total{result="refused"} 1.0' in engine.metrics.render().decode()

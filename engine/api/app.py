@@ -239,9 +239,14 @@ class Api:
         self._administrator(request)
         reloaded = await self._reload()
         if reloaded.problems:
-            return error_response(
-                400, "config not reloaded, nothing changed: " + "; ".join(reloaded.problems)
-            )
+            message = "config not reloaded, nothing changed: " + "; ".join(reloaded.problems)
+            body = {
+                "ok": False,
+                "error": message,
+                "error_description": message,
+                "problems": list(reloaded.problems),
+            }
+            return Response(400, orjson.dumps(body))
         return Response(200, orjson.dumps(reloaded.answer()))
 
     def _hooks_principal(
