@@ -138,6 +138,18 @@ def add_commands(
         "('hook removed'). Answers once none of them can still be sent.",
     )
     delete.add_argument("id", help="the hook's id")
+    trial = actions.add_parser(
+        "test",
+        parents=both,
+        help="send one made-up event through a hook; print the request and the answer",
+        description="Send one made-up event through a hook now (POST /v1/webhooks/ID/test): "
+        "nothing is stored, counted or retried. Prints the request sent (secrets masked) and "
+        "what came back.",
+    )
+    trial.add_argument("id", help="the hook's id")
+    trial.add_argument("--event", help="the event's name (default: the hook's event prefix)")
+    trial.add_argument("--data", help="the event's data (default: test)")
+    trial.add_argument("--device", help="the event's device id")
     commands.add_parser(
         "reload",
         parents=[common],
@@ -207,6 +219,9 @@ def _call(args: argparse.Namespace) -> tuple[str, str, bytes]:
     if action == "create":
         return "POST", hooks, _document(args.file, args.name)
     one = f"{hooks}/{quote(args.id, safe='')}"
+    if action == "test":
+        given = {"name": args.event, "data": args.data, "deviceId": args.device}
+        return "POST", f"{one}/test", orjson.dumps({k: v for k, v in given.items() if v})
     return ("GET" if action == "show" else "DELETE"), one, b""
 
 
@@ -438,8 +453,30 @@ def _report(args: argparse.Namespace, response: Response, answer: object) -> Non
         print(table([], _fields(_object(answer))))
     elif command == "list":
         _print_list(answer, args.product)
+    elif command == "test":
+        _print_trial(_object(answer))
     else:
         _print_reload(_object(answer))
+
+
+def _print_trial(answer: dict[str, object]) -> None:
+    """The request as sent and the answer, as they would look on the wire; or why not."""
+    request = answer.get("request")
+    if isinstance(request, dict):
+        print(f"> {request.get('method')} {request.get('url')}")
+        for name, value in request.get("headers") or []:
+            print(f"> {name}: {value}")
+        if request.get("body"):
+            print(f">\n{request['body']}")
+    response = answer.get("response")
+    if isinstance(response, dict):
+        print(f"< {response.get('status')} ({response.get('seconds')} s)")
+        for name, value in response.get("headers") or []:
+            print(f"< {name}: {value}")
+        if response.get("body"):
+            print(f"<\n{response['body']}")
+    if answer.get("answered") is not True:
+        raise Stop(f"hookwire: no answer: {answer.get('error', 'unknown reason')}")
 
 
 def _print_list(answer: object, product: str | None) -> None:

@@ -37,7 +37,7 @@ async def try_hook(
     try:
         request = RequestBuilder().build(hook, hook.templates, parts, delivery_id)
     except RequestError as exc:
-        return {"ok": False, "error": f"the request cannot be built: {exc}"}
+        return {"answered": False, "error": f"the request cannot be built: {exc}"}
     headers = request.headers
     if hook.signer is not None:
         headers = headers + hook.signer.attempt_headers(delivery_id, int(time.time()), request.body)
@@ -46,7 +46,7 @@ async def try_hook(
     try:
         address = await vetted_address(target.host, target.port, allow, RESOLVE_TIMEOUT)
     except (Refused, Unresolvable) as exc:
-        return {"ok": False, "error": str(exc), "request": shown}
+        return {"answered": False, "error": str(exc), "request": shown}
     pool = ConnectionPool(target, address=address, verify_tls=hook.reject_unauthorized)
     started = time.perf_counter()
     try:
@@ -54,11 +54,11 @@ async def try_hook(
             request.method, request.path, headers, request.body, timeout=timeout
         )
     except HttpClientError as exc:
-        return {"ok": False, "error": f"{exc} from {target.host}", "request": shown}
+        return {"answered": False, "error": f"{exc} from {target.host}", "request": shown}
     finally:
         await pool.aclose()
     return {
-        "ok": True,
+        "answered": True,
         "request": shown,
         "response": {
             "status": response.status,

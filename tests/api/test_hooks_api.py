@@ -326,7 +326,7 @@ async def test_a_test_request_shows_what_was_sent_and_answered(start: Start, sin
         tried = await client.post(f"/v1/webhooks/{hook_id}/test", json={"data": "21.5"})
         assert tried.status_code == 200, tried.text
         body = tried.json()
-        assert body["ok"] is True and body["response"]["status"] == 200
+        assert body["answered"] is True and body["response"]["status"] == 200
         assert body["request"]["method"] == "POST"
         assert body["request"]["url"] == f"{sink.url}/hook"
         assert ["Authorization", "***"] in body["request"]["headers"]

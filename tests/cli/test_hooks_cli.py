@@ -420,3 +420,21 @@ async def test_a_list_longer_than_a_webhook_answer_is_read_whole(
     code, out, err = await cli("hooks", "list")
     assert (code, err) == (0, "")
     assert len(out.splitlines()) == 1 + 1 + 300
+
+
+async def test_test_prints_the_request_and_the_answer(cli: Cli, sink: Sink, tmp_path: Path) -> None:
+    file = tmp_path / "temp.json"
+    file.write_bytes(document(sink, name="tried"))
+    code, out, _ = await cli("hooks", "create", str(file))
+    hook_id = out.strip()
+    sink.script(Reply(201, body=b"thanks"))
+    code, out, err = await cli("hooks", "test", hook_id, "--data", "21.5")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == f"> POST {sink.url}/hook"
+    assert any(line.startswith("< 201 (") for line in lines)
+    assert lines[-1] == "thanks"
+    assert "data=21.5" in out
+    sink.script("hangup")
+    code, out, err = await cli("hooks", "test", hook_id)
+    assert code == 1 and err.startswith("hookwire: no answer: ")
