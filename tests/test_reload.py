@@ -229,3 +229,32 @@ def _refusals(url: str) -> float:
         if line.startswith('hookwire_config_reloads_total{result="refused"}'):
             return float(line.split()[-1])
     return 0.0
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_reloads_under_load_drop_no_delivery(
+    engine_at, sink: Sink, tmp_path: Path, workers: int
+) -> None:
+    engine, url = await engine_at(hooks_toml(sink, "steady", "other", workers=workers))
+    if workers:
+        await wait_until(lambda: engine.workers.pids[0] is not None, within=10)
+    path = tmp_path / "engine.toml"
+    published = 0
+
+    async def publish() -> None:
+        nonlocal published
+        while published < 400:
+            await publish_direct(engine, "temp", str(published))
+            published += 1
+            await trio.sleep(0.001)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publish)
+        for i in range(6):
+            paths = ["steady", f"other{i}"] if i % 2 else ["steady", "other", f"extra{i}"]
+            path.write_text(BASE_CONFIG + hooks_toml(sink, *paths, workers=workers))
+            assert (await reload(url)).status_code == 200
+            await trio.sleep(0.02)
+    await wait_until(lambda: sum(r.target == "/steady" for r in sink.requests) >= 400, within=20)
+    ids = [r.header(b"webhook-id") for r in sink.requests if r.target == "/steady"]
+    assert len(ids) == len(set(ids)) == 400
