@@ -206,7 +206,8 @@ async def test_delete_answers_once_nothing_of_the_hook_can_be_sent(
     assert len(silent.requests) == sent
 
 
-async def test_api_hooks_survive_a_restart(
+@requires_node
+async def test_a_hook_created_by_particle_api_js_survives_a_restart(
     start: Start, sink: Sink, write_config: WriteConfig, tmp_path: Path
 ) -> None:
     config = write_config(
@@ -214,14 +215,15 @@ async def test_api_hooks_survive_a_restart(
         replace={'backend = "memory"': f'backend = "sqlite"\npath = "{tmp_path / "j.db"}"'},
     )
     first = await start(config=config)
-    async with httpx.AsyncClient(base_url=first.url, headers=AUTH) as client:
-        created = await client.post("/v1/webhooks", json=document(sink, name="kept"))
-        assert created.status_code == 200, created.text
+    spec = tmp_path / "hook.json"
+    spec.write_text(json.dumps({"event": "temp", "url": f"{sink.url}/hook"}))
+    code, created = await run_particle_js_async(first.url, ADMIN, "create", str(spec))
+    assert code == 0, created
+    hook_id = created["body"]["id"]
     await stop(first)
     second = await start(config=config)
-    async with httpx.AsyncClient(base_url=second.url, headers=AUTH) as client:
-        listed = (await client.get("/v1/webhooks")).json()
-        assert [(h["name"], h["id"]) for h in listed][1:] == [("kept", created.json()["id"])]
+    code, listed = await run_particle_js_async(second.url, ADMIN, "list")
+    assert code == 0 and [h["id"] for h in listed["body"]][1:] == [hook_id]
     await publish_direct(second.engine, "temp", "after the restart")
     await wait_until(lambda: len(sink.requests) == 1)
 
