@@ -1,4 +1,5 @@
-"""Reloading the config file while the engine runs: POST /v1/reload, SIGHUP, and workers.
+"""Reloading the config file while the engine runs (POST /v1/reload, SIGHUP, workers), and
+the daemon as a process: SIGHUP, and particle-api-js across a restart.
 
 What may change live (hooks, tokens, partials) changes at once; a broken file changes
 nothing and says why; what needs a restart is named.
@@ -27,6 +28,7 @@ from engine.hooks.router import HookSet
 from tests.conftest import ADMIN, BASE_CONFIG, WriteConfig, in_process, sha
 from tests.helpers import HOOKWIRE, publish_direct, wait_until
 from tests.http.sink import Sink
+from tests.particle_js import requires_node, run_particle_js
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 NEW_TOKEN = "hw_test_new_token_after_reload_0123456789"
@@ -258,3 +260,49 @@ async def test_reloads_under_load_drop_no_delivery(
     await wait_until(lambda: sum(r.target == "/steady" for r in sink.requests) >= 400, within=20)
     ids = [r.header(b"webhook-id") for r in sink.requests if r.target == "/steady"]
     assert len(ids) == len(set(ids)) == 400
+
+
+@requires_node
+def test_particle_api_js_against_a_daemon_process_across_its_restart(tmp_path: Path) -> None:
+    path = tmp_path / "engine.toml"
+    port = free_port()
+    sqlite = f'backend = "sqlite"\npath = "{tmp_path}/j.db"'
+    path.write_text(
+        BASE_CONFIG.replace('backend = "memory"', sqlite).replace("port = 0", f"port = {port}")
+        + '\n[delivery]\nworkers = 1\nallow_networks = ["127.0.0.0/8"]\n'
+    )
+    url = f"http://127.0.0.1:{port}"
+    spec = tmp_path / "hook.json"
+    spec.write_text('{"event": "temp", "url": "http://127.0.0.1:9/x", "device": "dev1"}')
+
+    def daemon() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [*HOOKWIRE, "run", "--config", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        poll(lambda: _up(url), within=20)
+        return process
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output.decode()
+
+    first = daemon()
+    try:
+        code, created = run_particle_js(url, ADMIN, "create", str(spec))
+        assert code == 0, created
+    finally:
+        stop(first)
+    second = daemon()
+    try:
+        code, listed = run_particle_js(url, ADMIN, "list")
+        assert code == 0 and [h["id"] for h in listed["body"]] == [created["body"]["id"]]
+        assert listed["body"][0]["deviceID"] == "dev1"
+        code, deleted = run_particle_js(url, ADMIN, "delete", created["body"]["id"])
+        assert code == 0, deleted
+        code, listed = run_particle_js(url, ADMIN, "list")
+        assert listed["body"] == []
+    finally:
+        stop(second)
