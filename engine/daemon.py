@@ -24,9 +24,9 @@ from engine.delivery.service import Deliveries, Sender
 from engine.delivery.workers import WorkerPool
 from engine.gateway.hub import GatewayHub
 from engine.hooks.catalog import API, CONFIG
-from engine.hooks.changes import HookChanges, hook_changes
+from engine.hooks.changes import HookChanges, reread_config
 from engine.hooks.documents import hook_from_document, parse_document
-from engine.hooks.hook import Hook, compile_hooks, load_config
+from engine.hooks.hook import compile_hooks
 from engine.hooks.router import HookSet
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
@@ -202,18 +202,14 @@ class Engine:
         definition they started with. Reloads run one at a time."""
         async with self._reloading:
             path = self.config.path
+            old = self.config
+            current = [hook for hook in self.hooks.hooks if hook.name in self._config_hooks]
             try:
-                new = await trio.to_thread.run_sync(load_config, path)
+                new, changes = await trio.to_thread.run_sync(reread_config, old, current)
             except ConfigError as exc:
                 self.metrics.reloads.labels("refused").inc()
                 log.error("config not reloaded, nothing changed: %s", "; ".join(exc.problems))
                 return Reloaded(problems=tuple(exc.problems))
-            old = self.config
-            changes = hook_changes(
-                [hook for hook in self.hooks.hooks if hook.name in self._config_hooks],
-                [hook for hook in new.hooks if isinstance(hook, Hook)],
-                recompiled=old.partials != new.partials,
-            )
             taken = [
                 f"{path}: {hook.where}.name: {hook.name!r} is taken by a webhook created "
                 f"through the API (id {entry.id})"
@@ -230,7 +226,7 @@ class Engine:
             self.api.reconfigure(config, changes)
             if self.gateway is not None:
                 self.gateway.reload_tokens(config.auth.tokens)
-            self.deliveries.sender.reconfigure(config)
+            await self.deliveries.sender.reconfigure(config)
             async with trio.open_nursery() as nursery:
                 for name in changes.removed:
                     nursery.start_soon(self.deliveries.sender.forget, name)

@@ -20,9 +20,9 @@ import pytest
 import trio
 
 from engine.config.changes import needs_restart
-from engine.config.settings import HookConfig
+from engine.config.settings import Config, ConfigError, HookConfig
 from engine.daemon import Engine
-from engine.hooks.changes import hook_changes
+from engine.hooks.changes import HookChanges, reload_hooks
 from engine.hooks.hook import Hook, compile_hook
 from engine.hooks.router import HookSet
 from tests.conftest import ADMIN, BASE_CONFIG, WriteConfig, in_process, sha
@@ -34,32 +34,43 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 NEW_TOKEN = "hw_test_new_token_after_reload_0123456789"
 
 
+def config_of(name: str, url: str = "http://127.0.0.1:9/x", where: str = "") -> HookConfig:
+    return HookConfig(where or f"hooks[{name}]", name, "temp", url)
+
+
 def hook(name: str, url: str = "http://127.0.0.1:9/x") -> Hook:
-    return compile_hook(HookConfig(f"hooks[{name}]", name, "temp", url), {})
+    return compile_hook(config_of(name, url), {})
 
 
-def test_hook_changes_match_by_name_whatever_the_order() -> None:
+def reloaded(
+    current: list[Hook], *configs: HookConfig, recompile: bool = False
+) -> tuple[tuple[Hook, ...], HookChanges]:
+    new = Config(Path("engine.toml"), hooks=configs)
+    return reload_hooks(current, new, recompile=recompile, retry=(5.0,))
+
+
+def test_a_reload_compiles_only_the_hooks_that_changed() -> None:
     a, b, c = hook("a"), hook("b"), hook("c")
-    moved_b = dataclasses.replace(hook("b"), where="hooks[9]")
-    changes = hook_changes(
-        [a, b, c], [moved_b, hook("a", url="http://127.0.0.1:9/y"), hook("d")], recompiled=False
-    )
+    hooks, changes = reloaded(
+        [a, b, c], config_of("b", where="hooks[0]"), config_of("a", "http://127.0.0.1:9/y"),
+        config_of("d"),
+    )  # fmt: skip
     assert [h.name for h in changes.added] == ["d"]
     assert [h.name for h in changes.changed] == ["a"]
     assert changes.removed == ("c",)
-    everything = hook_changes([a, b], [a, b], recompiled=True)
+    assert [h.name for h in hooks] == ["b", "a", "d"]
+    assert hooks[0].templates is b.templates and hooks[0].where == "hooks[0]"  # kept, moved
+    _, everything = reloaded([a, b], config_of("a"), config_of("b"), recompile=True)
     assert [h.name for h in everything.changed] == ["a", "b"] and not everything.added
+    with pytest.raises(ConfigError, match=r"engine.toml: hooks\[x\].body: 1:"):
+        reloaded([a], dataclasses.replace(config_of("x"), body="{{#open}}"))
 
 
 def test_apply_keeps_api_hooks_after_the_config_and_a_410_on_unchanged_hooks() -> None:
     hooks = HookSet([hook("a"), hook("b"), hook("c")])
     hooks.add(hook("api"))
     hooks.disable("b")
-    changes = hook_changes(
-        hooks.hooks[:3],
-        [hook("c"), hook("b"), hook("new")],
-        recompiled=False,
-    )
+    _, changes = reloaded(list(hooks.hooks[:3]), config_of("c"), config_of("b"), config_of("new"))
     hooks.apply(changes, ["c", "b", "new"])
     assert [h.name for h in hooks.hooks] == ["c", "b", "new", "api"]
     assert hooks.is_disabled("b")  # unchanged: its 410 stays
@@ -260,6 +271,10 @@ async def test_reloads_under_load_drop_no_delivery(
     await wait_until(lambda: sum(r.target == "/steady" for r in sink.requests) >= 400, within=20)
     ids = [r.header(b"webhook-id") for r in sink.requests if r.target == "/steady"]
     assert len(ids) == len(set(ids)) == 400
+    # Hooks a later reload removed end their queued deliveries as dead letters; those kept
+    # (and one the last reload added, handed to a worker still reloading) lose none.
+    outcomes = engine.metrics.delivery_counts.outcomes
+    assert outcomes.get(("steady", "dead"), 0) == outcomes.get(("other5", "dead"), 0) == 0
 
 
 @requires_node

@@ -50,6 +50,7 @@ from bench.harness.delivery.phase import (
     run_phase,
     spread_hooks,
 )
+from bench.harness.reload_pause import measure_reload_pause
 from bench.harness.report import Report
 from bench.harness.scenario import SINKS, Bench, Settings, Sink, scenario
 from bench.harness.suite import Findings
@@ -73,7 +74,7 @@ NOISY_OTHERS_PCT = 25.0
 """Other processes' CPU (% of a core) during a delivery phase above which its rate is noted
 as unreliable: on two cores they take that share from the daemon, whose rate it sets."""
 
-PARTS = ("routing", "changes", "delivery")
+PARTS = ("routing", "changes", "delivery", "reload")
 
 DEVICE = "0123456789abcdef01234567"
 """The device every timed event comes from, admitted by the mix's shared-prefix filter."""
@@ -422,6 +423,19 @@ def make_parser() -> argparse.ArgumentParser:
     add("--pairs", type=int, default=None, help="without + with phases, alternating (2; quick 1)")
     add("--duration", type=float, default=None, help="seconds of publishing (4; quick 1)")
     add("--hooks-per-event", type=int, default=4, help="hooks each published event triggers")
+    add(
+        "--reload-hooks",
+        type=int,
+        default=None,
+        help="hooks in the config file the reload part reloads (10,000; quick 1,000)",
+    )
+    add(
+        "--reload-duration",
+        type=float,
+        default=None,
+        help="seconds of publishing around the reload, which starts 2 s after the first "
+        "delivery (20; quick 6)",
+    )
     return parser
 
 
@@ -436,6 +450,8 @@ def resolve(args: argparse.Namespace, settings: Settings) -> argparse.Namespace:
             "repeat": args.repeat or settings.count(7, 3),
             "changes": args.changes or settings.count(20, 5),
             "pairs": args.pairs or settings.count(2, 1),
+            "reload_hooks": args.reload_hooks or settings.count(10_000, 1_000),
+            "reload_duration": args.reload_duration or settings.pick(20.0, 6.0),
         }
     )
 
@@ -466,6 +482,11 @@ def measure(bench: Bench, args: argparse.Namespace, found: Report, parts: set[st
         )
         with bench.sink(1, found) as sink:
             measure_delivery(delivery, found, sink, args.pairs, args.unrelated)
+    if "reload" in parts:
+        phase = bench.delivery_args(hooks_per_event=1, duration=args.reload_duration)
+        found.params.update(reload_hooks=args.reload_hooks)
+        with bench.sink(1, found) as sink, unused_port() as port:
+            measure_reload_pause(phase, found, sink, unrelated_hooks(args.reload_hooks - 1, port))
 
 
 def _in_process(args: argparse.Namespace, found: Report, parts: set[str]) -> None:

@@ -52,8 +52,9 @@ class Sender(Protocol):
         """End a removed hook's deliveries; returns once none of its attempts is in flight."""
         ...
 
-    def reconfigure(self, config: Config) -> None:
-        """A reload applied (the hook set has its hooks already): tell whoever keeps a copy."""
+    async def reconfigure(self, config: Config) -> None:
+        """A reload applied (the hook set has its hooks already): tell whoever keeps a copy,
+        and return once they have it."""
         ...
 
     async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...

@@ -10,13 +10,15 @@ main -> worker
     the 8 fields of an Event; ``due``: unix time, 0 for now), ``["disable", hook, why]``,
     ``["hook", definition]`` (a hook added or changed through the API),
     ``["forget", hook, seq]`` (a hook removed: end its deliveries, answer ``forgotten``),
-    ``["reload", hooks digest]`` (the config file was reloaded: read its hooks again; a
-    worker that finds another digest exits, and its successor starts on the file),
+    ``["reload", hooks digest, seq]`` (the config file was reloaded: read its hooks again,
+    answer ``reloaded``; a worker that finds another digest exits, and its successor starts
+    on the file),
     and ``["stop"]`` (finish, report, say ``bye``, exit).
 worker -> main
     ``["ready"]`` once started, or ``["failed", sentence]`` when it cannot start, then
     ``["outcomes", [attempt, ...], [event draft + device, ...], [disabled hook, ...]]``,
-    ``["destinations", [[name, depth, in flight, breaker], ...]]``, ``["forgotten", seq]``
+    ``["destinations", [[name, depth, in flight, breaker], ...]]``, ``["reloaded", seq]``,
+    ``["forgotten", seq]``
     (none of the hook's attempts is in flight any more; its queued deliveries were
     reported dead before it) and, last, ``["bye"]``.
 
@@ -41,7 +43,7 @@ MAX_BUFFER = 64 * 1024 * 1024
 """Bytes a message may take: far beyond any batch the engine sends."""
 
 START, DELIVER, DISABLE, STOP = "start", "deliver", "disable", "stop"
-HOOK, FORGET, FORGOTTEN, RELOAD = "hook", "forget", "forgotten", "reload"
+HOOK, FORGET, FORGOTTEN, RELOAD, RELOADED = "hook", "forget", "forgotten", "reload", "reloaded"
 READY, FAILED, OUTCOMES, DESTINATIONS, BYE = "ready", "failed", "outcomes", "destinations", "bye"
 
 Item = tuple[str, str, int, int, float]

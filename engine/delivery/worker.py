@@ -23,13 +23,12 @@ import trio
 
 from engine.config.changes import applied
 from engine.config.settings import Config, ConfigError
-from engine.core.model import Attempt, Delivery, EventDraft
+from engine.core.model import Attempt, Delivery, Event, EventDraft
 from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
 from engine.hooks import load_config
-from engine.hooks.changes import hook_changes
+from engine.hooks.changes import reread_config
 from engine.hooks.documents import hook_from_document, parse_document
-from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet
 
 log = logging.getLogger("hookwire.worker")
@@ -113,6 +112,8 @@ class Worker:
         self._uplink = UplinkOutcomes(stream)
         self._dispatcher: Dispatcher | None = None
         self._config_hooks = {hook.name for hook in config.hooks}
+        self._reloading = False
+        self._held: list[tuple[Event, list[wire.Item]]] = []  # for hooks a reload adds
 
     def __repr__(self) -> str:
         return f"<Worker {self._dispatcher!r}>"
@@ -172,24 +173,38 @@ class Worker:
         else:
             hooks.replace(hook)
 
-    async def _reload(self, hooks: HookSet, digest: str) -> None:
-        """Read the config file's hooks again, as the main process did; its removals come
-        as ``forget`` messages."""
+    def _resume(self, hooks: HookSet, event: Event, items: list[wire.Item]) -> None:
+        """Queue an event's deliveries; while a reload runs, those of a hook not known yet
+        (added by it) wait for it."""
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
+        if self._reloading:
+            later = [item for item in items if hooks.get(item[0]) is None]
+            if later:
+                self._held.append((event, later))
+                items = [item for item in items if hooks.get(item[0]) is not None]
+        if items:
+            dispatcher.resume(event, items)
+
+    async def _reload(self, hooks: HookSet, digest: str, seq: int) -> None:
+        """Read the config file's hooks again, as the main process did, while deliveries go
+        on; then say so. Removals come as ``forget`` messages."""
         config = self._config
+        current = [hook for hook in hooks.hooks if hook.name in self._config_hooks]
         try:
-            new = await trio.to_thread.run_sync(load_config, config.path)
+            new, changes = await trio.to_thread.run_sync(reread_config, config, current)
         except ConfigError as exc:
             raise wire.WireError(f"the config file cannot be reloaded here: {exc}") from None
-        if wire.hooks_digest(new.hooks) != digest:
+        if await trio.to_thread.run_sync(wire.hooks_digest, new.hooks) != digest:
             raise wire.WireError("the config file changed again during the reload")
-        changes = hook_changes(
-            [hook for hook in hooks.hooks if hook.name in self._config_hooks],
-            [hook for hook in new.hooks if isinstance(hook, Hook)],
-            recompiled=config.partials != new.partials,
-        )
         self._config = applied(config, new)
         self._config_hooks = {hook.name for hook in new.hooks}
         hooks.apply(changes, [hook.name for hook in new.hooks])
+        self._reloading = False
+        held, self._held = self._held, []
+        for event, items in held:
+            self._resume(hooks, event, items)
+        await self._uplink.send(wire.pack(wire.RELOADED, seq))
 
     async def _forget(self, hooks: HookSet, name: str, seq: int) -> None:
         """End a removed hook's deliveries here, then say so (after their outcomes)."""
@@ -209,7 +224,7 @@ class Worker:
             kind = message[0]
             if kind == wire.DELIVER:
                 for fields, items in message[1]:
-                    dispatcher.resume(wire.unpack_event(fields), items)
+                    self._resume(hooks, wire.unpack_event(fields), items)
             elif kind == wire.DISABLE:
                 hooks.disable(message[1], message[2])
             elif kind == wire.HOOK:
@@ -217,7 +232,8 @@ class Worker:
             elif kind == wire.FORGET:
                 nursery.start_soon(self._forget, hooks, message[1], message[2])
             elif kind == wire.RELOAD:
-                await self._reload(hooks, message[1])
+                self._reloading = True
+                nursery.start_soon(self._reload, hooks, message[1], message[2])
             elif kind == wire.STOP:
                 return
             else:
