@@ -290,6 +290,12 @@ class Dispatcher:
         attempting[name] = attempting.get(name, 0) + 1
         slot = _Slot(destination)
         try:
+            if not self.hooks.current(job.hook):
+                # Removed after the destination started this attempt, before it ran: the
+                # removal may already have been answered, so nothing may be sent.
+                self._settle_unsent(job.delivery, job.hook, HOOK_REMOVED)
+                destination.finished(job)
+                return
             sent = await self._send(destination, job)
             if sent is None:
                 return  # requeued unsent: the breaker opened meanwhile

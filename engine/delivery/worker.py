@@ -206,9 +206,8 @@ class Worker:
             self._resume(hooks, event, items)
         await self._uplink.send(wire.pack(wire.RELOADED, seq))
 
-    async def _forget(self, hooks: HookSet, name: str, seq: int) -> None:
+    async def _forget(self, name: str, seq: int) -> None:
         """End a removed hook's deliveries here, then say so (after their outcomes)."""
-        hooks.remove(name)
         dispatcher = self._dispatcher
         assert dispatcher is not None
         await dispatcher.forget(name)
@@ -230,7 +229,8 @@ class Worker:
             elif kind == wire.HOOK:
                 self._define(hooks, message[1])
             elif kind == wire.FORGET:
-                nursery.start_soon(self._forget, hooks, message[1], message[2])
+                hooks.remove(message[1])  # now: what follows it in this read is not sent
+                nursery.start_soon(self._forget, message[1], message[2])
             elif kind == wire.RELOAD:
                 self._reloading = True
                 nursery.start_soon(self._reload, hooks, message[1], message[2])
