@@ -7,12 +7,16 @@ what that spec says.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.handlebars_js import render_with_handlebars_js, requires_handlebars_js
+from tests.templates.handlebars_strategies import MAX_DEPTH, cases, random_cases
 
 SPEC_DIR = Path(__file__).resolve().parent / "handlebars_spec"
 
@@ -89,3 +93,93 @@ def test_options_apply_to_the_whole_batch() -> None:
 @requires_handlebars_js
 def test_an_empty_batch_starts_no_node() -> None:
     assert render_with_handlebars_js([]) == []
+
+
+GENERATED_SEED = 19
+GENERATED_COUNT = 200
+
+CONSTRUCTS = (
+    "{{#if ",
+    "{{#unless ",
+    "{{#each ",
+    "{{#with ",
+    "{{else}}",
+    "{{^}}",
+    "{{else if ",
+    "{{else unless ",
+    " includeZero=true}}",
+    " as |item i|}}",
+    " as |w|}}",
+    "(lookup ",
+    "{{lookup ",
+    "{{log ",
+    "{{{",
+    "{{&",
+    "{{^",
+    "../",
+    "../../",
+    "@root",
+    "@index",
+    "@key",
+    "@first",
+    "@last",
+    "@../index",
+    "{{!--",
+    "{{! ",
+    "{{{{",
+    ".[0]",
+    "\r\n",
+    "😀",
+    "<",
+    "&",
+    '"',
+    "'",
+    "=",
+)
+"""What the seeded batch must contain (tildes aside): every construct the grammar has."""
+
+
+def test_the_generated_batch_has_every_construct() -> None:
+    templates = [template for template, _ in random_cases(GENERATED_COUNT, GENERATED_SEED)]
+    assert random_cases(GENERATED_COUNT, GENERATED_SEED)[0][0] == templates[0]
+    bare = [template.replace("~", "") for template in templates]
+    missing = [marker for marker in CONSTRUCTS if not any(marker in t for t in bare)]
+    assert not missing
+    assert any("{{~" in t for t in templates)
+    assert any("~}}" in t for t in templates)
+    assert max(_nesting(t) for t in bare) == MAX_DEPTH
+
+
+def _nesting(template: str) -> int:
+    """How deep the blocks of a generated template nest (raw blocks and else tags aside)."""
+    template = re.sub(r"\{\{\{\{(\w+)\}\}\}\}.*?\{\{\{\{/\1\}\}\}\}", "", template, flags=re.S)
+    depth = deepest = 0
+    for tag in re.finditer(r"\{\{(#|\^(?!\}\})|/)", template):
+        depth += -1 if tag[1] == "/" else 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@requires_handlebars_js
+def test_handlebars_js_renders_every_generated_case() -> None:
+    cases = random_cases(GENERATED_COUNT, GENERATED_SEED)
+    results = render_with_handlebars_js(cases)
+    answers = zip(cases, results, strict=True)
+    failures = [(case, message) for case, (ok, message) in answers if not ok]
+    assert not failures
+    # Not a batch of misses: most templates print something from their context or text.
+    assert sum(1 for _, output in results if output) > GENERATED_COUNT // 2
+
+
+@requires_handlebars_js
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(cases(), min_size=1, max_size=20))
+def test_the_strategies_draw_valid_handlebars(batch: list[tuple[str, object]]) -> None:
+    results = render_with_handlebars_js(batch)
+    answers = zip(batch, results, strict=True)
+    failures = [(case, message) for case, (ok, message) in answers if not ok]
+    assert not failures
