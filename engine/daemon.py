@@ -205,11 +205,12 @@ class Engine:
             old = self.config
             current = [hook for hook in self.hooks.hooks if hook.name in self._config_hooks]
             try:
-                new, changes = await trio.to_thread.run_sync(reread_config, old, current)
+                reread = await trio.to_thread.run_sync(reread_config, old, current)
             except ConfigError as exc:
                 self.metrics.reloads.labels("refused").inc()
                 log.error("config not reloaded, nothing changed: %s", "; ".join(exc.problems))
                 return Reloaded(problems=tuple(exc.problems))
+            new, changes = reread.config, reread.changes
             taken = [
                 f"{path}: {hook.where}.name: {hook.name!r} is taken by a webhook created "
                 f"through the API (id {entry.id})"
@@ -226,7 +227,7 @@ class Engine:
             self.api.reconfigure(config, changes)
             if self.gateway is not None:
                 self.gateway.reload_tokens(config.auth.tokens)
-            await self.deliveries.sender.reconfigure(config)
+            await self.deliveries.sender.reconfigure(config, reread.digest)
             async with trio.open_nursery() as nursery:
                 for name in changes.removed:
                     nursery.start_soon(self.deliveries.sender.forget, name)

@@ -315,7 +315,7 @@ class Dispatcher:
     def define(self, name: str, document: str, product: int | None) -> None:
         """A hook the API created or changed: nothing to do, the hook set is shared."""
 
-    async def reconfigure(self, config: Config) -> None:
+    async def reconfigure(self, config: Config, digest: str) -> None:
         """A reload applied: nothing to do, the hook set is shared (the delivery settings
         apply at start)."""
 

@@ -52,7 +52,7 @@ class Sender(Protocol):
         """End a removed hook's deliveries; returns once none of its attempts is in flight."""
         ...
 
-    async def reconfigure(self, config: Config) -> None:
+    async def reconfigure(self, config: Config, digest: str) -> None:
         """A reload applied (the hook set has its hooks already): tell whoever keeps a copy,
         and return once they have it."""
         ...

@@ -30,13 +30,11 @@ excerpt]`` (``due``: unix time of the next try when ``state`` is waiting).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack
 
-from engine.config.settings import HookConfig
 from engine.core.model import Attempt, Delivery, Event, EventDraft
 
 MAX_BUFFER = 64 * 1024 * 1024
@@ -57,11 +55,6 @@ Definition = tuple[str, str, int | None]
 
 class WireError(Exception):
     """The other side sent something that is not a message of this protocol."""
-
-
-def hooks_digest(hooks: Sequence[HookConfig]) -> str:
-    """A digest of the hooks as configured: a worker that read a different file differs."""
-    return hashlib.sha256(repr(tuple(hooks)).encode()).hexdigest()[:16]
 
 
 def pack(*message: object) -> bytes:

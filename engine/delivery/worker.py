@@ -27,7 +27,7 @@ from engine.core.model import Attempt, Delivery, Event, EventDraft
 from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
 from engine.hooks import load_config
-from engine.hooks.changes import reread_config
+from engine.hooks.changes import hooks_digest, reread_config
 from engine.hooks.documents import hook_from_document, parse_document
 from engine.hooks.router import HookSet
 
@@ -124,7 +124,7 @@ class Worker:
             raise wire.WireError(f"expected a start message first, got {start!r:.200}")
         _, epoch, disabled, digest, definitions = start
         config = self._config
-        if digest != wire.hooks_digest(config.hooks):
+        if digest != hooks_digest(config.hooks):
             await self._uplink.send(
                 wire.pack(
                     wire.FAILED,
@@ -192,11 +192,12 @@ class Worker:
         config = self._config
         current = [hook for hook in hooks.hooks if hook.name in self._config_hooks]
         try:
-            new, changes = await trio.to_thread.run_sync(reread_config, config, current)
+            reread = await trio.to_thread.run_sync(reread_config, config, current)
         except ConfigError as exc:
             raise wire.WireError(f"the config file cannot be reloaded here: {exc}") from None
-        if await trio.to_thread.run_sync(wire.hooks_digest, new.hooks) != digest:
+        if reread.digest != digest:
             raise wire.WireError("the config file changed again during the reload")
+        new, changes = reread.config, reread.changes
         self._config = applied(config, new)
         self._config_hooks = {hook.name for hook in new.hooks}
         hooks.apply(changes, [hook.name for hook in new.hooks])

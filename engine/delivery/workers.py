@@ -32,6 +32,7 @@ from engine.core.model import Attempt, Delivery, Event, StoredDelivery, delivery
 from engine.delivery import wire
 from engine.delivery.outcomes import HOOK_REMOVED, JournalOutcomes, count_attempt
 from engine.delivery.request import DEFAULT_PORTS
+from engine.hooks.changes import hooks_digest
 from engine.hooks.hook import Hook
 from engine.hooks.router import HookSet, Route
 from engine.metrics import DeliveryCounts
@@ -233,13 +234,12 @@ class WorkerPool:
         for answered in waits:
             await answered.wait()
 
-    async def reconfigure(self, config: Config) -> None:
-        """A reload applied: the workers read the config file's hooks again (a worker that
-        starts later reads them at its start); returns once each has."""
+    async def reconfigure(self, config: Config, digest: str) -> None:
+        """A reload applied (``digest``: of its hooks): the workers read the config file's
+        hooks again (a worker that starts later reads them at its start); returns once each
+        has."""
         self._config = config
         self._origins.clear()
-        # The digest of 10,000 hooks takes a fifth of a second: not on the event loop.
-        digest = await trio.to_thread.run_sync(wire.hooks_digest, config.hooks)
         await self._ask_running(wire.RELOAD, digest)
 
     def _tell_running(self, message: bytes) -> None:
@@ -410,7 +410,7 @@ class WorkerPool:
             for hook in self._hooks.hooks
             if (why := self._hooks.why_disabled(name := hook.name)) is not None
         }
-        digest = wire.hooks_digest(self._config.hooks)
+        digest = hooks_digest(self._config.hooks)
         definitions = list(self._definitions.values())
         await stream.send_all(wire.pack(wire.START, self._epoch, disabled, digest, definitions))
         while True:
