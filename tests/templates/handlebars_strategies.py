@@ -5,11 +5,13 @@ hypothesis (``templates()``, ``contexts()``, ``cases()``) or by a seeded ``rando
 
 The grammar (``Grammar.template``), with nesting up to ``MAX_DEPTH`` blocks::
 
+    template  := element{1,5}
     body      := element{0,4}
     element   := text | mustache | block | comment | raw
     mustache  := {{~? path ~?}} | {{~?{ path }~?}} | {{~?& path ~?}}
                | {{lookup arg key}} | {{log arg [level="..."]}}
-    block     := {{#if arg [includeZero=true]}} body ({{else if arg}} body)* [else body] {{/if}}
+    block     := {{#if arg [includeZero=true]}} body ({{else if|unless arg}} body)* [else body]
+                 {{/if}}
                | the same with unless
                | {{#each arg [as |item i|]}} body [else body] {{/each}}
                | {{#with arg [as |w|]}} body [else body] {{/with}}
@@ -28,7 +30,7 @@ single braces and backslashes where they cannot open or close a tag. Names are f
 ``b``, ``c``, ``length``...) and contexts are built of the same keys, so paths mostly resolve.
 
 Only valid Handlebars comes out: a helper always has its one argument, raw blocks are named
-by context paths (not helpers, which would get no argument), text never forms ``{{``, ``}}``
+by context paths (not helpers, which would get no argument), text never forms ``{{``, ``}}}``
 or ``\\{{`` with its neighbours, and a comment never holds its own end.
 """
 
