@@ -24,10 +24,10 @@ from engine.delivery.service import Deliveries, Sender
 from engine.delivery.workers import WorkerPool
 from engine.gateway.hub import GatewayHub
 from engine.hooks.catalog import API, CONFIG
-from engine.hooks.changes import HookChanges, reread_config
+from engine.hooks.changes import HookChanges
 from engine.hooks.documents import hook_from_document, parse_document
 from engine.hooks.hook import compile_hooks
-from engine.hooks.router import HookSet
+from engine.hooks.router import HookSet, reread_and_prepare
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
 from engine.journal.sqlite import SqliteJournal
@@ -203,9 +203,10 @@ class Engine:
         async with self._reloading:
             path = self.config.path
             old = self.config
-            current = [hook for hook in self.hooks.hooks if hook.name in self._config_hooks]
             try:
-                reread = await trio.to_thread.run_sync(reread_config, old, current)
+                reread, prepared = await trio.to_thread.run_sync(
+                    reread_and_prepare, old, self.hooks, self._config_hooks
+                )
             except ConfigError as exc:
                 self.metrics.reloads.labels("refused").inc()
                 log.error("config not reloaded, nothing changed: %s", "; ".join(exc.problems))
@@ -223,7 +224,7 @@ class Engine:
                 return Reloaded(problems=tuple(taken))
             config = self.config = applied(old, new)
             self._config_hooks = {hook.name for hook in config.hooks}
-            self.hooks.apply(changes, [hook.name for hook in config.hooks])
+            self.hooks.commit(prepared)
             self.api.reconfigure(config, changes)
             if self.gateway is not None:
                 self.gateway.reload_tokens(config.auth.tokens)

@@ -321,3 +321,13 @@ def test_particle_api_js_against_a_daemon_process_across_its_restart(tmp_path: P
         assert listed["body"] == []
     finally:
         stop(second)
+
+
+def test_a_prepared_reload_made_stale_by_a_change_meanwhile_is_prepared_again() -> None:
+    hooks = HookSet([hook("a"), hook("b")])
+    _, changes = reloaded(list(hooks.hooks), config_of("a"), config_of("c"))
+    prepared = hooks.prepare(changes, ["a", "c"])
+    hooks.add(hook("api"))  # created through the API while the reload read the file
+    hooks.commit(prepared)
+    assert [h.name for h in hooks.hooks] == ["a", "c", "api"]
+    assert hooks.get("b") is None

@@ -27,9 +27,9 @@ from engine.core.model import Attempt, Delivery, Event, EventDraft
 from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
 from engine.hooks import load_config
-from engine.hooks.changes import hooks_digest, reread_config
+from engine.hooks.changes import hooks_digest
 from engine.hooks.documents import hook_from_document, parse_document
-from engine.hooks.router import HookSet
+from engine.hooks.router import HookSet, reread_and_prepare
 
 log = logging.getLogger("hookwire.worker")
 
@@ -190,17 +190,18 @@ class Worker:
         """Read the config file's hooks again, as the main process did, while deliveries go
         on; then say so. Removals come as ``forget`` messages."""
         config = self._config
-        current = [hook for hook in hooks.hooks if hook.name in self._config_hooks]
         try:
-            reread = await trio.to_thread.run_sync(reread_config, config, current)
+            reread, prepared = await trio.to_thread.run_sync(
+                reread_and_prepare, config, hooks, self._config_hooks
+            )
         except ConfigError as exc:
             raise wire.WireError(f"the config file cannot be reloaded here: {exc}") from None
         if reread.digest != digest:
             raise wire.WireError("the config file changed again during the reload")
-        new, changes = reread.config, reread.changes
+        new = reread.config
         self._config = applied(config, new)
         self._config_hooks = {hook.name for hook in new.hooks}
-        hooks.apply(changes, [hook.name for hook in new.hooks])
+        hooks.commit(prepared)
         self._reloading = False
         held, self._held = self._held, []
         for event, items in held:

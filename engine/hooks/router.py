@@ -17,10 +17,10 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.config.settings import HookConfig
+from engine.config.settings import Config, HookConfig
 from engine.core.model import Event, EventDraft
 from engine.core.retry import DEFAULT_DELAYS
-from engine.hooks.changes import HookChanges
+from engine.hooks.changes import HookChanges, Reread, reread_config
 from engine.hooks.hook import Hook, compile_hook
 
 INTERNAL_PREFIX = "hook-"
@@ -126,6 +126,17 @@ def _admits(hook: HookConfig, event: Event | EventDraft) -> bool:
     return hook.product is None or hook.product == event.product_id
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A reload's snapshot, built off the event loop from ``base``."""
+
+    base: HookSnapshot
+    snapshot: HookSnapshot
+    by_name: dict[str, Hook]
+    changes: HookChanges
+    first: tuple[str, ...]
+
+
 class HookSet:
     """The one owner of the live hooks: found by name, enabled and disabled here only."""
 
@@ -208,11 +219,17 @@ class HookSet:
         return hook
 
     def apply(self, changes: HookChanges, first: Sequence[str]) -> None:
-        """A reload's changes, all in one new snapshot. The hooks named in ``first`` (the
-        config file's, in its order) come first; the others (the API's) keep their order.
-        A hook changed or added is enabled as its definition says; the rest keep their
-        state (a 410 stays)."""
-        by_name = dict(self._by_name)
+        """A reload's changes, all in one new snapshot (``prepare``, then ``commit``)."""
+        self.commit(self.prepare(changes, first))
+
+    def prepare(self, changes: HookChanges, first: Sequence[str]) -> Prepared:
+        """The snapshot a reload's changes make, built from the current one without
+        changing anything: safe to run in a thread (rebuilding 10,000 hooks takes tens of
+        milliseconds). The hooks named in ``first`` (the config file's, in its order) come
+        first; the others (the API's) keep their order. A hook changed or added is enabled
+        as its definition says; the rest keep their state (a 410 stays)."""
+        base = self._snapshot
+        by_name = {hook.name: hook for hook in base.hooks}
         for name in changes.removed:
             by_name.pop(name, None)
         fresh = {hook.name: hook for hook in (*changes.added, *changes.changed)}
@@ -220,17 +237,24 @@ class HookSet:
         leading = set(first)
         hooks = tuple(by_name[name] for name in first) + tuple(
             by_name[hook.name]
-            for hook in self._snapshot.hooks
+            for hook in base.hooks
             if hook.name in by_name and hook.name not in leading
         )
         disabled = {
             name: why
-            for name, why in self._snapshot.disabled.items()
+            for name, why in base.disabled.items()
             if name in by_name and name not in fresh
         }
         disabled |= {name: DISABLED_IN_CONFIG for name, hook in fresh.items() if hook.disabled}
-        self._by_name = by_name
-        self._snapshot = HookSnapshot.of(hooks, disabled)
+        return Prepared(base, HookSnapshot.of(hooks, disabled), by_name, changes, tuple(first))
+
+    def commit(self, prepared: Prepared) -> None:
+        """Make a prepared snapshot the current one; prepared again, here, if the hooks
+        changed meanwhile (a hook created or disabled while the reload read the file)."""
+        if self._snapshot is not prepared.base:
+            prepared = self.prepare(prepared.changes, prepared.first)
+        self._by_name = prepared.by_name
+        self._snapshot = prepared.snapshot
 
     def current(self, hook: Hook) -> bool:
         """True while ``hook`` is still in the set (not removed since it was routed to)."""
@@ -238,3 +262,16 @@ class HookSet:
 
     def _change(self, disabled: Mapping[str, str]) -> None:
         self._snapshot = HookSnapshot.of(self._snapshot.hooks, disabled)
+
+
+def reread_and_prepare(
+    config: Config, hooks: HookSet, config_hooks: frozenset[str] | set[str]
+) -> tuple[Reread, Prepared]:
+    """A reload's reading, all of it off the event loop (run it in a thread): the config
+    file again, and the snapshot it makes of ``hooks``, whose config file hooks are named
+    in ``config_hooks``."""
+    base = hooks.snapshot.hooks
+    current = [hook for hook in base if hook.name in config_hooks]
+    reread = reread_config(config, current)
+    prepared = hooks.prepare(reread.changes, [hook.name for hook in reread.config.hooks])
+    return reread, prepared
