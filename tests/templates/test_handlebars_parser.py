@@ -220,6 +220,17 @@ def test_raw_blocks_keep_their_content() -> None:
     assert one("{{{{raw}}}}{{{{/raw}}}}") == RawBlock(path("raw", 1, 5), (), (), "", 1, 1)
 
 
+def test_lexical_corners_as_handlebars_js() -> None:
+    # JavaScript's whitespace (no-break space too) separates words in a tag.
+    assert one("{{\u00a0a\u00a0}}") == Mustache(path("a", 1, 4), (), (), True, 1, 1)
+    # "else" is a keyword only as a whole word.
+    assert one("{{elsewhere}}") == Mustache(path("elsewhere", 1, 3), (), (), True, 1, 1)
+    # "as |x|" after an inverted block's name: the names belong to its inverse.
+    node = one("{{^each xs as |x|}}none{{/each}}")
+    assert isinstance(node, Block)
+    assert (node.inverted, node.block_params, node.inverse) == (True, ("x",), (Text("none"),))
+
+
 def test_positions_on_later_lines() -> None:
     tree = parse_handlebars("a\n  {{#if x}}\n y {{v}}\n  {{/if}}")
     block = tree[1]
