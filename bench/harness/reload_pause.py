@@ -61,10 +61,11 @@ def measure_reload_pause(
         return
     start, end = reload["start"], reload["end"] + SETTLE
     times = sorted(phase.stats.times)
-    during = _longest_gap(times, start, end)
+    during, at = _gap_at(times, start, end)
     before = _longest_gap(times, start - (end - start), start)
     report.row("reload answered after", reload["end"] - reload["start"], "s", key="reload.seconds")
     report.row("longest gap between deliveries during it", during * 1e3, "ms", key="reload.gap_ms")
+    report.row("  it began after the reload started by", at - start, "s", key="reload.gap_at_s")
     report.row(
         "longest gap just before it (as long a time)", before * 1e3, "ms", key="reload.before_ms"
     )
@@ -112,6 +113,11 @@ def _delivered(daemon: Daemon) -> bool:
 
 def _longest_gap(times: list[float], begin: float, end: float) -> float:
     """The longest time without a delivery within [begin, end) (sorted receipt times)."""
+    return _gap_at(times, begin, end)[0]
+
+
+def _gap_at(times: list[float], begin: float, end: float) -> tuple[float, float]:
+    """The longest time without a delivery within [begin, end), and when it began."""
     inside = [t for t in times if begin <= t < end]
     marks = [begin, *inside, end]
-    return max(b - a for a, b in itertools.pairwise(marks))
+    return max((b - a, a) for a, b in itertools.pairwise(marks))
