@@ -95,7 +95,6 @@ class Engine:
     def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
         config = compile_hooks(config)  # compiled already when loaded by engine.hooks
         self.config = config
-        self._config_hooks = {hook.name for hook in config.hooks}
         self._reloading = trio.Lock()
         self.metrics = Metrics()
         self.hooks = HookSet(config.hooks)
@@ -205,7 +204,7 @@ class Engine:
             old = self.config
             try:
                 reread, prepared = await trio.to_thread.run_sync(
-                    reread_and_prepare, old, self.hooks, self._config_hooks
+                    reread_and_prepare, old, self.hooks
                 )
             except ConfigError as exc:
                 self.metrics.reloads.labels("refused").inc()
@@ -223,7 +222,6 @@ class Engine:
                 log.error("config not reloaded, nothing changed: %s", "; ".join(taken))
                 return Reloaded(problems=tuple(taken))
             config = self.config = applied(old, new)
-            self._config_hooks = {hook.name for hook in config.hooks}
             self.hooks.commit(prepared)
             self.api.reconfigure(config, changes)
             if self.gateway is not None:

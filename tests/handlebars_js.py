@@ -19,38 +19,19 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import pytest
+from tests.node_packages import JS, missing, requires
 
-JS = Path(__file__).resolve().parent / "js"
 SCRIPT = JS / "handlebars_render.mjs"
-MODULES = JS / "node_modules" / "handlebars"
 
 TIMEOUT = 60.0
 """Seconds for one batch: node starts in about 0.1 s and renders thousands of small cases in
 well under a second; a minute leaves room for a busy CI machine without hanging the run."""
 
+MISSING = missing("handlebars")
 
-def _missing() -> str | None:
-    """Why handlebars.js cannot run here, or None."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return (
-            "handlebars.js needs node and npm: `apt-get install nodejs npm` (Debian), "
-            "then `make test` installs tests/js/node_modules"
-        )
-    if not MODULES.is_dir():
-        return "tests/js/node_modules is not installed: `make test` or `npm ci --prefix tests/js`"
-    return None
-
-
-MISSING = _missing()
-IN_CI = bool(os.environ.get("CI"))
-
-requires_handlebars_js = pytest.mark.skipif(
-    MISSING is not None and not IN_CI, reason=MISSING or "node and handlebars.js are here"
-)
-"""Skip where handlebars.js cannot run, except under CI, where it must."""
+requires_handlebars_js = requires("handlebars")
+"""Skip where handlebars cannot run, except under CI, where it must."""
 
 
 def render_with_handlebars_js(

@@ -17,40 +17,22 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
-JS = Path(__file__).resolve().parent / "js"
+from tests.node_packages import JS, missing, requires
+
 SCRIPT = JS / "particle_webhooks.mjs"
-MODULES = JS / "node_modules" / "particle-api-js"
 
 TIMEOUT = 30.0
 """Seconds for one client run: node starts in about 0.1 s, and the client sets no timeout of
 its own, so a server that never answers would otherwise hang the test."""
 
+MISSING = missing("particle-api-js")
 
-def _missing() -> str | None:
-    """Why the client cannot run here, or None."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return (
-            "particle-api-js needs node and npm: `apt-get install nodejs npm` (Debian), "
-            "then `make test` installs tests/js/node_modules"
-        )
-    if not MODULES.is_dir():
-        return "tests/js/node_modules is not installed: `make test` or `npm ci --prefix tests/js`"
-    return None
-
-
-MISSING = _missing()
-IN_CI = bool(os.environ.get("CI"))
-
-requires_node = pytest.mark.skipif(
-    MISSING is not None and not IN_CI, reason=MISSING or "node and particle-api-js are here"
-)
-"""Skip where the client cannot run, except under CI, where it must."""
+requires_node = requires("particle-api-js")
+"""Skip where particle-api-js cannot run, except under CI, where it must."""
 
 
 def particle_js_command(base_url: str, *args: str) -> list[str]:

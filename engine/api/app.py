@@ -240,13 +240,7 @@ class Api:
         reloaded = await self._reload()
         if reloaded.problems:
             message = "config not reloaded, nothing changed: " + "; ".join(reloaded.problems)
-            body = {
-                "ok": False,
-                "error": message,
-                "error_description": message,
-                "problems": list(reloaded.problems),
-            }
-            return Response(400, orjson.dumps(body))
+            return error_response(400, message, details={"problems": list(reloaded.problems)})
         return Response(200, orjson.dumps(reloaded.answer()))
 
     def _hooks_principal(

@@ -129,13 +129,9 @@ class HooksApi:
         taken = self._name_taken(name)
         if taken is not None:
             return error_response(409, taken)
-        try:
-            hook = hook_from_document(document, name=name, product=product, config=self._config)
-        except ConfigError as exc:
-            return _invalid(exc)
-        refusal = await self._control.refusal(hook)
-        if refusal is not None:
-            return error_response(400, f"webhook.url: {refusal}")
+        hook = await self._checked(document, name, product)
+        if isinstance(hook, Response):
+            return hook
         entry = HookEntry(hook_id, name, API, now_iso(), product, document)
         self._claimed.add(name)
         try:
@@ -163,15 +159,9 @@ class HooksApi:
         document = {**entry.document, **changes}
         if document.get("name", entry.name) != entry.name:
             return error_response(409, "a hook's name cannot change: create a new one instead")
-        try:
-            hook = hook_from_document(
-                document, name=entry.name, product=product, config=self._config
-            )
-        except ConfigError as exc:
-            return _invalid(exc)
-        refusal = await self._control.refusal(hook)
-        if refusal is not None:
-            return error_response(400, f"webhook.url: {refusal}")
+        hook = await self._checked(document, entry.name, product)
+        if isinstance(hook, Response):
+            return hook
         edited = dataclasses.replace(entry, document=document)
         failed = await self._store(edited)
         if failed is not None:
@@ -246,6 +236,20 @@ class HooksApi:
             "last_failed_at": _iso(failed[0]) if failed is not None else None,
             "last_failure": failed[1] if failed is not None else None,
         }
+
+    async def _checked(
+        self, document: dict[str, object], name: str, product: int | None
+    ) -> Hook | Response:
+        """The document compiled as a hook, or the answer that refuses it (a problem in
+        it, or an address the SSRF guard refuses)."""
+        try:
+            hook = hook_from_document(document, name=name, product=product, config=self._config)
+        except ConfigError as exc:
+            return _invalid(exc)
+        refusal = await self._control.refusal(hook)
+        if refusal is not None:
+            return error_response(400, f"webhook.url: {refusal}")
+        return hook
 
     def _name_taken(self, name: str) -> str | None:
         if self._hooks.get(name) is not None or name in self._claimed:

@@ -39,7 +39,7 @@ from engine.core.model import (
 from engine.core.ratelimit import TokenBucket
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
-from engine.delivery.outcomes import HOOK_REMOVED, Outcomes, count_attempt
+from engine.delivery.outcomes import HOOK_REMOVED, Outcomes, count_attempt, give_up_unsent
 from engine.delivery.request import EventParts, PreparedRequest, RequestBuilder, RequestError
 from engine.delivery.responses import (
     SLEEPING,
@@ -481,14 +481,8 @@ class Dispatcher:
         self._emit_error(delivery, hook, reason, context)
 
     def _settle_unsent(self, delivery: Delivery, hook: Hook | None, reason: str) -> None:
-        delivery.attempts += 1
-        delivery.state = "dead"
-        delivery.last_reason = reason
-        if hook is not None:
-            self._count(hook, None, delivery, None)
-        self._outcomes.attempt(
-            delivery, Attempt(delivery.id, delivery.attempts, None, 0.0, reason, b"", "dead")
-        )
+        counts = self._counts if hook is not None else None  # an unknown hook is not counted
+        give_up_unsent(self._outcomes, counts, delivery, reason)
         log.info("delivery %s gave up: %s", delivery.id, reason)
 
     def _count(self, hook: Hook, status: int | None, delivery: Delivery, job: Job | None) -> None:

@@ -65,6 +65,21 @@ class Outcomes(Protocol):
         ...
 
 
+def give_up_unsent(
+    outcomes: Outcomes, counts: DeliveryCounts | None, delivery: Delivery, reason: str
+) -> None:
+    """End a delivery that was never sent as a dead letter saying ``reason``; counted
+    when ``counts`` is given (a worker's are counted by the main process)."""
+    delivery.attempts += 1
+    delivery.state = "dead"
+    delivery.last_reason = reason
+    if counts is not None:
+        count_attempt(counts, delivery.hook, None, "dead", None)
+    outcomes.attempt(
+        delivery, Attempt(delivery.id, delivery.attempts, None, 0.0, reason, b"", "dead")
+    )
+
+
 class JournalOutcomes:
     """Outcomes written to the journal, as many per commit as have gathered; ``run`` writes."""
 

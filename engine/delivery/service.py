@@ -16,6 +16,7 @@ import trio
 
 from engine.config.settings import Config
 from engine.core.model import Event, StoredDelivery
+from engine.delivery.dispatcher import RESOLVE_TIMEOUT
 from engine.delivery.outcomes import JournalOutcomes
 from engine.delivery.ssrf import Network, Refused, Unresolvable, vetted_address
 from engine.delivery.trial import try_hook
@@ -26,8 +27,6 @@ from engine.journal import Journal, JournalUnavailable
 
 log = logging.getLogger("hookwire.delivery")
 
-RESOLVE_TIMEOUT = 5.0
-"""Seconds a hook's host may take to resolve when the API checks it."""
 
 REPLAY_POLL = 1.0
 """Seconds between looks for deliveries replayed from the CLI or the API."""

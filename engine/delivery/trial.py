@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from engine.core.model import Event
+from engine.delivery.dispatcher import RESOLVE_TIMEOUT
 from engine.delivery.request import EventParts, PreparedRequest, RequestBuilder, RequestError
 from engine.delivery.ssrf import Network, Refused, Unresolvable, vetted_address
 from engine.hooks.hook import Hook
@@ -19,8 +20,6 @@ SHOWN_BYTES = 1024
 """The start of a request or response body shown."""
 
 SECRET_HEADERS = frozenset({"authorization", "webhook-signature"})
-
-RESOLVE_TIMEOUT = 5.0
 
 
 async def try_hook(

@@ -111,7 +111,6 @@ class Worker:
         self._decoder = wire.Decoder()
         self._uplink = UplinkOutcomes(stream)
         self._dispatcher: Dispatcher | None = None
-        self._config_hooks = {hook.name for hook in config.hooks}
         self._reloading = False
         self._held: list[tuple[Event, list[wire.Item]]] = []  # for hooks a reload adds
 
@@ -191,16 +190,13 @@ class Worker:
         on; then say so. Removals come as ``forget`` messages."""
         config = self._config
         try:
-            reread, prepared = await trio.to_thread.run_sync(
-                reread_and_prepare, config, hooks, self._config_hooks
-            )
+            reread, prepared = await trio.to_thread.run_sync(reread_and_prepare, config, hooks)
         except ConfigError as exc:
             raise wire.WireError(f"the config file cannot be reloaded here: {exc}") from None
         if reread.digest != digest:
             raise wire.WireError("the config file changed again during the reload")
         new = reread.config
         self._config = applied(config, new)
-        self._config_hooks = {hook.name for hook in new.hooks}
         hooks.commit(prepared)
         self._reloading = False
         held, self._held = self._held, []

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 import trio
 
 from engine.config.settings import Config
-from engine.core.model import Attempt, Delivery, Event, StoredDelivery, delivery_id
+from engine.core.model import Delivery, Event, StoredDelivery, delivery_id
 from engine.delivery import wire
-from engine.delivery.outcomes import HOOK_REMOVED, JournalOutcomes, count_attempt
+from engine.delivery.outcomes import HOOK_REMOVED, JournalOutcomes, count_attempt, give_up_unsent
 from engine.delivery.request import DEFAULT_PORTS
 from engine.hooks.changes import hooks_digest
 from engine.hooks.hook import Hook
@@ -174,7 +174,8 @@ class WorkerPool:
         for hook in hooks:
             key = delivery_id(self._epoch, event.id, hook.tag)
             if not current(hook):  # removed since the event was routed
-                self._settle_removed(Delivery(key, event, hook.name))
+                removed = Delivery(key, event, hook.name)
+                give_up_unsent(self._outcomes, self._counts, removed, HOOK_REMOVED)
                 continue
             slot = self._slots[self._shard(hook, event)]
             slot.open[key] = _Open(Delivery(key, event, hook.name), now)
@@ -193,15 +194,6 @@ class WorkerPool:
         item = (stored.hook, stored.id, stored.attempts, stored.recorded, stored.due)
         slot.pending.append([list(stored.event), [item]])
         slot.wake()
-
-    def _settle_removed(self, delivery: Delivery) -> None:
-        delivery.attempts = 1
-        delivery.state = "dead"
-        delivery.last_reason = HOOK_REMOVED
-        count_attempt(self._counts, delivery.hook, None, "dead", None)
-        self._outcomes.attempt(
-            delivery, Attempt(delivery.id, 1, None, 0.0, HOOK_REMOVED, b"", "dead")
-        )
 
     # hooks created, changed and removed through the API
 

@@ -264,14 +264,11 @@ class HookSet:
         self._snapshot = HookSnapshot.of(self._snapshot.hooks, disabled)
 
 
-def reread_and_prepare(
-    config: Config, hooks: HookSet, config_hooks: frozenset[str] | set[str]
-) -> tuple[Reread, Prepared]:
+def reread_and_prepare(config: Config, hooks: HookSet) -> tuple[Reread, Prepared]:
     """A reload's reading, all of it off the event loop (run it in a thread): the config
-    file again, and the snapshot it makes of ``hooks``, whose config file hooks are named
-    in ``config_hooks``."""
-    base = hooks.snapshot.hooks
-    current = [hook for hook in base if hook.name in config_hooks]
-    reread = reread_config(config, current)
+    file again, and the snapshot it makes of ``hooks``, which hold ``config``'s hooks (the
+    same objects) and the API's."""
+    hooks_of_file = [hook for hook in config.hooks if isinstance(hook, Hook)]
+    reread = reread_config(config, hooks_of_file)
     prepared = hooks.prepare(reread.changes, [hook.name for hook in reread.config.hooks])
     return reread, prepared

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,11 +133,16 @@ def nowait_sender(stream: trio.abc.SendStream) -> Callable[[bytes], int] | None:
 Handler = Callable[[Request], Awaitable[Response | StreamResponse | Deferred]]
 
 
-def error_response(status: int, message: str, headers: list[tuple[str, str]] = JSON) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    headers: list[tuple[str, str]] = JSON,
+    details: Mapping[str, object] | None = None,
+) -> Response:
     """The JSON error every route answers with: ``{"ok":false,"error":"...",
-    "error_description":"..."}``, the same sentence twice: Particle's clients show
-    ``error_description``."""
-    body = {"ok": False, "error": message, "error_description": message}
+    "error_description":"..."}``, the same sentence twice (Particle's clients show
+    ``error_description``), and any ``details`` a route adds."""
+    body = {"ok": False, "error": message, "error_description": message, **(details or {})}
     return Response(status, orjson.dumps(body), headers)
 
 

@@ -69,6 +69,20 @@ async def get(pool: ConnectionPool, target: str = "/", seconds: float = 10) -> R
     return await pool.request("GET", target, [], timeout=seconds)
 
 
+def hold(sink: Sink, target: str) -> trio.Event:
+    """Have the sink hold its answer to ``target`` until the event is set; every answer's
+    body is its request's target."""
+    gate = trio.Event()
+
+    async def decide(request: Received) -> Behaviour:
+        if request.target == target:
+            await gate.wait()
+        return Reply(body=request.target.encode())
+
+    sink.behaviour = decide
+    return gate
+
+
 async def serve_loopback(
     nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[object]]
 ) -> int:
@@ -195,14 +209,7 @@ async def test_max_connections_is_respected_under_concurrency(
 
 
 async def test_waiting_requests_are_served_in_order(sink: Sink, make_pool: MakePool) -> None:
-    gate = trio.Event()
-
-    async def decide(request: Received) -> Behaviour:
-        if request.target == "/0":
-            await gate.wait()
-        return Reply(body=request.target.encode())
-
-    sink.behaviour = decide
+    gate = hold(sink, "/0")
     pool = make_pool(sink.port, max_connections=1)
     bodies: list[bytes] = []
 
@@ -402,14 +409,7 @@ async def test_cancelled_request_leaves_nothing_behind(sink: Sink, make_pool: Ma
 
 
 async def test_cancelled_waiter_lets_the_next_one_through(sink: Sink, make_pool: MakePool) -> None:
-    gate = trio.Event()
-
-    async def decide(request: Received) -> Behaviour:
-        if request.target == "/first":
-            await gate.wait()
-        return Reply()
-
-    sink.behaviour = decide
+    gate = hold(sink, "/first")
     pool = make_pool(sink.port, max_connections=1)
     done: list[str] = []
 
@@ -576,14 +576,7 @@ async def test_the_longest_idle_connection_elsewhere_is_closed_to_make_room(
 async def test_a_connection_set_free_goes_to_the_pool_waiting_for_a_slot(
     sink: Sink, make_pool: MakePool
 ) -> None:
-    gate = trio.Event()
-
-    async def decide(request: Received) -> Behaviour:
-        if request.target == "/slow":
-            await gate.wait()
-        return Reply()
-
-    sink.behaviour = decide
+    gate = hold(sink, "/slow")
     budget = ConnectionBudget(1)
     busy, waiting = make_pool(sink.port, budget=budget), make_pool(sink.port, budget=budget)
     done: list[str] = []
@@ -638,14 +631,7 @@ async def test_waiting_for_a_budget_slot_times_out_and_failures_give_slots_back(
 async def test_a_cancelled_budget_waiter_lets_the_next_one_through(
     sink: Sink, make_pool: MakePool
 ) -> None:
-    gate = trio.Event()
-
-    async def decide(request: Received) -> Behaviour:
-        if request.target == "/first":
-            await gate.wait()
-        return Reply()
-
-    sink.behaviour = decide
+    gate = hold(sink, "/first")
     budget = ConnectionBudget(1)
     pools = [make_pool(sink.port, budget=budget) for _ in range(3)]
     done: list[str] = []
