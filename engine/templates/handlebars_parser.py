@@ -7,8 +7,9 @@ arguments (paths, ``@data``, ``../``, ``[literal]`` segments, strings, numbers, 
 ``{{else}}``, ``{{^}}``, ``{{else if y}}`` chains and ``as |a b|``, raw blocks
 ``{{{{raw}}}}``, comments, ``\\{{`` escapes, and whitespace control: ``~`` and the
 standalone-line rule, applied here exactly as lib/handlebars/compiler/whitespace-control.js
-does, so the tree holds the final text. Not yet: partials, sub-expressions, decorators
-(each a TemplateError saying so). Helper names are not checked: the compiler decides.
+does, so the tree holds the final text; sub-expressions ``(lookup a b)`` as arguments. Not
+yet: partials and decorators (each a TemplateError saying so). Helper names are not checked:
+the compiler decides.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from engine.templates.parser import MAX_DEPTH, MAX_TEMPLATE_CHARS, TemplateError
 __all__ = [
     "UNDEFINED",
     "Block",
+    "Callee",
     "Expr",
     "Literal",
     "Mustache",
     "Node",
     "PathExpr",
     "RawBlock",
+    "SubExpr",
     "TemplateError",
     "Text",
     "Undefined",
@@ -98,7 +101,21 @@ class Literal:
     col: int
 
 
-Expr = PathExpr | Literal
+@dataclass(frozen=True, slots=True)
+class SubExpr:
+    """``(helper params key=value)``: an argument computed by a helper."""
+
+    path: Callee
+    params: tuple[Expr, ...]
+    hash: Hash
+    line: int
+    col: int
+
+
+Callee = PathExpr | Literal
+"""What a tag or sub-expression names first: a helper, a path, or a literal read as a path."""
+
+Expr = PathExpr | Literal | SubExpr
 Hash = tuple[tuple[str, Expr], ...]
 
 
@@ -111,7 +128,7 @@ class Text:
 class Mustache:
     """``{{path params key=value}}``; ``escape`` is False for ``{{{…}}}`` and ``{{& …}}``."""
 
-    path: Expr
+    path: Callee
     params: tuple[Expr, ...]
     hash: Hash
     escape: bool
@@ -125,7 +142,7 @@ class Block:
     one Block. ``inverted`` (``{{^path}}``): body and inverse are already swapped as
     handlebars does, and ``block_params`` then belong to the inverse."""
 
-    path: Expr
+    path: Callee
     params: tuple[Expr, ...]
     hash: Hash
     block_params: tuple[str, ...]
@@ -140,7 +157,7 @@ class Block:
 class RawBlock:
     """``{{{{path …}}}}text{{{{/path}}}}``: the text is not parsed."""
 
-    path: Expr
+    path: Callee
     params: tuple[Expr, ...]
     hash: Hash
     text: str
@@ -155,7 +172,6 @@ _CLOSE_TEXT = {"CLOSE": '"}}"', "CLOSE_UNESCAPED": '"}}}"', "CLOSE_RAW_BLOCK": '
 _PARAM_START = {"ID", "DATA", "STRING", "NUMBER", "BOOLEAN", "UNDEFINED", "NULL", "OPEN_SEXPR"}
 _LITERALS = {"STRING", "NUMBER", "BOOLEAN", "UNDEFINED", "NULL"}
 _PARTIALS = "partials ({{> name}}) are not supported in Handlebars templates yet"
-_SUBEXPRESSIONS = "sub-expressions ((helper …)) are not supported in Handlebars templates yet"
 _DECORATORS = "decorators ({{* …}}) are not supported in Handlebars templates"
 
 
@@ -197,7 +213,7 @@ class _Tag:
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    path: Expr
+    path: Callee
     params: tuple[Expr, ...]
     hash: Hash
     block_params: tuple[str, ...]
@@ -440,7 +456,7 @@ def _literal(token: Token) -> LiteralValue:
     return {"BOOLEAN": text == "true", "NULL": None}.get(kind, UNDEFINED)
 
 
-def _original(expr: Expr) -> object:
+def _original(expr: Callee) -> object:
     """What close tags are compared by (JavaScript's ``===`` on ``path.original``)."""
     if isinstance(expr, PathExpr):
         return expr.original
@@ -450,7 +466,7 @@ def _original(expr: Expr) -> object:
     return (type(value), value)
 
 
-def _display(expr: Expr) -> str:
+def _display(expr: Callee) -> str:
     if isinstance(expr, PathExpr):
         return expr.original
     value = expr.value
@@ -492,7 +508,7 @@ class _Parser:
             self.fail("{{else}} is outside any block", token.start)
         if token.kind == "OPEN_ENDBLOCK":
             self.take()
-            name = _display(self.value(token, "the name of the block to close"))
+            name = _display(self.callee(token, "the name of the block to close"))
             self.fail(f'closing tag "{name}" has no open block', token.start)
         return program
 
@@ -601,7 +617,7 @@ class _Parser:
                 token.start,
             )
         self.take()
-        path = self.value(token, "the name of the block to close")
+        path = self.callee(token, "the name of the block to close")
         end = self.take()
         if end.kind != "CLOSE":
             self.unexpected(end, token, '"}}" (a closing tag holds only the name)')
@@ -652,7 +668,21 @@ class _Parser:
         opening = self.take()
         if "*" in opening.text:
             self.fail(_DECORATORS, opening.start)
-        path = self.value(opening, "a helper name, a path or a literal")
+        path = self.callee(opening, "a helper name, a path or a literal")
+        params, pairs = self.arguments(opening)
+        names: tuple[str, ...] = ()
+        if (token := self.peek()).kind == "OPEN_BLOCK_PARAMS":
+            if not block_params:
+                self.fail('block parameters ("as |x|") belong on a {{#block}} tag', token.start)
+            names = self.block_params(opening)
+        end = self.take()
+        if end.kind != closer:
+            self.unexpected(end, opening, "an argument, key=value or " + _CLOSE_TEXT[closer])
+        line, col = self.where(opening.start)
+        return _Call(path, params, pairs, names, line, col), end
+
+    def arguments(self, opening: Token) -> tuple[tuple[Expr, ...], Hash]:
+        """``params key=value``: positional arguments first, then the hash."""
         params: list[Expr] = []
         pairs: list[tuple[str, Expr]] = []
         while (token := self.peek()).kind in _PARAM_START:
@@ -667,16 +697,16 @@ class _Parser:
                 )
             else:
                 params.append(self.value(opening, "an argument"))
-        names: tuple[str, ...] = ()
-        if self.peek().kind == "OPEN_BLOCK_PARAMS":
-            if not block_params:
-                self.fail('block parameters ("as |x|") belong on a {{#block}} tag', token.start)
-            names = self.block_params(opening)
+        return tuple(params), tuple(pairs)
+
+    def sub_expression(self, opening: Token, start: int) -> SubExpr:
+        """``(helper params key=value)``, its "(" already taken."""
+        path = self.callee(opening, 'a helper name after "("')
+        params, pairs = self.arguments(opening)
         end = self.take()
-        if end.kind != closer:
-            self.unexpected(end, opening, "an argument, key=value or " + _CLOSE_TEXT[closer])
-        line, col = self.where(opening.start)
-        return _Call(path, tuple(params), tuple(pairs), names, line, col), end
+        if end.kind != "CLOSE_SEXPR":
+            self.unexpected(end, opening, 'an argument, key=value or ")"')
+        return SubExpr(path, params, pairs, *self.where(start))
 
     def block_params(self, opening: Token) -> tuple[str, ...]:
         self.take()
@@ -689,8 +719,21 @@ class _Parser:
             self.unexpected(token, opening, 'another name or "|"' if names else "a name")
         return tuple(names)
 
-    def value(self, opening: Token, expected: str) -> Expr:
+    def callee(self, opening: Token, expected: str) -> Callee:
+        value = self.value(opening, expected, argument=False)
+        assert not isinstance(value, SubExpr)
+        return value
+
+    def value(self, opening: Token, expected: str, *, argument: bool = True) -> Expr:
         token = self.take()
+        if token.kind == "OPEN_SEXPR" and argument:
+            if self.depth >= MAX_DEPTH:
+                self.fail(f"sub-expressions nested more than {MAX_DEPTH} deep", token.start)
+            self.depth += 1
+            try:
+                return self.sub_expression(opening, token.start)
+            finally:
+                self.depth -= 1
         if token.kind in _LITERALS:
             return Literal(_literal(token), *self.where(token.start))
         if token.kind == "DATA":
@@ -739,8 +782,8 @@ class _Parser:
                 f"tag is never closed: expected {closer} before the {{{{ at {self.at(at)}",
                 opening.start,
             )
-        if token.kind in ("OPEN_SEXPR", "CLOSE_SEXPR"):
-            self.fail(_SUBEXPRESSIONS, at)
+        if token.kind == "OPEN_SEXPR":
+            self.fail(f'unexpected "(": expected {expected} (a sub-expression is an argument)', at)
         if token.kind in _CLOSE_TEXT and expected.endswith(closer):
             self.fail(f'"{opening.text}" is closed by "{token.text}": expected {closer}', at)
         if token.kind == "INVALID" and token.text in "\"'":

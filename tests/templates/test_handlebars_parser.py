@@ -17,6 +17,7 @@ from engine.templates.handlebars_parser import (
     Node,
     PathExpr,
     RawBlock,
+    SubExpr,
     TemplateError,
     Text,
     parse_handlebars,
@@ -100,6 +101,9 @@ def test_scoped_paths_are_never_helper_calls() -> None:
 
 
 def test_helper_calls_with_arguments_and_hash() -> None:
+    assert one("{{lookup (lookup a b) c}}").params[0] == SubExpr(
+        path("lookup", 1, 11), (path("a", 1, 18), path("b", 1, 20)), (), 1, 10
+    )
     assert one("{{lookup a b}}") == Mustache(
         path("lookup", 1, 3), (path("a", 1, 10), path("b", 1, 12)), (), True, 1, 1
     )
@@ -389,7 +393,9 @@ def test_whitespace_control_as_handlebars_js(source: str, tree: str) -> None:
         ("{{#> p}}{{/p}}", "1:1: partials ({{> name}}) are not supported"),
         ("{{* d}}", "1:1: decorators ({{* …}}) are not supported in Handlebars templates"),
         ("{{#* inline 'x'}}{{/inline}}", "1:1: decorators ({{* …}}) are not supported"),
-        ("{{#if (eq a b)}}{{/if}}", "1:7: sub-expressions ((helper …)) are not supported"),
+        ("{{(lookup a b)}}", '1:3: unexpected "(": expected a helper name, a path or a literal'),
+        ("{{lookup a ()}}", '1:13: unexpected ")": expected a helper name after "("'),
+        ("{{lookup a (b c}}", '1:16: unexpected "}}": expected an argument, key=value or ")"'),
         ("a\x00b", "1:2: a NUL character is not allowed in a template"),
         ("{{#a}}" * (MAX_DEPTH + 1), f"1:{6 * MAX_DEPTH + 1}: blocks nested more than 64 deep"),
     ],
