@@ -5,7 +5,9 @@ tests/js/handlebars_render.mjs: the oracle our Handlebars engine must match byte
 ``render_with_handlebars_js(cases)`` renders every (template, context) pair in one node run and
 answers, in order, ``(True, output)`` or ``(False, handlebars' error message)``. Templates are
 compiled with ``strict: false`` and only the built-in helpers; ``options`` adds compile
-options (``{"noEscape": True}``...) to every case of the batch.
+options (``{"noEscape": True}``...) to every case of the batch. ``patched`` renders with
+handlebars.js's upstream fix #2167 applied (4.7.10 adds a block's leading ``{{{a}}}{{{b}}}``
+as numbers when both are numbers or booleans): what explains a difference from our engine.
 
 Without node, npm or the installed modules the tests marked ``requires_handlebars_js`` skip,
 naming the Debian packages; under CI (``CI`` set, as .ci/run has it) they run and fail instead,
@@ -35,7 +37,10 @@ requires_handlebars_js = requires("handlebars")
 
 
 def render_with_handlebars_js(
-    cases: Sequence[tuple[str, object]], *, options: Mapping[str, object] | None = None
+    cases: Sequence[tuple[str, object]],
+    *,
+    options: Mapping[str, object] | None = None,
+    patched: bool = False,
 ) -> list[tuple[bool, str]]:
     """Render each (template, context) with handlebars.js, all in one node run: ``(True,
     output)`` for a render, ``(False, message)`` for a compile or render error."""
@@ -50,6 +55,8 @@ def render_with_handlebars_js(
         case: dict[str, object] = {"template": template, "context": context}
         if options:
             case["options"] = dict(options)
+        if patched:
+            case["patched"] = True
         # allow_nan=False: NaN and Infinity are not JSON, and node would refuse the line.
         lines.append(json.dumps(case, allow_nan=False))
     done = subprocess.run(

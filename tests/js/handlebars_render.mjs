@@ -5,9 +5,11 @@
 //   node handlebars_render.mjs < cases.jsonl > results.jsonl
 //
 // Each input line is one case,
-//   {"template": "...", "context": <any JSON>, "options": {...compile options, optional}}
+//   {"template": "...", "context": <any JSON>, "options": {...compile options, optional},
+//    "patched": true (optional)}
 // compiled with Handlebars.compile(template, {strict: false, ...options}) and rendered with
-// the context; each output line answers the input line of the same number,
+// the context; "patched" compiles it with handlebars.js's own fix #2167 applied (see below).
+// Each output line answers the input line of the same number,
 //   {"ok": true, "output": "..."}   or   {"ok": false, "error": "<handlebars' message>"}
 // where the error is the compile or render error (compile is lazy, so a parse error is raised
 // by the first render). Only the built-in helpers exist: nothing is registered.
@@ -27,6 +29,24 @@ globalThis.console = new Console({ stdout: process.stderr, stderr: process.stder
 // partials in it, so a case cannot change how a later one renders.
 const handlebars = Handlebars.create();
 
+// handlebars.js with its upstream fix #2167 (commit 13a7a679, merged after 4.7.10): 4.7.10
+// joins a program's leading {{{a}}}{{{b}}} with JavaScript's "+", which adds two numbers or
+// booleans ("3" for 1 and 2) instead of concatenating them; the fix makes each a string.
+// Subclassed as handlebars.js documents for custom compilers.
+function PatchedCompiler() {}
+PatchedCompiler.prototype = new Handlebars.JavaScriptCompiler();
+PatchedCompiler.prototype.compiler = PatchedCompiler;
+PatchedCompiler.prototype.append = function append() {
+    if (this.isInline()) {
+        this.replaceStack((current) => [' != null ? "" + ', current, ' : ""']);
+        this.pushSource(this.appendToBuffer(this.popStack()));
+    } else {
+        Handlebars.JavaScriptCompiler.prototype.append.call(this);
+    }
+};
+const patched = Handlebars.create();
+patched.JavaScriptCompiler = PatchedCompiler;
+
 function fail(lineNumber, problem) {
     process.stderr.write(`handlebars_render.mjs: line ${lineNumber}: ${problem}\n`);
     process.exit(2);
@@ -34,7 +54,8 @@ function fail(lineNumber, problem) {
 
 function render(testCase) {
     try {
-        const template = handlebars.compile(testCase.template, { strict: false, ...(testCase.options ?? {}) });
+        const environment = testCase.patched ? patched : handlebars;
+        const template = environment.compile(testCase.template, { strict: false, ...(testCase.options ?? {}) });
         return { ok: true, output: template(testCase.context) };
     } catch (error) {
         return { ok: false, error: String(error?.message ?? error) };
