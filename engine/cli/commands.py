@@ -14,6 +14,7 @@ from engine.cli import particle as particle_command
 from engine.cli import render as render_command
 from engine.cli import serve as serve_command
 from engine.cli import token as token_command
+from engine.templates import LANGUAGES
 
 DEFAULT_CONFIG = "config/engine.toml"
 
@@ -36,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
         help="render a template, to try it before it goes into a hook",
         description="Render TEMPLATE and print the result exactly (no newline added).",
     )
-    render.add_argument("template", help="the Mustache template text")
+    render.add_argument("template", help="the template text")
+    render.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        default=LANGUAGES[0],
+        help="the template language, as a hook's template_language (default %(default)s)",
+    )
     source = render.add_mutually_exclusive_group()
     source.add_argument("--context", help="the context as JSON, used as is")
     source.add_argument("--event", help="build the variables a hook sees for this event name")
@@ -46,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         default=render_command.EXAMPLE_DEVICE,
         help="with --event: the device id (default %(default)s)",
     )
-    render.add_argument("--partials", help='partials as a JSON object: {"name": "template"}')
+    render.add_argument(
+        "--partials", help='Mustache partials as a JSON object: {"name": "template"}'
+    )
 
     import_ = commands.add_parser(
         "import",

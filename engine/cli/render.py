@@ -23,7 +23,9 @@ def render(args: argparse.Namespace) -> int:
             isinstance(partials, dict) and all(isinstance(v, str) for v in partials.values())
         ):
             raise ValueError('--partials: expected a JSON object of strings, {"name": "text"}')
-        text = compile_template(args.template, partials).render(context)
+        if partials is not None and args.language != "mustache":
+            raise ValueError("--partials: partials are Mustache's; Handlebars templates have none")
+        text = compile_template(args.template, partials, language=args.language).render(context)
     except (ValueError, TemplateError, TemplateRenderError) as exc:
         print(f"hookwire render: {exc}", file=sys.stderr)
         return 1

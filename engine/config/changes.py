@@ -6,8 +6,8 @@ import dataclasses
 
 from engine.config.settings import Config
 
-LIVE = frozenset({"path", "auth", "partials", "hooks"})
-"""The settings a reload applies at once: tokens, partials and hooks."""
+LIVE = frozenset({"path", "auth", "partials", "templates", "hooks"})
+"""The settings a reload applies at once: tokens, partials, the templates language and hooks."""
 
 
 def needs_restart(old: Config, new: Config) -> list[str]:
@@ -32,4 +32,6 @@ def needs_restart(old: Config, new: Config) -> list[str]:
 
 def applied(old: Config, new: Config) -> Config:
     """``old`` with what a reload applies taken from ``new``: what the engine runs with."""
-    return dataclasses.replace(old, auth=new.auth, partials=new.partials, hooks=new.hooks)
+    return dataclasses.replace(
+        old, auth=new.auth, partials=new.partials, templates=new.templates, hooks=new.hooks
+    )

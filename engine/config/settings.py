@@ -20,6 +20,7 @@ from engine.config import _fields as f
 from engine.config._fields import Network, parse_duration
 from engine.core.fdlimit import connection_share
 from engine.core.retry import DEFAULT_DELAYS
+from engine.templates import LANGUAGES
 
 __all__ = [
     "AuthConfig",
@@ -49,6 +50,7 @@ LATER_BACKENDS = ("redis",)  # named in the docs, not built yet: a clear error, 
 REQUEST_TYPES = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _BACKEND = f.one_of(*JOURNAL_BACKENDS, later=LATER_BACKENDS)
 _REQUEST_TYPE = f.one_of(*REQUEST_TYPES, upper=True)
+_LANGUAGE = f.one_of(*LANGUAGES)
 DEFAULT_RETRY = DEFAULT_DELAYS  # 5s 5m 30m 2h 5h 10h 10h
 MAX_WORKERS = 64
 MAX_CONNECTIONS = 1_000_000
@@ -145,6 +147,13 @@ class JournalConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplatesConfig:
+    """``[templates]``: the language of hooks that do not name one (``template_language``)."""
+
+    language: str = "mustache"
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     """Defaults for every hook's deliveries, and the SSRF guard's allowed networks."""
 
@@ -234,6 +243,7 @@ class HookConfig:
     ordered: bool = False
     secret: str | None = None
     typed_json: bool = False
+    template_language: str = "mustache"  # Particle documents: always "mustache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +261,7 @@ class Config:
     delivery: DeliveryConfig = DeliveryConfig()
     gateway: GatewayConfig = GatewayConfig()
     partials: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+    templates: TemplatesConfig = TemplatesConfig()
     hooks: tuple[HookConfig, ...] = ()
 
     def product(self, key: str) -> ProductConfig | None:
@@ -288,6 +299,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 def _read_config(root: f.Table, path: Path, base: Path) -> Config:
     products = _read_products(root)
     product_ref = _product_reader(products)
+    templates = _read_templates(_section(root, "templates"))
     config = Config(
         path=path,
         server=_read_server(_section(root, "server")),
@@ -300,7 +312,8 @@ def _read_config(root: f.Table, path: Path, base: Path) -> Config:
         delivery=_read_delivery(_section(root, "delivery")),
         gateway=_read_gateway(_section(root, "gateway"), base),
         partials=root.get("partials", f.partial_map, types.MappingProxyType({})),
-        hooks=_read_hooks(root, base, product_ref),
+        templates=templates,
+        hooks=_read_hooks(root, base, product_ref, templates.language),
     )
     root.finish()
     return config
@@ -475,13 +488,23 @@ def read_particle_webhook(
     return hook
 
 
-def _read_hooks(root: f.Table, base: Path, product_ref: f.Reader[int]) -> tuple[HookConfig, ...]:
+def _read_templates(t: f.Table) -> TemplatesConfig:
+    templates = TemplatesConfig(language=t.get("language", _LANGUAGE, "mustache"))
+    t.finish()
+    return templates
+
+
+def _read_hooks(
+    root: f.Table, base: Path, product_ref: f.Reader[int], language: str
+) -> tuple[HookConfig, ...]:
     hooks: list[HookConfig] = []
     for i, t in enumerate(root.get("hooks", f.tables, [])):
         if "particle" in t.data:
             hook = _read_particle_entry(t, i, base, product_ref)
         else:
-            hook = _read_hook(t, product_ref, particle=False, fallback=f"hooks[{i}]")
+            hook = _read_hook(
+                t, product_ref, particle=False, fallback=f"hooks[{i}]", language=language
+            )
         if hook is not None:
             hooks.append(hook)
     f.report_duplicates(root.ctx, [(f"{hook.where}.name", hook.name) for hook in hooks])
@@ -518,12 +541,15 @@ def _read_hook(
     particle: bool,
     name: str | None = None,
     fallback: str | None = None,
+    language: str = "mustache",
 ) -> HookConfig | None:
     """A hook table of the config file, or a Particle webhook document (`particle=True`).
 
     Particle documents use Particle's names only; the config file also takes snake_case
     aliases and Hookwire's own fields. A document's hook is named `name` (the entry's or
-    the API caller's), else by its own `name`, else `fallback`.
+    the API caller's), else by its own `name`, else `fallback`. ``language``: the
+    templates' language when the hook names none (``[templates] language``); a Particle
+    document's are Mustache.
     """
 
     def alias(camel: str, snake: str) -> tuple[str, ...]:
@@ -574,6 +600,7 @@ def _read_hook(
         ordered=t.get("ordered", f.boolean, False) if own else False,
         secret=t.opt("secret", f.webhook_secret) if own else None,
         typed_json=t.get("typed_json", f.boolean, False) if own else False,
+        template_language=(t.get("template_language", _LANGUAGE, language) if own else "mustache"),
     )
     _check_one_authorization(t, hook)
     t.finish()

@@ -58,6 +58,7 @@ def check_partials(partials: Mapping[str, str]) -> list[str]:
 def compile_hook_templates(hook: HookConfig, partials: Mapping[str, str]) -> HookTemplates:
     """Compile every template of ``hook``; raises HookTemplateErrors with all problems."""
     problems: list[str] = []
+    language = hook.template_language
 
     def one(source: str, field: str, *, header: bool = False) -> Template:
         if header and ("\r" in source or "\n" in source):
@@ -65,7 +66,11 @@ def compile_hook_templates(hook: HookConfig, partials: Mapping[str, str]) -> Hoo
             return compile_template("")
         try:
             return compile_template(
-                source, partials, refuse_line_breaks=header, strict_partials=True
+                source,
+                partials,
+                refuse_line_breaks=header,
+                strict_partials=True,
+                language=language,
             )
         except TemplateError as exc:
             problems.append(f"{hook.where}.{field}: {exc}")
@@ -85,7 +90,13 @@ def compile_hook_templates(hook: HookConfig, partials: Mapping[str, str]) -> Hoo
     json: JsonTemplate | None = None
     if hook.json is not None:
         try:
-            json = JsonTemplate(hook.json, partials, typed=hook.typed_json, strict_partials=True)
+            json = JsonTemplate(
+                hook.json,
+                partials,
+                typed=hook.typed_json,
+                strict_partials=True,
+                language=language,
+            )
         except JsonTemplateError as exc:
             where = f"json.{exc.path}" if exc.path else "json"
             problems.append(f"{hook.where}.{where}: {exc}")

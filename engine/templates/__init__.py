@@ -1,8 +1,10 @@
-"""Mustache templates compiled ahead of time into Python callables.
+"""Templates compiled ahead of time into Python callables: Mustache (Particle's) or
+Handlebars (Trackle's, with its built-in helpers).
 
 ``compile_template(text)`` parses once and returns a ``Template`` whose ``render(context)``
-runs generated code: no parsing at render time. See ``parser`` for what of the spec is
-covered (lambdas and the optional ``~`` modules are not).
+runs generated code: no parsing at render time. See ``parser`` for what of the Mustache
+spec is covered (lambdas and the optional ``~`` modules are not) and
+``handlebars_compiler`` for Handlebars.
 """
 
 from __future__ import annotations
@@ -11,9 +13,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.templates.compiler import Renderer, TemplateRenderError, compile_tree
+from engine.templates.handlebars_compiler import compile_handlebars
 from engine.templates.parser import TemplateError, parse
 
-__all__ = ["Template", "TemplateError", "TemplateRenderError", "compile_template"]
+__all__ = [
+    "LANGUAGES",
+    "Template",
+    "TemplateError",
+    "TemplateRenderError",
+    "compile_template",
+]
+
+LANGUAGES = ("mustache", "handlebars")
+"""The template languages a hook may be written in; the first is the default."""
 
 
 class Template:
@@ -36,13 +48,22 @@ def compile_template(
     *,
     refuse_line_breaks: bool = False,
     strict_partials: bool = False,
+    language: str = "mustache",
 ) -> Template:
     """Parse and compile ``source``; raises TemplateError ("LINE:COL: problem").
 
     ``refuse_line_breaks``: for URLs and header values, a variable whose value holds CR or
     LF makes ``render`` raise TemplateRenderError naming it. ``strict_partials``: a partial
-    missing from ``partials`` is an error (the spec renders it as nothing).
+    missing from ``partials`` is an error (the spec renders it as nothing). ``language``:
+    "mustache" or "handlebars" (which has no partials).
     """
+    if language == "handlebars":
+        renderer = compile_handlebars(source)
+        if refuse_line_breaks:
+            renderer = _refusing_line_breaks(renderer)
+        return Template(source, renderer)
+    if language != "mustache":
+        raise ValueError(f"unknown template language {language!r}: expected one of {LANGUAGES}")
     renderer = compile_tree(
         parse(source),
         partials,
@@ -50,6 +71,21 @@ def compile_template(
         strict_partials=strict_partials,
     )
     return Template(source, renderer)
+
+
+def _refusing_line_breaks(render: Renderer) -> Renderer:
+    """``render``, refusing a result with CR or LF: the template text has none (a header's
+    is checked when the hook is loaded), so one came from a value."""
+
+    def checked(context: Any) -> str:
+        text = render(context)
+        if "\r" in text or "\n" in text:
+            raise TemplateRenderError(
+                "a value contains a line break, which is not allowed here (header injection)"
+            )
+        return text
+
+    return checked
 
 
 def render(source: str, context: Any, partials: Mapping[str, str] | None = None) -> str:

@@ -59,6 +59,7 @@ VALUE_HELPERS = ("lookup", "log")
 BUILT_IN = "the built-in helpers are if, unless, each, with, lookup and log"
 INTERNAL_HELPERS = ("helperMissing", "blockHelperMissing")
 """handlebars.js's hooks for a missing helper: its helpers, but not for templates."""
+HELPER_NAMES = frozenset((*BLOCK_HELPERS, *VALUE_HELPERS, *INTERNAL_HELPERS))
 
 MAX_INLINE_LEVELS = 8
 """Blocks nested this deep are statements of one function; deeper ones are functions of
@@ -93,6 +94,11 @@ def _walk(value: Any, names: tuple[str, ...]) -> Any:
             return None
         value = get_property(value, name)
     return value
+
+
+def resolve_path(context: Any, name: str) -> Any:
+    """The value ``{{{a.b}}}`` shows, before it becomes text (for typed JSON values)."""
+    return _walk(context, tuple(name.split(".")))
 
 
 def _data(frame: Any, depth: int, names: tuple[str, ...], root: Any) -> Any:

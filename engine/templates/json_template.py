@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from engine.templates import Template, TemplateError, TemplateRenderError, compile_template
 from engine.templates.compiler import resolve
+from engine.templates.handlebars_compiler import HELPER_NAMES, resolve_path
 
 _SINGLE_VARIABLE = re.compile(r"\{\{\{\s*([^{}\s]+)\s*\}\}\}|\{\{&\s*([^{}\s]+)\s*\}\}")
+_PLAIN_NAME = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
 
 Part = Callable[[Any], Any]
 
@@ -37,16 +40,20 @@ class JsonTemplate:
         *,
         typed: bool = False,
         strict_partials: bool = False,
+        language: str = "mustache",
     ) -> None:
         self._text: Template | None = None
         self._build: Part | None = None
         if isinstance(value, str):
             try:
-                self._text = compile_template(value, partials, strict_partials=strict_partials)
+                self._text = compile_template(
+                    value, partials, strict_partials=strict_partials, language=language
+                )
             except TemplateError as exc:
                 raise JsonTemplateError("", exc) from None
         else:
-            self._build = _compile(value, "", partials, typed, strict_partials)
+            options = _Options(partials, typed, strict_partials, language)
+            self._build = _compile(value, "", options)
 
     def render(self, context: Any) -> bytes:
         """JSON text; a string template whose render is not JSON raises TemplateRenderError."""
@@ -72,38 +79,57 @@ def _parse(text: str) -> Any:
         raise TemplateRenderError(f"rendered json is not valid JSON: {exc}") from None
 
 
-def _compile(
-    value: object, path: str, partials: Mapping[str, str] | None, typed: bool, strict: bool
-) -> Part:
+@dataclass(frozen=True, slots=True)
+class _Options:
+    partials: Mapping[str, str] | None
+    typed: bool
+    strict: bool
+    language: str
+
+
+def _compile(value: object, path: str, options: _Options) -> Part:
     if isinstance(value, str):
-        return _string(value, path, partials, typed, strict)
+        return _string(value, path, options, options.typed)
     if isinstance(value, Mapping):
         items = [
             (
-                _string(key, path, partials, False, strict),
-                _compile(item, f"{path}.{key}" if path else key, partials, typed, strict),
+                _string(key, path, options, False),
+                _compile(item, f"{path}.{key}" if path else key, options),
             )
             for key, item in value.items()
         ]
         return lambda context: {key(context): item(context) for key, item in items}
     if isinstance(value, list | tuple):
-        parts = [
-            _compile(item, f"{path}[{i}]", partials, typed, strict) for i, item in enumerate(value)
-        ]
+        parts = [_compile(item, f"{path}[{i}]", options) for i, item in enumerate(value)]
         return lambda context: [part(context) for part in parts]
     return lambda context: value  # numbers, booleans, null: as written
 
 
-def _string(
-    text: str, path: str, partials: Mapping[str, str] | None, typed: bool, strict: bool
-) -> Part:
+def _string(text: str, path: str, options: _Options, typed: bool) -> Part:
     if "{{" not in text:
         return lambda context: text
-    if typed and (single := _SINGLE_VARIABLE.fullmatch(text)):
-        name = single.group(1) or single.group(2)
+    if typed and (name := _single_variable(text, options.language)) is not None:
+        if options.language == "handlebars":
+            return lambda context: resolve_path(context, name)
         return lambda context: resolve(context, name)
     try:
-        template = compile_template(text, partials, strict_partials=strict)
+        template = compile_template(
+            text, options.partials, strict_partials=options.strict, language=options.language
+        )
     except TemplateError as exc:
         raise JsonTemplateError(path, exc) from None
     return template.render
+
+
+def _single_variable(text: str, language: str) -> str | None:
+    """The name a typed string's lone ``{{{name}}}`` or ``{{& name}}`` shows, if it is one:
+    in Handlebars only a plain dotted name (``../a``, ``@index``, helpers render as text)."""
+    single = _SINGLE_VARIABLE.fullmatch(text)
+    if single is None:
+        return None
+    name = single.group(1) or single.group(2)
+    if language == "handlebars" and not (
+        _PLAIN_NAME.fullmatch(name) and name.split(".")[0] not in HELPER_NAMES
+    ):
+        return None
+    return name

@@ -17,6 +17,9 @@ MAX_DEPTH = 64
 MAX_TEMPLATE_CHARS = 1_000_000
 """Templates live in a config file: a megabyte is already absurd."""
 
+_HANDLEBARS_BLOCKS = frozenset(("if", "unless", "each", "with"))
+"""Handlebars' block helpers: a Mustache section named "if x" was meant as one."""
+
 _SIGILS = "#^/!>=&{"
 _STANDALONE_KINDS = "#^/!>="
 
@@ -206,9 +209,15 @@ class _Parser:
                 raise TemplateError(f'closing tag "{name}" has no open section', line, col)
             open_section = self.sections.pop()
             if open_section.name != name:
+                helper = open_section.name.split(" ", 1)[0]
+                hint = (
+                    f' (#{helper} is a Handlebars helper: set template_language = "handlebars")'
+                    if helper in _HANDLEBARS_BLOCKS and open_section.name != helper
+                    else ""
+                )
                 raise TemplateError(
                     f'section "{open_section.name}" (opened at {open_section.line}:'
-                    f'{open_section.col}) is closed by "{name}"',
+                    f'{open_section.col}) is closed by "{name}"{hint}',
                     line,
                     col,
                 )
