@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from itertools import count
 from typing import Any
 
-from engine.templates.compiler import _fstring_literal
+from engine.templates.compiler import TemplateRenderError, _fstring_literal
 from engine.templates.handlebars_parser import (
     UNDEFINED,
     Block,
@@ -194,14 +194,31 @@ def _each(value: Any, frame: Any, data: bool) -> list[Item]:
 def _section(value: Any, context: Any, frame: Any, data: bool) -> list[Item] | None:
     """``{{#name}}`` where name is no helper (handlebars.js's blockHelperMissing): once in
     the same context for true, once per item for a non-empty array, once with the value
-    as context for anything else; None (the inverse) for false, null and []."""
+    as context for anything else; None (the inverse) for false, null and []. Only an
+    array's passes have block parameters."""
     if value is True:
-        return [(context, frame, None, None)]
+        return [(context, frame, _NOT_GIVEN, _NOT_GIVEN)]
     if value is None or value is False:
         return None
     if isinstance(value, list | tuple):
         return _each(value, frame, data) if value else None
-    return [(value, frame, None, None)]
+    return [(value, frame, _NOT_GIVEN, _NOT_GIVEN)]
+
+
+class _NotGiven:
+    """A block parameter of a section that is not over an array."""
+
+
+_NOT_GIVEN = _NotGiven()
+
+
+def _given(value: Any) -> Any:
+    if value is _NOT_GIVEN:
+        raise TemplateRenderError(
+            "a block parameter of a section has a value only when the section's value is an "
+            "array (handlebars.js fails the same way)"
+        )
+    return value
 
 
 def _not_null(context: Any) -> Any:
@@ -226,6 +243,7 @@ RUNTIME: dict[str, Any] = {
     "_each": _each,
     "_section": _section,
     "_nz": _not_null,
+    "_given": _given,
     "_TOP": _TOP_FRAME,
 }
 
@@ -299,6 +317,7 @@ class _Generator:
         self.names = count()
         self.constants: dict[tuple[type, object], str] = {}
         self.functions: list[str] = []
+        self.checked: set[str] = set()  # block parameters that may be _NOT_GIVEN
 
     # -- names -------------------------------------------------------------------------
 
@@ -336,7 +355,9 @@ class _Generator:
     def function(self, nodes: tuple[Node, ...], scope: _Scope) -> str:
         """``nodes`` as a function of their own: a call that renders them in ``scope``."""
         name = self.fresh("_p")
-        params = sorted({value for value in scope.params.values() if value != "None"})
+        params = sorted(
+            {value for value in scope.params.values() if value not in ("None", _NO_VALUE)}
+        )
         arguments = ", ".join([scope.c, scope.d or "None", scope.f or "None", "r", *params])
         inner = _Scope(
             "c", "d" if scope.d else None, "f" if scope.f else None, scope.params, 0, "    "
@@ -440,7 +461,9 @@ class _Generator:
             test = f"(_cond_zero({value}) if _truthy({zero_value}) else _cond({value}))"
         body, inverse = (node.inverse, node.body) if unless else (node.body, node.inverse)
         inner = self.inside(self.this(scope, node, lines))
-        inner = _without_values(inner, node.block_params)
+        if node.block_params:  # handlebars.js gives them no array: reading one throws
+            unset = dict.fromkeys(node.block_params, _NO_VALUE)
+            inner = replace(inner, params={**inner.params, **unset})
         if not body and not inverse:
             lines.append(f"{scope.indent}{test}")  # evaluated for its sub-expressions' logs
         elif body:
@@ -484,6 +507,8 @@ class _Generator:
         params = dict(inner.params)
         for i, name in enumerate(node.block_params):
             params[name] = values[i] if i < len(values) else "None"
+            if section and i < len(values):
+                self.checked.add(values[i])
         inner = replace(inner, f=frame if scope.f else None, params=params)
         self.program_or_pass(node.body, inner, lines)
         if node.inverse:
@@ -562,6 +587,11 @@ class _Generator:
                 node.line,
                 node.col,
             )
+        key = node.params[1]
+        if isinstance(key, Literal) and (key.value is None or key.value is UNDEFINED):
+            # null and undefined differ as property names ("null", "undefined"); None in a
+            # context stands for both, and reads "undefined" (a missing key, the usual case).
+            args[1] = self.constant("null" if key.value is None else "undefined")
         return f"_lookup({args[0]}, {args[1]})"
 
     def expr(self, expr: Expr, scope: _Scope) -> str:
@@ -591,7 +621,17 @@ class _Generator:
         """An expression for a path's value, read as handlebars.js reads it."""
         names = path.parts
         if path.depth == 0 and not path.scoped and names and names[0] in scope.params:
-            return self.walk(scope.params[names[0]], names[1:])
+            value = scope.params[names[0]]
+            if value == _NO_VALUE:
+                raise TemplateError(
+                    f'block parameter "{names[0]}" has no value: #if and #unless give none '
+                    "(only #each and #with do)",
+                    path.line,
+                    path.col,
+                )
+            if value in self.checked:
+                value = f"_given({value})"
+            return self.walk(value, names[1:])
         if path.data:
             frame = scope.f or "_TOP"
             if path.depth == 0 and len(names) == 1 and names[0] in _FRAME_FIELDS:
@@ -613,6 +653,10 @@ class _Generator:
         if not names:
             return value
         return f"_walk({value}, ({', '.join(self.constant(name) for name in names)},))"
+
+
+_NO_VALUE = "!"
+"""What a block parameter of #if or #unless stands for: nothing, and reading it is refused."""
 
 
 def _without_values(scope: _Scope, names: tuple[str, ...]) -> _Scope:
