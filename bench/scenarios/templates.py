@@ -127,14 +127,15 @@ def _chevron(text: str) -> Render:
     return lambda context: chevron.render(text, context)
 
 
-def _per_event(renders: dict[str, Render]) -> Callable[[Any], object]:
+def per_event(renders: dict[str, Render]) -> Callable[[Any], object]:
     body, url, header = renders["body"], renders["url"], renders["header"]
     return lambda context: (body(context), url(context), header(context))
 
 
-def _mismatches(engines: dict[str, dict[str, Render]], context: Any) -> list[str]:
+def mismatches(engines: dict[str, dict[str, Render]], context: Any) -> list[str]:
+    """One line for each template an engine renders otherwise than ours (ours' templates)."""
     problems = []
-    for template in TEMPLATES:
+    for template in engines["ours"]:
         want = engines["ours"][template](context)
         for engine, renders in engines.items():
             got = renders[template](context)
@@ -196,7 +197,7 @@ def measure(args: argparse.Namespace, report: Report) -> None:
     engines = _engines()
     if "mystace" not in engines:
         report.note("mystace is not installed (pip install -e '.[bench]'): not compared")
-    problems = _mismatches(engines, context)
+    problems = mismatches(engines, context)
     if problems:
         for problem in problems:
             print(f"MISMATCH {problem}", file=sys.stderr)
@@ -217,7 +218,7 @@ def _run(
     rates: dict[str, dict[str, float]] = {}
     for engine, renders in engines.items():
         rates[engine] = {name: rate(render, context) for name, render in renders.items()}
-        rates[engine]["event"] = rate(_per_event(renders), context)
+        rates[engine]["event"] = rate(per_event(renders), context)
 
     for part in (*TEMPLATES, "event"):
         what = "body + URL + header" if part == "event" else f"{len(TEMPLATES[part])} chars"
