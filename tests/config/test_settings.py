@@ -25,6 +25,7 @@ from engine.config.settings import (
     LogConfig,
     ServerConfig,
     SseConfig,
+    TemplatesConfig,
     load_config,
     parse_duration,
 )
@@ -96,6 +97,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     )
     assert config.gateway == GatewayConfig(tcp=None, unix=None, max_frame_bytes=65536)
     assert dict(config.partials) == {}
+    assert config.templates == TemplatesConfig(language="mustache")
     assert config.hooks == ()
 
 
@@ -262,6 +264,29 @@ def test_bad_enum_names_the_hook_by_index() -> None:
     assert problems(text) == [
         "engine.toml: hooks[2].requestType: "
         'expected one of GET, POST, PUT, PATCH, DELETE, got "POTS"'
+    ]
+
+
+def test_template_language_per_hook_else_the_config_default(tmp_path: Path) -> None:
+    document = tmp_path / "particle.json"
+    document.write_text('{"event": "p", "url": "https://h/x", "body": "{{#if}}"}')
+    config = load(
+        '[templates]\nlanguage = "handlebars"\n'
+        + hook("")
+        + hook('template_language = "mustache"\n')
+        + f'[[hooks]]\nparticle = "{document}"\n'
+    )
+    assert config.templates == TemplatesConfig(language="handlebars")
+    languages = [hook.template_language for hook in config.hooks]
+    # A Particle document is Mustache whatever the default: its "{{#if}}" is a section.
+    assert languages == ["handlebars", "mustache", "mustache"]
+    assert [hook.template_language for hook in load(hook("")).hooks] == ["mustache"]
+
+
+def test_template_language_must_be_one_of_the_two() -> None:
+    assert problems('[templates]\nlanguage = "jinja"\n' + hook("template_language = 1\n")) == [
+        'engine.toml: templates.language: expected one of mustache, handlebars, got "jinja"',
+        "engine.toml: hooks[0].template_language: expected a string, got 1",
     ]
 
 
