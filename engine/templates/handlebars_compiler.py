@@ -15,8 +15,9 @@ is a TemplateError at compile time, with its line and column.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import count
 from typing import Any
 
@@ -49,6 +50,7 @@ from engine.templates.handlebars_values import (
     truthy,
 )
 from engine.templates.parser import TemplateError
+from engine.templates.values import js_number
 
 LOG = logging.getLogger("hookwire.templates")
 
@@ -77,9 +79,12 @@ _FRAME_FIELDS = {"key": 1, "index": 2, "first": 3, "last": 4}
 
 
 def _out(value: object) -> str:
-    """``{{value}}``: its text, escaped."""
-    if type(value) is int and -(2**53) <= value <= 2**53:
+    """``{{value}}``: its text, escaped (a number's never needs it)."""
+    kind = type(value)
+    if kind is int and -(2**53) <= value <= 2**53:  # type: ignore[operator]
         return str(value)
+    if kind is float:
+        return js_number(value)  # type: ignore[arg-type]
     return escape(to_text(value))
 
 
@@ -126,6 +131,13 @@ def _data(frame: Any, depth: int, names: tuple[str, ...], root: Any) -> Any:
     return value
 
 
+def _getter(context: Any) -> Callable[[str], Any]:
+    """How names are looked up on ``context``: ``dict.get`` for the usual dict."""
+    if type(context) is dict:
+        return context.get
+    return partial(_prop, context)
+
+
 def _depth(depths: tuple[Any, ...], depth: int) -> Any:
     return depths[depth] if depth < len(depths) else None
 
@@ -137,7 +149,12 @@ def _push(context: Any, depths: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _cond(value: object) -> bool:
     """``{{#if value}}``: truthy and not an empty array."""
-    if type(value) is list:
+    if value is True:
+        return True
+    if value is None or value is False:
+        return False
+    kind = type(value)
+    if kind is str or kind is list or kind is int:
         return bool(value)
     return truthy(value) and not is_empty(value)
 
@@ -160,49 +177,29 @@ def _log(level: object, *values: object) -> None:
         LOG.debug("template log (level %s): %s", js_string(level), shown)
 
 
-Item = tuple[Any, Any, Any, Any]
-"""One pass of a block body: its context, its @data frame, and its block parameters."""
+def _each_seq(value: Any) -> tuple[Sequence[Any], list[str] | None]:
+    """What ``{{#each value}}`` goes over, when ``value`` is not a list: an object's values
+    and keys (in JavaScript's order), a tuple's items, nothing for anything else."""
+    if isinstance(value, tuple):
+        return value, None
+    if not isinstance(value, Mapping):
+        return (), None
+    keys = object_keys(value)
+    return [value[key] for key in keys], keys
 
 
-def _each(value: Any, frame: Any, data: bool) -> list[Item]:
-    """``{{#each value}}``'s passes: an array's items or an object's values, none for
-    anything else; each with its frame (key, index, first, last) when ``data``."""
-    if isinstance(value, list | tuple):
-        keys: list[Any] | None = None
-        values = value
-    elif isinstance(value, Mapping):
-        keys = object_keys(value)
-        values = [value[key] for key in keys]
-    else:
-        return []
-    last = len(values) - 1
-    if keys is None:
-        if not data:
-            return [(item, frame, item, index) for index, item in enumerate(values)]
-        return [
-            (item, (frame, index, index, index == 0, index == last), item, index)
-            for index, item in enumerate(values)
-        ]
-    if not data:
-        return [(item, frame, item, key) for key, item in zip(keys, values, strict=True)]
-    return [
-        (item, (frame, key, index, index == 0, index == last), item, key)
-        for index, (key, item) in enumerate(zip(keys, values, strict=True))
-    ]
-
-
-def _section(value: Any, context: Any, frame: Any, data: bool) -> list[Item] | None:
-    """``{{#name}}`` where name is no helper (handlebars.js's blockHelperMissing): once in
-    the same context for true, once per item for a non-empty array, once with the value
-    as context for anything else; None (the inverse) for false, null and []. Only an
-    array's passes have block parameters."""
+def _section_seq(value: Any, context: Any) -> tuple[Sequence[Any], bool]:
+    """``{{#name}}`` where name is no helper (handlebars.js's blockHelperMissing): the
+    contexts its body renders in, and whether they are an array's items (with @data and
+    block parameters): the same context for true, each item of a non-empty array, the
+    value for anything else; none (the inverse) for false, null and []."""
     if value is True:
-        return [(context, frame, _NOT_GIVEN, _NOT_GIVEN)]
+        return (context,), False
     if value is None or value is False:
-        return None
+        return (), False
     if isinstance(value, list | tuple):
-        return _each(value, frame, data) if value else None
-    return [(value, frame, _NOT_GIVEN, _NOT_GIVEN)]
+        return value, True
+    return (value,), False
 
 
 class _NotGiven:
@@ -219,6 +216,12 @@ def _given(value: Any) -> Any:
             "array (handlebars.js fails the same way)"
         )
     return value
+
+
+def _line_break() -> None:
+    raise TemplateRenderError(
+        "a value contains a line break, which is not allowed here (header injection)"
+    )
 
 
 def _not_null(context: Any) -> Any:
@@ -240,11 +243,22 @@ RUNTIME: dict[str, Any] = {
     "_empty": is_empty,
     "_lookup": _lookup,
     "_log": _log,
-    "_each": _each,
-    "_section": _section,
+    "_each_seq": _each_seq,
+    "_section_seq": _section_seq,
+    "_NOT_GIVEN": _NOT_GIVEN,
     "_nz": _not_null,
+    "_getter": _getter,
     "_given": _given,
     "_TOP": _TOP_FRAME,
+    "_js": js_number,
+    "_MIN_SAFE": -(2**53),
+    "_MAX_SAFE": 2**53,
+    "_e": "e",
+    "_n": "n",
+    "_dot0": ".0",
+    "_cr": "\r",
+    "_lf": "\n",
+    "_line_break": _line_break,
 }
 
 
@@ -263,6 +277,7 @@ class _Scope:
     params: Mapping[str, str]
     level: int
     indent: str
+    fields: Mapping[str, str] | None = None  # @index... of an #each's frame, as expressions
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,12 +327,22 @@ def _as_path(callee: Callee) -> PathExpr:
 
 
 class _Generator:
+    """Writes the functions of one template. Their names: ``s`` the output; ``c``, ``d``,
+    ``f``, ``r`` the context, ``../`` levels, frame and root (numbered in blocks); ``g`` a
+    context's getter; ``v``, ``t``, ``q`` one expression's temporaries; ``_k`` constants,
+    ``_p`` functions, ``_w``, ``_b``, ``_v``, ``_x``, ``_n``, ``_i`` a block's own."""
+
     def __init__(self, uses: _Uses) -> None:
         self.uses = uses
         self.names = count()
         self.constants: dict[tuple[type, object], str] = {}
         self.functions: list[str] = []
         self.checked: set[str] = set()  # block parameters that may be _NOT_GIVEN
+        # Statements written only if what they set is used: a context's getter (``g3 =
+        # c3.get`` for a dict), an #each's frame. Until then: where it would go, and what
+        # it needs set first.
+        self.deferred: dict[str, _Deferred] = {}
+        self.getters: dict[str, str] = {}  # context variable -> its getter's
 
     # -- names -------------------------------------------------------------------------
 
@@ -339,8 +364,9 @@ class _Generator:
 
     # -- functions ------------------------------------------------------------------------
 
-    def root(self, nodes: tuple[Node, ...]) -> None:
+    def root(self, nodes: tuple[Node, ...], *, refuse_line_breaks: bool = False) -> None:
         lines = ["def _render(r):", "    c = r", "    s = ''"]
+        self.entered("c", lines, "    ")
         if self.uses.depths:
             lines.append("    d = (r,)")
         if self.uses.data:
@@ -349,6 +375,9 @@ class _Generator:
             "c", "d" if self.uses.depths else None, "f" if self.uses.data else None, {}, 0, "    "
         )
         self.program(nodes, scope, lines)
+        if refuse_line_breaks:
+            lines.append("    if _cr in s or _lf in s:")
+            lines.append("        _line_break()")
         lines.append("    return s")
         self.functions.append("\n".join(lines))
 
@@ -358,11 +387,12 @@ class _Generator:
         params = sorted(
             {value for value in scope.params.values() if value not in ("None", _NO_VALUE)}
         )
-        arguments = ", ".join([scope.c, scope.d or "None", scope.f or "None", "r", *params])
-        inner = _Scope(
-            "c", "d" if scope.d else None, "f" if scope.f else None, scope.params, 0, "    "
-        )
-        lines = [f"def {name}({', '.join(['c', 'd', 'f', 'r', *params])}):", "    s = ''"]
+        frame = self.need(scope.f) if scope.f else "None"
+        arguments = ", ".join([scope.c, scope.d or "None", frame, "r", *params])
+        c, d, f = self.fresh("c"), self.fresh("d"), self.fresh("f")
+        inner = _Scope(c, d if scope.d else None, f if scope.f else None, scope.params, 0, "    ")
+        lines = [f"def {name}({', '.join([c, d, f, 'r', *params])}):", "    s = ''"]
+        self.entered(c, lines, "    ")
         self.program(nodes, inner, lines)
         lines.append("    return s")
         self.functions.append("\n".join(lines))
@@ -418,9 +448,15 @@ class _Generator:
             return None
         else:
             value = self.call(helper, node, scope)
-        if node.escape:
-            return f"(v if type(v := {value}) is str and v.isalnum() else _out(v))"
-        return f"(v if type(v := {value}) is str else _txt(v))"
+        # Strings, then numbers, inline: the common cases cost no call.
+        string = " and v.isalnum()" if node.escape else ""  # escaping needs no call
+        return (
+            f"(v if (t := type(v := {value})) is str{string} "
+            "else str(v) if t is int and _MIN_SAFE <= v <= _MAX_SAFE "
+            "else (q if _e not in (q := repr(v)) and _n not in q and q[-2:] != _dot0 "
+            "else _js(v)) if t is float "
+            f"else {'_out' if node.escape else '_txt'}(v))"
+        )
 
     def block(self, node: Block, scope: _Scope, lines: list[str]) -> None:
         path = _as_path(node.path)
@@ -444,16 +480,16 @@ class _Generator:
         elif helper == "with":
             self.with_block(node, scope, lines)
         elif helper == "each":
-            self.loop(node, f"_each({self.expr(node.params[0], scope)}, ", scope, lines)
+            self.loop(node, self.expr(node.params[0], scope), scope, lines, section=False)
         else:
             value = self.path(path, scope)
-            self.loop(node, f"_section({value}, {scope.c}, ", scope, lines, section=True)
+            self.loop(node, value, scope, lines, section=True)
 
     def conditional(self, node: Block, unless: bool, scope: _Scope, lines: list[str]) -> None:
         value = self.expr(node.params[0], scope)
         zero = dict(node.hash).get("includeZero")
-        if zero is None:
-            test = f"_cond({value})"
+        if zero is None:  # true, false and null decided inline, the rest by a call
+            test = f"((v := {value}) is True or v is not False and v is not None and _cond(v))"
         elif isinstance(zero, Literal):
             test = f"_cond_zero({value})" if truthy(zero.value) else f"_cond({value})"
         else:
@@ -491,28 +527,50 @@ class _Generator:
             other = self.this(self.inside(scope), node, lines)
             self.program_or_pass(node.inverse, other, lines)
 
-    def loop(
-        self, node: Block, items: str, scope: _Scope, lines: list[str], *, section: bool = False
-    ) -> None:
-        """``{{#each}}`` and blocks on a non-helper: the body once per pass, or the inverse."""
-        passes = self.fresh("_e")
-        data = "True" if self.uses.data else "False"
-        lines.append(f"{scope.indent}{passes} = {items}{scope.f or 'None'}, {data})")
-        lines.append(f"{scope.indent}if {passes}:")
+    def loop(self, node: Block, value: str, scope: _Scope, lines: list[str], section: bool) -> None:
+        """``{{#each}}`` and blocks on a non-helper (``section``): the body once per item (an
+        array's, an object's values, or a section's one context), or else the inverse."""
+        n = next(self.names)
+        values, keys, last, index = f"_v{n}", f"_x{n}", f"_n{n}", f"_i{n}"
         context, frame = self.fresh("c"), self.fresh("f")
-        item, key = self.fresh("_b"), self.fresh("_b")
-        lines.append(f"{scope.indent}    for {context}, {frame}, {item}, {key} in {passes}:")
-        inner = self.push(self.inside(scope, 2), context, lines)
-        values = (item, key)
-        params = dict(inner.params)
+        indent, inner_indent = scope.indent, scope.indent + "        "
+        if section:  # `keys` says whether they are an array's items
+            lines.append(f"{indent}{values}, {keys} = _section_seq({value}, {scope.c})")
+        else:  # `keys`: an object's, None for an array
+            lines.append(f"{indent}{values} = {value}")
+            lines.append(f"{indent}{keys} = None")
+            lines.append(f"{indent}if type({values}) is not list:")
+            lines.append(f"{indent}    {values}, {keys} = _each_seq({values})")
+        lines.append(f"{indent}if {values}:")
+        if scope.f is not None:
+            lines.append(f"{indent}    {last} = len({values}) - 1")
+        lines.append(f"{indent}    for {index}, {context} in enumerate({values}):")
+        key = index if section else f"({index} if {keys} is None else {keys}[{index}])"
+        fields = None
+        if scope.f is not None:
+            made = f"({scope.f}, {key}, {index}, {index} == 0, {index} == {last})"
+            made = f"{made} if {keys} else {scope.f}" if section else made
+            self.defer(frame, f"{frame} = {made}", lines, inner_indent, needs=(scope.f,))
+            if not section:
+                first, final = f"({index} == 0)", f"({index} == {last})"
+                fields = {"key": key, "index": index, "first": first, "last": final}
+        params = dict(scope.params)
         for i, name in enumerate(node.block_params):
-            params[name] = values[i] if i < len(values) else "None"
-            if section and i < len(values):
-                self.checked.add(values[i])
-        inner = replace(inner, f=frame if scope.f else None, params=params)
+            if i >= 2:
+                params[name] = "None"
+                continue
+            variable = self.fresh("_b")
+            given = (context, key)[i]
+            if section:
+                given = f"{given} if {keys} else _NOT_GIVEN"
+                self.checked.add(variable)
+            lines.append(f"{inner_indent}{variable} = {given}")
+            params[name] = variable
+        inner = self.push(self.inside(scope, 2), context, lines)
+        inner = replace(inner, f=frame if scope.f else None, params=params, fields=fields)
         self.program_or_pass(node.body, inner, lines)
         if node.inverse:
-            lines.append(f"{scope.indent}else:")
+            lines.append(f"{indent}else:")
             other = self.inside(scope)
             if not section:  # a helper's inverse gets its `this`; a section's, the context
                 other = self.this(other, node, lines)
@@ -538,16 +596,49 @@ class _Generator:
             return scope
         this = self.fresh("c")
         lines.append(f"{scope.indent}{this} = _nz({scope.c})")
+        self.entered(this, lines, scope.indent)
         return replace(scope, c=this)
 
     def push(self, scope: _Scope, context: str, lines: list[str]) -> _Scope:
         """``scope`` entered with ``context``: its ``../`` levels pushed when it differs."""
         inner = replace(scope, c=context)
+        self.entered(context, lines, scope.indent)
         if scope.d is None:
             return inner
         depths = self.fresh("d")
         lines.append(f"{scope.indent}{depths} = _push({context}, {scope.d})")
         return replace(inner, d=depths)
+
+    def entered(self, context: str, lines: list[str], indent: str) -> None:
+        """``context`` is set here: its getter goes here, if a lookup ever needs it."""
+        getter = self.getters[context] = self.fresh("g")
+        get = f"{context}.get if type({context}) is dict else _getter({context})"
+        self.defer(getter, f"{getter} = {get}", lines, indent)
+
+    def getter(self, context: str) -> str | None:
+        """The variable holding ``context``'s lookup function (``dict.get`` for a dict)."""
+        getter = self.getters.get(context)
+        return self.need(getter) if getter is not None else None
+
+    def defer(
+        self, name: str, statement: str, lines: list[str], indent: str, needs: tuple[str, ...] = ()
+    ) -> None:
+        """``statement`` (setting ``name``) belongs here, and is written if ``name`` is used."""
+        self.deferred[name] = _Deferred(lines, len(lines), indent + statement, needs)
+
+    def need(self, name: str) -> str:
+        """``name``, its deferred statement (and those it needs) written first."""
+        if name not in self.deferred:
+            return name
+        for other in self.deferred[name].needs:  # written first: this one's index moves
+            self.need(other)
+        deferred = self.deferred.pop(name)
+        lines, index = deferred.lines, deferred.index
+        lines.insert(index, deferred.statement)
+        for other, later in self.deferred.items():
+            if later.lines is lines and later.index >= index:
+                self.deferred[other] = replace(later, index=later.index + 1)
+        return name
 
     # -- expressions ----------------------------------------------------------------------
 
@@ -633,26 +724,35 @@ class _Generator:
                 value = f"_given({value})"
             return self.walk(value, names[1:])
         if path.data:
-            frame = scope.f or "_TOP"
-            if path.depth == 0 and len(names) == 1 and names[0] in _FRAME_FIELDS:
-                return f"{frame}[{_FRAME_FIELDS[names[0]]}]"
             if path.depth == 0 and names == ("root",):
                 return "r"
+            if path.depth == 0 and len(names) == 1 and scope.fields and names[0] in scope.fields:
+                return scope.fields[names[0]]
+            frame = self.need(scope.f) if scope.f else "_TOP"
+            if path.depth == 0 and len(names) == 1 and names[0] in _FRAME_FIELDS:
+                return f"{frame}[{_FRAME_FIELDS[names[0]]}]"
             constants = ", ".join(self.constant(name) for name in names)
             return f"_data({frame}, {path.depth}, ({constants},), r)"
         context = scope.c if path.depth == 0 else f"_depth({scope.d}, {path.depth})"
         if not names:
             return context
         first = self.constant(names[0])
-        value = f"_prop({context}, {first})"
-        if path.depth == 0:  # a variable: test for the common case, a dict, inline
-            value = f"({context}.get({first}) if type({context}) is dict else {value})"
+        getter = self.getter(context) if path.depth == 0 else None
+        value = f"{getter}({first})" if getter else f"_prop({context}, {first})"
         return self.walk(value, names[1:])
 
     def walk(self, value: str, names: tuple[str, ...]) -> str:
         if not names:
             return value
         return f"_walk({value}, ({', '.join(self.constant(name) for name in names)},))"
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    lines: list[str]
+    index: int
+    statement: str  # indented
+    needs: tuple[str, ...]
 
 
 _NO_VALUE = "!"
@@ -679,11 +779,16 @@ def _reads_context(node: Block) -> bool:
     return any(not isinstance(child, Text) for child in (*node.body, *node.inverse))
 
 
-def compile_handlebars(source: str) -> Renderer:
-    """One callable that renders ``source`` as handlebars.js would; raises TemplateError."""
+def compile_handlebars(source: str, *, refuse_line_breaks: bool = False) -> Renderer:
+    """One callable that renders ``source`` as handlebars.js would; raises TemplateError.
+
+    ``refuse_line_breaks`` (URLs, header values): a render holding CR or LF raises
+    TemplateRenderError. The template's own text has none (hooks check it when loaded), so
+    the line break came from a value.
+    """
     nodes = parse_handlebars(source)
     generator = _Generator(_uses(nodes))
-    generator.root(nodes)
+    generator.root(nodes, refuse_line_breaks=refuse_line_breaks)
     code = "\n\n".join(reversed(generator.functions))
     namespace = generator.namespace
     # The source is ours, generated from the parsed tree; text reaches it only as constants.
