@@ -471,7 +471,7 @@ class _Generator:
                 node.line,
                 node.col,
             )
-        if helper is not None and scope.level >= MAX_INLINE_LEVELS:
+        if scope.level >= MAX_INLINE_LEVELS and scope.level > 0:  # else: a function's top
             call = self.function((node,), scope)
             lines.append(f"{scope.indent}s += {call}")
             return

@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.templates import handlebars_compiler
 from engine.templates.compiler import TemplateRenderError
 from engine.templates.handlebars_compiler import compile_handlebars
 from engine.templates.parser import TemplateError
@@ -84,6 +85,15 @@ def test_every_generated_case_renders_as_handlebars_js() -> None:
     # The generator reaches the bug (a) a few times in a thousand; far more would mean the
     # patched renderer hides something else.
     assert explained <= GENERATED_COUNT // 100
+
+
+def test_blocks_as_functions_render_as_blocks_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks nested deeper than MAX_INLINE_LEVELS become functions, which the generated
+    # cases (3 blocks deep) never reach: with the limit at 0, every block is one.
+    batch = random_cases(GENERATED_COUNT, GENERATED_SEED)
+    inline = [ours(template, context) for template, context in batch]
+    monkeypatch.setattr(handlebars_compiler, "MAX_INLINE_LEVELS", 0)
+    assert [ours(template, context) for template, context in batch] == inline
 
 
 @requires_handlebars_js

@@ -175,6 +175,8 @@ def test_blocks_nest_as_deep_as_the_parser_allows() -> None:
     for _ in range(depth - 1):
         nested = [nested]
     assert render(source, {"a": nested, "b": "B"}) == "leaf00B"
+    sections = "{{#a}}" * depth + "{{@index}}{{b}}x" + "{{/a}}" * depth
+    assert render(sections, {"a": {"a": True, "b": "B"}}) == "Bx"
     many = "{{#if a}}x{{/if}}" * 2000
     assert render(many, {"a": True}) == "x" * 2000
 
