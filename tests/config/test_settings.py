@@ -738,7 +738,9 @@ def test_shipped_full_example_loads() -> None:
         "alarms as a form",
         "hooks[2]",
         "legacy humidity",
+        "readings, as Trackle writes them",
     ]
+    assert [hook.template_language for hook in config.hooks][-2:] == ["mustache", "handlebars"]
     legacy = config.hooks[3]
     assert legacy.where == "hooks[3] (hooks/legacy-particle-webhook.json)"
     assert legacy.product == 1001
