@@ -199,3 +199,43 @@ async def test_the_shipped_demo_hook_delivers_and_answers_back(
     assert request.target == "/readings/api"
     body = orjson.loads(request.body)
     assert (body["temp"], body["unit"], body["event"]) == (21.5, "C", "demo/temp")
+
+
+async def test_a_handlebars_hook_delivers_and_answers_back(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    from tests.http.sink import Reply, Sink
+
+    sink = Sink(Reply(200, b'{"saved": [3, 4], "note": "<ok>"}'))
+    await nursery.start(sink.serve)
+    hook = f"""
+[delivery]
+allow_networks = ["127.0.0.0/8"]
+
+[templates]
+language = "handlebars"
+
+[[hooks]]
+event = "env"
+url = "http://127.0.0.1:{sink.port}/sites/{{{{site.name}}}}"
+body = '[{{{{#each r as |x i|}}}}{{{{#if i}}}},{{{{/if}}}}{{{{x.v}}}}{{{{else}}}}none{{{{/each}}}}]'
+headers = {{ "X-Alert" = "{{{{#if alert}}}}yes{{{{else}}}}no{{{{/if}}}}" }}
+responseTemplate = '{{{{#each saved}}}}{{{{this}}}};{{{{/each}}}}{{{{note}}}}'
+"""
+    async with daemon(write(tmp_path, BASE_CONFIG + hook)) as d:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with (
+            httpx.AsyncClient(base_url=d.url, headers=headers, timeout=5) as client,
+            aconnect_sse(client, "GET", "/v1/events/hook-response/env") as source,
+        ):
+            data = '{"site": {"name": "lab"}, "r": [{"v": 1.5}, {"v": 2}], "alert": 0}'
+            published = await client.post("/v1/devices/events", data={"name": "env", "data": data})
+            assert published.status_code == 200
+            async with aclosing(source.aiter_sse()) as events:
+                answer = await events.__anext__()
+        d.process.send_signal(signal.SIGTERM)
+    [request] = sink.requests
+    assert request.target == "/sites/lab"
+    assert request.body == b"[1.5,2]"
+    assert dict(request.headers)[b"x-alert"] == b"no"
+    assert orjson.loads(answer.data)["data"] == "3;4;&lt;ok&gt;"
