@@ -34,17 +34,10 @@ from bench.harness.daemon import machine_busy
 from bench.harness.report import Report
 from bench.harness.scenario import Bench, options, scenario
 from bench.harness.suite import Findings
-from bench.scenarios.templates import (
-    REFUSE_LINE_BREAKS,
-    Render,
-    calls_per_second,
-    mismatches,
-    per_event,
-)
+from bench.scenarios.templates import REFUSE_LINE_BREAKS, Render, compare
 from bench.scenarios.templates import make_parser as templates_parser
 from engine.core.model import Event
 from engine.templates import compile_template
-from engine.templates.context import event_context
 
 try:
     import pybars
@@ -144,70 +137,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace, report: Report) -> None:
     """Check every engine renders the same text, then time them into ``report``."""
-    context = event_context(EVENT)
     engines = _engines()
     for engine in BASELINES:
         if engine not in engines:
             report.note(f"{engine} is not installed (pip install -e '.[bench]'): not compared")
-    problems = mismatches(engines, context)
-    if problems:
-        for problem in problems:
-            print(f"MISMATCH {problem}", file=sys.stderr)
-        report.fail(f"engines disagree: {problems[0]}")
+    rates = compare(args, report, engines, TEMPLATES, EVENT)
+    others = [engine for engine in rates or () if engine != "ours"]
+    if rates is None or not others:
         return
-    _run(args, report, engines, context)
-
-
-def _run(
-    args: argparse.Namespace,
-    report: Report,
-    engines: dict[str, dict[str, Render]],
-    context: Any,
-) -> None:
-    def rate(fn: Callable[[Any], object], arg: Any) -> float:
-        return calls_per_second(fn, arg, args.duration, args.max_calls, args.repeat)
-
-    rates: dict[str, dict[str, float]] = {}
-    for engine, renders in engines.items():
-        rates[engine] = {name: rate(render, context) for name, render in renders.items()}
-        rates[engine]["event"] = rate(per_event(renders), context)
-
-    for part in (*TEMPLATES, "event"):
-        what = "body + URL + header" if part == "event" else f"{len(TEMPLATES[part])} chars"
-        report.section(f"{part} ({what})")
-        for engine in engines:
-            value = rates[engine][part]
-            report.row(engine, f"{value:,.0f} /s  ({1e6 / value:.2f} us)")
-            report.results[f"{part}.{engine}_per_s"] = round(value)
-
-    context_rate = rate(event_context, EVENT)
-    ours_event = rates["ours"]["event"]
-    with_context = 1 / (1 / context_rate + 1 / ours_event)
-    report.section("event_context(event)")
-    report.row("contexts built", f"{context_rate:,.0f} /s  ({1e6 / context_rate:.2f} us)")
-    report.results["context_per_s"] = round(context_rate)
-    report.row(
-        "ours, context + 3 renders",
-        f"{with_context:,.0f} events/s  ({1e6 / with_context:.2f} us)",
-    )
-    report.results["event_with_context.ours_per_s"] = round(with_context)
-
-    others = [engine for engine in engines if engine != "ours"]
-    if not others:
-        return
-    report.section(f"ours / {', '.join(others)}")
-    for part in (*TEMPLATES, "event"):
-        ours = rates["ours"][part]
-        ratios = {engine: ours / rates[engine][part] for engine in others}
-        report.row(part, "  ".join(f"{ratio:.2f}x" for ratio in ratios.values()))
-        for engine, ratio in ratios.items():
-            report.results[f"{part}.ours_vs_{engine}"] = round(ratio, 3)
-
     fastest = max(others, key=lambda engine: rates[engine]["event"])
     report.results["event.fastest_baseline"] = fastest
     report.target(
         f"event (body + URL + header): ours / {fastest} (the fastest)",
-        ours_event / rates[fastest]["event"],
+        rates["ours"]["event"] / rates[fastest]["event"],
         ">=",
         TARGET_VS_FASTEST,
         "x",

@@ -193,63 +193,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace, report: Report) -> None:
     """Check every engine renders the same text, then time them into ``report``."""
-    context = event_context(EVENT)
     engines = _engines()
     if "mystace" not in engines:
         report.note("mystace is not installed (pip install -e '.[bench]'): not compared")
-    problems = mismatches(engines, context)
-    if problems:
-        for problem in problems:
-            print(f"MISMATCH {problem}", file=sys.stderr)
-        report.fail(f"engines disagree: {problems[0]}")
+    rates = compare(args, report, engines, TEMPLATES, EVENT)
+    if rates is None:
         return
-    _run(args, report, engines, context)
-
-
-def _run(
-    args: argparse.Namespace,
-    report: Report,
-    engines: dict[str, dict[str, Render]],
-    context: Any,
-) -> None:
-    def rate(fn: Callable[[Any], object], arg: Any) -> float:
-        return calls_per_second(fn, arg, args.duration, args.max_calls, args.repeat)
-
-    rates: dict[str, dict[str, float]] = {}
-    for engine, renders in engines.items():
-        rates[engine] = {name: rate(render, context) for name, render in renders.items()}
-        rates[engine]["event"] = rate(per_event(renders), context)
-
-    for part in (*TEMPLATES, "event"):
-        what = "body + URL + header" if part == "event" else f"{len(TEMPLATES[part])} chars"
-        report.section(f"{part} ({what})")
-        for engine in engines:
-            value = rates[engine][part]
-            report.row(engine, f"{value:,.0f} /s  ({1e6 / value:.2f} us)")
-            report.results[f"{part}.{engine}_per_s"] = round(value)
-
-    context_rate = rate(event_context, EVENT)
-    ours_event = rates["ours"]["event"]
-    with_context = 1 / (1 / context_rate + 1 / ours_event)
-    report.section("event_context(event)")
-    report.row("contexts built", f"{context_rate:,.0f} /s  ({1e6 / context_rate:.2f} us)")
-    report.results["context_per_s"] = round(context_rate)
-    report.row("variables per context", len(context), key="context_variables")
-    report.row(
-        "ours, context + 3 renders",
-        f"{with_context:,.0f} events/s  ({1e6 / with_context:.2f} us)",
-    )
-    report.results["event_with_context.ours_per_s"] = round(with_context)
-
-    others = [engine for engine in engines if engine != "ours"]
-    report.section(f"ours / {', '.join(others)}")
-    for part in (*TEMPLATES, "event"):
-        ours = rates["ours"][part]
-        ratios = {engine: ours / rates[engine][part] for engine in others}
-        report.row(part, "  ".join(f"{ratio:.2f}x" for ratio in ratios.values()))
-        for engine, ratio in ratios.items():
-            report.results[f"{part}.ours_vs_{engine}"] = round(ratio, 3)
-
     for part in TEMPLATES:
         report.target(
             f"{part}: ours / chevron",
@@ -261,11 +210,69 @@ def _run(
     if "mystace" in rates:
         report.target(
             "event (body + URL + header): ours / mystace",
-            ours_event / rates["mystace"]["event"],
+            rates["ours"]["event"] / rates["mystace"]["event"],
             ">=",
             TARGET_VS_FASTEST,
             "x",
         )
+
+
+def compare(
+    args: argparse.Namespace,
+    report: Report,
+    engines: dict[str, dict[str, Render]],
+    templates: dict[str, str],
+    event: Event,
+) -> dict[str, dict[str, float]] | None:
+    """Check every engine renders ``event``'s context as ours does (a mismatch fails the
+    report: None), then time each template and the three per event, into ``report``; the
+    rates per engine and part ("event" for all three)."""
+    context = event_context(event)
+    problems = mismatches(engines, context)
+    if problems:
+        for problem in problems:
+            print(f"MISMATCH {problem}", file=sys.stderr)
+        report.fail(f"engines disagree: {problems[0]}")
+        return None
+
+    def rate(fn: Callable[[Any], object], arg: Any) -> float:
+        return calls_per_second(fn, arg, args.duration, args.max_calls, args.repeat)
+
+    rates: dict[str, dict[str, float]] = {}
+    for engine, renders in engines.items():
+        rates[engine] = {name: rate(render, context) for name, render in renders.items()}
+        rates[engine]["event"] = rate(per_event(renders), context)
+
+    for part in (*templates, "event"):
+        what = "body + URL + header" if part == "event" else f"{len(templates[part])} chars"
+        report.section(f"{part} ({what})")
+        for engine in engines:
+            value = rates[engine][part]
+            report.row(engine, f"{value:,.0f} /s  ({1e6 / value:.2f} us)")
+            report.results[f"{part}.{engine}_per_s"] = round(value)
+
+    context_rate = rate(event_context, event)
+    with_context = 1 / (1 / context_rate + 1 / rates["ours"]["event"])
+    report.section("event_context(event)")
+    report.row("contexts built", f"{context_rate:,.0f} /s  ({1e6 / context_rate:.2f} us)")
+    report.results["context_per_s"] = round(context_rate)
+    report.row("variables per context", len(context), key="context_variables")
+    report.row(
+        "ours, context + 3 renders",
+        f"{with_context:,.0f} events/s  ({1e6 / with_context:.2f} us)",
+    )
+    report.results["event_with_context.ours_per_s"] = round(with_context)
+
+    others = [engine for engine in engines if engine != "ours"]
+    if others:
+        report.section(f"ours / {', '.join(others)}")
+    for part in (*templates, "event") if others else ():
+        ours = rates["ours"][part]
+        ratios = {engine: ours / rates[engine][part] for engine in others}
+        report.row(part, "  ".join(f"{ratio:.2f}x" for ratio in ratios.values()))
+        for engine, ratio in ratios.items():
+            report.results[f"{part}.ours_vs_{engine}"] = round(ratio, 3)
+    return rates
 
 
 # --- the suite's scenario ------------------------------------------------------------
