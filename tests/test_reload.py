@@ -84,6 +84,7 @@ def test_needs_restart_names_the_settings(write_config: WriteConfig) -> None:
     )
     assert needs_restart(old, new) == ["server.port"]
     assert needs_restart(old, write_config("[partials]\np = 'x'\n")) == []
+    assert needs_restart(old, write_config('[templates]\nlanguage = "handlebars"\n')) == []
 
 
 @pytest.fixture
