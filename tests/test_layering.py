@@ -46,6 +46,7 @@ SANS_IO = [
     "hooks",
     "journal/_grouping.py",
     "journal/_ledger.py",
+    "journal/_leases.py",
     "gateway/protocol.py",
     "delivery/breaker.py",
     "delivery/request.py",
