@@ -1,4 +1,5 @@
-"""Shared fixtures: a config with known tokens, and an engine served on a loopback port."""
+"""Shared fixtures: a config with known tokens, an engine served on a loopback port, and a
+real redis-server (tests/redis_server.py: ``redis_server``, ``redis_url``, ``redis_db``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import trio
 from engine.config.settings import Config
 from engine.daemon import Engine
 from engine.hooks import load_config
+from tests.redis_server import redis_db, redis_server, redis_url  # noqa: F401  (fixtures)
 
 ADMIN = "hw_test_admin_token_0123456789"
 PUBLISHER = "hw_test_publisher_token_0123456789"
