@@ -17,6 +17,7 @@ import json
 import math
 import re
 import types
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,11 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SECRET_PREFIX = "whsec_"
 _SECRET_MIN_BYTES = 24  # Standard Webhooks: keys of 24 to 64 bytes
+_NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+REDIS_SCHEMES = ("redis", "rediss")
+REDIS_PORT = 6379
+REDIS_URL_HINT = '"redis://HOST:PORT/DB" or "rediss://HOST:PORT/DB" (TLS)'
 PARTICLE_OBJECT = "a JSON object (one Particle webhook)"
 
 
@@ -392,6 +398,122 @@ def network(ctx: Context, value: object, key_path: str) -> Network:
         raise Invalid(
             f'expected a network such as "10.0.0.0/8" or "fd00::/8", got {show(raw)} ({problem})'
         ) from None
+
+
+def seconds_text(seconds: float) -> str:
+    """A number of seconds as messages write it: "20s", "25.001s" (to the millisecond)."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def auto_or_positive_duration(ctx: Context, value: object, key_path: str) -> float | None:
+    """``"auto"`` (None: the program decides) or a duration greater than 0."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise expected(f'"auto" or {_DURATION_HINT}', value) from None
+    if seconds == 0:
+        raise expected('"auto" or a duration greater than 0', value)
+    return seconds
+
+
+def password(ctx: Context, value: object, key_path: str) -> str:
+    """A non-empty string, never shown in an error (not even a number written by mistake)."""
+    value = ctx.resolve(value)
+    if not isinstance(value, str) or not value:
+        kinds = {str: "an empty string", bool: "a boolean", dict: "a table", list: "an array"}
+        kind = kinds.get(type(value), "a number" if isinstance(value, int | float) else "a value")
+        raise Invalid(f'expected a non-empty string or {{ env = "NAME" }}, got {kind}')
+    return value
+
+
+def node_name(ctx: Context, value: object, key_path: str) -> str:
+    raw = text(ctx, value, key_path)
+    if not _NODE_NAME.fullmatch(raw):
+        raise expected("a node name (1 to 128 of A-Z a-z 0-9 . _ -)", raw)
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class RedisUrl:
+    """A checked Redis URL: ``url`` written out in full and without its password,
+    ``password`` (percent-decoded) apart, so the URL can be shown and logged."""
+
+    url: str
+    password: str | None
+
+
+def redis_url(ctx: Context, value: object, key_path: str) -> RedisUrl:
+    """``redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]``, or ``rediss://`` for TLS.
+
+    The port defaults to 6379 and the database to 0, as in every Redis client; IPv6 hosts
+    are in brackets. No query string: the TLS options are not taken from the URL. Errors
+    never show the password.
+    """
+    raw = text(ctx, value, key_path)
+    got = _redacted(raw)
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme.lower() not in REDIS_SCHEMES:
+        raise Invalid(f"expected {REDIS_URL_HINT}, got {got}")
+    scheme = scheme.lower()
+    if "?" in rest or "#" in rest:
+        raise Invalid(f"expected a URL without a query string or fragment, got {got}")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    username, colon, password = userinfo.partition(":")
+    host, port_text = _split_host_port(hostport)
+    if host is None:
+        raise Invalid(
+            f"expected a host name or address after {scheme}:// "
+            f'(IPv6 in brackets: "{scheme}://[::1]:6379/0"), got {got}'
+        )
+    if port_text is not None and not (
+        port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535
+    ):
+        raise Invalid(f"expected a port from 1 to 65535 after the host, got {show(port_text)}")
+    if path and not (path.isascii() and path.isdigit()):
+        raise Invalid(
+            f"expected a database number (an integer of 0 or more) after the port, "
+            f"got {show('/' + path)}"
+        )
+    port = int(port_text) if port_text is not None else REDIS_PORT
+    user = f"{username}@" if at and username else ""
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{user}{shown_host}:{port}/{int(path) if path else 0}"
+    secret = urllib.parse.unquote(password) if colon and password else None
+    return RedisUrl(url, secret)
+
+
+def _split_host_port(hostport: str) -> tuple[str | None, str | None]:
+    """(host, port text or None) of "host", "host:port", "[v6]" or "[v6]:port"; the host
+    is None when it is missing or malformed."""
+    if hostport.startswith("["):
+        inside, bracket, after = hostport[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            return None, None
+        if not bracket or (after and not after.startswith(":")):
+            return None, None
+        return inside, after[1:] if after else None
+    host, colon, port_text = hostport.partition(":")
+    if not _HOST_NAME.fullmatch(host) or ":" in port_text:
+        return None, None
+    return host, port_text if colon else None
+
+
+def _redacted(raw: str) -> str:
+    """How an unusable Redis URL is shown: its password as ***."""
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        return show(raw) if "@" not in raw else f"a string of {len(raw)} characters"
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.partition(":")[0] + ":***"
+    return show(f"{scheme}{sep}{userinfo}{at}{hostport}{rest[end:]}")
 
 
 def host_port(ctx: Context, value: object, key_path: str) -> tuple[str, int]:

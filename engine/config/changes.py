@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from engine.config.settings import Config
+from engine.config._fields import seconds_text
+from engine.config.settings import LEASE_MARGIN, Config
 
 LIVE = frozenset({"path", "auth", "partials", "templates", "hooks"})
 """The settings a reload applies at once: tokens, partials, the templates language and hooks."""
@@ -35,3 +36,20 @@ def applied(old: Config, new: Config) -> Config:
     return dataclasses.replace(
         old, auth=new.auth, partials=new.partials, templates=new.templates, hooks=new.hooks
     )
+
+
+def lease_problems(running: Config, new: Config) -> list[str]:
+    """What a reload must refuse on the Redis journal: hooks whose ``timeout`` the running
+    lease does not cover. Hooks apply live but ``[cluster] lease`` only at start, so a
+    file that raised both still waits for a restart; an attempt outliving its partition's
+    lease would be sent twice. (``[delivery] timeout`` too applies only at start.)"""
+    if running.journal.backend != "redis":
+        return []
+    lease = running.cluster.lease
+    return [
+        f"{new.path}: {hook.where}.timeout: {seconds_text(hook.timeout)} needs a lease above "
+        f"{seconds_text(hook.timeout + LEASE_MARGIN)} and the running one is "
+        f"{seconds_text(lease)} ([cluster] lease applies at start): restart to apply it"
+        for hook in new.hooks
+        if hook.timeout is not None and hook.timeout + LEASE_MARGIN >= lease
+    ]

@@ -9,7 +9,9 @@ The key names are the user interface: see docs/config.md.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import socket
 import tomllib
 import types
 from collections.abc import Mapping
@@ -26,6 +28,7 @@ __all__ = [
     "AuthConfig",
     "AuthPair",
     "BearerToken",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DeliveryConfig",
@@ -45,16 +48,18 @@ __all__ = [
 
 SCOPES = ("publish", "subscribe", "admin", "gateway", "hooks")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-JOURNAL_BACKENDS = ("memory", "sqlite")
-LATER_BACKENDS = ("redis",)  # named in the docs, not built yet: a clear error, not "unknown"
+JOURNAL_BACKENDS = ("memory", "sqlite", "redis")
 REQUEST_TYPES = ("GET", "POST", "PUT", "PATCH", "DELETE")
-_BACKEND = f.one_of(*JOURNAL_BACKENDS, later=LATER_BACKENDS)
+_BACKEND = f.one_of(*JOURNAL_BACKENDS)
 _REQUEST_TYPE = f.one_of(*REQUEST_TYPES, upper=True)
 _LANGUAGE = f.one_of(*LANGUAGES)
 DEFAULT_RETRY = DEFAULT_DELAYS  # 5s 5m 30m 2h 5h 10h 10h
 MAX_WORKERS = 64
 MAX_CONNECTIONS = 1_000_000
 DEFAULT_JOURNAL_PATH = Path("var/hookwire.db")  # relative to the config file's folder
+DEFAULT_TIMEOUT = 20.0  # [delivery] timeout
+LEASE_MARGIN = 5.0  # a lease must exceed the longest hook timeout by more than this
+AUTO_LEASE_EXTRA = 5.0  # lease = "auto": the longest timeout + LEASE_MARGIN + this
 
 # Fields of an exported Particle webhook that describe the record, not the delivery.
 PARTICLE_METADATA = ("integration_type", "id", "created_at", "counters", "logs", "errors")
@@ -137,13 +142,22 @@ class SseConfig:
 
 @dataclass(frozen=True, slots=True)
 class JournalConfig:
-    """The event store; `load_config` makes `path` absolute."""
+    """The event store; `load_config` makes `path` absolute.
+
+    Backend "redis": ``url`` is set, written out in full (``redis[s]://[USER@]HOST:PORT/DB``)
+    and without its password, which is ``password`` (from the URL, or the ``password`` key,
+    usually ``{ env = "NAME" }``); connect with ``coredis.Redis.from_url(url,
+    decode_components=True, password=password)``. ``path``, ``synchronous`` and
+    ``commit_interval`` are SQLite's; other backends ignore them.
+    """
 
     backend: str = "sqlite"
     path: Path = DEFAULT_JOURNAL_PATH
     synchronous: str = "full"
     retention: float = 7 * 86400.0
     commit_interval: float = 0.002  # at most this between commits; 0: commit at once
+    url: str | None = None  # backend "redis" only
+    password: str | None = field(default=None, repr=False)  # backend "redis" only
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +173,7 @@ class DeliveryConfig:
 
     allow_networks: tuple[Network, ...] = ()
     max_in_flight: int = 16
-    timeout: float = 20.0
+    timeout: float = DEFAULT_TIMEOUT
     retry: tuple[float, ...] = DEFAULT_RETRY
     workers: int | None = None  # delivery worker processes; None: "auto"
     max_connections: int | None = None  # open outbound connections in all; None: "auto"
@@ -179,6 +193,25 @@ class DeliveryConfig:
             return connection_share(files)
         processes = max(1, self.worker_count())
         return max(1, -(-self.max_connections // processes))
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """``[cluster]``, for ``[journal] backend = "redis"``: this node's name, and the lease
+    under which it owns delivery partitions.
+
+    ``lease`` is in seconds, above the longest hook timeout plus ``LEASE_MARGIN`` (checked
+    at load); "auto" is resolved at load to that longest timeout plus 10 s. ``node`` None:
+    the default name, ``node_name()``.
+    """
+
+    node: str | None = None
+    lease: float = DEFAULT_TIMEOUT + LEASE_MARGIN + AUTO_LEASE_EXTRA
+
+    def node_name(self) -> str:
+        """``node``, or by default "<host name>-<pid>" of the calling process: call it
+        once, in the daemon's main process, and hand the name to its other processes."""
+        return self.node or f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +291,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     sse: SseConfig = SseConfig()
     journal: JournalConfig = JournalConfig()
+    cluster: ClusterConfig = ClusterConfig()  # meaningful with journal backend "redis"
     delivery: DeliveryConfig = DeliveryConfig()
     gateway: GatewayConfig = GatewayConfig()
     partials: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
@@ -300,23 +334,30 @@ def _read_config(root: f.Table, path: Path, base: Path) -> Config:
     products = _read_products(root)
     product_ref = _product_reader(products)
     templates = _read_templates(_section(root, "templates"))
+    server = _read_server(_section(root, "server"))
+    log = _read_log(_section(root, "log"))
+    auth = _read_auth(_section(root, "auth"), product_ref)
+    limits = _read_limits(_section(root, "limits"))
+    sse = _read_sse(_section(root, "sse"))
+    journal, backend_known = _read_journal(_section(root, "journal"), base)
     config = Config(
         path=path,
-        server=_read_server(_section(root, "server")),
-        log=_read_log(_section(root, "log")),
-        auth=_read_auth(_section(root, "auth"), product_ref),
+        server=server,
+        log=log,
+        auth=auth,
         products=products,
-        limits=_read_limits(_section(root, "limits")),
-        sse=_read_sse(_section(root, "sse")),
-        journal=_read_journal(_section(root, "journal"), base),
+        limits=limits,
+        sse=sse,
+        journal=journal,
         delivery=_read_delivery(_section(root, "delivery")),
         gateway=_read_gateway(_section(root, "gateway"), base),
         partials=root.get("partials", f.partial_map, types.MappingProxyType({})),
         templates=templates,
         hooks=_read_hooks(root, base, product_ref, templates.language),
     )
+    cluster = _read_cluster(root, config, backend_known=backend_known)
     root.finish()
-    return config
+    return dataclasses.replace(config, cluster=cluster)
 
 
 def _section(root: f.Table, name: str) -> f.Table:
@@ -422,17 +463,89 @@ def _read_sse(t: f.Table) -> SseConfig:
     return sse
 
 
-def _read_journal(t: f.Table, base: Path) -> JournalConfig:
+def _read_journal(t: f.Table, base: Path) -> tuple[JournalConfig, bool]:
+    """The journal, and whether its backend is known (the default, or one correctly named):
+    what does not apply to a misspelled backend is not reported on top of it."""
     d = JournalConfig()
+    named = t.get("backend", _BACKEND, None)
+    backend_known = named is not None or not t.has("backend")
+    backend = named or d.backend
+    redis = t.opt("url", f.redis_url)
+    password = t.opt("password", f.password)
+    if password is None and redis is not None:
+        password = redis.password
     journal = JournalConfig(
-        backend=t.get("backend", _BACKEND, d.backend),
+        backend=backend,
         path=t.get("path", f.path_under(base), base / DEFAULT_JOURNAL_PATH),
         synchronous=t.get("synchronous", f.one_of("full", "normal"), d.synchronous),
         retention=t.get("retention", f.positive_duration, d.retention),
         commit_interval=t.get("commit_interval", f.duration, d.commit_interval),
+        url=redis.url if redis is not None else None,
+        password=password,
     )
     t.finish()
-    return journal
+    if backend == "redis":
+        if not t.has("url"):
+            t.ctx.report(
+                t.key_path("url"),
+                'required key is missing: backend "redis" needs the Redis server\'s URL, '
+                '"redis://HOST:PORT/DB" ("rediss://" for TLS)',
+            )
+        if t.has("password") and redis is not None and redis.password is not None:
+            t.ctx.report(
+                t.key_path("password"),
+                "expected the password either here or in journal.url, got both",
+            )
+    elif backend_known:
+        for key in ("url", "password"):
+            if t.has(key):
+                t.ctx.report(t.key_path(key), f'applies only to backend "redis", not "{backend}"')
+    return journal, backend_known
+
+
+def _read_cluster(root: f.Table, config: Config, *, backend_known: bool) -> ClusterConfig:
+    """``[cluster]``: meaningful only on the Redis journal, where the lease is checked
+    against the timeouts; with another backend the section is refused (daemons configured
+    as a cluster would each run alone, unaware)."""
+    found = root.raw("cluster")
+    present = found is not None and isinstance(found[1], dict)  # else reported as no table
+    t = _section(root, "cluster")
+    node = t.opt("node", f.node_name)
+    lease = t.get("lease", f.auto_or_positive_duration, None)
+    t.finish()
+    journal = config.journal
+    if journal.backend != "redis":
+        if present and backend_known:
+            root.ctx.report(
+                "cluster",
+                f'applies only to [journal] backend = "redis", not "{journal.backend}"',
+            )
+        return ClusterConfig(node=node)
+    longest, where = _longest_timeout(config)
+    floor = longest + LEASE_MARGIN
+    if lease is None:
+        return ClusterConfig(node=node, lease=floor + AUTO_LEASE_EXTRA)
+    if lease <= floor:
+        at_least = math.floor(floor * 1000) / 1000 + 0.001
+        root.ctx.report(
+            t.key_path("lease"),
+            f"{f.seconds_text(lease)} must be above the longest hook timeout "
+            f"({f.seconds_text(longest)}, {where}) plus {f.seconds_text(LEASE_MARGIN)}: "
+            f"raise it to at least {f.seconds_text(at_least)} or lower the timeouts "
+            f'("auto" makes it {f.seconds_text(floor + AUTO_LEASE_EXTRA)})',
+        )
+    return ClusterConfig(node=node, lease=lease)
+
+
+def _longest_timeout(config: Config) -> tuple[float, str]:
+    """The longest time one delivery attempt may take, and the key that sets it: every
+    hook's ``timeout``, and ``[delivery] timeout`` for the hooks without one (the API's
+    hooks included)."""
+    longest, where = config.delivery.timeout, "delivery.timeout"
+    for hook in config.hooks:
+        if hook.timeout is not None and hook.timeout > longest:
+            longest, where = hook.timeout, f"{hook.where}.timeout"
+    return longest, where
 
 
 def _read_delivery(t: f.Table) -> DeliveryConfig:

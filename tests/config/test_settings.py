@@ -5,16 +5,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import itertools
 import json
 import os
+import shutil
+import socket
 import textwrap
 import types
 from pathlib import Path
 
 import pytest
 
+from engine.config.changes import lease_problems, needs_restart
 from engine.config.settings import (
     AuthPair,
+    ClusterConfig,
     Config,
     ConfigError,
     DeliveryConfig,
@@ -98,6 +103,9 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     assert config.gateway == GatewayConfig(tcp=None, unix=None, max_frame_bytes=65536)
     assert dict(config.partials) == {}
     assert config.templates == TemplatesConfig(language="mustache")
+    assert config.cluster == ClusterConfig(node=None, lease=30.0)
+    assert config.journal.url is None
+    assert config.journal.password is None
     assert config.hooks == ()
 
 
@@ -292,14 +300,13 @@ def test_template_language_must_be_one_of_the_two() -> None:
 
 def test_other_enums() -> None:
     assert problems(
-        '[log]\nlevel = "verbose"\n[journal]\nbackend = "redis"\nsynchronous = "off"\n'
+        '[log]\nlevel = "verbose"\n[journal]\nbackend = "mysql"\nsynchronous = "off"\n'
         '[[auth.tokens]]\nname = "a"\nsha256 = "' + SHA + '"\nscopes = ["publish", "pubish"]\n'
     ) == [
         'engine.toml: log.level: expected one of debug, info, warning, error, got "verbose"',
         "engine.toml: auth.tokens[0].scopes[1]: expected one of publish, subscribe, admin, "
         'gateway, hooks, got "pubish"',
-        'engine.toml: journal.backend: "redis" is not available yet; '
-        "expected one of memory, sqlite",
+        'engine.toml: journal.backend: expected one of memory, sqlite, redis, got "mysql"',
         'engine.toml: journal.synchronous: expected one of full, normal, got "off"',
     ]
 
@@ -747,6 +754,24 @@ def test_shipped_full_example_loads() -> None:
     assert config.journal.path == REPO / "config" / "examples" / "var" / "hookwire.db"
 
 
+def test_full_example_in_cluster_mode_loads(tmp_path: Path) -> None:
+    """The commented-out cluster block of full.toml, put in place of its [journal] table."""
+    examples = REPO / "config" / "examples"
+    lines = (examples / "full.toml").read_text().splitlines()
+    start = lines.index("[journal]")
+    end = lines.index("", start)
+    marker = next(i for i, line in enumerate(lines) if line.startswith("# Cluster mode"))
+    block = list(itertools.takewhile(lambda line: line.startswith("#"), lines[marker + 2 :]))
+    uncommented = [line.removeprefix("#").removeprefix(" ") for line in block]
+    text = "\n".join(lines[:start] + uncommented + lines[end:]) + "\n"
+    shutil.copytree(examples / "hooks", tmp_path / "hooks")  # its Particle document
+    environ = {"TEMP_HOOK_SECRET": SECRET, "ALARM_PASSWORD": "x", "REDIS_PASSWORD": "pw"}
+    config = load(text, environ)
+    assert config.journal.backend == "redis"
+    assert (config.journal.url, config.journal.password) == ("redis://10.20.0.7:6379/0", "pw")
+    assert config.cluster == ClusterConfig(node="edge-1", lease=30.0)  # longest: 20s default
+
+
 def test_commit_interval_and_workers() -> None:
     defaults = load("")
     assert defaults.journal.commit_interval == 0.002
@@ -780,3 +805,207 @@ def test_max_connections() -> None:
         "engine.toml: delivery.max_connections: "
         'expected "auto" or an integer from 1 to 1_000_000, got 0'
     ]
+
+
+# --- cluster mode: the Redis journal and [cluster] (issue 20) -----------------------------
+
+REDIS = '[journal]\nbackend = "redis"\nurl = "redis://127.0.0.1:6379/0"\n'
+URL_HINT = 'expected "redis://HOST:PORT/DB" or "rediss://HOST:PORT/DB" (TLS)'
+
+
+@pytest.mark.parametrize(
+    ("url", "written_out"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://redis.internal:7000/3", "redis://redis.internal:7000/3"),
+        ("REDIS://localhost", "redis://localhost:6379/0"),  # the defaults, written out
+        ("redis://localhost/", "redis://localhost:6379/0"),
+        ("rediss://cache.example.com:6380/1", "rediss://cache.example.com:6380/1"),
+        ("redis://[::1]:6379/2", "redis://[::1]:6379/2"),
+        ("redis://[fd00::7]/0", "redis://[fd00::7]:6379/0"),
+        ("redis://hookwire@h:1/0", "redis://hookwire@h:1/0"),  # an ACL user stays
+        ("redis://h:65535/15", "redis://h:65535/15"),
+    ],
+)
+def test_redis_url(url: str, written_out: str) -> None:
+    journal = load(f'[journal]\nbackend = "redis"\nurl = "{url}"\n').journal
+    assert journal.backend == "redis"
+    assert journal.url == written_out
+    assert journal.password is None
+
+
+def test_redis_password_from_the_url_or_the_environment() -> None:
+    # A password in the URL is taken out of it (percent-decoded), so the URL can be shown.
+    journal = load('[journal]\nbackend = "redis"\nurl = "rediss://u:p%40ss@h:6380/0"\n').journal
+    assert (journal.url, journal.password) == ("rediss://u@h:6380/0", "p@ss")
+    assert "p@ss" not in repr(journal)
+    text = '[journal]\nbackend = "redis"\nurl = "redis://h/0"\npassword = { env = "REDIS_PW" }\n'
+    journal = load(text, {"REDIS_PW": "s3cret"}).journal
+    assert (journal.url, journal.password) == ("redis://h:6379/0", "s3cret")
+    assert problems(text) == [
+        'engine.toml: journal.password: environment variable "REDIS_PW" is not set'
+    ]
+    # The whole URL from the environment, as a hosting platform hands it out.
+    url_from_env = '[journal]\nbackend = "redis"\nurl = { env = "REDIS_URL" }\n'
+    journal = load(url_from_env, {"REDIS_URL": "redis://:pw@10.0.0.5:6379/0"}).journal
+    assert (journal.url, journal.password) == ("redis://10.0.0.5:6379/0", "pw")
+
+
+def test_redis_password_in_both_places_is_refused() -> None:
+    text = '[journal]\nbackend = "redis"\nurl = "redis://:one@h/0"\npassword = { env = "PW" }\n'
+    assert problems(text, {"PW": "two"}) == [
+        "engine.toml: journal.password: expected the password either here or in journal.url, "
+        "got both"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://h:6379/0", f'{URL_HINT}, got "http://h:6379/0"'),
+        ("localhost:6379", f'{URL_HINT}, got "localhost:6379"'),
+        (
+            "redis:///0",
+            "expected a host name or address after redis:// (IPv6 in brackets: "
+            '"redis://[::1]:6379/0"), got "redis:///0"',
+        ),
+        (
+            "redis://::1:6379/0",
+            "expected a host name or address after redis:// (IPv6 in brackets: "
+            '"redis://[::1]:6379/0"), got "redis://::1:6379/0"',
+        ),
+        ("redis://h:0/0", 'expected a port from 1 to 65535 after the host, got "0"'),
+        ("redis://h:65536/0", 'expected a port from 1 to 65535 after the host, got "65536"'),
+        ("redis://h:port/0", 'expected a port from 1 to 65535 after the host, got "port"'),
+        (
+            "redis://h:6379/-1",
+            'expected a database number (an integer of 0 or more) after the port, got "/-1"',
+        ),
+        (
+            "redis://h:6379/db0",
+            'expected a database number (an integer of 0 or more) after the port, got "/db0"',
+        ),
+        (
+            "rediss://h:6379/0?ssl_cert_reqs=none",
+            "expected a URL without a query string or fragment, "
+            'got "rediss://h:6379/0?ssl_cert_reqs=none"',
+        ),
+    ],
+)
+def test_bad_redis_urls(url: str, message: str) -> None:
+    assert problems(f'[journal]\nbackend = "redis"\nurl = "{url}"\n') == [
+        f"engine.toml: journal.url: {message}"
+    ]
+
+
+def test_redis_errors_never_show_the_password() -> None:
+    found = problems(
+        '[journal]\nbackend = "redis"\nurl = "http://user:hunter2@h:6379/0"\n'
+        '[cluster]\nnode = "a"\n'
+    )
+    assert found == [f'engine.toml: journal.url: {URL_HINT}, got "http://user:***@h:6379/0"']
+    assert problems('[journal]\nbackend = "redis"\nurl = "redis://h"\npassword = 1234\n') == [
+        'engine.toml: journal.password: expected a non-empty string or { env = "NAME" }, '
+        "got a number"
+    ]
+
+
+def test_the_redis_backend_needs_a_url_and_ignores_path() -> None:
+    assert problems('[journal]\nbackend = "redis"\n') == [
+        'engine.toml: journal.url: required key is missing: backend "redis" needs the Redis '
+        'server\'s URL, "redis://HOST:PORT/DB" ("rediss://" for TLS)'
+    ]
+    # SQLite's keys are ignored by the other backends, as "memory" has always done.
+    journal = load(REDIS + 'path = "var/other.db"\nsynchronous = "normal"\n').journal
+    assert journal.backend == "redis"
+
+
+def test_redis_keys_and_cluster_apply_only_to_the_redis_backend() -> None:
+    assert problems('[journal]\nurl = "redis://h/0"\npassword = "pw"\n[cluster]\nnode = "a"\n') == [
+        'engine.toml: journal.url: applies only to backend "redis", not "sqlite"',
+        'engine.toml: journal.password: applies only to backend "redis", not "sqlite"',
+        'engine.toml: cluster: applies only to [journal] backend = "redis", not "sqlite"',
+    ]
+    assert problems('[journal]\nbackend = "memory"\n[cluster]\n') == [
+        'engine.toml: cluster: applies only to [journal] backend = "redis", not "memory"'
+    ]
+    # A misspelled backend is reported alone, not with what would follow from it.
+    assert problems('[journal]\nbackend = "rediss"\nurl = "redis://h"\n[cluster]\n') == [
+        'engine.toml: journal.backend: expected one of memory, sqlite, redis, got "rediss"'
+    ]
+    assert problems("cluster = 3\n") == [
+        "engine.toml: cluster: expected a table ([cluster]), got 3"
+    ]
+
+
+def test_cluster_node_and_lease() -> None:
+    config = load(REDIS + '[cluster]\nnode = "edge-1.eu_west"\nlease = "40s"\n')
+    assert config.cluster == ClusterConfig(node="edge-1.eu_west", lease=40.0)
+    assert config.cluster.node_name() == "edge-1.eu_west"
+    default = load(REDIS).cluster
+    assert default.node is None
+    assert default.node_name() == f"{socket.gethostname()}-{os.getpid()}"
+    assert problems(REDIS + '[cluster]\nnode = "a b"\nlease = 0\nleas = 1\n') == [
+        "engine.toml: cluster.node: expected a node name (1 to 128 of A-Z a-z 0-9 . _ -), "
+        'got "a b"',
+        'engine.toml: cluster.lease: expected "auto" or a duration greater than 0, got 0',
+        'engine.toml: cluster.leas: unknown key; did you mean "lease"?',
+    ]
+
+
+def test_auto_lease_is_the_longest_timeout_plus_10s() -> None:
+    assert load(REDIS).cluster.lease == 30.0  # [delivery] timeout 20s + 5s + 5s
+    assert load(REDIS + '[cluster]\nlease = "Auto"\n').cluster.lease == 30.0
+    slow = REDIS + '[delivery]\ntimeout = "5s"\n' + hook('timeout = "1m"\n')
+    assert load(slow).cluster.lease == 70.0
+    assert load(REDIS + "[delivery]\ntimeout = 1.5\n").cluster.lease == 11.5
+
+
+def test_lease_must_exceed_the_longest_timeout_plus_5s() -> None:
+    assert problems(REDIS + '[cluster]\nlease = "10s"\n') == [
+        "engine.toml: cluster.lease: 10s must be above the longest hook timeout (20s, "
+        "delivery.timeout) plus 5s: raise it to at least 25.001s or lower the timeouts "
+        '("auto" makes it 30s)'
+    ]
+    assert problems(REDIS + '[cluster]\nlease = "25s"\n')  # equal is not above
+    assert load(REDIS + '[cluster]\nlease = "25.001s"\n').cluster.lease == 25.001
+    text = (
+        REDIS
+        + '[cluster]\nlease = "1m"\n'
+        + hook('name = "quick"\ntimeout = "30s"\n')
+        + hook('name = "slow"\ntimeout = "90s"\ndisabled = true\n')
+    )
+    assert problems(text) == [
+        "engine.toml: cluster.lease: 60s must be above the longest hook timeout (90s, "
+        "hooks[1].timeout) plus 5s: raise it to at least 95.001s or lower the timeouts "
+        '("auto" makes it 100s)'
+    ]
+    # Without the Redis journal the lease means nothing, and nothing is checked.
+    assert load(hook('timeout = "5m"\n')).cluster == ClusterConfig()
+
+
+def test_cluster_and_redis_settings_need_a_restart() -> None:
+    old = load(REDIS + '[cluster]\nnode = "a"\n')
+    new = load(
+        '[journal]\nbackend = "redis"\nurl = "redis://10.0.0.9/1"\npassword = "pw"\n'
+        '[cluster]\nnode = "b"\nlease = "45s"\n'
+    )
+    assert needs_restart(old, new) == [
+        "journal.url",
+        "journal.password",
+        "cluster.node",
+        "cluster.lease",
+    ]
+    assert needs_restart(old, load(REDIS + '[cluster]\nnode = "a"\n')) == []
+
+
+def test_a_reload_cannot_outgrow_the_running_lease() -> None:
+    running = load(REDIS + '[cluster]\nlease = "40s"\n')
+    # The file raised the lease with the hook, but the lease applies only at start.
+    new = load(REDIS + '[cluster]\nlease = "2m"\n' + hook('name = "slow"\ntimeout = "35s"\n'))
+    assert lease_problems(running, new) == [
+        "engine.toml: hooks[0].timeout: 35s needs a lease above 40s and the running one is 40s "
+        "([cluster] lease applies at start): restart to apply it"
+    ]
+    assert lease_problems(running, load(REDIS + hook('timeout = "34.9s"\n'))) == []
+    assert lease_problems(load(""), load(hook('timeout = "5m"\n'))) == []  # SQLite: no lease
