@@ -6,6 +6,7 @@ import functools
 import logging
 import signal
 import ssl
+import threading
 from dataclasses import dataclass
 
 import trio
@@ -13,7 +14,7 @@ import trio
 from engine import __version__
 from engine.api.app import Api, HooksParts
 from engine.api.hooks import catalog_of, now_iso
-from engine.config.changes import applied, needs_restart
+from engine.config.changes import applied, lease_problems, needs_restart
 from engine.config.settings import Config, ConfigError
 from engine.core.bus import Bus
 from engine.core.model import StoredHook
@@ -30,6 +31,9 @@ from engine.hooks.hook import compile_hooks
 from engine.hooks.router import HookSet, reread_and_prepare
 from engine.http.server import HttpServer
 from engine.journal import Journal, MemoryJournal
+from engine.journal.base import JournalUnavailable
+from engine.journal.redis import RedisJournal
+from engine.journal.schema import JournalError
 from engine.journal.sqlite import SqliteJournal
 from engine.metrics import Metrics
 
@@ -81,12 +85,38 @@ def open_journal(config: Config, hooks: HookSet) -> Journal:
             downlink_ttl=gateway.downlink_ttl,
             dedupe_window=gateway.dedupe_window,
         )
-    raise ConfigError(
-        [
-            f'{config.path}: journal.backend: "{settings.backend}" is not available in this '
-            'version; use "sqlite" or "memory"'
-        ]
+    assert settings.backend == "redis" and settings.url is not None
+    journal = RedisJournal(
+        settings.url,
+        hooks,
+        node=config.cluster.node_name(),
+        password=settings.password,
+        retention=settings.retention,
+        downlink_ttl=gateway.downlink_ttl,
+        dedupe_window=gateway.dedupe_window,
     )
+    _open_in_a_thread(journal)
+    return journal
+
+
+def _open_in_a_thread(journal: RedisJournal) -> None:
+    """``journal.open()`` before the daemon is built (it needs the stored hooks first), in
+    a trio run of its own, on a thread, so that it works whether or not one runs here."""
+    failure: list[BaseException] = []
+
+    def opening() -> None:
+        try:
+            trio.run(journal.open)
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=opening, name="hookwire-journal-open")
+    thread.start()
+    thread.join()
+    if failure:
+        if isinstance(failure[0], JournalUnavailable):
+            raise JournalError(str(failure[0])) from None
+        raise failure[0]
 
 
 class Engine:
@@ -100,7 +130,7 @@ class Engine:
         self.hooks = HookSet(config.hooks)
         self.journal = open_journal(config, self.hooks)
         stored = _stored_hooks(config, self.journal, self.hooks)
-        if isinstance(self.journal, SqliteJournal):
+        if isinstance(self.journal, SqliteJournal | RedisJournal):
             self.journal.apply_disabled_hooks()  # the 410 marks of the API's hooks too
         self.bus = Bus()
         self.journal.fan_out_to(self.bus.publish)
@@ -211,7 +241,7 @@ class Engine:
                 log.error("config not reloaded, nothing changed: %s", "; ".join(exc.problems))
                 return Reloaded(problems=tuple(exc.problems))
             new, changes = reread.config, reread.changes
-            taken = [
+            taken = lease_problems(old, new) + [
                 f"{path}: {hook.where}.name: {hook.name!r} is taken by a webhook created "
                 f"through the API (id {entry.id})"
                 for hook in changes.added

@@ -319,14 +319,12 @@ def positive_duration(ctx: Context, value: object, key_path: str) -> float:
     return seconds
 
 
-def one_of(*choices: str, upper: bool = False, later: tuple[str, ...] = ()) -> Reader[str]:
-    """A case-insensitive choice, stored lower case (or upper case); `later`: not built yet."""
+def one_of(*choices: str, upper: bool = False) -> Reader[str]:
+    """A case-insensitive choice, stored lower case (or upper case)."""
 
     def read(ctx: Context, value: object, key_path: str) -> str:
         raw = text(ctx, value, key_path)
         folded = raw.upper() if upper else raw.lower()
-        if folded in later:
-            raise Invalid(f"{show(raw)} is not available yet; expected one of {', '.join(choices)}")
         if folded not in choices:
             raise expected(f"one of {', '.join(choices)}", raw)
         return folded

@@ -119,6 +119,12 @@ class Sink:
     flooded: int = 0
     """Body bytes sent by ``Flood`` answers, all connections together."""
     _script: deque[Behaviour] = field(default_factory=deque)
+    _arrivals: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+
+    async def received(self, count: int) -> None:
+        """Return once ``count`` requests in all have arrived (bound it with a timeout)."""
+        while len(self.requests) < count:
+            await self._arrivals.park()
 
     def script(self, *behaviours: Behaviour) -> None:
         """Answer the next requests with these, in order, before the default."""
@@ -168,6 +174,7 @@ class Sink:
                     request.method, request.target, request.headers, request.body, n
                 )
                 self.requests.append(received)
+                self._arrivals.unpark_all()
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 try:

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from engine.config.settings import Config
-from engine.core.model import Attempt, Delivery, Event, EventDraft, delivery_id, hook_tag
+from engine.core.model import Attempt, Delivery, delivery_id, hook_tag
 from engine.hooks.router import HookSet
 from engine.journal import admin
 from engine.journal import sqlite as sqlite_journal
@@ -25,22 +25,7 @@ from engine.journal.admin import DeadLetterQuery
 from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, open_database
 from engine.journal.sqlite import SqliteJournal
 from tests.conftest import WriteConfig
-
-HOOKS = """
-[[hooks]]
-name = "temps"
-event = "temp"
-url = "http://127.0.0.1:9/t"
-
-[[hooks]]
-name = "everything"
-event = "t"
-url = "http://127.0.0.1:9/all"
-"""
-
-
-def draft(name: str = "temp", data: str = "21.5") -> EventDraft:
-    return EventDraft(name, data, 60, True, "2026-11-29T00:00:00.000Z", "dev1", None)
+from tests.journal.kit import HOOKS, draft, outcome
 
 
 @pytest.fixture
@@ -63,18 +48,6 @@ async def running(
 def query(path: Path, sql: str, *parameters: object) -> list[tuple[object, ...]]:
     with closing(sqlite3.connect(path)) as conn:
         return conn.execute(sql, parameters).fetchall()
-
-
-def outcome(
-    journal: SqliteJournal, event: Event, hook: str, state: str, number: int = 1
-) -> tuple[Delivery, Attempt]:
-    """Attempt ``number`` of ``event``'s delivery to ``hook``, which left it in ``state``."""
-    key = delivery_id(journal.epoch, event.id, hook_tag(hook))
-    delivery = Delivery(key, event, hook, attempts=number, state=state)
-    if state == "waiting":
-        delivery.due = trio.current_time() + 300
-    status = 200 if state == "delivered" else 503
-    return delivery, Attempt(key, number, status, 0.01, str(status), b"", state)
 
 
 async def test_a_delivery_that_succeeds_at_once_costs_its_attempt_row_only(

@@ -14,29 +14,14 @@ import pytest
 import trio
 
 from engine.config.settings import Config
-from engine.core.model import Attempt, Delivery, EventDraft, delivery_id, hook_tag
+from engine.core.model import Attempt, Delivery, delivery_id, hook_tag
 from engine.hooks.router import HookSet
 from engine.journal import JournalUnavailable
 from engine.journal.schema import MIGRATIONS, SCHEMA_VERSION, JournalError, open_database
 from engine.journal.sqlite import STOP_TIMEOUT, SqliteJournal, insert_rows
 from tests.conftest import WriteConfig
 from tests.helpers import wait_until
-
-HOOKS = """
-[[hooks]]
-name = "temps"
-event = "temp"
-url = "http://127.0.0.1:9/t"
-
-[[hooks]]
-name = "everything"
-event = "t"
-url = "http://127.0.0.1:9/all"
-"""
-
-
-def draft(name: str = "temp", data: str = "21.5", device: str = "dev1") -> EventDraft:
-    return EventDraft(name, data, 60, True, "2026-11-29T00:00:00.000Z", device, None)
+from tests.journal.kit import HOOKS, draft
 
 
 @pytest.fixture

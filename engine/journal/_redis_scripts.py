@@ -1,0 +1,166 @@
+"""The Lua scripts the Redis journal runs: each write is one script, so it is atomic.
+
+Keys are built inside the scripts from a prefix (ARGV[1]), which is fine on one Redis
+server; Redis Cluster would need every key of a script in one hash slot (docs/cluster.md).
+Batches come as msgpack (``cmsgpack``, built into Redis's Lua).
+
+Key layout, for a prefix ``p``:
+
+| key | type | holds |
+| --- | --- | --- |
+| ``p next`` | string | the last event id given (INCR) |
+| ``p epoch`` | string | the journal's epoch, set once |
+| ``p events`` | stream | one entry ``<id>-1`` per event, field ``e``: the event, msgpack |
+| ``p d:<n>`` | stream | partition n's deliveries: ``<event id>-<k>``, field ``h`` the hook |
+| ``p k:<device> <key>`` | string | a publish key seen, gone after the dedupe window |
+| ``p outbox`` | hash | event id -> msgpack (device, expires ms) of a downlink not yet acked |
+| ``p outbox:ids``, ``p outbox:exp`` | sorted sets | the same ids, by id, by expiry |
+| ``p rows`` | hash | delivery id -> msgpack row: a delivery that waited, died or was replayed |
+| ``p open``, ``p retry``, ``p dead`` | set, sorted sets | rows owed; waiting by due; dead by when |
+| ``p replays`` | list | delivery ids asked for again, not yet taken |
+| ``p attempts`` | stream | every attempt, msgpack, capped |
+| ``p disabled`` | hash | hook name -> msgpack (url, at, reason) of hooks that answered 410 |
+| ``p hooks``, ``p hooknames`` | hashes | stored hook id -> msgpack hook; name -> id |
+"""
+
+from __future__ import annotations
+
+GROUP = "hookwire"
+"""The consumer group every partition stream is read through."""
+
+ATTEMPTS_KEPT = 1_000_000
+"""Attempts kept in the attempts stream (trimmed approximately)."""
+
+COMMIT = """
+local p = ARGV[1]
+local batch = cmsgpack.unpack(ARGV[2])
+local now, window = batch[1], batch[2]
+-- attempts first: a settle's attempts and the events its answers made, together
+for _, a in ipairs(batch[4]) do
+  -- a = {delivery id, event id, hook, state, attempts, due ms, reason, recorded,
+  --      stream or false, entry or false, record}
+  local id, state = a[1], a[4]
+  redis.call('XADD', p .. 'attempts', 'MAXLEN', '~', ARGV[3], '*', 'a', a[11])
+  if a[9] then
+    redis.call('XACK', a[9], 'hookwire', a[10])
+  end
+  local row = cmsgpack.pack({a[2], a[3], state, a[5], a[6], a[7], a[8]})
+  if state == 'delivered' then
+    redis.call('HDEL', p .. 'rows', id)
+    redis.call('SREM', p .. 'open', id)
+    redis.call('ZREM', p .. 'retry', id)
+  elseif state == 'waiting' then
+    redis.call('HSET', p .. 'rows', id, row)
+    redis.call('SADD', p .. 'open', id)
+    redis.call('ZADD', p .. 'retry', a[6], id)
+  else
+    redis.call('HSET', p .. 'rows', id, row)
+    redis.call('SREM', p .. 'open', id)
+    redis.call('ZREM', p .. 'retry', id)
+    redis.call('ZADD', p .. 'dead', now, id)
+  end
+end
+local ids = {}
+for i, item in ipairs(batch[3]) do
+  -- item = {event (msgpack), device, key or false, {{hook, partition}...}, to device or
+  --         false, expires ms}
+  local fresh = true
+  if item[3] then
+    fresh = redis.call('SET', p .. 'k:' .. item[2] .. ' ' .. item[3], '1', 'NX', 'PX', window)
+  end
+  if fresh then
+    local id = redis.call('INCR', p .. 'next')
+    redis.call('XADD', p .. 'events', id .. '-1', 'e', item[1])
+    for k, hook in ipairs(item[4]) do
+      redis.call('XADD', p .. 'd:' .. hook[2], id .. '-' .. k, 'h', hook[1])
+    end
+    if item[5] then
+      redis.call('HSET', p .. 'outbox', id, cmsgpack.pack({item[5], item[6]}))
+      redis.call('ZADD', p .. 'outbox:ids', id, id)
+      redis.call('ZADD', p .. 'outbox:exp', item[6], id)
+    end
+    ids[i] = id
+  else
+    ids[i] = 0
+  end
+end
+return ids
+"""
+
+EXPIRE_DOWNLINKS = """
+local p = ARGV[1]
+local gone = redis.call('ZRANGEBYSCORE', p .. 'outbox:exp', '-inf', ARGV[2])
+for _, id in ipairs(gone) do
+  redis.call('HDEL', p .. 'outbox', id)
+  redis.call('ZREM', p .. 'outbox:ids', id)
+  redis.call('ZREM', p .. 'outbox:exp', id)
+end
+return #gone
+"""
+
+ACK_DOWNLINKS = """
+local p = ARGV[1]
+local n = 0
+for i = 2, #ARGV do
+  n = n + redis.call('HDEL', p .. 'outbox', ARGV[i])
+  redis.call('ZREM', p .. 'outbox:ids', ARGV[i])
+  redis.call('ZREM', p .. 'outbox:exp', ARGV[i])
+end
+return n
+"""
+
+TAKE_REPLAYS = """
+local p = ARGV[1]
+local ids = redis.call('LRANGE', p .. 'replays', 0, -1)
+redis.call('DEL', p .. 'replays')
+return ids
+"""
+
+REPLAY = """
+-- ARGV[2] = now ms, ARGV[3..] = delivery ids: dead letters asked for again
+local p = ARGV[1]
+local done = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local packed = redis.call('HGET', p .. 'rows', id)
+  if packed and redis.call('ZREM', p .. 'dead', id) == 1 then
+    local row = cmsgpack.unpack(packed)
+    row[3], row[4], row[5], row[6] = 'replay', 0, tonumber(ARGV[2]), ''
+    redis.call('HSET', p .. 'rows', id, cmsgpack.pack(row))
+    redis.call('SADD', p .. 'open', id)
+    redis.call('RPUSH', p .. 'replays', id)
+    done[#done + 1] = id
+  end
+end
+return done
+"""
+
+PUT_HOOK = """
+-- ARGV[2] = id, ARGV[3] = name, ARGV[4] = the hook, msgpack: '' when the name is taken
+local p = ARGV[1]
+local holder = redis.call('HGET', p .. 'hooknames', ARGV[3])
+if holder and holder ~= ARGV[2] then
+  return holder
+end
+local old = redis.call('HGET', p .. 'hooks', ARGV[2])
+if old then
+  local name = cmsgpack.unpack(old)[1]
+  if name ~= ARGV[3] then
+    redis.call('HDEL', p .. 'hooknames', name)
+  end
+end
+redis.call('HSET', p .. 'hooks', ARGV[2], ARGV[4])
+redis.call('HSET', p .. 'hooknames', ARGV[3], ARGV[2])
+return ''
+"""
+
+DELETE_HOOK = """
+local p = ARGV[1]
+local old = redis.call('HGET', p .. 'hooks', ARGV[2])
+if not old then
+  return 0
+end
+redis.call('HDEL', p .. 'hooknames', cmsgpack.unpack(old)[1])
+redis.call('HDEL', p .. 'hooks', ARGV[2])
+return 1
+"""

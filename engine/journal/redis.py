@@ -1,0 +1,740 @@
+"""The journal on Redis (issue 20): what several nodes share, kept where all of them reach it.
+
+- **Events** go to one stream with cluster-wide increasing ids: a script takes the next id
+  (INCR) and appends the entry ``<id>-1`` in one step, so ids follow the order in which
+  Redis stored them whichever node appended. Every node reads the stream (XREAD) and hands
+  each event to its bus in id order: its own and the other nodes' alike.
+- **Deliveries** of an event are entries of partition streams (``d:<n>``, a fixed number,
+  chosen by hook), written in the same script, and read through a consumer group: the
+  pending-entries list records what is in flight, so a node that stops leaves its work
+  there for the next reader (``recover`` claims it).
+- A delivery that waits for a retry, dies or is replayed gets a row (as in the SQLite
+  journal); rows still owed are in ``open``, waiting ones by due time in ``retry``.
+- Writes are batched: everything queued while one script runs goes into the next (one
+  round trip per batch, as the SQLite journal's group commit shares one fsync).
+
+What an acknowledged event survives is Redis's persistence: docs/cluster.md says which
+settings keep it through a restart. This node alone reads every partition for now; leases
+that share partitions among nodes are the next step of issue 20.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import coredis
+import msgpack
+import trio
+from coredis.exceptions import RedisError, ResponseError, StreamDuplicateConsumerGroupError
+
+from engine.core.model import (
+    Attempt,
+    Delivery,
+    Event,
+    EventDraft,
+    OutboxEntry,
+    StoredDelivery,
+    StoredHook,
+    delivery_id,
+    hook_tag,
+)
+from engine.hooks.router import Deliver, HookSet
+from engine.journal import _redis_scripts as scripts
+from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
+from engine.journal.base import HookNameTaken, JournalUnavailable
+
+log = logging.getLogger("hookwire.journal")
+
+PARTITIONS = 64
+"""Delivery partitions: streams a node reads through the consumer group."""
+
+READ_BATCH = 512
+"""Entries one XREAD or XREADGROUP asks for."""
+
+BLOCK_MS = 1000
+"""How long a blocking read waits for new entries before it asks again."""
+
+RETRY_AFTER = 0.5
+"""Seconds before a reader or the writer tries Redis again after it failed."""
+
+PRUNE_EVERY = 10.0
+"""Seconds between two looks for what is older than the retention."""
+
+PRUNE_BATCH = 1000
+"""Events one look reads to find where the retention ends."""
+
+WRITE_TIMEOUT = 10.0
+"""Seconds one write may take before its callers are told the journal is unavailable."""
+
+
+@dataclass(eq=False)
+class _Work:
+    """What one caller queued for the next script: events to append, attempts to keep."""
+
+    items: list[list[Any]] = field(default_factory=list)
+    attempts: list[list[Any]] = field(default_factory=list)
+    drafts: list[EventDraft] = field(default_factory=list)
+    done: trio.Event = field(default_factory=trio.Event)
+    ids: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    async def outcome(self) -> list[int]:
+        await self.done.wait()
+        if self.error is not None:
+            raise JournalUnavailable(self.error)
+        return self.ids
+
+
+class _Pending:
+    """An append queued by ``append_nowait``: ``wait`` returns the event once fanned out."""
+
+    __slots__ = ("_journal", "_work")
+
+    def __init__(self, journal: RedisJournal, work: _Work) -> None:
+        self._journal = journal
+        self._work = work
+
+    async def wait(self) -> Event:
+        [event] = await self._journal._fanned_out(self._work)
+        assert event is not None
+        return event
+
+
+class RedisJournal:
+    """The Journal on one Redis server (``url``), shared by every node that names it.
+
+    ``open`` connects and reads what must be known before ``run`` (the epoch, the stored
+    hooks, the last id); ``run`` serves writes, the event stream and the partitions.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        hooks: HookSet,
+        *,
+        node: str,
+        prefix: str = "hw:",
+        password: str | None = None,
+        retention: float = 7 * 86400.0,
+        downlink_ttl: float = 60.0,
+        dedupe_window: float = 600.0,
+        partitions: int = PARTITIONS,
+    ) -> None:
+        self.url = url
+        self.node = node
+        self._hooks = hooks
+        self._p = prefix
+        self._password = password
+        self._retention = retention
+        self._downlink_ttl = downlink_ttl
+        self._dedupe_window = dedupe_window
+        self._partitions = partitions
+        self._client: coredis.Redis[bytes] | None = None
+        self._epoch = ""
+        self._last_id = 0  # the newest id fanned out here
+        self._oldest_id = 1
+        self.outbox_depth = 0
+        self._stored: dict[str, StoredHook] = {}
+        self._queue: list[_Work] = []
+        self._queued = trio.Event()
+        self._fanned = trio.lowlevel.ParkingLot()  # woken as _last_id moves
+        self._recent: dict[int, Event] = {}  # fanned-out events, for the partition readers
+        self._publish: Callable[[Event], None] | None = None
+        self._deliver: Deliver | None = None
+        self._entries: dict[str, tuple[str, str]] = {}  # delivery id -> (stream, entry id)
+        self._running = False
+        self._routes_wanted = trio.Event()
+        self._opened = False
+        self._scripts: dict[str, Any] = {}
+        self._disabled: dict[str, Any] = {}  # hook name -> (url, at, reason), as loaded
+
+    def __repr__(self) -> str:
+        return f"<RedisJournal {self.url} node={self.node} last_id={self._last_id}>"
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _connect(self) -> coredis.Redis[bytes]:
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            self.url, password=self._password, decode_responses=False
+        )
+        return client
+
+    async def open(self) -> None:
+        """Read what is needed before ``run`` (the epoch, the last id, the stored hooks and
+        410 marks), and make the partitions' groups; raises JournalUnavailable."""
+        try:
+            async with self._connect() as client:
+                await self._load(client)
+        except (RedisError, OSError) as exc:
+            raise JournalUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+        self._opened = True
+
+    async def _load(self, client: coredis.Redis[bytes]) -> None:
+        p = self._p
+        await client.set(p + "epoch", secrets.token_hex(4), condition=coredis.PureToken.NX)
+        self._epoch = (await client.get(p + "epoch") or b"").decode()
+        self._last_id = int(await client.get(p + "next") or 0)
+        first = await client.xrange(p + "events", count=1)
+        self._oldest_id = _entry_id(first[0].identifier) if first else self._last_id + 1
+        self.outbox_depth = await client.hlen(p + "outbox")
+        for key, packed in (await client.hgetall(p + "hooks")).items():
+            name, document, product, created_at = msgpack.unpackb(packed)
+            hook_id = key.decode()
+            self._stored[hook_id] = StoredHook(hook_id, name, document, product, created_at)
+        await self._create_groups(client)
+        disabled = await client.hgetall(p + "disabled")
+        self._disabled = {key.decode(): msgpack.unpackb(value) for key, value in disabled.items()}
+        self.apply_disabled_hooks()
+
+    async def _create_groups(self, client: coredis.Redis[bytes]) -> None:
+        """Every partition's consumer group, made when missing (also after a Redis restart
+        that lost them: no NOGROUP limbo)."""
+        for n in range(self._partitions):
+            with contextlib.suppress(StreamDuplicateConsumerGroupError):
+                await client.xgroup_create(self._stream(n), scripts.GROUP, "0", mkstream=True)
+
+    def apply_disabled_hooks(self) -> None:
+        """Disable the hooks that answered 410, while their url is the one they had (again
+        once the stored hooks are in the hook set: theirs too)."""
+        for name, (url, _, _) in self._disabled.items():
+            hook = self._hooks.get(name)
+            if hook is not None and hook.url == url and not self._hooks.is_disabled(name):
+                self._hooks.disable(name)
+                log.warning("hook %r stays disabled: its target answered 410 Gone", name)
+
+    def _stream(self, n: int) -> str:
+        return f"{self._p}d:{n}"
+
+    @property
+    def client(self) -> coredis.Redis[bytes]:
+        if self._client is None:
+            raise JournalUnavailable("the Redis journal is not open")
+        return self._client
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve writes, follow the event stream and, once routes are wanted, the partitions.
+
+        The connection is this task's (coredis wants it entered and left in one task)."""
+        if not self._opened:
+            await self.open()
+        try:
+            async with self._connect() as client, trio.open_nursery() as nursery:
+                self._client = client
+                self._scripts = {
+                    name: client.register_script(getattr(scripts, name)) for name in _SCRIPTS
+                }
+                self._running = True
+                nursery.start_soon(self._write)
+                await nursery.start(self._follow_events)
+                nursery.start_soon(self._read_partitions)
+                task_status.started()
+                while True:
+                    await trio.sleep(PRUNE_EVERY)
+                    try:
+                        await self.prune()
+                    except (RedisError, OSError) as exc:
+                        log.warning("cannot prune the journal in Redis: %s", exc)
+        except (RedisError, OSError) as exc:
+            raise JournalUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+        finally:
+            self._running = False
+            self._client = None
+            for work in self._queue:
+                work.error = "the journal stopped before this was stored"
+                work.done.set()
+            self._queue.clear()
+
+    def fan_out_to(self, publish: Callable[[Event], None]) -> None:
+        self._publish = publish
+
+    def hand_routes_to(self, deliver: Deliver | None) -> None:
+        """Hand every delivery of the partitions read here to ``deliver``: the partitions
+        are read from the first call on (a journal nobody delivers from reads none)."""
+        self._deliver = deliver
+        if deliver is not None:
+            self._routes_wanted.set()
+
+    async def _write(self) -> None:
+        """One script per batch of everything queued meanwhile."""
+        while True:
+            await self._queued.wait()
+            self._queued = trio.Event()
+            batch, self._queue = self._queue, []
+            items = [item for work in batch for item in work.items]
+            attempts = [attempt for work in batch for attempt in work.attempts]
+            now = int(time.time() * 1000)
+            # Bytes as msgpack's old raw strings: Redis's cmsgpack reads no bin type.
+            batch_items = [now, int(self._dedupe_window * 1000), items, attempts]
+            packed = msgpack.packb(batch_items, use_bin_type=False)
+            try:
+                with trio.fail_after(WRITE_TIMEOUT):
+                    ids = await self._scripts["COMMIT"](
+                        args=[self._p, packed, scripts.ATTEMPTS_KEPT]
+                    )
+            except (RedisError, OSError, trio.TooSlowError) as exc:
+                error = f"the journal cannot write to Redis at {self.url}: {exc}"
+                log.warning("%s", error)
+                for work in batch:
+                    work.error = error
+                    work.done.set()
+                continue
+            at = 0
+            for work in batch:
+                work.ids = [int(i) for i in ids[at : at + len(work.items)]]
+                at += len(work.items)
+                self.outbox_depth += sum(1 for item in work.items if item[4] is not False)
+                work.done.set()
+
+    async def _follow_events(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Hand every event of the stream to the bus, in id order, from the last id on."""
+        after = self._last_id
+        task_status.started()
+        while True:
+            try:
+                found = await self.client.xread(
+                    {self._p + "events": f"{after}-1"}, count=READ_BATCH, block=BLOCK_MS
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("cannot read the event stream from Redis: %s", exc)
+                await trio.sleep(RETRY_AFTER)
+                continue
+            for entries in (found or {}).values():
+                for entry in entries:
+                    event = _event(entry.identifier, entry.field_values[b"e"])
+                    after = event.id
+                    self._recent[event.id] = event
+                    if self._publish is not None:
+                        self._publish(event)
+                    self._last_id = max(self._last_id, event.id)
+            while len(self._recent) > 4 * READ_BATCH:
+                del self._recent[next(iter(self._recent))]
+            self._fanned.unpark_all()
+
+    async def _events_of(self, work: _Work) -> list[Event | None]:
+        """The events ``work`` stored (None for a key seen before), once fanned out here."""
+        return await self._fanned_out(self._submit(work))
+
+    async def _fanned_out(self, work: _Work) -> list[Event | None]:
+        ids = await work.outcome()
+        top = max(ids, default=0)
+        while self._last_id < top:
+            await self._fanned.park()
+        found = {i: self._recent.get(i) for i in ids if i}
+        missing = [i for i, event in found.items() if event is None]
+        for event in await self._events_by_id(missing):
+            found[event.id] = event
+        return [found[i] if i else None for i in ids]
+
+    def _submit(self, work: _Work) -> _Work:
+        """Queue ``work`` for the next script, now: ids follow the order of submission."""
+        if not self._running:
+            work.error = "the journal is not running"
+            work.done.set()
+        else:
+            self._queue.append(work)
+            self._queued.set()
+        return work
+
+    # -- appending -----------------------------------------------------------------------
+
+    def _item(
+        self, draft: EventDraft, key: str | None = None, to_device: str | None = None
+    ) -> list[Any]:
+        route = self._hooks.route(draft)
+        event = msgpack.packb(
+            (
+                draft.name,
+                draft.data,
+                draft.ttl,
+                draft.private,
+                draft.published_at,
+                draft.device_id,
+                draft.product_id,
+                time.time(),
+            )
+        )
+        hooks = [[hook.name, self.partition_of(hook.name)] for hook in route]
+        expires = int((time.time() + self._downlink_ttl) * 1000)
+        device = to_device if to_device is not None else False
+        return [event, draft.device_id, key if key is not None else False, hooks, device, expires]
+
+    def partition_of(self, hook: str) -> int:
+        """The partition of a hook's deliveries (by name: one hook's stay in one place)."""
+        return zlib.crc32(hook.encode()) % self._partitions
+
+    async def append(self, draft: EventDraft) -> Event:
+        [event] = await self._events_of(_Work(items=[self._item(draft)]))
+        assert event is not None
+        return event
+
+    def append_nowait(self, draft: EventDraft) -> _Pending:
+        return _Pending(self, self._submit(_Work(items=[self._item(draft)])))
+
+    async def append_many(
+        self, drafts: list[EventDraft], *, to_devices: Sequence[str | None] = ()
+    ) -> list[Event]:
+        return await self.settle([], drafts, to_devices=to_devices)
+
+    async def append_keyed(self, items: list[tuple[EventDraft, str | None]]) -> list[Event | None]:
+        return await self._events_of(_Work(items=[self._item(d, key) for d, key in items]))
+
+    async def settle(
+        self,
+        attempts: list[tuple[Delivery, Attempt]],
+        drafts: list[EventDraft],
+        *,
+        to_devices: Sequence[str | None] = (),
+    ) -> list[Event]:
+        devices = list(to_devices) + [None] * (len(drafts) - len(to_devices))
+        work = _Work(
+            items=[self._item(d, to_device=dev) for d, dev in zip(drafts, devices, strict=True)],
+            attempts=self._attempt_rows(attempts),
+        )
+        events = await self._events_of(work)
+        return [event for event in events if event is not None]
+
+    async def record_attempts(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
+        await self._submit(_Work(attempts=self._attempt_rows(attempts))).outcome()
+
+    def _attempt_rows(self, attempts: list[tuple[Delivery, Attempt]]) -> list[list[Any]]:
+        now, clock = time.time(), trio.current_time()
+        rows = []
+        for delivery, attempt in attempts:
+            due = now + max(0.0, delivery.due - clock) if attempt.state == "waiting" else now
+            recorded = delivery.earlier_attempts + attempt.number
+            record = msgpack.packb(
+                (
+                    delivery.event.id,
+                    delivery.id,
+                    recorded,
+                    now,
+                    attempt.status,
+                    attempt.duration,
+                    attempt.reason,
+                    attempt.excerpt,
+                )
+            )
+            stream, entry = self._entries.get(delivery.id, (False, False))
+            if attempt.state != "waiting" or stream is not False:
+                self._entries.pop(delivery.id, None)
+            rows.append(
+                [
+                    delivery.id,
+                    delivery.event.id,
+                    delivery.hook,
+                    attempt.state,
+                    delivery.attempts,
+                    int(due * 1000),
+                    attempt.reason,
+                    recorded,
+                    stream,
+                    entry,
+                    record,
+                ]
+            )
+        return rows
+
+    # -- reading -------------------------------------------------------------------------
+
+    def last_id(self) -> int:
+        return self._last_id
+
+    def oldest_id(self) -> int:
+        return self._oldest_id
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    async def events_after(self, after_id: int, limit: int) -> list[Event]:
+        try:
+            entries = await self.client.xrange(
+                self._p + "events", start=f"({after_id}-1", count=limit
+            )
+        except (RedisError, OSError) as exc:
+            raise JournalUnavailable(f"the journal cannot read Redis: {exc}") from None
+        return [_event(entry.identifier, entry.field_values[b"e"]) for entry in entries]
+
+    async def _events_by_id(self, ids: Sequence[int]) -> list[Event]:
+        found: list[Event] = []
+        for event_id in ids:
+            entries = await self.client.xrange(
+                self._p + "events", start=f"{event_id}-1", end=f"{event_id}-1"
+            )
+            found.extend(_event(entry.identifier, entry.field_values[b"e"]) for entry in entries)
+        return found
+
+    async def _event_by_id(self, event_id: int) -> Event | None:
+        event = self._recent.get(event_id)
+        if event is None:
+            found = await self._events_by_id([event_id])
+            event = found[0] if found else None
+        return event
+
+    # -- the partitions ------------------------------------------------------------------
+
+    async def _read_partitions(self) -> None:
+        """Hand each new delivery of every partition to the dispatcher (this node reads them
+        all for now), through the consumer group, so each is in flight once."""
+        await self._routes_wanted.wait()
+        streams = {self._stream(n): ">" for n in range(self._partitions)}
+        while True:
+            try:
+                found = await self.client.xreadgroup(
+                    scripts.GROUP, self.node, streams, count=READ_BATCH, block=BLOCK_MS
+                )
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost them (a restart without its data)
+                    log.warning("the delivery groups are gone from Redis: making them again")
+                    await self._create_groups(self.client)
+                    continue
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("cannot read the delivery partitions from Redis: %s", exc)
+                await trio.sleep(RETRY_AFTER)
+                continue
+            for stream, entries in (found or {}).items():
+                for entry in entries:
+                    await self._hand_over(_text(stream), _text(entry.identifier), entry)
+
+    async def _hand_over(self, stream: str, entry_id: str, entry: Any) -> None:
+        event_id = int(entry_id.split("-")[0])
+        name = entry.field_values[b"h"].decode()
+        hook = self._hooks.get(name)
+        event = await self._event_by_id(event_id)
+        if event is None or hook is None or self._deliver is None:
+            # The event is gone (retention) or the hook removed: nothing left to send.
+            await self.client.xack(stream, scripts.GROUP, [entry_id])
+            return
+        self._entries[delivery_id(self._epoch, event_id, hook_tag(name))] = (stream, entry_id)
+        self._deliver(event, (hook,))
+
+    async def recover(self) -> list[StoredDelivery]:
+        """Deliveries in flight when a node stopped (claimed from every partition's pending
+        entries), and those with open rows: waiting, pending, replayed."""
+        found: list[StoredDelivery] = []
+        now = time.time()
+        for n in range(self._partitions):
+            stream = self._stream(n)
+            start = "0-0"
+            while True:
+                start, entries, _ = await _autoclaim(self.client, stream, self.node, start)
+                for entry in entries:
+                    entry_id = entry.identifier.decode()
+                    event_id = int(entry_id.split("-")[0])
+                    name = entry.field_values[b"h"].decode()
+                    event = await self._event_by_id(event_id)
+                    key = delivery_id(self._epoch, event_id, hook_tag(name))
+                    if key in self._entries:  # read by this node since it started
+                        continue
+                    if event is None:
+                        await self.client.xack(stream, scripts.GROUP, [entry_id])
+                        continue
+                    self._entries[key] = (stream, entry_id)
+                    found.append(StoredDelivery(key, event, name, 0, now))
+                if start in ("0-0", b"0-0"):
+                    break
+        found += await self._rows(list(await self.client.smembers(self._p + "open")))
+        return sorted(found, key=lambda stored: (stored.event.id, stored.id))
+
+    async def _rows(self, keys: Sequence[bytes | str]) -> list[StoredDelivery]:
+        found = []
+        for key, packed in zip(keys, await self._hmget("rows", keys), strict=True):
+            if packed is None:
+                continue
+            event_id, hook, _, attempts, due, _, recorded = msgpack.unpackb(packed)
+            event = await self._event_by_id(event_id)
+            if event is not None:
+                text = key.decode() if isinstance(key, bytes) else key
+                found.append(StoredDelivery(text, event, hook, attempts, due / 1000, recorded))
+        return found
+
+    async def _hmget(self, name: str, keys: Sequence[bytes | str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return list(await self.client.hmget(self._p + name, list(keys)))
+
+    async def take_replays(self) -> list[StoredDelivery]:
+        ids = await self._scripts["TAKE_REPLAYS"](args=[self._p])
+        return await self._rows(list(ids))
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Forget the events older than the retention, with their partitions' entries, and
+        the dead letters; returns how many events went. Any node may do it: trimming by id
+        is the same whoever does it."""
+        cutoff = time.time() - self._retention
+        stream = self._p + "events"
+        keep_from = 0  # the first id to keep, once one is found younger than the cutoff
+        removed = 0
+        while True:
+            entries = await self.client.xrange(stream, count=PRUNE_BATCH)
+            old = [e for e in entries if msgpack.unpackb(e.field_values[b"e"])[7] < cutoff]
+            if not old:
+                break
+            keep_from = _entry_id(old[-1].identifier) + 1
+            removed += await self.client.xtrim(stream, coredis.PureToken.MINID, keep_from)
+            if len(old) < len(entries) or len(entries) < PRUNE_BATCH:
+                break
+        if keep_from:
+            for n in range(self._partitions):
+                await self.client.xtrim(self._stream(n), coredis.PureToken.MINID, keep_from)
+            self._oldest_id = keep_from
+        dead = await self.client.zrange(
+            self._p + "dead", "-inf", int(cutoff * 1000), sortby=coredis.PureToken.BYSCORE
+        )
+        if dead:
+            await self.client.hdel(self._p + "rows", list(dead))
+            await self.client.zrem(self._p + "dead", list(dead))
+        return removed
+
+    # -- the downlink outbox ---------------------------------------------------------------
+
+    async def pending_downlinks(self, after: int, limit: int) -> list[OutboxEntry]:
+        now = time.time() * 1000
+        ids = await self.client.zrange(
+            self._p + "outbox:ids",
+            f"({after}",
+            "+inf",
+            sortby=coredis.PureToken.BYSCORE,
+            offset=0,
+            count=limit,
+        )
+        found = []
+        for key, packed in zip(ids, await self._hmget("outbox", list(ids)), strict=True):
+            if packed is None:
+                continue
+            device, expires = msgpack.unpackb(packed)
+            if expires <= now:
+                continue
+            event = await self._event_by_id(int(key))
+            if event is not None:
+                found.append(OutboxEntry(event, device))
+        return found
+
+    async def downlinks_acked(self, ids: list[int]) -> None:
+        if ids:
+            gone = await self._scripts["ACK_DOWNLINKS"](args=[self._p, *ids])
+            self.outbox_depth = max(0, self.outbox_depth - int(gone))
+
+    async def expire_downlinks(self) -> int:
+        gone = int(await self._scripts["EXPIRE_DOWNLINKS"](args=[self._p, int(time.time() * 1000)]))
+        self.outbox_depth = max(0, self.outbox_depth - gone)
+        return gone
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    async def disable_hook(self, name: str, reason: str) -> None:
+        hook = self._hooks.get(name)
+        assert hook is not None, f"no hook {name!r}"
+        value = msgpack.packb((hook.url, time.time(), reason))
+        await self.client.hset(self._p + "disabled", {name: value})
+
+    async def put_hook(self, hook: StoredHook) -> None:
+        packed = msgpack.packb((hook.name, hook.document, hook.product, hook.created_at))
+        holder = await self._scripts["PUT_HOOK"](args=[self._p, hook.id, hook.name, packed])
+        if holder:
+            raise HookNameTaken(hook.name, holder.decode())
+        self._stored[hook.id] = hook
+
+    async def delete_hook(self, hook_id: str) -> bool:
+        deleted = bool(await self._scripts["DELETE_HOOK"](args=[self._p, hook_id]))
+        self._stored.pop(hook_id, None)
+        return deleted
+
+    def stored_hooks(self) -> list[StoredHook]:
+        return sorted(self._stored.values(), key=lambda hook: (hook.created_at, hook.id))
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def _dead(self, query: DeadLetterQuery) -> list[tuple[DeadLetter, StoredDelivery]]:
+        """Dead letters matching ``query``, newest first (all of them: the caller limits)."""
+        ranked = await self.client.zrange(self._p + "dead", 0, -1, withscores=True)
+        scores = {_text(item.member): item.score / 1000 for item in ranked}
+        letters = []
+        for stored in await self._rows(list(scores)):
+            at = scores[stored.id]
+            if not query.admits(stored.id, stored.hook, at):
+                continue
+            event = stored.event
+            row = await self.client.hget(self._p + "rows", stored.id)
+            reason = msgpack.unpackb(row)[5] if row else ""
+            letter = DeadLetter(
+                stored.id,
+                event.id,
+                event.name,
+                event.device_id,
+                stored.hook,
+                at,
+                stored.attempts,
+                reason,
+            )
+            letters.append((letter, stored))
+        letters.sort(key=lambda pair: (-pair[0].at, pair[0].id))
+        return letters
+
+    async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
+        return [letter for letter, _ in (await self._dead(query))[: query.limit]]
+
+    async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
+        matching = await self._dead(query)
+        chosen = [letter.id for letter, _ in matching[: query.limit]]
+        done = (
+            await self._scripts["REPLAY"](args=[self._p, int(time.time() * 1000), *chosen])
+            if chosen
+            else []
+        )
+        replayed = tuple(key.decode() for key in done)
+        missing = tuple(key for key in query.ids if key not in replayed)
+        return Replayed(replayed, missing, len(matching) - len(chosen))
+
+    async def aclose(self) -> None:
+        """Nothing to close: the connection is ``run``'s, and ends with it."""
+        await trio.lowlevel.checkpoint()
+
+
+async def _autoclaim(
+    client: coredis.Redis[bytes], stream: str, node: str, start: str
+) -> tuple[str, list[Any], Any]:
+    """One XAUTOCLAIM page of every pending entry, idle or not, to ``node``."""
+    result = await client.xautoclaim(stream, scripts.GROUP, node, 0, start, count=READ_BATCH)
+    following, entries = result[0], result[1]
+    text = following.decode() if isinstance(following, bytes) else str(following)
+    return text, [entry for entry in entries if entry is not None], result[2:]
+
+
+_SCRIPTS = (
+    "COMMIT",
+    "EXPIRE_DOWNLINKS",
+    "ACK_DOWNLINKS",
+    "TAKE_REPLAYS",
+    "REPLAY",
+    "PUT_HOOK",
+    "DELETE_HOOK",
+)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry_id(identifier: bytes | str) -> int:
+    return int(_text(identifier).split("-")[0])
+
+
+def _event(identifier: bytes | str, packed: bytes | str) -> Event:
+    name, data, ttl, private, published_at, device, product, _ = msgpack.unpackb(packed)
+    return Event(_entry_id(identifier), name, data, ttl, private, published_at, device, product)
+
+
+__all__ = ["PARTITIONS", "RedisJournal"]
