@@ -35,6 +35,7 @@ COMMIT = """
 local p = ARGV[1]
 local batch = cmsgpack.unpack(ARGV[2])
 local now, window = batch[1], batch[2]
+local floor = tonumber(ARGV[4])  -- the highest id the calling node has seen
 -- attempts first: a settle's attempts and the events its answers made, together
 for _, a in ipairs(batch[4]) do
   -- a = {delivery id, event id, hook, state, attempts, due ms, reason, recorded,
@@ -70,6 +71,10 @@ for i, item in ipairs(batch[3]) do
   end
   if fresh then
     local id = redis.call('INCR', p .. 'next')
+    if id <= floor then  -- Redis lost its data: ids never go back
+      id = floor + 1
+      redis.call('SET', p .. 'next', id)
+    end
     redis.call('XADD', p .. 'events', id .. '-1', 'e', item[1])
     for k, hook in ipairs(item[4]) do
       redis.call('XADD', p .. 'd:' .. hook[2], id .. '-' .. k, 'h', hook[1])

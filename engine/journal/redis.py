@@ -32,7 +32,11 @@ from typing import Any
 import coredis
 import msgpack
 import trio
-from coredis.exceptions import RedisError, ResponseError, StreamDuplicateConsumerGroupError
+from coredis.exceptions import (
+    RedisError,
+    StreamConsumerGroupError,
+    StreamDuplicateConsumerGroupError,
+)
 
 from engine.core.model import (
     Attempt,
@@ -61,14 +65,19 @@ READ_BATCH = 512
 BLOCK_MS = 1000
 """How long a blocking read waits for new entries before it asks again."""
 
-RETRY_AFTER = 0.5
-"""Seconds before a reader or the writer tries Redis again after it failed."""
+RETRY_FIRST = 0.1
+RETRY_MOST = 5.0
+"""A reader tries Redis again after a failure this soon, doubling up to the most."""
 
 PRUNE_EVERY = 10.0
 """Seconds between two looks for what is older than the retention."""
 
 PRUNE_BATCH = 1000
 """Events one look reads to find where the retention ends."""
+
+FAN_OUT_WAIT = 5.0
+"""Seconds an append waits to see its event come back from the stream before it answers
+without (the event is stored either way)."""
 
 WRITE_TIMEOUT = 10.0
 """Seconds one write may take before its callers are told the journal is unavailable."""
@@ -154,6 +163,7 @@ class RedisJournal:
         self._opened = False
         self._scripts: dict[str, Any] = {}
         self._disabled: dict[str, Any] = {}  # hook name -> (url, at, reason), as loaded
+        self._writes = Outage("writes")
 
     def __repr__(self) -> str:
         return f"<RedisJournal {self.url} node={self.node} last_id={self._last_id}>"
@@ -278,15 +288,16 @@ class RedisJournal:
             try:
                 with trio.fail_after(WRITE_TIMEOUT):
                     ids = await self._scripts["COMMIT"](
-                        args=[self._p, packed, scripts.ATTEMPTS_KEPT]
+                        args=[self._p, packed, scripts.ATTEMPTS_KEPT, self._last_id]
                     )
             except (RedisError, OSError, trio.TooSlowError) as exc:
-                error = f"the journal cannot write to Redis at {self.url}: {exc}"
-                log.warning("%s", error)
+                error = f"the journal cannot write to Redis at {self.url}: {exc or 'timed out'}"
+                self._writes.failed(error)
                 for work in batch:
                     work.error = error
                     work.done.set()
                 continue
+            self._writes.worked()
             at = 0
             for work in batch:
                 work.ids = [int(i) for i in ids[at : at + len(work.items)]]
@@ -297,6 +308,7 @@ class RedisJournal:
     async def _follow_events(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Hand every event of the stream to the bus, in id order, from the last id on."""
         after = self._last_id
+        outage = Outage("the event stream")
         task_status.started()
         while True:
             try:
@@ -304,9 +316,9 @@ class RedisJournal:
                     {self._p + "events": f"{after}-1"}, count=READ_BATCH, block=BLOCK_MS
                 )
             except (RedisError, OSError) as exc:
-                log.warning("cannot read the event stream from Redis: %s", exc)
-                await trio.sleep(RETRY_AFTER)
+                await trio.sleep(outage.failed(f"cannot read it from Redis at {self.url}: {exc}"))
                 continue
+            outage.worked()
             for entries in (found or {}).values():
                 for entry in entries:
                     event = _event(entry.identifier, entry.field_values[b"e"])
@@ -326,8 +338,15 @@ class RedisJournal:
     async def _fanned_out(self, work: _Work) -> list[Event | None]:
         ids = await work.outcome()
         top = max(ids, default=0)
-        while self._last_id < top:
-            await self._fanned.park()
+        with trio.move_on_after(FAN_OUT_WAIT):
+            while self._last_id < top:
+                await self._fanned.park()
+        if self._last_id < top:
+            # Stored (the script returned), not yet read back: the event stream cannot be
+            # read now. The append stands; its subscribers get it once the stream is back.
+            log.warning("event %d is stored but not yet read back from Redis", top)
+            pairs = zip(work.drafts, ids, strict=True)
+            return [Event.from_draft(draft, i) if i else None for draft, i in pairs]
         found = {i: self._recent.get(i) for i in ids if i}
         missing = [i for i, event in found.items() if event is None]
         for event in await self._events_by_id(missing):
@@ -372,12 +391,12 @@ class RedisJournal:
         return zlib.crc32(hook.encode()) % self._partitions
 
     async def append(self, draft: EventDraft) -> Event:
-        [event] = await self._events_of(_Work(items=[self._item(draft)]))
+        [event] = await self._events_of(_Work(items=[self._item(draft)], drafts=[draft]))
         assert event is not None
         return event
 
     def append_nowait(self, draft: EventDraft) -> _Pending:
-        return _Pending(self, self._submit(_Work(items=[self._item(draft)])))
+        return _Pending(self, self._submit(_Work(items=[self._item(draft)], drafts=[draft])))
 
     async def append_many(
         self, drafts: list[EventDraft], *, to_devices: Sequence[str | None] = ()
@@ -385,7 +404,8 @@ class RedisJournal:
         return await self.settle([], drafts, to_devices=to_devices)
 
     async def append_keyed(self, items: list[tuple[EventDraft, str | None]]) -> list[Event | None]:
-        return await self._events_of(_Work(items=[self._item(d, key) for d, key in items]))
+        work = _Work(items=[self._item(d, key) for d, key in items], drafts=[d for d, _ in items])
+        return await self._events_of(work)
 
     async def settle(
         self,
@@ -398,6 +418,7 @@ class RedisJournal:
         work = _Work(
             items=[self._item(d, to_device=dev) for d, dev in zip(drafts, devices, strict=True)],
             attempts=self._attempt_rows(attempts),
+            drafts=list(drafts),
         )
         events = await self._events_of(work)
         return [event for event in events if event is not None]
@@ -486,22 +507,22 @@ class RedisJournal:
         """Hand each new delivery of every partition to the dispatcher (this node reads them
         all for now), through the consumer group, so each is in flight once."""
         await self._routes_wanted.wait()
+        outage = Outage("the delivery partitions")
         streams = {self._stream(n): ">" for n in range(self._partitions)}
         while True:
             try:
                 found = await self.client.xreadgroup(
                     scripts.GROUP, self.node, streams, count=READ_BATCH, block=BLOCK_MS
                 )
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):  # Redis lost them (a restart without its data)
-                    log.warning("the delivery groups are gone from Redis: making them again")
+            except StreamConsumerGroupError:  # NOGROUP: Redis restarted without its data
+                log.warning("the delivery groups are gone from Redis: making them again")
+                with contextlib.suppress(RedisError, OSError):
                     await self._create_groups(self.client)
-                    continue
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("cannot read the delivery partitions from Redis: %s", exc)
-                await trio.sleep(RETRY_AFTER)
                 continue
+            except (RedisError, OSError) as exc:
+                await trio.sleep(outage.failed(f"cannot read them from Redis at {self.url}: {exc}"))
+                continue
+            outage.worked()
             for stream, entries in (found or {}).items():
                 for entry in entries:
                     await self._hand_over(_text(stream), _text(entry.identifier), entry)
@@ -701,6 +722,32 @@ class RedisJournal:
     async def aclose(self) -> None:
         """Nothing to close: the connection is ``run``'s, and ends with it."""
         await trio.lowlevel.checkpoint()
+
+
+class Outage:
+    """Failures of one way of using Redis: logged once when they begin and once when they
+    end (not once per retry), and the delay before the next try, doubling."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self._delay = RETRY_FIRST
+
+    def failed(self, why: str) -> float:
+        """Note a failure; returns the seconds to wait before trying again."""
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s: %s; retrying", self.what, why)
+        delay, self._delay = self._delay, min(self._delay * 2, RETRY_MOST)
+        return delay
+
+    def worked(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "%s: Redis answers again after %.1f s", self.what, time.monotonic() - self.since
+            )
+            self.since = None
+        self._delay = RETRY_FIRST
 
 
 async def _autoclaim(

@@ -16,6 +16,7 @@ from httpx_sse import aconnect_sse
 
 from tests.conftest import ADMIN, BASE_CONFIG
 from tests.e2e.test_daemon import daemon, write
+from tests.redis_server import RedisServer
 
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
@@ -117,3 +118,27 @@ async def test_a_restarted_node_goes_on_from_the_journal(
 
 def webhook_id(request: Any) -> bytes:
     return dict(request.headers)[b"webhook-id"]
+
+
+async def test_redis_down_answers_503_and_the_node_resumes_by_itself(
+    tmp_path: Path, redis_db: str, redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    from tests.http.sink import Sink
+
+    sink = Sink()
+    await nursery.start(sink.serve)
+    config = write(tmp_path, node_config(redis_db, sink.port, "node-a"))
+    async with (
+        daemon(config) as node,
+        httpx.AsyncClient(base_url=node.url, headers=HEADERS, timeout=15) as client,
+    ):
+        redis_server.stop()
+        refused = await client.post("/v1/devices/events", data={"name": "temp", "data": "1"})
+        assert refused.status_code == 503
+        assert "cannot write to Redis at redis://127.0.0.1:" in refused.json()["error"]
+        redis_server.start()
+        with trio.fail_after(15):
+            accepted = await client.post("/v1/devices/events", data={"name": "temp", "data": "2"})
+            assert accepted.status_code == 200
+            await sink.received(1)
+    assert [orjson.loads(r.body)["t"] for r in sink.requests] == ["2"]

@@ -24,11 +24,12 @@ from engine.core.model import (
 from engine.hooks.router import HookSet, Route
 from engine.journal import Journal, MemoryJournal
 from engine.journal.admin import DeadLetterQuery
-from engine.journal.base import HookNameTaken
+from engine.journal.base import HookNameTaken, JournalUnavailable
 from engine.journal.redis import RedisJournal
 from engine.journal.sqlite import SqliteJournal
 from tests.conftest import WriteConfig
 from tests.journal.kit import HOOKS, draft, outcome
+from tests.redis_server import RedisServer
 
 BACKENDS = ["memory", "sqlite", "redis"]
 DURABLE = ["sqlite", "redis"]
@@ -257,3 +258,21 @@ async def test_a_410_mark_outlives_the_process(opener: Opener, config: Config) -
         await journal.open()
     assert hooks.is_disabled("temps") and not hooks.is_disabled("everything")
     await journal.aclose()
+
+
+async def test_redis_down_refuses_appends_clearly_and_the_journal_resumes(
+    config: Config, redis_server: RedisServer, redis_db: str
+) -> None:
+    journal = RedisJournal(redis_db, HookSet(config.hooks), node="test")
+    published: list[Event] = []
+    async with running(journal, published=published):
+        before = await journal.append(draft("a"))
+        redis_server.stop()
+        with pytest.raises(JournalUnavailable, match="cannot write to Redis at redis://"):
+            await journal.append(draft("lost"))
+        redis_server.start()  # without persistence: its data is gone, groups included
+        with trio.fail_after(10):
+            after = await journal.append(draft("b"))
+        assert after.id > before.id  # ids never go back, even over a Redis that forgot
+        # Read back from the stream before the append returned, as always.
+        assert [e.name for e in published] == ["a", "b"]
