@@ -208,6 +208,9 @@ class Engine:
                 async with trio.open_nursery() as background:
                     await background.start(self.api.broadcaster.run)
                     await background.start(self.deliveries.run)
+                    if isinstance(self.journal, RedisJournal) and self.api.hooks is not None:
+                        # Hooks another node's API changed apply here too.
+                        background.start_soon(self.journal.watch_hooks, self.api.hooks.follow)
                     if self.gateway is not None:
                         for where in await background.start(self.gateway.serve):
                             log.info("gateway channel listening on %s", where)

@@ -11,6 +11,7 @@ config file are listed too (source "config") and are changed only by editing the
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,6 +32,8 @@ from engine.journal import HookNameTaken, Journal, JournalUnavailable
 from engine.metrics import DeliveryCounts
 
 SCOPE = "hooks"
+
+log = logging.getLogger("hookwire.api")
 
 
 class HookControl(Protocol):
@@ -116,6 +119,38 @@ class HooksApi:
             entry = self._catalog.named(hook.name)
             if entry is not None:
                 self._catalog.put(dataclasses.replace(entry, product=hook.product))
+
+    async def follow(self, stored: list[StoredHook]) -> None:
+        """Make this node's API hooks what the journal keeps: hooks another node's API
+        created, changed or deleted (a journal shared in cluster mode) apply here too. A
+        stored hook that does not compile here (this node's config differs) is left out,
+        with a log line."""
+        wanted = {hook.id for hook in stored}
+        for entry in self._catalog.from_source(API):
+            if entry.id not in wanted:
+                self._hooks.remove(entry.name)
+                self._catalog.remove(entry.id)
+                await self._control.forget(entry.name)
+        for kept in stored:
+            document = orjson.loads(kept.document)
+            found = self._catalog.get(kept.id)
+            if found is not None and found.document == document:
+                continue
+            try:
+                hook = hook_from_document(
+                    document, name=kept.name, product=kept.product, config=self._config
+                )
+            except ConfigError as exc:
+                log.warning("stored hook %r not applied here: %s", kept.name, exc)
+                continue
+            if found is None:
+                self._hooks.add(hook)
+            else:
+                self._hooks.replace(hook)
+            self._catalog.put(
+                HookEntry(kept.id, kept.name, API, kept.created_at, kept.product, document)
+            )
+            self._control.define(kept.name, kept.document, kept.product)
 
     async def create(self, request: Request, params: dict[str, str]) -> Response:
         _, product = self._authorize(request, params)

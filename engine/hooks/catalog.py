@@ -73,6 +73,10 @@ class HookCatalog:
         """How many hooks come from ``source`` (CONFIG or API)."""
         return sum(1 for entry in self._by_id.values() if entry.source == source)
 
+    def from_source(self, source: str) -> list[HookEntry]:
+        """Every hook from ``source`` (CONFIG or API), whatever its product, oldest first."""
+        return [entry for entry in self._by_id.values() if entry.source == source]
+
     def entries(self, product: int | None) -> list[HookEntry]:
         """The hooks of a product (None: those of no product), oldest first."""
         return [entry for entry in self._by_id.values() if entry.product == product]

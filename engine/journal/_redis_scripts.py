@@ -21,6 +21,7 @@ Key layout, for a prefix ``p``:
 | ``p attempts`` | stream | every attempt, msgpack, capped |
 | ``p disabled`` | hash | hook name -> msgpack (url, at, reason) of hooks that answered 410 |
 | ``p hooks``, ``p hooknames`` | hashes | stored hook id -> msgpack hook; name -> id |
+| ``p hooks:version`` | string | counts changes to the stored hooks (nodes watch it) |
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ if old then
 end
 redis.call('HSET', p .. 'hooks', ARGV[2], ARGV[4])
 redis.call('HSET', p .. 'hooknames', ARGV[3], ARGV[2])
+redis.call('INCR', p .. 'hooks:version')
 return ''
 """
 
@@ -167,5 +169,6 @@ if not old then
 end
 redis.call('HDEL', p .. 'hooknames', cmsgpack.unpack(old)[1])
 redis.call('HDEL', p .. 'hooks', ARGV[2])
+redis.call('INCR', p .. 'hooks:version')
 return 1
 """

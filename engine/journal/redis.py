@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,9 @@ PRUNE_EVERY = 10.0
 
 PRUNE_BATCH = 1000
 """Events one look reads to find where the retention ends."""
+
+HOOKS_POLL = 0.5
+"""Seconds between two looks at whether the stored hooks changed (any node's API)."""
 
 FAN_OUT_WAIT = 5.0
 """Seconds an append waits to see its event come back from the stream before it answers
@@ -675,6 +678,34 @@ class RedisJournal:
 
     def stored_hooks(self) -> list[StoredHook]:
         return sorted(self._stored.values(), key=lambda hook: (hook.created_at, hook.id))
+
+    async def watch_hooks(
+        self, apply: Callable[[list[StoredHook]], Awaitable[None]], every: float = HOOKS_POLL
+    ) -> None:
+        """Call ``apply`` with the stored hooks each time a node (this one too) changes
+        them, looking every ``every`` seconds: a hook created through any node's API is
+        applied on every node within about that."""
+        seen = None
+        outage = Outage("the stored hooks")
+        while True:
+            await trio.sleep(every)
+            try:
+                version = await self.client.get(self._p + "hooks:version")
+                if version == seen:
+                    continue
+                found = await self.client.hgetall(self._p + "hooks")
+            except (RedisError, OSError, JournalUnavailable) as exc:
+                await trio.sleep(outage.failed(f"cannot read them from Redis: {exc}"))
+                continue
+            outage.worked()
+            seen = version
+            stored = {}
+            for key, packed in found.items():
+                name, document, product, created_at = msgpack.unpackb(packed)
+                hook_id = _text(key)
+                stored[hook_id] = StoredHook(hook_id, name, document, product, created_at)
+            self._stored = stored
+            await apply(self.stored_hooks())
 
     # -- dead letters ----------------------------------------------------------------------
 

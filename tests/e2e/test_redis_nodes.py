@@ -142,3 +142,44 @@ async def test_redis_down_answers_503_and_the_node_resumes_by_itself(
             assert accepted.status_code == 200
             await sink.received(1)
     assert [orjson.loads(r.body)["t"] for r in sink.requests] == ["2"]
+
+
+async def test_a_hook_created_on_one_node_works_on_the_other_within_a_second(
+    tmp_path: Path, redis_db: str, nursery: trio.Nursery
+) -> None:
+    from tests.http.sink import Sink
+
+    sink = Sink()
+    await nursery.start(sink.serve)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with (
+        daemon(write(tmp_path / "a", node_config(redis_db, sink.port, "node-a"))) as a,
+        daemon(write(tmp_path / "b", node_config(redis_db, sink.port, "node-b"))) as b,
+        httpx.AsyncClient(base_url=a.url, headers=HEADERS, timeout=5) as to_a,
+        httpx.AsyncClient(base_url=b.url, headers=HEADERS, timeout=5) as to_b,
+    ):
+        document = {"event": "alarm", "url": f"http://127.0.0.1:{sink.port}/alarm"}
+        created = await to_a.post("/v1/webhooks", json=document)
+        assert created.status_code == 200, created.text
+        hook_id = created.json()["id"]
+        started = trio.current_time()
+        with trio.fail_after(5):
+            while hook_id not in await listed(to_b):  # noqa: ASYNC110  (another process)
+                await trio.sleep(0.05)
+        assert trio.current_time() - started < 1.5  # within a second, give or take a poll
+        published = await to_b.post("/v1/devices/events", data={"name": "alarm", "data": "x"})
+        assert published.status_code == 200
+        with trio.fail_after(10):
+            await sink.received(1)
+        assert sink.requests[0].target == "/alarm"
+        deleted = await to_a.delete(f"/v1/webhooks/{hook_id}")
+        assert deleted.status_code == 200
+        with trio.fail_after(5):
+            while hook_id in await listed(to_b):  # noqa: ASYNC110  (another process)
+                await trio.sleep(0.05)
+
+
+async def listed(client: httpx.AsyncClient) -> list[str]:
+    """The ids of the webhooks a node lists."""
+    return [hook["id"] for hook in (await client.get("/v1/webhooks")).json()]
