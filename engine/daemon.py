@@ -94,6 +94,7 @@ def open_journal(config: Config, hooks: HookSet) -> Journal:
         retention=settings.retention,
         downlink_ttl=gateway.downlink_ttl,
         dedupe_window=gateway.dedupe_window,
+        lease=config.cluster.lease,
     )
     _open_in_a_thread(journal)
     return journal

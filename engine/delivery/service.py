@@ -24,6 +24,7 @@ from engine.delivery.workers import origin_key, static_origin
 from engine.hooks.hook import Hook
 from engine.hooks.router import Route
 from engine.journal import Journal, JournalUnavailable
+from engine.journal.redis import RedisJournal
 
 log = logging.getLogger("hookwire.delivery")
 
@@ -119,6 +120,8 @@ class Deliveries:
                 # sender reports on its way out is still written (JournalOutcomes.run).
                 nursery.start_soon(self._outcomes.run)
                 await nursery.start(self.sender.run)
+                if isinstance(journal, RedisJournal):  # partitions taken over from others
+                    journal.hand_restores_to(self.sender.restore)
                 journal.hand_routes_to(self.sender.accept)
                 recovered = await journal.recover()
                 for stored in recovered:
@@ -131,6 +134,8 @@ class Deliveries:
                     await self._take_replays()
         finally:
             journal.hand_routes_to(None)
+            if isinstance(journal, RedisJournal):
+                journal.hand_restores_to(None)
 
     async def _take_replays(self) -> None:
         try:

@@ -22,6 +22,8 @@ Key layout, for a prefix ``p``:
 | ``p disabled`` | hash | hook name -> msgpack (url, at, reason) of hooks that answered 410 |
 | ``p hooks``, ``p hooknames`` | hashes | stored hook id -> msgpack hook; name -> id |
 | ``p hooks:version`` | string | counts changes to the stored hooks (nodes watch it) |
+| ``p nodes`` | sorted set | node name by its last heartbeat (ms) |
+| ``p lease:<n>`` | string | the node that holds partition n, expiring with the lease |
 """
 
 from __future__ import annotations
@@ -171,4 +173,36 @@ redis.call('HDEL', p .. 'hooknames', cmsgpack.unpack(old)[1])
 redis.call('HDEL', p .. 'hooks', ARGV[2])
 redis.call('INCR', p .. 'hooks:version')
 return 1
+"""
+
+LEASES = """
+-- ARGV[2] = node, ARGV[3] = lease ms, ARGV[4] = held (comma-separated), ARGV[5] = to
+-- release, ARGV[6] = to acquire. Renews what the node still holds, gives back what it
+-- releases, takes what is free; returns {kept, acquired} (comma-separated partitions).
+local p, node, ms = ARGV[1], ARGV[2], ARGV[3]
+local function each(list, fn)
+  for n in string.gmatch(list, '[^,]+') do fn(n) end
+end
+local kept, acquired = {}, {}
+each(ARGV[4], function(n)
+  if redis.call('GET', p .. 'lease:' .. n) == node then
+    redis.call('PEXPIRE', p .. 'lease:' .. n, ms)
+    kept[#kept + 1] = n
+  end
+end)
+each(ARGV[5], function(n)
+  if redis.call('GET', p .. 'lease:' .. n) == node then
+    redis.call('DEL', p .. 'lease:' .. n)
+  end
+end)
+each(ARGV[6], function(n)
+  local key = p .. 'lease:' .. n
+  if redis.call('GET', key) == node then  -- this node's, from before a restart
+    redis.call('PEXPIRE', key, ms)
+    acquired[#acquired + 1] = n
+  elseif redis.call('SET', key, node, 'NX', 'PX', ms) then
+    acquired[#acquired + 1] = n
+  end
+end)
+return {table.concat(kept, ','), table.concat(acquired, ',')}
 """

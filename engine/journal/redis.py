@@ -50,6 +50,7 @@ from engine.core.model import (
     hook_tag,
 )
 from engine.hooks.router import Deliver, HookSet
+from engine.journal import _leases as leases
 from engine.journal import _redis_scripts as scripts
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 from engine.journal.base import HookNameTaken, JournalUnavailable
@@ -138,8 +139,10 @@ class RedisJournal:
         downlink_ttl: float = 60.0,
         dedupe_window: float = 600.0,
         partitions: int = PARTITIONS,
+        lease: float | None = None,
     ) -> None:
         self.url = url
+        self.lease = lease  # None: this node reads every partition, without leases
         self.node = node
         self._hooks = hooks
         self._p = prefix
@@ -167,6 +170,10 @@ class RedisJournal:
         self._scripts: dict[str, Any] = {}
         self._disabled: dict[str, Any] = {}  # hook name -> (url, at, reason), as loaded
         self._writes = Outage("writes")
+        self._restore: Callable[[StoredDelivery], None] | None = None
+        self.held: set[int] = set()  # partitions this node holds a lease on
+        self._usable_until: dict[int, float] = {}  # partition -> unix time
+        self._held_changed = trio.Event()
 
     def __repr__(self) -> str:
         return f"<RedisJournal {self.url} node={self.node} last_id={self._last_id}>"
@@ -249,6 +256,8 @@ class RedisJournal:
                 nursery.start_soon(self._write)
                 await nursery.start(self._follow_events)
                 nursery.start_soon(self._read_partitions)
+                if self.lease is not None:
+                    nursery.start_soon(self._keep_leases, self.lease)
                 task_status.started()
                 while True:
                     await trio.sleep(PRUNE_EVERY)
@@ -268,6 +277,11 @@ class RedisJournal:
 
     def fan_out_to(self, publish: Callable[[Event], None]) -> None:
         self._publish = publish
+
+    def hand_restores_to(self, restore: Callable[[StoredDelivery], None] | None) -> None:
+        """Hand the deliveries of a partition this node takes over (in flight on the node
+        that held it, or waiting for a retry) to ``restore``."""
+        self._restore = restore
 
     def hand_routes_to(self, deliver: Deliver | None) -> None:
         """Hand every delivery of the partitions read here to ``deliver``: the partitions
@@ -511,8 +525,14 @@ class RedisJournal:
         all for now), through the consumer group, so each is in flight once."""
         await self._routes_wanted.wait()
         outage = Outage("the delivery partitions")
-        streams = {self._stream(n): ">" for n in range(self._partitions)}
+        every = {self._stream(n): ">" for n in range(self._partitions)}
         while True:
+            streams = every if self.lease is None else self._readable()
+            if not streams:
+                self._held_changed = trio.Event()
+                with trio.move_on_after(BLOCK_MS / 1000):
+                    await self._held_changed.wait()
+                continue
             try:
                 found = await self.client.xreadgroup(
                     scripts.GROUP, self.node, streams, count=READ_BATCH, block=BLOCK_MS
@@ -527,8 +547,79 @@ class RedisJournal:
                 continue
             outage.worked()
             for stream, entries in (found or {}).items():
+                name = _text(stream)
+                if self.lease is not None and name not in self._readable():
+                    continue  # lost meanwhile: left pending, for the partition's owner
                 for entry in entries:
-                    await self._hand_over(_text(stream), _text(entry.identifier), entry)
+                    await self._hand_over(name, _text(entry.identifier), entry)
+
+    def _readable(self) -> dict[str, str]:
+        """The streams of the partitions whose lease this node may use now."""
+        now = time.time()
+        return {
+            self._stream(n): ">" for n in sorted(self.held) if self._usable_until.get(n, 0.0) > now
+        }
+
+    async def _keep_leases(self, lease: float) -> None:
+        """Every third of a lease: a heartbeat; the partitions this node should own among
+        the live nodes (``_leases.plan``); renew, release and acquire in one script; take
+        over what an acquired partition's last owner left (in flight, waiting)."""
+        await self._routes_wanted.wait()
+        outage = Outage("the partition leases")
+        nodes_key = self._p + "nodes"
+        while True:
+            sent = time.time()
+            try:
+                await self.client.zadd(nodes_key, {self.node: int(sent * 1000)})
+                beats = await self.client.zrange(nodes_key, 0, -1, withscores=True)
+                heartbeats = {_text(item.member): item.score / 1000 for item in beats}
+                live = leases.live_nodes(heartbeats, sent, lease)
+                step = leases.plan(self.node, self._partitions, live, self.held)
+                kept_text, acquired_text = await self._scripts["LEASES"](
+                    args=[
+                        self._p,
+                        self.node,
+                        int(lease * 1000),
+                        ",".join(map(str, sorted(set(self.held) - set(step.release)))),
+                        ",".join(map(str, step.release)),
+                        ",".join(map(str, step.acquire)),
+                    ]
+                )
+            except (RedisError, OSError) as exc:
+                # Held leases stay held here until they are no longer surely valid.
+                await trio.sleep(outage.failed(f"cannot renew them in Redis: {exc}"))
+                continue
+            outage.worked()
+            kept = {int(n) for n in _text(kept_text).split(",") if n}
+            acquired = {int(n) for n in _text(acquired_text).split(",") if n}
+            for n in self.held - kept:
+                self._usable_until.pop(n, None)
+            self.held = kept | acquired
+            usable = leases.valid_until(sent, lease)
+            for n in self.held:
+                self._usable_until[n] = usable
+            for n in sorted(acquired):
+                await self._take_over(n)
+            self._held_changed.set()
+            await trio.sleep(leases.look_interval(lease))
+
+    async def _take_over(self, n: int) -> None:
+        """Partition ``n`` is this node's now: what its last owner had in flight (its
+        pending entries, claimed) goes out again under the same webhook-ids, and its
+        deliveries waiting for a retry are scheduled here."""
+        stream, start = self._stream(n), "0-0"
+        while True:
+            start, entries, _ = await _autoclaim(self.client, stream, self.node, start)
+            for entry in entries:
+                await self._hand_over(stream, _text(entry.identifier), entry)
+            if start == "0-0":
+                break
+        if self._restore is None:
+            return
+        open_ids = list(await self.client.smembers(self._p + "open"))
+        for stored in await self._rows(open_ids):
+            if self.partition_of(stored.hook) == n:
+                self._restore(stored)
 
     async def _hand_over(self, stream: str, entry_id: str, entry: Any) -> None:
         event_id = int(entry_id.split("-")[0])
@@ -544,7 +635,10 @@ class RedisJournal:
 
     async def recover(self) -> list[StoredDelivery]:
         """Deliveries in flight when a node stopped (claimed from every partition's pending
-        entries), and those with open rows: waiting, pending, replayed."""
+        entries), and those with open rows: waiting, pending, replayed. With leases, none:
+        each partition's are taken over when its lease is acquired."""
+        if self.lease is not None:
+            return []
         found: list[StoredDelivery] = []
         now = time.time()
         for n in range(self._partitions):
@@ -799,6 +893,7 @@ _SCRIPTS = (
     "REPLAY",
     "PUT_HOOK",
     "DELETE_HOOK",
+    "LEASES",
 )
 
 

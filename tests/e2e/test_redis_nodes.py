@@ -183,3 +183,91 @@ async def test_a_hook_created_on_one_node_works_on_the_other_within_a_second(
 async def listed(client: httpx.AsyncClient) -> list[str]:
     """The ids of the webhooks a node lists."""
     return [hook["id"] for hook in (await client.get("/v1/webhooks")).json()]
+
+
+def cluster_config(redis_url: str, sink_port: int, node: str, hooks: int) -> str:
+    """A node of the kill test: short timeouts and lease, ``hooks`` hooks on one event (so
+    its deliveries spread over partitions), deliveries in the main process."""
+    journal = (
+        f'[journal]\nbackend = "redis"\nurl = "{redis_url}"\n\n'
+        f'[cluster]\nnode = "{node}"\nlease = "{LEASE}s"\n'
+    )
+    text = BASE_CONFIG.replace('[journal]\nbackend = "memory"\n', journal)
+    text += '\n[delivery]\nallow_networks = ["127.0.0.0/8"]\ntimeout = 1\nworkers = 0\n'
+    for n in range(hooks):
+        text += (
+            f'\n[[hooks]]\nname = "h{n}"\nevent = "load"\n'
+            f'url = "http://127.0.0.1:{sink_port}/h{n}"\nretry = ["100ms"]\n'
+        )
+    return text
+
+
+LEASE = 7
+"""Seconds: above the hooks' 1 s timeout plus 5 s, as the config requires."""
+
+
+async def lease_holders(redis_url: str) -> dict[int, str]:
+    import coredis
+
+    async with coredis.Redis.from_url(redis_url) as client:
+        keys = [key async for key in client.scan_iter(match="hw:lease:*")]
+        holders = {}
+        for key in keys:
+            holder = await client.get(key)
+            if holder is not None:
+                holders[int(key.decode().rsplit(":", 1)[1])] = holder.decode()
+        return holders
+
+
+async def test_a_killed_node_loses_nothing_and_its_partitions_are_taken_within_two_leases(
+    tmp_path: Path, redis_db: str, nursery: trio.Nursery
+) -> None:
+    from tests.http.sink import Reply, Sink
+
+    # Answers take 0.3 s: when C is killed it has attempts in flight, which the node
+    # taking its partitions sends again.
+    sink = Sink(Reply(200, delay=0.3))
+    await nursery.start(sink.serve)
+    hooks, events = 8, 40
+    configs = {}
+    for node in ("a", "b", "c"):
+        (tmp_path / node).mkdir()
+        text = cluster_config(redis_db, sink.port, f"node-{node}", hooks)
+        configs[node] = write(tmp_path / node, text)
+    async with (
+        daemon(configs["a"]) as a,
+        daemon(configs["b"]) as b,
+        daemon(configs["c"]) as c,
+        httpx.AsyncClient(base_url=a.url, headers=HEADERS, timeout=10) as to_a,
+        httpx.AsyncClient(base_url=b.url, headers=HEADERS, timeout=10) as to_b,
+    ):
+        with trio.fail_after(4 * LEASE):  # the three share the 64 partitions
+            while True:
+                holders = await lease_holders(redis_db)
+                if len(holders) == 64 and set(holders.values()) == {"node-a", "node-b", "node-c"}:
+                    break
+                await trio.sleep(0.2)
+        for i in range(events):
+            if i == events // 2:
+                c.process.kill()  # SIGKILL, with deliveries of its partitions in flight
+                killed_at = trio.current_time()
+            node = to_a if i % 2 else to_b
+            answer = await node.post("/v1/devices/events", data={"name": "load", "data": str(i)})
+            assert answer.status_code == 200
+            await trio.sleep(0.02)
+        with trio.fail_after(2 * LEASE + 5):
+            while "node-c" in (await lease_holders(redis_db)).values():  # noqa: ASYNC110
+                await trio.sleep(0.2)
+        taken_after = trio.current_time() - killed_at
+        with trio.fail_after(2 * LEASE + 5):
+            await sink.received(events * hooks)
+            while len({webhook_id(r) for r in sink.requests}) < events * hooks:
+                await sink.received(len(sink.requests) + 1)
+    assert taken_after <= 2 * LEASE, taken_after
+    ids = [webhook_id(r) for r in sink.requests]
+    assert len(set(ids)) == events * hooks  # every delivery of every acknowledged event
+    # Duplicates only of a delivery C had in flight, under its own webhook-id: the same
+    # id, the same body.
+    bodies: dict[bytes, bytes] = {}
+    for request in sink.requests:
+        assert bodies.setdefault(webhook_id(request), request.body) == request.body
