@@ -138,7 +138,8 @@ class Engine:
         self.gateway: GatewayHub | None = None
         self.downlink: Downlink = MemoryDownlink()
         if config.gateway.tcp is not None or config.gateway.unix is not None:
-            self.gateway = GatewayHub(config, self.journal, self.metrics)
+            shared = isinstance(self.journal, RedisJournal)  # other nodes' answers too
+            self.gateway = GatewayHub(config, self.journal, self.metrics, shared=shared)
             self.downlink = self.gateway
             journal = self.journal
             self.metrics.gateway_outbox_depth.set_function(lambda: journal.outbox_depth)

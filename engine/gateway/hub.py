@@ -242,8 +242,13 @@ class GatewayHub:
 
     durable = True  # what it is given is already in the journal's outbox
 
-    def __init__(self, config: Config, store: Journal, metrics: Metrics) -> None:
+    def __init__(
+        self, config: Config, store: Journal, metrics: Metrics, *, shared: bool = False
+    ) -> None:
+        """``shared``: other nodes write to the outbox too (a journal shared in cluster
+        mode): it is looked at every PUMP_EVERY, not only after this node wrote to it."""
         self.config = config.gateway
+        self._shared = shared
         self.max_data_bytes = config.limits.max_data_bytes
         self._product_ids = frozenset(product.id for product in config.products)
         self.store = store
@@ -475,7 +480,7 @@ class GatewayHub:
         expired = await self.store.expire_downlinks()
         if expired:
             self.metrics.gateway_downlinks_expired.inc(expired)
-        if not self._backlog:
+        if not self._backlog and not self._shared:
             return
         # Page through the outbox, oldest first, skipping what is in flight and what waits
         # for a gateway without room (a slow gateway's devices do not hold up the others).

@@ -404,8 +404,7 @@ class RedisJournal:
         return [event, draft.device_id, key if key is not None else False, hooks, device, expires]
 
     def partition_of(self, hook: str) -> int:
-        """The partition of a hook's deliveries (by name: one hook's stay in one place)."""
-        return zlib.crc32(hook.encode()) % self._partitions
+        return partition_of(hook, self._partitions)
 
     async def append(self, draft: EventDraft) -> Event:
         [event] = await self._events_of(_Work(items=[self._item(draft)], drafts=[draft]))
@@ -847,6 +846,11 @@ class RedisJournal:
     async def aclose(self) -> None:
         """Nothing to close: the connection is ``run``'s, and ends with it."""
         await trio.lowlevel.checkpoint()
+
+
+def partition_of(hook: str, partitions: int = PARTITIONS) -> int:
+    """The partition of a hook's deliveries (by name: one hook's stay in one place)."""
+    return zlib.crc32(hook.encode()) % partitions
 
 
 class Outage:

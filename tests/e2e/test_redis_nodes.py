@@ -20,12 +20,21 @@ from tests.redis_server import RedisServer
 
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 
+LEASE = 7
+"""Seconds: above the hooks' 1 s timeout plus 5 s, as the config requires."""
+
 
 def node_config(redis_url: str, sink_port: int, node: str) -> str:
-    journal = f'[journal]\nbackend = "redis"\nurl = "{redis_url}"\n\n[cluster]\nnode = "{node}"\n'
+    """A node with one hook, "temps"; deliveries time out after 1 s, so the lease may be
+    short (``LEASE``): the nodes share the partitions within a few seconds."""
+    journal = (
+        f'[journal]\nbackend = "redis"\nurl = "{redis_url}"\n\n'
+        f'[cluster]\nnode = "{node}"\nlease = "{LEASE}s"\n'
+    )
     hook = f"""
 [delivery]
 allow_networks = ["127.0.0.0/8"]
+timeout = 1
 
 [[hooks]]
 name = "temps"
@@ -202,10 +211,6 @@ def cluster_config(redis_url: str, sink_port: int, node: str, hooks: int) -> str
     return text
 
 
-LEASE = 7
-"""Seconds: above the hooks' 1 s timeout plus 5 s, as the config requires."""
-
-
 async def lease_holders(redis_url: str) -> dict[int, str]:
     import coredis
 
@@ -271,3 +276,41 @@ async def test_a_killed_node_loses_nothing_and_its_partitions_are_taken_within_t
     bodies: dict[bytes, bytes] = {}
     for request in sink.requests:
         assert bodies.setdefault(webhook_id(request), request.body) == request.body
+
+
+GATEWAY = "hw_gw_0123456789abcdefghijklmnopqrstu"
+DEVICE = "0123456789abcdef01234567"
+
+
+async def test_a_hook_answer_reaches_the_device_through_the_other_node(
+    tmp_path: Path, redis_db: str, nursery: trio.Nursery
+) -> None:
+    from engine.gateway.client import open_gateway
+    from engine.journal.redis import partition_of
+    from tests.conftest import sha
+    from tests.http.sink import Reply, Sink
+
+    sink = Sink(Reply(200, b"answered"))
+    await nursery.start(sink.serve)
+    configs = {}
+    for node in ("a", "b"):
+        (tmp_path / node).mkdir()
+        text = node_config(redis_db, sink.port, f"node-{node}")
+        text += f'\n[gateway]\nunix = "{tmp_path / node / "gw.sock"}"\n'
+        text += f'\n[[auth.tokens]]\nname = "gw"\nsha256 = "{sha(GATEWAY)}"\nscopes = ["gateway"]\n'
+        configs[node] = write(tmp_path / node, text)
+    async with daemon(configs["a"]), daemon(configs["b"]):
+        with trio.fail_after(4 * LEASE):  # the two share the partitions
+            while len(set((await lease_holders(redis_db)).values())) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.2)
+        owner = (await lease_holders(redis_db))[partition_of("temps")]
+        other = "a" if owner == "node-b" else "b"
+        # The device's gateway is on the node that does not deliver "temps": the answer
+        # is written to the outbox there and must find its way to the device here.
+        async with open_gateway(GATEWAY, unix=tmp_path / other / "gw.sock") as gateway:
+            await gateway.publish(DEVICE, "temp", "19")
+            await gateway.wait_acked()
+            with trio.fail_after(10):
+                down = await gateway.downlinks.receive()
+            await gateway.ack_downlinks([down.id])
+    assert (down.device, down.name, down.data) == (DEVICE, "hook-response/temp/0", "answered")
