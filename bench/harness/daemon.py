@@ -229,20 +229,25 @@ class ServerProcess:
                     f"{self.name} exited with {self._proc.returncode} while starting:\n"
                     + self.log_tail()
                 )
-            try:
-                status, body = http_get(self.host, self.port, self.health_path, timeout=1.0)
-            except OSError as exc:
-                last_error = str(exc)
-            else:
-                if status == 200:
-                    return
-                last_error = f"{status} {body[:200]!r}"
+            why = self.unhealthy()
+            if why is None:
+                return
+            last_error = why
             time.sleep(0.05)
         self.stop()
         raise EngineFailed(
             f"{self.name} not healthy after {STARTUP_TIMEOUT:.0f}s ({last_error}):\n"
             + self.log_tail()
         )
+
+    def unhealthy(self) -> str | None:
+        """Why the server is not healthy yet (None once it is): GET ``health_path`` answers
+        200. A server that speaks another protocol says so here (bench/harness/redis_server.py)."""
+        try:
+            status, body = http_get(self.host, self.port, self.health_path, timeout=1.0)
+        except OSError as exc:
+            return str(exc)
+        return None if status == 200 else f"{status} {body[:200]!r}"
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -347,7 +352,8 @@ class Daemon(ServerProcess):
     ``[{"name": "h0", "event": "bench/", "url": "http://127.0.0.1:8000/"}]``);
     by default the config has neither. ``journal`` becomes the ``[journal]`` table
     (default ``{"backend": "memory"}``); a relative ``path`` in it is under ``workdir``.
-    ``gateway`` becomes the ``[gateway]`` table (e.g. ``{"tcp": "127.0.0.1:7070"}``).
+    ``gateway`` becomes the ``[gateway]`` table (e.g. ``{"tcp": "127.0.0.1:7070"}``),
+    ``cluster`` the ``[cluster]`` table (e.g. ``{"node": "node-a"}``, with a Redis journal).
     ``port`` is the HTTP port (default: ``$HOOKWIRE_BENCH_PORT``, else a free one).
     ``idle_timeout`` is ``[limits] idle_timeout`` (default: the engine's).
     """
@@ -364,6 +370,7 @@ class Daemon(ServerProcess):
         hooks: list[dict[str, TomlValue]] | None = None,
         journal: dict[str, TomlValue] | None = None,
         gateway: dict[str, TomlValue] | None = None,
+        cluster: dict[str, TomlValue] | None = None,
         port: int | None = None,
         idle_timeout: float | None = None,
     ) -> None:
@@ -386,6 +393,7 @@ class Daemon(ServerProcess):
             )
             + _tables_toml(delivery, hooks)
             + ("\n[gateway]\n" + _toml_pairs(gateway) if gateway else "")
+            + ("\n[cluster]\n" + _toml_pairs(cluster) if cluster else "")
         )
         self.argv = [*engine_command(), "run", "--config", str(self.config_path)]
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from bench.harness.daemon import HOST, Daemon
 from bench.harness.delivery.publishers import PublishRun, run_publishers, stamped_publishes
@@ -31,6 +31,20 @@ DRAIN_RATE_MIN = 1000
 """Backlog (deliveries) from which the rate after publishing stopped is worth showing."""
 CLIENT_BOUND = 0.9
 """CPU share of a client process above which it, not the engine, may have set the pace."""
+
+
+class Engine(Protocol):
+    """What a phase publishes to: a ``Daemon``, or several nodes taken as one
+    (bench/scenarios/cluster.py), whose /metrics are summed."""
+
+    @property
+    def pid(self) -> int | None:
+        """The process (and its children) whose CPU the publishing window measures; None
+        when there is no one process to measure (several nodes)."""
+        ...
+
+    def metrics(self) -> dict[str, float]: ...
+    def check_alive(self) -> None: ...
 
 
 @dataclass
@@ -101,8 +115,14 @@ def daemon_for(
     hooks: list[dict[str, Any]],
     backend: str | None = None,
     synchronous: str = "full",
+    *,
+    redis_url: str | None = None,
+    cluster: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
 ) -> Daemon:
-    """A daemon with ``hooks``, its journal ``backend`` (default ``args.journal``)."""
+    """A daemon with ``hooks``, its journal ``backend`` (default ``args.journal``); with
+    ``"redis"``, on the server at ``redis_url``, ``cluster`` its ``[cluster]`` table (e.g.
+    ``{"node": "node-a"}``). ``delivery`` adds to (or changes) its ``[delivery]`` table."""
     backend = backend or args.journal
     journal: dict[str, Any] = {"backend": backend}
     if backend == "sqlite":
@@ -111,12 +131,18 @@ def daemon_for(
             "synchronous": synchronous,
             "commit_interval": getattr(args, "commit_interval", "2ms"),
         }
+    elif backend == "redis":
+        if redis_url is None:
+            raise ValueError("a daemon on the Redis journal needs redis_url")
+        journal["url"] = redis_url
     return Daemon(
+        cluster=cluster if backend == "redis" else None,
         delivery={
             "allow_networks": ["127.0.0.0/8"],
             "max_in_flight": args.max_in_flight,
             "workers": getattr(args, "workers", "auto"),
             "max_connections": getattr(args, "max_connections", "auto"),
+            **(delivery or {}),
         },
         hooks=hooks,
         journal=journal,
@@ -125,7 +151,7 @@ def daemon_for(
 
 def run_phase(
     args: argparse.Namespace,
-    daemon: Daemon,
+    daemon: Engine,
     receiver: Receiver,
     streams: Sequence[tuple[LoadSpec, int]],
 ) -> PhaseResult:
@@ -154,7 +180,7 @@ delivery workers report outcomes to the main process in batches, a moment later.
 
 
 def _settled_metrics(
-    daemon: Daemon, before: dict[str, float], stats: ReceiverStats
+    daemon: Engine, before: dict[str, float], stats: ReceiverStats
 ) -> dict[str, float]:
     """The daemon's /metrics once it counts as many deliveries settled as arrived (bounded)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT

@@ -52,11 +52,12 @@ class PublishRun:
 
 
 def run_publishers(
-    specs: Sequence[LoadSpec], daemon_pid: int, probe: Callable[[], dict[str, float]]
+    specs: Sequence[LoadSpec], daemon_pid: int | None, probe: Callable[[], dict[str, float]]
 ) -> PublishRun:
     """Run each spec in its own process, all starting together; wait (bounded) for them.
 
-    ``probe`` (the daemon's /metrics) is called once, halfway through publishing.
+    ``probe`` (the daemon's /metrics) is called once, halfway through publishing. Without
+    a ``daemon_pid`` (several nodes) neither the CPU window nor the probe is measured.
     """
     midway: dict[str, float] = {}
     run = run_loads(specs, daemon_pid, lambda: midway.update(probe()))
