@@ -17,7 +17,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 import trio
@@ -318,6 +318,23 @@ class Dispatcher:
     async def reconfigure(self, config: Config, digest: str) -> None:
         """A reload applied: nothing to do, the hook set is shared (the delivery settings
         apply at start)."""
+
+    async def release(self, names: Collection[str]) -> None:
+        """Drop the queued deliveries of these hooks (``drop``)."""
+        await trio.lowlevel.checkpoint()
+        self.drop(names)
+
+    def drop(self, names: Collection[str]) -> list[str]:
+        """Drop the queued deliveries of these hooks, unsent and unrecorded: another node
+        owns them now (cluster mode) and the journal still has them for it. Attempts in
+        flight end as they may (the lease outlasts them). Returns the ids dropped."""
+        dropped = []
+        for destination in self._destinations.values():
+            for name in names:
+                for job in destination.take_hook(name):
+                    destination.finished(job)
+                    dropped.append(job.delivery.id)
+        return dropped
 
     async def forget(self, name: str) -> None:
         """End a removed hook's deliveries: those queued become dead letters ("hook

@@ -9,6 +9,7 @@ The sending is done by a ``Sender``: the in-process ``Dispatcher`` (``[delivery]
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -50,6 +51,11 @@ class Sender(Protocol):
 
     async def forget(self, name: str) -> None:
         """End a removed hook's deliveries; returns once none of its attempts is in flight."""
+        ...
+
+    async def release(self, names: Collection[str]) -> None:
+        """Drop the queued deliveries of these hooks unsent (cluster mode: another node owns
+        them now); attempts in flight end as they may."""
         ...
 
     async def reconfigure(self, config: Config, digest: str) -> None:
@@ -120,8 +126,9 @@ class Deliveries:
                 # sender reports on its way out is still written (JournalOutcomes.run).
                 nursery.start_soon(self._outcomes.run)
                 await nursery.start(self.sender.run)
-                if isinstance(journal, RedisJournal):  # partitions taken over from others
+                if isinstance(journal, RedisJournal):  # partitions taken over, given up
                     journal.hand_restores_to(self.sender.restore)
+                    journal.hand_releases_to(self.sender.release)
                 journal.hand_routes_to(self.sender.accept)
                 recovered = await journal.recover()
                 for stored in recovered:
@@ -136,6 +143,7 @@ class Deliveries:
             journal.hand_routes_to(None)
             if isinstance(journal, RedisJournal):
                 journal.hand_restores_to(None)
+                journal.hand_releases_to(None)
 
     async def _take_replays(self) -> None:
         try:

@@ -10,6 +10,8 @@ main -> worker
     the 8 fields of an Event; ``due``: unix time, 0 for now), ``["disable", hook, why]``,
     ``["hook", definition]`` (a hook added or changed through the API),
     ``["forget", hook, seq]`` (a hook removed: end its deliveries, answer ``forgotten``),
+    ``["release", [hook, ...], seq]`` (no longer this node's, cluster mode: drop their
+    queued deliveries unsent and unrecorded, answer ``released``),
     ``["reload", hooks digest, seq]`` (the config file was reloaded: read its hooks again,
     answer ``reloaded``; a worker that finds another digest exits, and its successor starts
     on the file),
@@ -18,7 +20,7 @@ worker -> main
     ``["ready"]`` once started, or ``["failed", sentence]`` when it cannot start, then
     ``["outcomes", [attempt, ...], [event draft + device, ...], [disabled hook, ...]]``,
     ``["destinations", [[name, depth, in flight, breaker], ...]]``, ``["reloaded", seq]``,
-    ``["forgotten", seq]``
+    ``["forgotten", seq]``, ``["released", seq, [delivery id, ...]]`` (the ones dropped)
     (none of the hook's attempts is in flight any more; its queued deliveries were
     reported dead before it) and, last, ``["bye"]``.
 
@@ -42,6 +44,7 @@ MAX_BUFFER = 64 * 1024 * 1024
 
 START, DELIVER, DISABLE, STOP = "start", "deliver", "disable", "stop"
 HOOK, FORGET, FORGOTTEN, RELOAD, RELOADED = "hook", "forget", "forgotten", "reload", "reloaded"
+RELEASE, RELEASED = "release", "released"
 READY, FAILED, OUTCOMES, DESTINATIONS, BYE = "ready", "failed", "outcomes", "destinations", "bye"
 
 Item = tuple[str, str, int, int, float]

@@ -229,6 +229,9 @@ class Worker:
             elif kind == wire.FORGET:
                 hooks.remove(message[1])  # now: what follows it in this read is not sent
                 nursery.start_soon(self._forget, message[1], message[2])
+            elif kind == wire.RELEASE:
+                dropped = dispatcher.drop(message[1])
+                await self._uplink.send(wire.pack(wire.RELEASED, message[2], dropped))
             elif kind == wire.RELOAD:
                 self._reloading = True
                 nursery.start_soon(self._reload, hooks, message[1], message[2])

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -164,6 +164,11 @@ class WorkerPool:
     def destinations(self) -> list[DestinationGauge]:
         return [gauge for slot in self._slots for gauge in slot.destinations]
 
+    @property
+    def unsettled(self) -> int:
+        """Deliveries handed out (or about to be) and not yet reported settled."""
+        return sum(len(slot.open) for slot in self._slots)
+
     # handing work over (synchronous: the journal calls accept for every committed event)
 
     def accept(self, event: Event, hooks: Route) -> None:
@@ -211,6 +216,21 @@ class WorkerPool:
         self._definitions.pop(name, None)
         self._origins.pop(name, None)
         await self._ask_running(wire.FORGET, name)
+
+    async def release(self, names: Collection[str]) -> None:
+        """Drop the queued deliveries of these hooks in every worker, and those not yet
+        handed to one, unsent and unrecorded (another node owns them now)."""
+        chosen = set(names)
+        for slot in self._slots:
+            for batch in slot.pending:
+                items = batch[1]
+                kept = [item for item in items if item[0] not in chosen]
+                for item in items:
+                    if item[0] in chosen:
+                        slot.open.pop(item[1], None)
+                batch[1] = kept
+            slot.pending = [batch for batch in slot.pending if batch[1]]
+        await self._ask_running(wire.RELEASE, sorted(chosen))
 
     async def _ask_running(self, kind: str, argument: object) -> None:
         """Send ``[kind, argument, seq]`` to every running worker (one still starting gets
@@ -430,7 +450,9 @@ class WorkerPool:
                         self._take_outcomes(slot, message)
                     elif kind == wire.DESTINATIONS:
                         slot.destinations = [DestinationGauge(*row) for row in message[1]]
-                    elif kind in (wire.FORGOTTEN, wire.RELOADED):
+                    elif kind in (wire.FORGOTTEN, wire.RELOADED, wire.RELEASED):
+                        for key in message[2] if kind == wire.RELEASED else ():
+                            slot.open.pop(key, None)
                         answered = slot.acks.pop(message[1], None)
                         if answered is not None:
                             answered.set()

@@ -21,13 +21,14 @@ that share partitions among nodes are the next step of issue 20.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import coredis
 import msgpack
@@ -76,6 +77,10 @@ PRUNE_EVERY = 10.0
 PRUNE_BATCH = 1000
 """Events one look reads to find where the retention ends."""
 
+UNOWNED = "(unowned)"
+"""The consumer entries read by a node that had just given up their partition are put
+under, idle for a lease: the owner's next look claims them."""
+
 HOOKS_POLL = 0.5
 """Seconds between two looks at whether the stored hooks changed (any node's API)."""
 
@@ -118,6 +123,34 @@ class _Pending:
         [event] = await self._journal._fanned_out(self._work)
         assert event is not None
         return event
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _redis_errors(
+    doing: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """A method whose Redis failures are JournalUnavailable ("cannot <doing> Redis at
+    <url>: <why>"), as every caller of a journal expects, never a Redis exception."""
+
+    def decorate(
+        method: Callable[P, Coroutine[Any, Any, R]],
+    ) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(method)
+        async def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await method(*args, **kwargs)
+            except (RedisError, OSError) as exc:
+                url = getattr(args[0], "url", "?")
+                raise JournalUnavailable(
+                    f"the journal cannot {doing} Redis at {url}: {exc}"
+                ) from None
+
+        return wrapped
+
+    return decorate
 
 
 class RedisJournal:
@@ -171,6 +204,7 @@ class RedisJournal:
         self._disabled: dict[str, Any] = {}  # hook name -> (url, at, reason), as loaded
         self._writes = Outage("writes")
         self._restore: Callable[[StoredDelivery], None] | None = None
+        self._release: Callable[[set[str]], Awaitable[None]] | None = None
         self.held: set[int] = set()  # partitions this node holds a lease on
         self._usable_until: dict[int, float] = {}  # partition -> unix time
         self._held_changed = trio.Event()
@@ -277,6 +311,11 @@ class RedisJournal:
 
     def fan_out_to(self, publish: Callable[[Event], None]) -> None:
         self._publish = publish
+
+    def hand_releases_to(self, release: Callable[[set[str]], Awaitable[None]] | None) -> None:
+        """Tell ``release`` the hooks whose partitions this node gives up or loses: their
+        queued deliveries must not go out from here any more."""
+        self._release = release
 
     def hand_restores_to(self, restore: Callable[[StoredDelivery], None] | None) -> None:
         """Hand the deliveries of a partition this node takes over (in flight on the node
@@ -548,9 +587,23 @@ class RedisJournal:
             for stream, entries in (found or {}).items():
                 name = _text(stream)
                 if self.lease is not None and name not in self._readable():
-                    continue  # lost meanwhile: left pending, for the partition's owner
+                    # Given up while the read waited: marked idle for a whole lease, so
+                    # the partition's owner claims them at its next look.
+                    await self._disown(name, [_text(entry.identifier) for entry in entries])
+                    continue
                 for entry in entries:
-                    await self._hand_over(name, _text(entry.identifier), entry)
+                    try:
+                        await self._hand_over(name, _text(entry.identifier), entry)
+                    except (RedisError, OSError) as exc:  # left pending: claimed later
+                        log.warning("cannot hand over a delivery read from Redis: %s", exc)
+
+    async def _disown(self, stream: str, entry_ids: list[str]) -> None:
+        assert self.lease is not None
+        idle = int(self.lease * 1000) + 1
+        with contextlib.suppress(RedisError, OSError):  # else found a lease later anyway
+            await self.client.xclaim(
+                stream, scripts.GROUP, UNOWNED, 0, entry_ids, idle=idle, justid=True
+            )
 
     def _readable(self) -> dict[str, str]:
         """The streams of the partitions whose lease this node may use now."""
@@ -585,34 +638,72 @@ class RedisJournal:
                     ]
                 )
             except (RedisError, OSError) as exc:
-                # Held leases stay held here until they are no longer surely valid.
-                await trio.sleep(outage.failed(f"cannot renew them in Redis: {exc}"))
+                # Held leases stay held here until they are no longer surely valid: those
+                # that will not be by the next try are given up now.
+                delay = outage.failed(f"cannot renew them in Redis: {exc}")
+                deadline = time.time() + delay + leases.look_interval(lease)
+                await self._give_up({n for n in self.held if self._usable_until[n] <= deadline})
+                await trio.sleep(delay)
                 continue
             outage.worked()
             kept = {int(n) for n in _text(kept_text).split(",") if n}
             acquired = {int(n) for n in _text(acquired_text).split(",") if n}
-            for n in self.held - kept:
-                self._usable_until.pop(n, None)
+            await self._give_up(self.held - kept)
             self.held = kept | acquired
             usable = leases.valid_until(sent, lease)
             for n in self.held:
                 self._usable_until[n] = usable
-            for n in sorted(acquired):
-                await self._take_over(n)
             self._held_changed.set()
+            try:
+                for n in sorted(acquired):
+                    await self._take_over(n)
+                for n in sorted(kept):
+                    await self._claim(n, min_idle=lease)
+            except (RedisError, OSError) as exc:
+                # What was not claimed now is claimed at a next look (it stays pending).
+                log.warning("cannot claim pending deliveries in Redis: %s", exc)
             await trio.sleep(leases.look_interval(lease))
+
+    async def _claim(self, n: int, min_idle: float = 0.0) -> None:
+        """Take partition ``n``'s entries pending under any consumer for ``min_idle``
+        seconds or more, and send them (not those this node already has: in its queue,
+        an entry's idle time grows too). With ``min_idle`` a lease, that finds entries a
+        node read after it lost the partition, and left there."""
+        stream, start = self._stream(n), "0-0"
+        while True:
+            start, entries, _ = await _autoclaim(
+                self.client, stream, self.node, start, int(min_idle * 1000)
+            )
+            for entry in entries:
+                entry_id = _text(entry.identifier)
+                name = entry.field_values[b"h"].decode()
+                key = delivery_id(self._epoch, int(entry_id.split("-")[0]), hook_tag(name))
+                if key not in self._entries:
+                    await self._hand_over(stream, entry_id, entry)
+            if start == "0-0":
+                break
+
+    async def _give_up(self, partitions: set[int]) -> None:
+        """Stop sending these partitions' deliveries (released, lost, or about to lapse)."""
+        if not partitions:
+            return
+        self.held -= partitions
+        for n in partitions:
+            self._usable_until.pop(n, None)
+        streams = {self._stream(n) for n in partitions}
+        for key in [key for key, (stream, _) in self._entries.items() if stream in streams]:
+            del self._entries[key]  # no longer this node's to send: whoever claims them
+        names = {
+            hook.name for hook in self._hooks.hooks if self.partition_of(hook.name) in partitions
+        }
+        if names and self._release is not None:
+            await self._release(names)
 
     async def _take_over(self, n: int) -> None:
         """Partition ``n`` is this node's now: what its last owner had in flight (its
         pending entries, claimed) goes out again under the same webhook-ids, and its
         deliveries waiting for a retry are scheduled here."""
-        stream, start = self._stream(n), "0-0"
-        while True:
-            start, entries, _ = await _autoclaim(self.client, stream, self.node, start)
-            for entry in entries:
-                await self._hand_over(stream, _text(entry.identifier), entry)
-            if start == "0-0":
-                break
+        await self._claim(n)
         if self._restore is None:
             return
         open_ids = list(await self.client.smembers(self._p + "open"))
@@ -632,6 +723,7 @@ class RedisJournal:
         self._entries[delivery_id(self._epoch, event_id, hook_tag(name))] = (stream, entry_id)
         self._deliver(event, (hook,))
 
+    @_redis_errors("recover deliveries from")
     async def recover(self) -> list[StoredDelivery]:
         """Deliveries in flight when a node stopped (claimed from every partition's pending
         entries), and those with open rows: waiting, pending, replayed. With leases, none:
@@ -680,6 +772,7 @@ class RedisJournal:
             return []
         return list(await self.client.hmget(self._p + name, list(keys)))
 
+    @_redis_errors("look for replays in")
     async def take_replays(self) -> list[StoredDelivery]:
         ids = await self._scripts["TAKE_REPLAYS"](args=[self._p])
         return await self._rows(list(ids))
@@ -717,6 +810,7 @@ class RedisJournal:
 
     # -- the downlink outbox ---------------------------------------------------------------
 
+    @_redis_errors("read the downlink outbox in")
     async def pending_downlinks(self, after: int, limit: int) -> list[OutboxEntry]:
         now = time.time() * 1000
         ids = await self.client.zrange(
@@ -739,11 +833,13 @@ class RedisJournal:
                 found.append(OutboxEntry(event, device))
         return found
 
+    @_redis_errors("update the downlink outbox in")
     async def downlinks_acked(self, ids: list[int]) -> None:
         if ids:
             gone = await self._scripts["ACK_DOWNLINKS"](args=[self._p, *ids])
             self.outbox_depth = max(0, self.outbox_depth - int(gone))
 
+    @_redis_errors("expire downlinks in")
     async def expire_downlinks(self) -> int:
         gone = int(await self._scripts["EXPIRE_DOWNLINKS"](args=[self._p, int(time.time() * 1000)]))
         self.outbox_depth = max(0, self.outbox_depth - gone)
@@ -751,12 +847,14 @@ class RedisJournal:
 
     # -- hooks ---------------------------------------------------------------------------
 
+    @_redis_errors("keep a hook disabled in")
     async def disable_hook(self, name: str, reason: str) -> None:
         hook = self._hooks.get(name)
         assert hook is not None, f"no hook {name!r}"
         value = msgpack.packb((hook.url, time.time(), reason))
         await self.client.hset(self._p + "disabled", {name: value})
 
+    @_redis_errors("store a hook in")
     async def put_hook(self, hook: StoredHook) -> None:
         packed = msgpack.packb((hook.name, hook.document, hook.product, hook.created_at))
         holder = await self._scripts["PUT_HOOK"](args=[self._p, hook.id, hook.name, packed])
@@ -764,6 +862,7 @@ class RedisJournal:
             raise HookNameTaken(hook.name, holder.decode())
         self._stored[hook.id] = hook
 
+    @_redis_errors("delete a hook in")
     async def delete_hook(self, hook_id: str) -> bool:
         deleted = bool(await self._scripts["DELETE_HOOK"](args=[self._p, hook_id]))
         self._stored.pop(hook_id, None)
@@ -828,9 +927,11 @@ class RedisJournal:
         letters.sort(key=lambda pair: (-pair[0].at, pair[0].id))
         return letters
 
+    @_redis_errors("read dead letters from")
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
         return [letter for letter, _ in (await self._dead(query))[: query.limit]]
 
+    @_redis_errors("replay dead letters in")
     async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         matching = await self._dead(query)
         chosen = [letter.id for letter, _ in matching[: query.limit]]
@@ -880,10 +981,12 @@ class Outage:
 
 
 async def _autoclaim(
-    client: coredis.Redis[bytes], stream: str, node: str, start: str
+    client: coredis.Redis[bytes], stream: str, node: str, start: str, min_idle_ms: int = 0
 ) -> tuple[str, list[Any], Any]:
-    """One XAUTOCLAIM page of every pending entry, idle or not, to ``node``."""
-    result = await client.xautoclaim(stream, scripts.GROUP, node, 0, start, count=READ_BATCH)
+    """One XAUTOCLAIM page of the pending entries idle that long (0: all) to ``node``."""
+    result = await client.xautoclaim(
+        stream, scripts.GROUP, node, min_idle_ms, start, count=READ_BATCH
+    )
     following, entries = result[0], result[1]
     text = following.decode() if isinstance(following, bytes) else str(following)
     return text, [entry for entry in entries if entry is not None], result[2:]

@@ -380,3 +380,20 @@ async def test_a_hooks_rate_limits_its_requests(
     await wait_until(lambda: len(times) == 5, within=60)
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert all(gap >= 0.49 for gap in gaps), gaps
+
+
+async def test_released_hooks_queued_deliveries_are_dropped_unsent(
+    start, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Cluster mode: a node that gives up a partition drops that hook's queued deliveries
+    # (another node sends them); the attempt in flight ends as it may, recorded.
+    setup = await start("ordered = true")
+    setup.sink.script(Reply(200, delay=5))
+    for n in range(4):
+        await publish_direct(setup.engine, "temp", str(n), device=DEVICE)
+    await wait_until(lambda: setup.sink.in_flight == 1, within=10)
+    sender = setup.engine.deliveries.sender
+    await sender.release({"main"})
+    await trio.sleep(30)
+    assert [r.body.decode().split("data=")[1].split("&")[0] for r in setup.sink.requests] == ["0"]
+    assert sender.drop({"main"}) == []  # nothing left to drop

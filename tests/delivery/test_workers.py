@@ -335,3 +335,19 @@ async def test_a_worker_that_misbehaves_is_replaced_and_the_pool_serves_on(
         nursery.cancel_scope.cancel()
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(lines) == 1 and logged in lines[0], lines
+
+
+async def test_released_hooks_are_dropped_in_the_workers_and_by_the_pool(start) -> None:
+    # Cluster mode: the partition's new owner sends these; this node must not, nor send
+    # them again when a worker restarts.
+    sink = Sink(Reply(200, delay=1))
+    setup: Setup = await start([sink], workers=1, extra="ordered = true")
+    pool = setup.engine.workers
+    assert pool is not None
+    for i in range(4):
+        await publish_direct(setup.engine, "temp", str(i), device="dev1")
+    await wait_until(lambda: sink.in_flight == 1, within=10)
+    await pool.release({"h0"})
+    await wait_until(lambda: pool.unsettled == 0, within=10)
+    await trio.sleep(1.5)
+    assert len(sink.requests) == 1
