@@ -559,8 +559,8 @@ class RedisJournal:
     # -- the partitions ------------------------------------------------------------------
 
     async def _read_partitions(self) -> None:
-        """Hand each new delivery of every partition to the dispatcher (this node reads them
-        all for now), through the consumer group, so each is in flight once."""
+        """Hand each new delivery of the partitions this node may read (all of them without
+        leases) to the dispatcher, through the consumer group, so each is in flight once."""
         await self._routes_wanted.wait()
         outage = Outage("the delivery partitions")
         every = {self._stream(n): ">" for n in range(self._partitions)}
@@ -584,9 +584,10 @@ class RedisJournal:
                 await trio.sleep(outage.failed(f"cannot read them from Redis at {self.url}: {exc}"))
                 continue
             outage.worked()
+            still = every if self.lease is None else self._readable()  # once per read
             for stream, entries in (found or {}).items():
                 name = _text(stream)
-                if self.lease is not None and name not in self._readable():
+                if name not in still:
                     # Given up while the read waited: marked idle for a whole lease, so
                     # the partition's owner claims them at its next look.
                     await self._disown(name, [_text(entry.identifier) for entry in entries])
