@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from engine import __version__
 from engine.cli import admin as _cli_admin
 from engine.cli import bench as bench_command
+from engine.cli import cluster as cluster_command
 from engine.cli import hooks as hooks_command
 from engine.cli import particle as particle_command
 from engine.cli import render as render_command
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     hash_.add_argument("token", nargs="?", help="the token (read from stdin when omitted)")
     _cli_admin.add_commands(commands, DEFAULT_CONFIG)
     hooks_command.add_commands(commands, DEFAULT_CONFIG)
+    cluster_command.add_commands(commands, DEFAULT_CONFIG)
     # Listed for --help only: main() hands "bench ..." to bench/run.py before parsing.
     commands.add_parser(
         "bench", help="run the load benchmarks (a source checkout's bench/): hookwire bench --help"
@@ -119,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli_admin.run(args)
     if args.command in hooks_command.COMMANDS:
         return hooks_command.run(args)
+    if args.command in cluster_command.COMMANDS:
+        return cluster_command.run(args)
     if args.token_command == "new":
         return token_command.new(args.name, args.scopes)
     return token_command.hash_(args.token)

@@ -314,3 +314,46 @@ async def test_a_hook_answer_reaches_the_device_through_the_other_node(
                 down = await gateway.downlinks.receive()
             await gateway.ack_downlinks([down.id])
     assert (down.device, down.name, down.data) == (DEVICE, "hook-response/temp/0", "answered")
+
+
+async def test_cluster_status_lists_nodes_partitions_and_what_waits(
+    tmp_path: Path, redis_db: str, nursery: trio.Nursery
+) -> None:
+    from tests.helpers import run_cli
+    from tests.http.sink import Sink
+
+    sink = Sink()
+    await nursery.start(sink.serve)
+    config = write(tmp_path, node_config(redis_db, sink.port, "node-a"))
+    async with daemon(config) as node:
+        with trio.fail_after(4 * LEASE):
+            while len(await lease_holders(redis_db)) < 64:  # noqa: ASYNC110  (another process)
+                await trio.sleep(0.2)
+        async with httpx.AsyncClient(base_url=node.url, headers=HEADERS, timeout=5) as client:
+            await client.post("/v1/devices/events", data={"name": "temp", "data": "x"})
+        shown = await run_cli("cluster", "status", "--config", str(config))
+        as_json = await run_cli("cluster", "status", "--config", str(config), "--json")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.decode().splitlines()
+    assert lines[0].split() == [
+        "node",
+        "state",
+        "last",
+        "seen",
+        "partitions",
+        "in",
+        "flight",
+        "unread",
+    ]
+    assert lines[1].split()[:2] == ["node-a", "live"] and lines[1].split()[5] == "64"
+    assert lines[-1] == "all 64 partitions held by live nodes"
+    status = orjson.loads(as_json.stdout)
+    assert [node["name"] for node in status["nodes"]] == ["node-a"]
+    assert {p["holder"] for p in status["partitions"]} == {"node-a"}
+    assert status["last_event_id"] >= 1
+    # Without the Redis journal, a clear refusal.
+    plain = tmp_path / "plain.toml"
+    plain.write_text(BASE_CONFIG)
+    refused = await run_cli("cluster", "status", "--config", str(plain))
+    assert refused.returncode == 1
+    assert b'journal.backend is "memory": cluster mode needs "redis"' in refused.stderr
