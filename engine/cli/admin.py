@@ -14,14 +14,18 @@ import os
 import sqlite3
 import sys
 import time
+from typing import Any
 
 import orjson
+import trio
 
 from engine.cli._config import load_or_report
 from engine.cli._text import one_line, table
 from engine.config.settings import Config
 from engine.hooks.router import HookSet
 from engine.journal import admin
+from engine.journal.base import JournalUnavailable
+from engine.journal.redis import RedisJournal
 from engine.journal.schema import JournalError, open_database
 
 COMMANDS = ("dead-letters", "replay")
@@ -112,10 +116,15 @@ def run(args: argparse.Namespace) -> int:
     if since is not None and until is not None and until <= since:
         print(f"{who}: --until must be later than --since", file=sys.stderr)
         return 2
-    opened = _open(who, args.config)
+    config = load_or_report(args.config)
+    if config is None:
+        return 1
+    if config.journal.backend == "redis":
+        return _on_redis(who, config, args, window)
+    opened = _open(who, config)
     if opened is None:
         return 1
-    config, conn = opened
+    conn = opened
     try:
         if window:
             return _replay_window(who, config, conn, args)
@@ -135,25 +144,67 @@ def run(args: argparse.Namespace) -> int:
         conn.close()
 
 
-def _open(who: str, path: str) -> tuple[Config, sqlite3.Connection] | None:
-    """The config and a connection to its journal; None after saying why there is none."""
-    config = load_or_report(path)
-    if config is None:
-        return None
+def _open(who: str, config: Config) -> sqlite3.Connection | None:
+    """A connection to the config's SQLite journal; None after saying why there is none."""
     settings = config.journal
     if settings.backend != "sqlite":
         print(
-            f'{who}: {path}: journal.backend is "{settings.backend}": nothing is on disk to read '
-            "(a running daemon's dead letters: GET /v1/dead-letters)",
+            f'{who}: {config.path}: journal.backend is "{settings.backend}": nothing is on disk '
+            "to read (a running daemon's dead letters: GET /v1/dead-letters)",
             file=sys.stderr,
         )
         return None
     try:
-        conn = open_database(settings.path, synchronous=settings.synchronous, create=False)
+        return open_database(settings.path, synchronous=settings.synchronous, create=False)
     except JournalError as exc:
         print(f"{who}: {exc}", file=sys.stderr)
         return None
-    return config, conn
+
+
+def _on_redis(who: str, config: Config, args: argparse.Namespace, window: bool) -> int:
+    """``dead-letters list`` and ``replay`` on the Redis journal (cluster mode), through the
+    journal itself; what only the SQLite journal has yet is refused, saying so."""
+    if window or args.dead_command == "show":
+        what = "hookwire replay" if window else "dead-letters show"
+        print(
+            f"{who}: {what} reads the SQLite journal; on Redis (cluster mode) it is not "
+            "built yet: use the admin API of a running node",
+            file=sys.stderr,
+        )
+        return 1
+    settings = config.journal
+    assert settings.url is not None
+    journal = RedisJournal(
+        settings.url, HookSet(config.hooks), node="cli", password=settings.password
+    )
+    try:
+        if args.dead_command == "list":
+            letters = trio.run(_redis_call, journal, journal.list_dead_letters, _query(args))
+            return _print_letters(letters, args, config)
+        ids = tuple(dict.fromkeys(args.ids))
+        query = _query(args, ids)
+        if not query.selects:
+            print(
+                f"{who}: name dead letters by id, or select them with --hook, --since, --until",
+                file=sys.stderr,
+            )
+            return 2
+        replayed = trio.run(_redis_call, journal, journal.replay_dead_letters, query)
+        return _print_replayed(who, replayed, args)
+    except JournalUnavailable as exc:
+        print(f"{who}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _redis_call(journal: RedisJournal, method: Any, query: admin.DeadLetterQuery) -> Any:
+    """``method(query)`` on an opened Redis journal, within its connection."""
+    await journal.open()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        try:
+            return await method(query)
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 def _query(args: argparse.Namespace, ids: tuple[str, ...] = ()) -> admin.DeadLetterQuery:
@@ -162,7 +213,12 @@ def _query(args: argparse.Namespace, ids: tuple[str, ...] = ()) -> admin.DeadLet
 
 
 def _list(conn: sqlite3.Connection, args: argparse.Namespace, config: Config) -> int:
-    letters = admin.list_dead_letters(conn, _query(args))
+    return _print_letters(admin.list_dead_letters(conn, _query(args)), args, config)
+
+
+def _print_letters(
+    letters: list[admin.DeadLetter], args: argparse.Namespace, config: Config
+) -> int:
     if args.json:
         _print_json({"ok": True, "dead_letters": [letter.to_json() for letter in letters]})
         return 0
@@ -244,6 +300,10 @@ def _replay(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int
         return 2
     with admin.transaction(conn):
         replayed = admin.replay_dead_letters(conn, query, time.time())
+    return _print_replayed(who, replayed, args)
+
+
+def _print_replayed(who: str, replayed: admin.Replayed, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(replayed.to_json())
     else:

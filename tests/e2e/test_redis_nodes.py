@@ -357,3 +357,32 @@ async def test_cluster_status_lists_nodes_partitions_and_what_waits(
     refused = await run_cli("cluster", "status", "--config", str(plain))
     assert refused.returncode == 1
     assert b'journal.backend is "memory": cluster mode needs "redis"' in refused.stderr
+
+
+async def test_dead_letters_from_the_command_line_on_redis(tmp_path: Path, redis_db: str) -> None:
+    from engine.config.settings import load_config
+    from engine.hooks.router import HookSet
+    from engine.journal.redis import RedisJournal
+    from tests.helpers import run_cli
+    from tests.journal.kit import draft, outcome
+
+    config = write(tmp_path, node_config(redis_db, 9, "node-a"))
+    hooks = HookSet(load_config(config).hooks)
+    journal = RedisJournal(redis_db, hooks, node="test")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        event = await journal.append(draft("temp"))
+        await journal.record_attempts([outcome(journal, event, "temps", "dead", 5)])
+        nursery.cancel_scope.cancel()
+    listed = await run_cli("dead-letters", "list", "--config", str(config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    [letter] = orjson.loads(listed.stdout)["dead_letters"]
+    assert (letter["hook"], letter["attempts"]) == ("temps", 5)
+    replayed = await run_cli("dead-letters", "replay", letter["id"], "--config", str(config))
+    assert replayed.returncode == 0, replayed.stderr
+    assert b"queued 1 dead letter again" in replayed.stdout
+    empty = await run_cli("dead-letters", "list", "--config", str(config))
+    assert empty.stdout == b"no dead letters\n"
+    show = await run_cli("dead-letters", "show", letter["id"], "--config", str(config))
+    assert show.returncode == 1
+    assert b"on Redis (cluster mode) it is not built yet" in show.stderr
