@@ -585,6 +585,7 @@ class RedisJournal:
                 continue
             outage.worked()
             still = every if self.lease is None else self._readable()  # once per read
+            taken: list[tuple[str, Any]] = []
             for stream, entries in (found or {}).items():
                 name = _text(stream)
                 if name not in still:
@@ -592,11 +593,11 @@ class RedisJournal:
                     # the partition's owner claims them at its next look.
                     await self._disown(name, [_text(entry.identifier) for entry in entries])
                     continue
-                for entry in entries:
-                    try:
-                        await self._hand_over(name, _text(entry.identifier), entry)
-                    except (RedisError, OSError) as exc:  # left pending: claimed later
-                        log.warning("cannot hand over a delivery read from Redis: %s", exc)
+                taken += [(name, entry) for entry in entries]
+            try:
+                await self._hand_over_all(taken)
+            except (RedisError, OSError) as exc:  # left pending: claimed later
+                log.warning("cannot hand over deliveries read from Redis: %s", exc)
 
     async def _disown(self, stream: str, entry_ids: list[str]) -> None:
         assert self.lease is not None
@@ -713,16 +714,28 @@ class RedisJournal:
                 self._restore(stored)
 
     async def _hand_over(self, stream: str, entry_id: str, entry: Any) -> None:
-        event_id = int(entry_id.split("-")[0])
-        name = entry.field_values[b"h"].decode()
-        hook = self._hooks.get(name)
-        event = await self._event_by_id(event_id)
-        if event is None or hook is None or self._deliver is None:
-            # The event is gone (retention) or the hook removed: nothing left to send.
-            await self.client.xack(stream, scripts.GROUP, [entry_id])
-            return
-        self._entries[delivery_id(self._epoch, event_id, hook_tag(name))] = (stream, entry_id)
-        self._deliver(event, (hook,))
+        await self._hand_over_all([(stream, entry)])
+
+    async def _hand_over_all(self, taken: list[tuple[str, Any]]) -> None:
+        """Hand these partition entries to the dispatcher: one call per event with all its
+        hooks (an event's deliveries come from several partitions in one read)."""
+        by_event: dict[int, list[Any]] = {}
+        for stream, entry in taken:
+            entry_id = _text(entry.identifier)
+            hook = self._hooks.get(entry.field_values[b"h"].decode())
+            by_event.setdefault(int(entry_id.split("-")[0]), []).append((stream, entry_id, hook))
+        for event_id, found in by_event.items():
+            event = await self._event_by_id(event_id)
+            route = []
+            for stream, entry_id, hook in found:
+                if event is None or hook is None or self._deliver is None:
+                    # The event is gone (retention) or the hook removed: nothing to send.
+                    await self.client.xack(stream, scripts.GROUP, [entry_id])
+                    continue
+                self._entries[delivery_id(self._epoch, event_id, hook.tag)] = (stream, entry_id)
+                route.append(hook)
+            if route and event is not None and self._deliver is not None:
+                self._deliver(event, tuple(route))
 
     @_redis_errors("recover deliveries from")
     async def recover(self) -> list[StoredDelivery]:
