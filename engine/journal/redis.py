@@ -21,14 +21,12 @@ that share partitions among nodes are the next step of issue 20.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import secrets
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import coredis
 import msgpack
@@ -53,23 +51,24 @@ from engine.core.model import (
 from engine.hooks.router import Deliver, HookSet
 from engine.journal import _leases as leases
 from engine.journal import _redis_scripts as scripts
+from engine.journal._redis_support import (
+    PARTITIONS,
+    READ_BATCH,
+    Outage,
+    autoclaim,
+    entry_event,
+    event_id_of,
+    partition_of,
+    redis_errors,
+    text_of,
+)
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
 from engine.journal.base import HookNameTaken, JournalUnavailable
 
 log = logging.getLogger("hookwire.journal")
 
-PARTITIONS = 64
-"""Delivery partitions: streams a node reads through the consumer group."""
-
-READ_BATCH = 512
-"""Entries one XREAD or XREADGROUP asks for."""
-
 BLOCK_MS = 1000
 """How long a blocking read waits for new entries before it asks again."""
-
-RETRY_FIRST = 0.1
-RETRY_MOST = 5.0
-"""A reader tries Redis again after a failure this soon, doubling up to the most."""
 
 PRUNE_EVERY = 10.0
 """Seconds between two looks for what is older than the retention."""
@@ -123,34 +122,6 @@ class _Pending:
         [event] = await self._journal._fanned_out(self._work)
         assert event is not None
         return event
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _redis_errors(
-    doing: str,
-) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
-    """A method whose Redis failures are JournalUnavailable ("cannot <doing> Redis at
-    <url>: <why>"), as every caller of a journal expects, never a Redis exception."""
-
-    def decorate(
-        method: Callable[P, Coroutine[Any, Any, R]],
-    ) -> Callable[P, Coroutine[Any, Any, R]]:
-        @functools.wraps(method)
-        async def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return await method(*args, **kwargs)
-            except (RedisError, OSError) as exc:
-                url = getattr(args[0], "url", "?")
-                raise JournalUnavailable(
-                    f"the journal cannot {doing} Redis at {url}: {exc}"
-                ) from None
-
-        return wrapped
-
-    return decorate
 
 
 class RedisJournal:
@@ -236,7 +207,7 @@ class RedisJournal:
         self._epoch = (await client.get(p + "epoch") or b"").decode()
         self._last_id = int(await client.get(p + "next") or 0)
         first = await client.xrange(p + "events", count=1)
-        self._oldest_id = _entry_id(first[0].identifier) if first else self._last_id + 1
+        self._oldest_id = event_id_of(first[0].identifier) if first else self._last_id + 1
         self.outbox_depth = await client.hlen(p + "outbox")
         for key, packed in (await client.hgetall(p + "hooks")).items():
             name, document, product, created_at = msgpack.unpackb(packed)
@@ -377,7 +348,7 @@ class RedisJournal:
             outage.worked()
             for entries in (found or {}).values():
                 for entry in entries:
-                    event = _event(entry.identifier, entry.field_values[b"e"])
+                    event = entry_event(entry.identifier, entry.field_values[b"e"])
                     after = event.id
                     self._recent[event.id] = event
                     if self._publish is not None:
@@ -538,7 +509,7 @@ class RedisJournal:
             )
         except (RedisError, OSError) as exc:
             raise JournalUnavailable(f"the journal cannot read Redis: {exc}") from None
-        return [_event(entry.identifier, entry.field_values[b"e"]) for entry in entries]
+        return [entry_event(entry.identifier, entry.field_values[b"e"]) for entry in entries]
 
     async def _events_by_id(self, ids: Sequence[int]) -> list[Event]:
         found: list[Event] = []
@@ -546,7 +517,9 @@ class RedisJournal:
             entries = await self.client.xrange(
                 self._p + "events", start=f"{event_id}-1", end=f"{event_id}-1"
             )
-            found.extend(_event(entry.identifier, entry.field_values[b"e"]) for entry in entries)
+            found.extend(
+                entry_event(entry.identifier, entry.field_values[b"e"]) for entry in entries
+            )
         return found
 
     async def _event_by_id(self, event_id: int) -> Event | None:
@@ -587,11 +560,11 @@ class RedisJournal:
             still = every if self.lease is None else self._readable()  # once per read
             taken: list[tuple[str, Any]] = []
             for stream, entries in (found or {}).items():
-                name = _text(stream)
+                name = text_of(stream)
                 if name not in still:
                     # Given up while the read waited: marked idle for a whole lease, so
                     # the partition's owner claims them at its next look.
-                    await self._disown(name, [_text(entry.identifier) for entry in entries])
+                    await self._disown(name, [text_of(entry.identifier) for entry in entries])
                     continue
                 taken += [(name, entry) for entry in entries]
             try:
@@ -626,7 +599,7 @@ class RedisJournal:
             try:
                 await self.client.zadd(nodes_key, {self.node: int(sent * 1000)})
                 beats = await self.client.zrange(nodes_key, 0, -1, withscores=True)
-                heartbeats = {_text(item.member): item.score / 1000 for item in beats}
+                heartbeats = {text_of(item.member): item.score / 1000 for item in beats}
                 live = leases.live_nodes(heartbeats, sent, lease)
                 step = leases.plan(self.node, self._partitions, live, self.held)
                 kept_text, acquired_text = await self._scripts["LEASES"](
@@ -648,8 +621,8 @@ class RedisJournal:
                 await trio.sleep(delay)
                 continue
             outage.worked()
-            kept = {int(n) for n in _text(kept_text).split(",") if n}
-            acquired = {int(n) for n in _text(acquired_text).split(",") if n}
+            kept = {int(n) for n in text_of(kept_text).split(",") if n}
+            acquired = {int(n) for n in text_of(acquired_text).split(",") if n}
             await self._give_up(self.held - kept)
             self.held = kept | acquired
             usable = leases.valid_until(sent, lease)
@@ -673,11 +646,11 @@ class RedisJournal:
         node read after it lost the partition, and left there."""
         stream, start = self._stream(n), "0-0"
         while True:
-            start, entries, _ = await _autoclaim(
+            start, entries, _ = await autoclaim(
                 self.client, stream, self.node, start, int(min_idle * 1000)
             )
             for entry in entries:
-                entry_id = _text(entry.identifier)
+                entry_id = text_of(entry.identifier)
                 name = entry.field_values[b"h"].decode()
                 key = delivery_id(self._epoch, int(entry_id.split("-")[0]), hook_tag(name))
                 if key not in self._entries:
@@ -721,7 +694,7 @@ class RedisJournal:
         hooks (an event's deliveries come from several partitions in one read)."""
         by_event: dict[int, list[Any]] = {}
         for stream, entry in taken:
-            entry_id = _text(entry.identifier)
+            entry_id = text_of(entry.identifier)
             hook = self._hooks.get(entry.field_values[b"h"].decode())
             by_event.setdefault(int(entry_id.split("-")[0]), []).append((stream, entry_id, hook))
         for event_id, found in by_event.items():
@@ -737,7 +710,7 @@ class RedisJournal:
             if route and event is not None and self._deliver is not None:
                 self._deliver(event, tuple(route))
 
-    @_redis_errors("recover deliveries from")
+    @redis_errors("recover deliveries from")
     async def recover(self) -> list[StoredDelivery]:
         """Deliveries in flight when a node stopped (claimed from every partition's pending
         entries), and those with open rows: waiting, pending, replayed. With leases, none:
@@ -750,7 +723,7 @@ class RedisJournal:
             stream = self._stream(n)
             start = "0-0"
             while True:
-                start, entries, _ = await _autoclaim(self.client, stream, self.node, start)
+                start, entries, _ = await autoclaim(self.client, stream, self.node, start)
                 for entry in entries:
                     entry_id = entry.identifier.decode()
                     event_id = int(entry_id.split("-")[0])
@@ -786,7 +759,7 @@ class RedisJournal:
             return []
         return list(await self.client.hmget(self._p + name, list(keys)))
 
-    @_redis_errors("look for replays in")
+    @redis_errors("look for replays in")
     async def take_replays(self) -> list[StoredDelivery]:
         ids = await self._scripts["TAKE_REPLAYS"](args=[self._p])
         return await self._rows(list(ids))
@@ -806,7 +779,7 @@ class RedisJournal:
             old = [e for e in entries if msgpack.unpackb(e.field_values[b"e"])[7] < cutoff]
             if not old:
                 break
-            keep_from = _entry_id(old[-1].identifier) + 1
+            keep_from = event_id_of(old[-1].identifier) + 1
             removed += await self.client.xtrim(stream, coredis.PureToken.MINID, keep_from)
             if len(old) < len(entries) or len(entries) < PRUNE_BATCH:
                 break
@@ -824,7 +797,7 @@ class RedisJournal:
 
     # -- the downlink outbox ---------------------------------------------------------------
 
-    @_redis_errors("read the downlink outbox in")
+    @redis_errors("read the downlink outbox in")
     async def pending_downlinks(self, after: int, limit: int) -> list[OutboxEntry]:
         now = time.time() * 1000
         ids = await self.client.zrange(
@@ -847,13 +820,13 @@ class RedisJournal:
                 found.append(OutboxEntry(event, device))
         return found
 
-    @_redis_errors("update the downlink outbox in")
+    @redis_errors("update the downlink outbox in")
     async def downlinks_acked(self, ids: list[int]) -> None:
         if ids:
             gone = await self._scripts["ACK_DOWNLINKS"](args=[self._p, *ids])
             self.outbox_depth = max(0, self.outbox_depth - int(gone))
 
-    @_redis_errors("expire downlinks in")
+    @redis_errors("expire downlinks in")
     async def expire_downlinks(self) -> int:
         gone = int(await self._scripts["EXPIRE_DOWNLINKS"](args=[self._p, int(time.time() * 1000)]))
         self.outbox_depth = max(0, self.outbox_depth - gone)
@@ -861,14 +834,14 @@ class RedisJournal:
 
     # -- hooks ---------------------------------------------------------------------------
 
-    @_redis_errors("keep a hook disabled in")
+    @redis_errors("keep a hook disabled in")
     async def disable_hook(self, name: str, reason: str) -> None:
         hook = self._hooks.get(name)
         assert hook is not None, f"no hook {name!r}"
         value = msgpack.packb((hook.url, time.time(), reason))
         await self.client.hset(self._p + "disabled", {name: value})
 
-    @_redis_errors("store a hook in")
+    @redis_errors("store a hook in")
     async def put_hook(self, hook: StoredHook) -> None:
         packed = msgpack.packb((hook.name, hook.document, hook.product, hook.created_at))
         holder = await self._scripts["PUT_HOOK"](args=[self._p, hook.id, hook.name, packed])
@@ -876,7 +849,7 @@ class RedisJournal:
             raise HookNameTaken(hook.name, holder.decode())
         self._stored[hook.id] = hook
 
-    @_redis_errors("delete a hook in")
+    @redis_errors("delete a hook in")
     async def delete_hook(self, hook_id: str) -> bool:
         deleted = bool(await self._scripts["DELETE_HOOK"](args=[self._p, hook_id]))
         self._stored.pop(hook_id, None)
@@ -908,7 +881,7 @@ class RedisJournal:
             stored = {}
             for key, packed in found.items():
                 name, document, product, created_at = msgpack.unpackb(packed)
-                hook_id = _text(key)
+                hook_id = text_of(key)
                 stored[hook_id] = StoredHook(hook_id, name, document, product, created_at)
             self._stored = stored
             await apply(self.stored_hooks())
@@ -918,7 +891,7 @@ class RedisJournal:
     async def _dead(self, query: DeadLetterQuery) -> list[tuple[DeadLetter, StoredDelivery]]:
         """Dead letters matching ``query``, newest first (all of them: the caller limits)."""
         ranked = await self.client.zrange(self._p + "dead", 0, -1, withscores=True)
-        scores = {_text(item.member): item.score / 1000 for item in ranked}
+        scores = {text_of(item.member): item.score / 1000 for item in ranked}
         letters = []
         for stored in await self._rows(list(scores)):
             at = scores[stored.id]
@@ -941,11 +914,11 @@ class RedisJournal:
         letters.sort(key=lambda pair: (-pair[0].at, pair[0].id))
         return letters
 
-    @_redis_errors("read dead letters from")
+    @redis_errors("read dead letters from")
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
         return [letter for letter, _ in (await self._dead(query))[: query.limit]]
 
-    @_redis_errors("replay dead letters in")
+    @redis_errors("replay dead letters in")
     async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         matching = await self._dead(query)
         chosen = [letter.id for letter, _ in matching[: query.limit]]
@@ -963,49 +936,6 @@ class RedisJournal:
         await trio.lowlevel.checkpoint()
 
 
-def partition_of(hook: str, partitions: int = PARTITIONS) -> int:
-    """The partition of a hook's deliveries (by name: one hook's stay in one place)."""
-    return zlib.crc32(hook.encode()) % partitions
-
-
-class Outage:
-    """Failures of one way of using Redis: logged once when they begin and once when they
-    end (not once per retry), and the delay before the next try, doubling."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.since: float | None = None
-        self._delay = RETRY_FIRST
-
-    def failed(self, why: str) -> float:
-        """Note a failure; returns the seconds to wait before trying again."""
-        if self.since is None:
-            self.since = time.monotonic()
-            log.warning("%s: %s; retrying", self.what, why)
-        delay, self._delay = self._delay, min(self._delay * 2, RETRY_MOST)
-        return delay
-
-    def worked(self) -> None:
-        if self.since is not None:
-            log.warning(
-                "%s: Redis answers again after %.1f s", self.what, time.monotonic() - self.since
-            )
-            self.since = None
-        self._delay = RETRY_FIRST
-
-
-async def _autoclaim(
-    client: coredis.Redis[bytes], stream: str, node: str, start: str, min_idle_ms: int = 0
-) -> tuple[str, list[Any], Any]:
-    """One XAUTOCLAIM page of the pending entries idle that long (0: all) to ``node``."""
-    result = await client.xautoclaim(
-        stream, scripts.GROUP, node, min_idle_ms, start, count=READ_BATCH
-    )
-    following, entries = result[0], result[1]
-    text = following.decode() if isinstance(following, bytes) else str(following)
-    return text, [entry for entry in entries if entry is not None], result[2:]
-
-
 _SCRIPTS = (
     "COMMIT",
     "EXPIRE_DOWNLINKS",
@@ -1018,17 +948,4 @@ _SCRIPTS = (
 )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _entry_id(identifier: bytes | str) -> int:
-    return int(_text(identifier).split("-")[0])
-
-
-def _event(identifier: bytes | str, packed: bytes | str) -> Event:
-    name, data, ttl, private, published_at, device, product, _ = msgpack.unpackb(packed)
-    return Event(_entry_id(identifier), name, data, ttl, private, published_at, device, product)
-
-
-__all__ = ["PARTITIONS", "RedisJournal"]
+__all__ = ["PARTITIONS", "RedisJournal", "partition_of"]
