@@ -33,7 +33,6 @@ import msgpack
 import trio
 from coredis.exceptions import (
     RedisError,
-    StreamConsumerGroupError,
     StreamDuplicateConsumerGroupError,
 )
 
@@ -45,17 +44,14 @@ from engine.core.model import (
     OutboxEntry,
     StoredDelivery,
     StoredHook,
-    delivery_id,
-    hook_tag,
 )
 from engine.hooks.router import Deliver, HookSet
-from engine.journal import _leases as leases
 from engine.journal import _redis_scripts as scripts
+from engine.journal._redis_partitions import BLOCK_MS, PartitionReading
 from engine.journal._redis_support import (
     PARTITIONS,
     READ_BATCH,
     Outage,
-    autoclaim,
     entry_event,
     event_id_of,
     partition_of,
@@ -67,18 +63,11 @@ from engine.journal.base import HookNameTaken, JournalUnavailable
 
 log = logging.getLogger("hookwire.journal")
 
-BLOCK_MS = 1000
-"""How long a blocking read waits for new entries before it asks again."""
-
 PRUNE_EVERY = 10.0
 """Seconds between two looks for what is older than the retention."""
 
 PRUNE_BATCH = 1000
 """Events one look reads to find where the retention ends."""
-
-UNOWNED = "(unowned)"
-"""The consumer entries read by a node that had just given up their partition are put
-under, idle for a lease: the owner's next look claims them."""
 
 HOOKS_POLL = 0.5
 """Seconds between two looks at whether the stored hooks changed (any node's API)."""
@@ -124,7 +113,7 @@ class _Pending:
         return event
 
 
-class RedisJournal:
+class RedisJournal(PartitionReading):
     """The Journal on one Redis server (``url``), shared by every node that names it.
 
     ``open`` connects and reads what must be known before ``run`` (the epoch, the stored
@@ -233,9 +222,6 @@ class RedisJournal:
             if hook is not None and hook.url == url and not self._hooks.is_disabled(name):
                 self._hooks.disable(name)
                 log.warning("hook %r stays disabled: its target answered 410 Gone", name)
-
-    def _stream(self, n: int) -> str:
-        return f"{self._p}d:{n}"
 
     @property
     def client(self) -> coredis.Redis[bytes]:
@@ -528,219 +514,6 @@ class RedisJournal:
             found = await self._events_by_id([event_id])
             event = found[0] if found else None
         return event
-
-    # -- the partitions ------------------------------------------------------------------
-
-    async def _read_partitions(self) -> None:
-        """Hand each new delivery of the partitions this node may read (all of them without
-        leases) to the dispatcher, through the consumer group, so each is in flight once."""
-        await self._routes_wanted.wait()
-        outage = Outage("the delivery partitions")
-        every = {self._stream(n): ">" for n in range(self._partitions)}
-        while True:
-            streams = every if self.lease is None else self._readable()
-            if not streams:
-                self._held_changed = trio.Event()
-                with trio.move_on_after(BLOCK_MS / 1000):
-                    await self._held_changed.wait()
-                continue
-            try:
-                found = await self.client.xreadgroup(
-                    scripts.GROUP, self.node, streams, count=READ_BATCH, block=BLOCK_MS
-                )
-            except StreamConsumerGroupError:  # NOGROUP: Redis restarted without its data
-                log.warning("the delivery groups are gone from Redis: making them again")
-                with contextlib.suppress(RedisError, OSError):
-                    await self._create_groups(self.client)
-                continue
-            except (RedisError, OSError) as exc:
-                await trio.sleep(outage.failed(f"cannot read them from Redis at {self.url}: {exc}"))
-                continue
-            outage.worked()
-            still = every if self.lease is None else self._readable()  # once per read
-            taken: list[tuple[str, Any]] = []
-            for stream, entries in (found or {}).items():
-                name = text_of(stream)
-                if name not in still:
-                    # Given up while the read waited: marked idle for a whole lease, so
-                    # the partition's owner claims them at its next look.
-                    await self._disown(name, [text_of(entry.identifier) for entry in entries])
-                    continue
-                taken += [(name, entry) for entry in entries]
-            try:
-                await self._hand_over_all(taken)
-            except (RedisError, OSError) as exc:  # left pending: claimed later
-                log.warning("cannot hand over deliveries read from Redis: %s", exc)
-
-    async def _disown(self, stream: str, entry_ids: list[str]) -> None:
-        assert self.lease is not None
-        idle = int(self.lease * 1000) + 1
-        with contextlib.suppress(RedisError, OSError):  # else found a lease later anyway
-            await self.client.xclaim(
-                stream, scripts.GROUP, UNOWNED, 0, entry_ids, idle=idle, justid=True
-            )
-
-    def _readable(self) -> dict[str, str]:
-        """The streams of the partitions whose lease this node may use now."""
-        now = time.time()
-        return {
-            self._stream(n): ">" for n in sorted(self.held) if self._usable_until.get(n, 0.0) > now
-        }
-
-    async def _keep_leases(self, lease: float) -> None:
-        """Every third of a lease: a heartbeat; the partitions this node should own among
-        the live nodes (``_leases.plan``); renew, release and acquire in one script; take
-        over what an acquired partition's last owner left (in flight, waiting)."""
-        await self._routes_wanted.wait()
-        outage = Outage("the partition leases")
-        nodes_key = self._p + "nodes"
-        while True:
-            sent = time.time()
-            try:
-                await self.client.zadd(nodes_key, {self.node: int(sent * 1000)})
-                beats = await self.client.zrange(nodes_key, 0, -1, withscores=True)
-                heartbeats = {text_of(item.member): item.score / 1000 for item in beats}
-                live = leases.live_nodes(heartbeats, sent, lease)
-                step = leases.plan(self.node, self._partitions, live, self.held)
-                kept_text, acquired_text = await self._scripts["LEASES"](
-                    args=[
-                        self._p,
-                        self.node,
-                        int(lease * 1000),
-                        ",".join(map(str, sorted(set(self.held) - set(step.release)))),
-                        ",".join(map(str, step.release)),
-                        ",".join(map(str, step.acquire)),
-                    ]
-                )
-            except (RedisError, OSError) as exc:
-                # Held leases stay held here until they are no longer surely valid: those
-                # that will not be by the next try are given up now.
-                delay = outage.failed(f"cannot renew them in Redis: {exc}")
-                deadline = time.time() + delay + leases.look_interval(lease)
-                await self._give_up({n for n in self.held if self._usable_until[n] <= deadline})
-                await trio.sleep(delay)
-                continue
-            outage.worked()
-            kept = {int(n) for n in text_of(kept_text).split(",") if n}
-            acquired = {int(n) for n in text_of(acquired_text).split(",") if n}
-            await self._give_up(self.held - kept)
-            self.held = kept | acquired
-            usable = leases.valid_until(sent, lease)
-            for n in self.held:
-                self._usable_until[n] = usable
-            self._held_changed.set()
-            try:
-                for n in sorted(acquired):
-                    await self._take_over(n)
-                for n in sorted(kept):
-                    await self._claim(n, min_idle=lease)
-            except (RedisError, OSError) as exc:
-                # What was not claimed now is claimed at a next look (it stays pending).
-                log.warning("cannot claim pending deliveries in Redis: %s", exc)
-            await trio.sleep(leases.look_interval(lease))
-
-    async def _claim(self, n: int, min_idle: float = 0.0) -> None:
-        """Take partition ``n``'s entries pending under any consumer for ``min_idle``
-        seconds or more, and send them (not those this node already has: in its queue,
-        an entry's idle time grows too). With ``min_idle`` a lease, that finds entries a
-        node read after it lost the partition, and left there."""
-        stream, start = self._stream(n), "0-0"
-        while True:
-            start, entries, _ = await autoclaim(
-                self.client, stream, self.node, start, int(min_idle * 1000)
-            )
-            for entry in entries:
-                entry_id = text_of(entry.identifier)
-                name = entry.field_values[b"h"].decode()
-                key = delivery_id(self._epoch, int(entry_id.split("-")[0]), hook_tag(name))
-                if key not in self._entries:
-                    await self._hand_over(stream, entry_id, entry)
-            if start == "0-0":
-                break
-
-    async def _give_up(self, partitions: set[int]) -> None:
-        """Stop sending these partitions' deliveries (released, lost, or about to lapse)."""
-        if not partitions:
-            return
-        self.held -= partitions
-        for n in partitions:
-            self._usable_until.pop(n, None)
-        streams = {self._stream(n) for n in partitions}
-        for key in [key for key, (stream, _) in self._entries.items() if stream in streams]:
-            del self._entries[key]  # no longer this node's to send: whoever claims them
-        names = {
-            hook.name for hook in self._hooks.hooks if self.partition_of(hook.name) in partitions
-        }
-        if names and self._release is not None:
-            await self._release(names)
-
-    async def _take_over(self, n: int) -> None:
-        """Partition ``n`` is this node's now: what its last owner had in flight (its
-        pending entries, claimed) goes out again under the same webhook-ids, and its
-        deliveries waiting for a retry are scheduled here."""
-        await self._claim(n)
-        if self._restore is None:
-            return
-        open_ids = list(await self.client.smembers(self._p + "open"))
-        for stored in await self._rows(open_ids):
-            if self.partition_of(stored.hook) == n:
-                self._restore(stored)
-
-    async def _hand_over(self, stream: str, entry_id: str, entry: Any) -> None:
-        await self._hand_over_all([(stream, entry)])
-
-    async def _hand_over_all(self, taken: list[tuple[str, Any]]) -> None:
-        """Hand these partition entries to the dispatcher: one call per event with all its
-        hooks (an event's deliveries come from several partitions in one read)."""
-        by_event: dict[int, list[Any]] = {}
-        for stream, entry in taken:
-            entry_id = text_of(entry.identifier)
-            hook = self._hooks.get(entry.field_values[b"h"].decode())
-            by_event.setdefault(int(entry_id.split("-")[0]), []).append((stream, entry_id, hook))
-        for event_id, found in by_event.items():
-            event = await self._event_by_id(event_id)
-            route = []
-            for stream, entry_id, hook in found:
-                if event is None or hook is None or self._deliver is None:
-                    # The event is gone (retention) or the hook removed: nothing to send.
-                    await self.client.xack(stream, scripts.GROUP, [entry_id])
-                    continue
-                self._entries[delivery_id(self._epoch, event_id, hook.tag)] = (stream, entry_id)
-                route.append(hook)
-            if route and event is not None and self._deliver is not None:
-                self._deliver(event, tuple(route))
-
-    @redis_errors("recover deliveries from")
-    async def recover(self) -> list[StoredDelivery]:
-        """Deliveries in flight when a node stopped (claimed from every partition's pending
-        entries), and those with open rows: waiting, pending, replayed. With leases, none:
-        each partition's are taken over when its lease is acquired."""
-        if self.lease is not None:
-            return []
-        found: list[StoredDelivery] = []
-        now = time.time()
-        for n in range(self._partitions):
-            stream = self._stream(n)
-            start = "0-0"
-            while True:
-                start, entries, _ = await autoclaim(self.client, stream, self.node, start)
-                for entry in entries:
-                    entry_id = entry.identifier.decode()
-                    event_id = int(entry_id.split("-")[0])
-                    name = entry.field_values[b"h"].decode()
-                    event = await self._event_by_id(event_id)
-                    key = delivery_id(self._epoch, event_id, hook_tag(name))
-                    if key in self._entries:  # read by this node since it started
-                        continue
-                    if event is None:
-                        await self.client.xack(stream, scripts.GROUP, [entry_id])
-                        continue
-                    self._entries[key] = (stream, entry_id)
-                    found.append(StoredDelivery(key, event, name, 0, now))
-                if start in ("0-0", b"0-0"):
-                    break
-        found += await self._rows(list(await self.client.smembers(self._p + "open")))
-        return sorted(found, key=lambda stored: (stored.event.id, stored.id))
 
     async def _rows(self, keys: Sequence[bytes | str]) -> list[StoredDelivery]:
         found = []
