@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import sqlite3
 import sys
@@ -164,11 +165,10 @@ def _open(who: str, config: Config) -> sqlite3.Connection | None:
 def _on_redis(who: str, config: Config, args: argparse.Namespace, window: bool) -> int:
     """``dead-letters list`` and ``replay`` on the Redis journal (cluster mode), through the
     journal itself; what only the SQLite journal has yet is refused, saying so."""
-    if window or args.dead_command == "show":
-        what = "hookwire replay" if window else "dead-letters show"
+    if not window and args.dead_command == "show":
         print(
-            f"{who}: {what} reads the SQLite journal; on Redis (cluster mode) it is not "
-            "built yet: use the admin API of a running node",
+            f"{who}: dead-letters show reads the SQLite journal; on Redis (cluster mode) it "
+            "is not built yet: use the admin API of a running node",
             file=sys.stderr,
         )
         return 1
@@ -178,6 +178,16 @@ def _on_redis(who: str, config: Config, args: argparse.Namespace, window: bool) 
         settings.url, HookSet(config.hooks), node="cli", password=settings.password
     )
     try:
+        if window:
+            if _unknown_hook(who, config, args.hook):
+                return 1
+            replay = functools.partial(journal.replay_window, limit=args.limit, now=time.time())
+            try:
+                queued = trio.run(_redis_call, journal, replay, args.hook, args.since, args.until)
+            except admin.AdminError as exc:
+                print(f"{who}: {exc}", file=sys.stderr)
+                return 1
+            return _print_window(queued, args)
         if args.dead_command == "list":
             letters = trio.run(_redis_call, journal, journal.list_dead_letters, _query(args))
             return _print_letters(letters, args, config)
@@ -196,13 +206,13 @@ def _on_redis(who: str, config: Config, args: argparse.Namespace, window: bool) 
         return 1
 
 
-async def _redis_call(journal: RedisJournal, method: Any, query: admin.DeadLetterQuery) -> Any:
-    """``method(query)`` on an opened Redis journal, within its connection."""
+async def _redis_call(journal: RedisJournal, method: Any, *args: Any) -> Any:
+    """``method(*args)`` on an opened Redis journal, within its connection."""
     await journal.open()
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         try:
-            return await method(query)
+            return await method(*args)
         finally:
             nursery.cancel_scope.cancel()
 
@@ -323,13 +333,7 @@ def _print_replayed(who: str, replayed: admin.Replayed, args: argparse.Namespace
 def _replay_window(
     who: str, config: Config, conn: sqlite3.Connection, args: argparse.Namespace
 ) -> int:
-    names = [hook.name for hook in config.hooks]
-    if args.hook not in names:
-        known = ", ".join(f'"{name}"' for name in names) or "none"
-        print(
-            f'{who}: --hook: no hook named "{args.hook}" in {config.path}; its hooks: {known}',
-            file=sys.stderr,
-        )
+    if _unknown_hook(who, config, args.hook):
         return 1
     hooks = HookSet(config.hooks)
     try:
@@ -346,6 +350,23 @@ def _replay_window(
     except admin.AdminError as exc:
         print(f"{who}: {exc}", file=sys.stderr)
         return 1
+    return _print_window(queued, args)
+
+
+def _unknown_hook(who: str, config: Config, name: str) -> bool:
+    """Whether ``--hook`` names no hook of the config file (said, with its hooks)."""
+    names = [hook.name for hook in config.hooks]
+    if name in names:
+        return False
+    known = ", ".join(f'"{hook}"' for hook in names) or "none"
+    print(
+        f'{who}: --hook: no hook named "{name}" in {config.path}; its hooks: {known}',
+        file=sys.stderr,
+    )
+    return True
+
+
+def _print_window(queued: admin.WindowReplay, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(queued.to_json())
     elif not queued.ids:

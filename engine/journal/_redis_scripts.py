@@ -206,3 +206,17 @@ each(ARGV[6], function(n)
 end)
 return {table.concat(kept, ','), table.concat(acquired, ',')}
 """
+
+REPLAY_WINDOW = """
+-- ARGV[2] = hook, ARGV[3] = now ms, then pairs (delivery id, event id): new deliveries
+-- of these events to the hook (a window replay), taken by the next take_replays.
+local p = ARGV[1]
+for i = 4, #ARGV, 2 do
+  local id, event = ARGV[i], tonumber(ARGV[i + 1])
+  local row = {event, ARGV[2], 'replay', 0, tonumber(ARGV[3]), '', 0}
+  redis.call('HSET', p .. 'rows', id, cmsgpack.pack(row))
+  redis.call('SADD', p .. 'open', id)
+  redis.call('RPUSH', p .. 'replays', id)
+end
+return 1
+"""

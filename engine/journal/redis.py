@@ -44,6 +44,7 @@ from engine.core.model import (
     OutboxEntry,
     StoredDelivery,
     StoredHook,
+    delivery_id,
 )
 from engine.hooks.router import Deliver, HookSet
 from engine.journal import _redis_scripts as scripts
@@ -58,7 +59,13 @@ from engine.journal._redis_support import (
     redis_errors,
     text_of,
 )
-from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
+from engine.journal.admin import (
+    AdminError,
+    DeadLetter,
+    DeadLetterQuery,
+    Replayed,
+    WindowReplay,
+)
 from engine.journal.base import HookNameTaken, JournalUnavailable
 
 log = logging.getLogger("hookwire.journal")
@@ -691,6 +698,48 @@ class RedisJournal(PartitionReading):
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
         return [letter for letter, _ in (await self._dead(query))[: query.limit]]
 
+    @redis_errors("replay a time window in")
+    async def replay_window(
+        self, name: str, since: float, until: float, *, limit: int, now: float
+    ) -> WindowReplay:
+        """Queue every retained event stored in [since, until) that the hook ``name`` takes,
+        again, under new delivery ids ending in ``_r<n>``; as the SQLite journal's
+        (``admin.replay_window``): AdminError, before anything is queued, for an unknown
+        or disabled hook or more than ``limit`` events."""
+        hook = self._hooks.get(name)
+        if hook is None:
+            raise AdminError(f'no hook named "{name}"')
+        if self._hooks.is_disabled(hook.name):
+            raise AdminError(f'hook "{hook.name}" is disabled; enable it first')
+        found: list[int] = []
+        after = 0
+        while True:
+            entries = await self.client.xrange(
+                self._p + "events", start=f"({after}-1", count=READ_BATCH
+            )
+            for entry in entries:
+                packed = entry.field_values[b"e"]
+                at = msgpack.unpackb(packed)[7]
+                event = entry_event(entry.identifier, packed)
+                after = event.id
+                if not since <= at < until or hook not in self._hooks.route(event):
+                    continue
+                if len(found) == limit:
+                    raise AdminError(
+                        f'more than {limit} events in the window go to hook "{hook.name}";'
+                        " narrow the window or raise the limit"
+                    )
+                found.append(event.id)
+            if len(entries) < READ_BATCH:
+                break
+        if not found:
+            return WindowReplay(hook.name, 0, ())
+        replay = int(await self.client.incr(self._p + "replays:count"))
+        ids = tuple(delivery_id(self._epoch, i, hook.tag, replay) for i in found)
+        pairs = [value for key, i in zip(ids, found, strict=True) for value in (key, i)]
+        await self._scripts["REPLAY_WINDOW"](args=[self._p, hook.name, int(now * 1000), *pairs])
+        return WindowReplay(hook.name, replay, ids)
+
     @redis_errors("replay dead letters in")
     async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         matching = await self._dead(query)
@@ -718,6 +767,7 @@ _SCRIPTS = (
     "PUT_HOOK",
     "DELETE_HOOK",
     "LEASES",
+    "REPLAY_WINDOW",
 )
 
 

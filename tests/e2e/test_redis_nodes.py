@@ -386,3 +386,15 @@ async def test_dead_letters_from_the_command_line_on_redis(tmp_path: Path, redis
     show = await run_cli("dead-letters", "show", letter["id"], "--config", str(config))
     assert show.returncode == 1
     assert b"on Redis (cluster mode) it is not built yet" in show.stderr
+    # A time window, again, under new ids.
+    window = await run_cli("replay", "--hook", "temps", "--since", "1h", "--config", str(config))
+    assert window.returncode == 0, window.stderr
+    assert b'queued 1 event for hook "temps" as replay 1' in window.stdout
+    journal = RedisJournal(redis_db, hooks, node="test")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        taken = await journal.take_replays()
+        nursery.cancel_scope.cancel()
+    # The dead letter replayed above, and the window's new delivery of the same event.
+    assert sorted(d.id for d in taken) == sorted([letter["id"], letter["id"] + "_r1"])
+    assert {d.hook for d in taken} == {"temps"}
