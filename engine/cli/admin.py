@@ -165,13 +165,6 @@ def _open(who: str, config: Config) -> sqlite3.Connection | None:
 def _on_redis(who: str, config: Config, args: argparse.Namespace, window: bool) -> int:
     """``dead-letters list`` and ``replay`` on the Redis journal (cluster mode), through the
     journal itself; what only the SQLite journal has yet is refused, saying so."""
-    if not window and args.dead_command == "show":
-        print(
-            f"{who}: dead-letters show reads the SQLite journal; on Redis (cluster mode) it "
-            "is not built yet: use the admin API of a running node",
-            file=sys.stderr,
-        )
-        return 1
     settings = config.journal
     assert settings.url is not None
     journal = RedisJournal(
@@ -188,6 +181,9 @@ def _on_redis(who: str, config: Config, args: argparse.Namespace, window: bool) 
                 print(f"{who}: {exc}", file=sys.stderr)
                 return 1
             return _print_window(queued, args)
+        if args.dead_command == "show":
+            record = trio.run(_redis_call, journal, journal.show_delivery, args.id)
+            return _print_record(who, record, args)
         if args.dead_command == "list":
             letters = trio.run(_redis_call, journal, journal.list_dead_letters, _query(args))
             return _print_letters(letters, args, config)
@@ -259,7 +255,10 @@ def _print_letters(
 
 
 def _show(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int:
-    record = admin.show_delivery(conn, args.id)
+    return _print_record(who, admin.show_delivery(conn, args.id), args)
+
+
+def _print_record(who: str, record: admin.DeliveryRecord | None, args: argparse.Namespace) -> int:
     if record is None:
         print(f"{who}: no delivery {args.id} in the journal", file=sys.stderr)
         return 1

@@ -36,6 +36,12 @@ TIME_HINT = 'an ISO 8601 time ("2026-11-29T10:00:00Z") or a duration ago ("30m",
 _DELIVERY_ID = re.compile(r"msg_[0-9a-f]+_([0-9a-f]+)_[0-9a-f]+(?:_r[0-9]+)?")
 
 
+def event_id_of_delivery(delivery: str) -> int | None:
+    """The event id a delivery id names (``msg_<epoch>_<event id, hex>_<tag>[_r<n>]``)."""
+    found = _DELIVERY_ID.fullmatch(delivery)
+    return int(found[1], 16) if found is not None else None
+
+
 class AdminError(Exception):
     """An admin request that cannot be done as asked; the message says why."""
 
