@@ -15,7 +15,6 @@ from engine.core.model import Event, StoredDelivery, delivery_id
 from engine.hooks.router import HookSet
 from engine.journal._redis_support import READ_BATCH, entry_event, redis_errors, text_of
 from engine.journal.admin import (
-    AdminError,
     AttemptRecord,
     DeadLetter,
     DeadLetterQuery,
@@ -23,6 +22,8 @@ from engine.journal.admin import (
     Replayed,
     WindowReplay,
     event_id_of_delivery,
+    window_events,
+    window_hook,
 )
 
 
@@ -153,12 +154,8 @@ class DeadLetterKeeping:
         again, under new delivery ids ending in ``_r<n>``; as the SQLite journal's
         (``admin.replay_window``): AdminError, before anything is queued, for an unknown
         or disabled hook or more than ``limit`` events."""
-        hook = self._hooks.get(name)
-        if hook is None:
-            raise AdminError(f'no hook named "{name}"')
-        if self._hooks.is_disabled(hook.name):
-            raise AdminError(f'hook "{hook.name}" is disabled; enable it first')
-        found: list[int] = []
+        hook = window_hook(self._hooks, name)
+        in_window: list[Event] = []
         after = 0
         while True:
             entries = await self.client.xrange(
@@ -166,19 +163,15 @@ class DeadLetterKeeping:
             )
             for entry in entries:
                 packed = entry.field_values[b"e"]
-                at = msgpack.unpackb(packed)[7]
                 event = entry_event(entry.identifier, packed)
                 after = event.id
-                if not since <= at < until or hook not in self._hooks.route(event):
-                    continue
-                if len(found) == limit:
-                    raise AdminError(
-                        f'more than {limit} events in the window go to hook "{hook.name}";'
-                        " narrow the window or raise the limit"
-                    )
-                found.append(event.id)
+                if since <= msgpack.unpackb(packed)[7] < until and event.name.startswith(
+                    hook.event
+                ):
+                    in_window.append(event)
             if len(entries) < READ_BATCH:
                 break
+        found = window_events(in_window, self._hooks, hook, limit)
         if not found:
             return WindowReplay(hook.name, 0, ())
         replay = int(await self.client.incr(self._p + "replays:count"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -357,11 +357,7 @@ def replay_window(
     receiver sees a fresh message. Raises AdminError, before writing anything, for a
     disabled hook or more than ``limit`` events: nothing is queued then.
     """
-    hook = hooks.get(name)
-    if hook is None:
-        raise AdminError(f'no hook named "{name}"')
-    if hooks.is_disabled(hook.name):
-        raise AdminError(f'hook "{hook.name}" is disabled; enable it first')
+    hook = window_hook(hooks, name)
     events = _window(conn, hooks, hook, since, until, limit)
     if not events:
         return WindowReplay(hook.name, 0, ())
@@ -388,9 +384,24 @@ def _window(
         " WHERE at >= ? AND at < ? AND substr(name, 1, ?) = ? ORDER BY id",
         (since, until, len(prefix), prefix),
     )
+    return window_events((stored_event(row) for row in rows), hooks, hook, limit)
+
+
+def window_hook(hooks: HookSet, name: str) -> Hook:
+    """The hook a window replay is for; AdminError for an unknown or a disabled one."""
+    hook = hooks.get(name)
+    if hook is None:
+        raise AdminError(f'no hook named "{name}"')
+    if hooks.is_disabled(hook.name):
+        raise AdminError(f'hook "{hook.name}" is disabled; enable it first')
+    return hook
+
+
+def window_events(events: Iterable[Event], hooks: HookSet, hook: Hook, limit: int) -> list[int]:
+    """Ids of the ``events`` (those of the window) that the hook set routes to ``hook``;
+    AdminError when more than ``limit`` do."""
     found: list[int] = []
-    for row in rows:
-        event = stored_event(row)
+    for event in events:
         if hook not in hooks.route(event):
             continue
         if len(found) == limit:
