@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import trio
 from httpx_sse import aconnect_sse
 
 from tests.conftest import ADMIN, BASE_CONFIG
 from tests.e2e.test_daemon import daemon, write
+from tests.helpers import ROOT
 from tests.redis_server import RedisServer
 
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}
@@ -278,6 +280,9 @@ async def test_a_killed_node_loses_nothing_and_its_partitions_are_taken_within_t
         assert bodies.setdefault(webhook_id(request), request.body) == request.body
 
 
+DEMO_TOKEN = "hw_dev_0123456789abcdefghijklmnopqrstuv"  # config/examples/cluster.toml's
+DEMO = {"Authorization": f"Bearer {DEMO_TOKEN}"}
+
 GATEWAY = "hw_gw_0123456789abcdefghijklmnopqrstu"
 DEVICE = "0123456789abcdef01234567"
 
@@ -401,3 +406,53 @@ async def test_dead_letters_from_the_command_line_on_redis(tmp_path: Path, redis
     # The dead letter replayed above, and the window's new delivery of the same event.
     assert sorted(d.id for d in taken) == sorted([letter["id"], letter["id"] + "_r1"])
     assert {d.hook for d in taken} == {"temps"}
+
+
+async def test_two_nodes_from_the_example_config_deliver_stream_and_answer_as_one(
+    tmp_path: Path, redis_db: str, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.gateway.client import open_gateway
+    from tests.http.sink import Reply, Sink
+
+    sink = Sink(Reply(200, b'{"received": 1}'))
+    await nursery.start(sink.serve)
+    example = (ROOT / "config" / "examples" / "cluster.toml").read_text()
+    text = example.replace("port = 8081", "port = 0").replace(
+        "127.0.0.1:9000", f"127.0.0.1:{sink.port}"
+    )
+    monkeypatch.setenv("REDIS_URL", redis_db)
+    configs = {}
+    for node in ("a", "b"):
+        (tmp_path / node / "var").mkdir(parents=True)
+        configs[node] = write(tmp_path / node, text)
+    monkeypatch.setenv("HOOKWIRE_NODE", "node-a")
+    async with daemon(configs["a"]) as a:
+        monkeypatch.setenv("HOOKWIRE_NODE", "node-b")
+        async with (
+            daemon(configs["b"]) as b,
+            httpx.AsyncClient(base_url=a.url, headers=DEMO, timeout=10) as to_a,
+            httpx.AsyncClient(base_url=b.url, headers=DEMO, timeout=10) as to_b,
+            aconnect_sse(to_b, "GET", "/v1/events/hook-response/demo") as answers_on_b,
+        ):
+            published = await to_a.post(
+                "/v1/devices/events", data={"name": "demo/temp", "data": '{"temp":21.5}'}
+            )
+            assert published.status_code == 200
+            async with aclosing(answers_on_b.aiter_sse()) as events:
+                with trio.fail_after(15):
+                    answer = await events.__anext__()
+            assert orjson.loads(answer.data)["data"] == "received 1"
+            # A device on B's gateway gets its hook's answer, whichever node delivered.
+            async with open_gateway(DEMO_TOKEN, unix=tmp_path / "b" / "var" / "gateway.sock") as gw:
+                await gw.publish(DEVICE, "demo/temp", '{"temp":19}')
+                await gw.wait_acked()
+                with trio.fail_after(15):
+                    down = await gw.downlinks.receive()
+                await gw.ack_downlinks([down.id])
+    assert (down.device, down.name, down.data) == (
+        DEVICE,
+        "hook-response/demo/temp/0",
+        "received 1",
+    )
+    assert len(sink.requests) == 2
+    assert sink.requests[1].target == f"/readings/{DEVICE}"
