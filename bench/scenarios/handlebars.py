@@ -32,9 +32,9 @@ from typing import Any
 
 from bench.harness.daemon import machine_busy
 from bench.harness.report import Report
-from bench.harness.scenario import Bench, options, scenario
+from bench.harness.scenario import Bench, scenario
 from bench.harness.suite import Findings
-from bench.scenarios.templates import REFUSE_LINE_BREAKS, Render, compare
+from bench.scenarios.templates import REFUSE_LINE_BREAKS, Render, compare, run_in_suite
 from bench.scenarios.templates import make_parser as templates_parser
 from engine.core.model import Event
 from engine.templates import compile_template
@@ -161,28 +161,7 @@ def measure(args: argparse.Namespace, report: Report) -> None:
 
 @scenario("handlebars", "Handlebars renders: ours vs pybars3 and pyhandlebars", order=91)
 def handlebars(bench: Bench, found: Findings) -> None:
-    args = options(
-        make_parser(),
-        duration=bench.settings.pick(0.3, 0.05),
-        repeat=bench.settings.count(3, 1),
-    )
-    found.params.update(duration=args.duration, repeat=args.repeat)
-    measure(args, found)
-    results = found.results
-    unit = "events rendered/s (body + URL + header)"
-    ours = float(results.get("event.ours_per_s", 0))
-    found.throughput("ours (compiled)", ours, unit)
-    for engine in BASELINES:
-        rate = results.get(f"event.{engine}_per_s")
-        if isinstance(rate, int | float):
-            found.throughput(engine, float(rate), unit, baseline=True)
-            found.headline(
-                "Handlebars events rendered/s (body + URL + header)",
-                ours,
-                "/s",
-                baseline=engine,
-                baseline_value=float(rate),
-            )
+    run_in_suite(bench, found, make_parser(), measure, BASELINES, "Handlebars")
 
 
 if __name__ == "__main__":

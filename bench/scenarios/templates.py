@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import chevron
@@ -280,23 +280,37 @@ def compare(
 
 @scenario("templates", "Template renders: ours vs chevron", order=90)
 def templates(bench: Bench, found: Findings) -> None:
+    run_in_suite(bench, found, make_parser(), measure, ("chevron", "mystace", "f-string"), "")
+
+
+def run_in_suite(
+    bench: Bench,
+    found: Findings,
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace, Report], None],
+    baselines: Sequence[str],
+    what: str,
+) -> None:
+    """A render scenario in the suite: ``run`` with the suite's duration and repeat, then
+    ours and each baseline's events rendered/s as throughputs and headlines (``what``
+    names the templates' language in the headline, "" for Mustache)."""
     args = options(
-        make_parser(),
+        parser,
         duration=bench.settings.pick(0.3, 0.05),
         repeat=bench.settings.count(3, 1),
     )
     found.params.update(duration=args.duration, repeat=args.repeat)
-    measure(args, found)
+    run(args, found)
     results = found.results
     unit = "events rendered/s (body + URL + header)"
     ours = float(results.get("event.ours_per_s", 0))
     found.throughput("ours (compiled)", ours, unit)
-    for engine in ("chevron", "mystace", "f-string"):
+    for engine in baselines:
         rate = results.get(f"event.{engine}_per_s")
         if isinstance(rate, int | float):
             found.throughput(engine, float(rate), unit, baseline=True)
             found.headline(
-                "events rendered/s (body + URL + header)",
+                f"{what} {unit}".strip(),
                 ours,
                 "/s",
                 baseline=engine,
