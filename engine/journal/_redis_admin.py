@@ -11,7 +11,7 @@ from typing import Any
 import coredis
 import msgpack
 
-from engine.core.model import Event, StoredDelivery, delivery_id
+from engine.core.model import Event, delivery_id
 from engine.hooks.router import HookSet
 from engine.journal._redis_support import READ_BATCH, entry_event, redis_errors, text_of
 from engine.journal.admin import (
@@ -44,41 +44,35 @@ class DeadLetterKeeping:
     async def _event_by_id(self, event_id: int) -> Event | None:
         raise NotImplementedError
 
-    async def _rows(self, keys: Sequence[bytes | str]) -> list[StoredDelivery]:
-        raise NotImplementedError
-
     async def _hmget(self, name: str, keys: Sequence[bytes | str]) -> list[bytes | None]:
         raise NotImplementedError
 
-    async def _dead(self, query: DeadLetterQuery) -> list[tuple[DeadLetter, StoredDelivery]]:
-        """Dead letters matching ``query``, newest first (all of them: the caller limits)."""
+    async def _dead(self, query: DeadLetterQuery) -> list[DeadLetter]:
+        """Dead letters matching ``query``, newest first (all of them: the caller limits).
+        Each row is read once, and its event only when the query admits it."""
         ranked = await self.client.zrange(self._p + "dead", 0, -1, withscores=True)
         scores = {text_of(item.member): item.score / 1000 for item in ranked}
         letters = []
-        for stored in await self._rows(list(scores)):
-            at = scores[stored.id]
-            if not query.admits(stored.id, stored.hook, at):
+        for key, packed in zip(scores, await self._hmget("rows", list(scores)), strict=True):
+            if packed is None:
                 continue
-            event = stored.event
-            row = await self.client.hget(self._p + "rows", stored.id)
-            reason = msgpack.unpackb(row)[5] if row else ""
-            letter = DeadLetter(
-                stored.id,
-                event.id,
-                event.name,
-                event.device_id,
-                stored.hook,
-                at,
-                stored.attempts,
-                reason,
-            )
-            letters.append((letter, stored))
-        letters.sort(key=lambda pair: (-pair[0].at, pair[0].id))
+            event_id, hook, _, attempts, _, reason, _ = msgpack.unpackb(packed)
+            at = scores[key]
+            if not query.admits(key, hook, at):
+                continue
+            event = await self._event_by_id(event_id)
+            if event is not None:
+                letters.append(
+                    DeadLetter(
+                        key, event.id, event.name, event.device_id, hook, at, attempts, reason
+                    )
+                )
+        letters.sort(key=lambda letter: (-letter.at, letter.id))
         return letters
 
     @redis_errors("read dead letters from")
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
-        return [letter for letter, _ in (await self._dead(query))[: query.limit]]
+        return (await self._dead(query))[: query.limit]
 
     @redis_errors("read a delivery from")
     async def show_delivery(self, delivery: str) -> DeliveryRecord | None:
@@ -183,7 +177,7 @@ class DeadLetterKeeping:
     @redis_errors("replay dead letters in")
     async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         matching = await self._dead(query)
-        chosen = [letter.id for letter, _ in matching[: query.limit]]
+        chosen = [letter.id for letter in matching[: query.limit]]
         done = (
             await self._scripts["REPLAY"](args=[self._p, int(time.time() * 1000), *chosen])
             if chosen

@@ -74,7 +74,9 @@ class PartitionReading:
     async def _event_by_id(self, event_id: int) -> Event | None:
         raise NotImplementedError
 
-    async def _rows(self, keys: Sequence[bytes | str]) -> list[StoredDelivery]:
+    async def _rows(
+        self, keys: Sequence[bytes | str], keep: Callable[[str], bool] | None = None
+    ) -> list[StoredDelivery]:
         raise NotImplementedError
 
     async def _read_partitions(self) -> None:
@@ -176,8 +178,7 @@ class PartitionReading:
                 self._usable_until[n] = usable
             self._held_changed.set()
             try:
-                for n in sorted(acquired):
-                    await self._take_over(n)
+                await self._take_over(acquired)
                 for n in sorted(kept):
                     await self._claim(n, min_idle=lease)
             except (RedisError, OSError) as exc:
@@ -220,17 +221,21 @@ class PartitionReading:
         if names and self._release is not None:
             await self._release(names)
 
-    async def _take_over(self, n: int) -> None:
-        """Partition ``n`` is this node's now: what its last owner had in flight (its
-        pending entries, claimed) goes out again under the same webhook-ids, and its
-        deliveries waiting for a retry are scheduled here."""
-        await self._claim(n)
+    async def _take_over(self, partitions: set[int]) -> None:
+        """These partitions are this node's now: what their last owners had in flight (their
+        pending entries, claimed) goes out again under the same webhook-ids, and their
+        deliveries waiting for a retry are scheduled here (the open rows read once)."""
+        if not partitions:
+            return
+        for n in sorted(partitions):
+            await self._claim(n)
         if self._restore is None:
             return
         open_ids = list(await self.client.smembers(self._p + "open"))
-        for stored in await self._rows(open_ids):
-            if self.partition_of(stored.hook) == n:
-                self._restore(stored)
+        for stored in await self._rows(
+            open_ids, lambda hook: self.partition_of(hook) in partitions
+        ):
+            self._restore(stored)
 
     async def _hand_over(self, stream: str, entry_id: str, entry: Any) -> None:
         await self._hand_over_all([(stream, entry)])

@@ -515,12 +515,18 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
             event = found[0] if found else None
         return event
 
-    async def _rows(self, keys: Sequence[bytes | str]) -> list[StoredDelivery]:
+    async def _rows(
+        self, keys: Sequence[bytes | str], keep: Callable[[str], bool] | None = None
+    ) -> list[StoredDelivery]:
+        """The deliveries these rows keep, with their events (read only for the rows whose
+        hook ``keep`` admits)."""
         found = []
         for key, packed in zip(keys, await self._hmget("rows", keys), strict=True):
             if packed is None:
                 continue
             event_id, hook, _, attempts, due, _, recorded = msgpack.unpackb(packed)
+            if keep is not None and not keep(hook):
+                continue
             event = await self._event_by_id(event_id)
             if event is not None:
                 text = key.decode() if isinstance(key, bytes) else key
