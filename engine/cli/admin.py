@@ -15,7 +15,8 @@ import os
 import sqlite3
 import sys
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import trio
@@ -30,6 +31,8 @@ from engine.journal.redis import RedisJournal
 from engine.journal.schema import JournalError, open_database
 
 COMMANDS = ("dead-letters", "replay")
+
+T = TypeVar("T")
 
 TIME_HELP = (
     'TIME: an ISO 8601 time ("2026-11-29T10:00:00Z"; UTC when it names no zone) '
@@ -120,33 +123,123 @@ def run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 1
-    if config.journal.backend == "redis":
-        return _on_redis(who, config, args, window)
-    opened = _open(who, config)
-    if opened is None:
+    store = _RedisStore(config) if config.journal.backend == "redis" else _open(who, config)
+    if store is None:
         return 1
-    conn = opened
     try:
         if window:
-            return _replay_window(who, config, conn, args)
+            return _replay_window(who, config, store, args)
         if args.dead_command == "list":
-            return _list(conn, args, config)
+            return _print_letters(store.dead_letters(_query(args)), args, config)
         if args.dead_command == "show":
-            return _show(who, conn, args)
-        return _replay(who, conn, args)
+            return _print_record(who, store.delivery(args.id), args)
+        return _replay(who, store, args)
     except sqlite3.Error as exc:
         print(f"{who}: {config.journal.path}: {exc}", file=sys.stderr)
+        return 1
+    except JournalUnavailable as exc:
+        print(f"{who}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader left (`| head`): say nothing more, and let the exit not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
-        conn.close()
+        store.close()
 
 
-def _open(who: str, config: Config) -> sqlite3.Connection | None:
-    """A connection to the config's SQLite journal; None after saying why there is none."""
+class _Store(Protocol):
+    """Where the commands find dead letters and queue replays: a journal, as it keeps them."""
+
+    def dead_letters(self, query: admin.DeadLetterQuery) -> list[admin.DeadLetter]: ...
+
+    def delivery(self, key: str) -> admin.DeliveryRecord | None: ...
+
+    def replay(self, query: admin.DeadLetterQuery) -> admin.Replayed: ...
+
+    def replay_window(
+        self, hook: str, since: float, until: float, limit: int
+    ) -> admin.WindowReplay: ...
+
+    def close(self) -> None: ...
+
+
+class _SqliteStore:
+    """The SQLite journal's file, opened directly (whether or not the daemon runs)."""
+
+    def __init__(self, conn: sqlite3.Connection, config: Config) -> None:
+        self._conn = conn
+        self._config = config
+
+    def dead_letters(self, query: admin.DeadLetterQuery) -> list[admin.DeadLetter]:
+        return admin.list_dead_letters(self._conn, query)
+
+    def delivery(self, key: str) -> admin.DeliveryRecord | None:
+        return admin.show_delivery(self._conn, key)
+
+    def replay(self, query: admin.DeadLetterQuery) -> admin.Replayed:
+        with admin.transaction(self._conn):
+            return admin.replay_dead_letters(self._conn, query, time.time())
+
+    def replay_window(
+        self, hook: str, since: float, until: float, limit: int
+    ) -> admin.WindowReplay:
+        hooks = HookSet(self._config.hooks)
+        with admin.transaction(self._conn):
+            return admin.replay_window(
+                self._conn, hooks, hook, since, until, limit=limit, now=time.time()
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _RedisStore:
+    """The Redis journal (cluster mode), through the journal itself: opened and run for each
+    call, in a trio run of its own."""
+
+    def __init__(self, config: Config) -> None:
+        settings = config.journal
+        assert settings.url is not None
+        self._journal = RedisJournal(
+            settings.url, HookSet(config.hooks), node="cli", password=settings.password
+        )
+
+    def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+        journal = self._journal
+
+        async def call() -> T:
+            await journal.open()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(journal.run)
+                try:
+                    return await method(*args)
+                finally:
+                    nursery.cancel_scope.cancel()
+
+        return trio.run(call)
+
+    def dead_letters(self, query: admin.DeadLetterQuery) -> list[admin.DeadLetter]:
+        return self._call(self._journal.list_dead_letters, query)
+
+    def delivery(self, key: str) -> admin.DeliveryRecord | None:
+        return self._call(self._journal.show_delivery, key)
+
+    def replay(self, query: admin.DeadLetterQuery) -> admin.Replayed:
+        return self._call(self._journal.replay_dead_letters, query)
+
+    def replay_window(
+        self, hook: str, since: float, until: float, limit: int
+    ) -> admin.WindowReplay:
+        replay = functools.partial(self._journal.replay_window, limit=limit, now=time.time())
+        return self._call(replay, hook, since, until)
+
+    def close(self) -> None:
+        """Nothing held between calls."""
+
+
+def _open(who: str, config: Config) -> _SqliteStore | None:
+    """The config's SQLite journal; None after saying why there is none."""
     settings = config.journal
     if settings.backend != "sqlite":
         print(
@@ -156,70 +249,16 @@ def _open(who: str, config: Config) -> sqlite3.Connection | None:
         )
         return None
     try:
-        return open_database(settings.path, synchronous=settings.synchronous, create=False)
+        conn = open_database(settings.path, synchronous=settings.synchronous, create=False)
     except JournalError as exc:
         print(f"{who}: {exc}", file=sys.stderr)
         return None
-
-
-def _on_redis(who: str, config: Config, args: argparse.Namespace, window: bool) -> int:
-    """``dead-letters list`` and ``replay`` on the Redis journal (cluster mode), through the
-    journal itself; what only the SQLite journal has yet is refused, saying so."""
-    settings = config.journal
-    assert settings.url is not None
-    journal = RedisJournal(
-        settings.url, HookSet(config.hooks), node="cli", password=settings.password
-    )
-    try:
-        if window:
-            if _unknown_hook(who, config, args.hook):
-                return 1
-            replay = functools.partial(journal.replay_window, limit=args.limit, now=time.time())
-            try:
-                queued = trio.run(_redis_call, journal, replay, args.hook, args.since, args.until)
-            except admin.AdminError as exc:
-                print(f"{who}: {exc}", file=sys.stderr)
-                return 1
-            return _print_window(queued, args)
-        if args.dead_command == "show":
-            record = trio.run(_redis_call, journal, journal.show_delivery, args.id)
-            return _print_record(who, record, args)
-        if args.dead_command == "list":
-            letters = trio.run(_redis_call, journal, journal.list_dead_letters, _query(args))
-            return _print_letters(letters, args, config)
-        ids = tuple(dict.fromkeys(args.ids))
-        query = _query(args, ids)
-        if not query.selects:
-            print(
-                f"{who}: name dead letters by id, or select them with --hook, --since, --until",
-                file=sys.stderr,
-            )
-            return 2
-        replayed = trio.run(_redis_call, journal, journal.replay_dead_letters, query)
-        return _print_replayed(who, replayed, args)
-    except JournalUnavailable as exc:
-        print(f"{who}: {exc}", file=sys.stderr)
-        return 1
-
-
-async def _redis_call(journal: RedisJournal, method: Any, *args: Any) -> Any:
-    """``method(*args)`` on an opened Redis journal, within its connection."""
-    await journal.open()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
-        try:
-            return await method(*args)
-        finally:
-            nursery.cancel_scope.cancel()
+    return _SqliteStore(conn, config)
 
 
 def _query(args: argparse.Namespace, ids: tuple[str, ...] = ()) -> admin.DeadLetterQuery:
     limit = max(len(ids), args.limit)
     return admin.DeadLetterQuery(ids, args.hook, args.since, args.until, limit)
-
-
-def _list(conn: sqlite3.Connection, args: argparse.Namespace, config: Config) -> int:
-    return _print_letters(admin.list_dead_letters(conn, _query(args)), args, config)
 
 
 def _print_letters(
@@ -252,10 +291,6 @@ def _print_letters(
     )
     print(f"\n{_count(len(letters), 'dead letter')}, newest first{more}")
     return 0
-
-
-def _show(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int:
-    return _print_record(who, admin.show_delivery(conn, args.id), args)
 
 
 def _print_record(who: str, record: admin.DeliveryRecord | None, args: argparse.Namespace) -> int:
@@ -298,7 +333,7 @@ def _print_record(who: str, record: admin.DeliveryRecord | None, args: argparse.
     return 0
 
 
-def _replay(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+def _replay(who: str, store: _Store, args: argparse.Namespace) -> int:
     ids = tuple(dict.fromkeys(args.ids))
     query = _query(args, ids)
     if not query.selects:
@@ -307,9 +342,7 @@ def _replay(who: str, conn: sqlite3.Connection, args: argparse.Namespace) -> int
             file=sys.stderr,
         )
         return 2
-    with admin.transaction(conn):
-        replayed = admin.replay_dead_letters(conn, query, time.time())
-    return _print_replayed(who, replayed, args)
+    return _print_replayed(who, store.replay(query), args)
 
 
 def _print_replayed(who: str, replayed: admin.Replayed, args: argparse.Namespace) -> int:
@@ -329,23 +362,11 @@ def _print_replayed(who: str, replayed: admin.Replayed, args: argparse.Namespace
     return 1 if replayed.missing else 0
 
 
-def _replay_window(
-    who: str, config: Config, conn: sqlite3.Connection, args: argparse.Namespace
-) -> int:
+def _replay_window(who: str, config: Config, store: _Store, args: argparse.Namespace) -> int:
     if _unknown_hook(who, config, args.hook):
         return 1
-    hooks = HookSet(config.hooks)
     try:
-        with admin.transaction(conn):
-            queued = admin.replay_window(
-                conn,
-                hooks,
-                args.hook,
-                args.since,
-                args.until,
-                limit=args.limit,
-                now=time.time(),
-            )
+        queued = store.replay_window(args.hook, args.since, args.until, args.limit)
     except admin.AdminError as exc:
         print(f"{who}: {exc}", file=sys.stderr)
         return 1
