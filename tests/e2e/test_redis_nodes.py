@@ -26,25 +26,31 @@ LEASE = 7
 """Seconds: above the hooks' 1 s timeout plus 5 s, as the config requires."""
 
 
-def node_config(redis_url: str, sink_port: int, node: str) -> str:
-    """A node with one hook, "temps"; deliveries time out after 1 s, so the lease may be
-    short (``LEASE``): the nodes share the partitions within a few seconds."""
+def redis_node(redis_url: str, node: str, delivery: str = "") -> str:
+    """The suite's base config as node ``node`` on ``redis_url``: deliveries time out after
+    1 s, so the lease may be short (``LEASE``) and the nodes share the partitions within a
+    few seconds; ``delivery``: more [delivery] keys."""
     journal = (
         f'[journal]\nbackend = "redis"\nurl = "{redis_url}"\n\n'
         f'[cluster]\nnode = "{node}"\nlease = "{LEASE}s"\n'
     )
-    hook = f"""
-[delivery]
-allow_networks = ["127.0.0.0/8"]
-timeout = 1
+    return BASE_CONFIG.replace('[journal]\nbackend = "memory"\n', journal) + (
+        f'\n[delivery]\nallow_networks = ["127.0.0.0/8"]\ntimeout = 1\n{delivery}'
+    )
 
+
+def node_config(redis_url: str, sink_port: int, node: str) -> str:
+    """A node with one hook, "temps"."""
+    return (
+        redis_node(redis_url, node)
+        + f"""
 [[hooks]]
 name = "temps"
 event = "temp"
 url = "http://127.0.0.1:{sink_port}/t"
 json = {{ t = "{{{{{{TRACKLE_EVENT_VALUE}}}}}}" }}
 """
-    return BASE_CONFIG.replace('[journal]\nbackend = "memory"\n', journal) + hook
+    )
 
 
 async def test_two_nodes_on_one_redis_act_as_one(
@@ -197,14 +203,9 @@ async def listed(client: httpx.AsyncClient) -> list[str]:
 
 
 def cluster_config(redis_url: str, sink_port: int, node: str, hooks: int) -> str:
-    """A node of the kill test: short timeouts and lease, ``hooks`` hooks on one event (so
-    its deliveries spread over partitions), deliveries in the main process."""
-    journal = (
-        f'[journal]\nbackend = "redis"\nurl = "{redis_url}"\n\n'
-        f'[cluster]\nnode = "{node}"\nlease = "{LEASE}s"\n'
-    )
-    text = BASE_CONFIG.replace('[journal]\nbackend = "memory"\n', journal)
-    text += '\n[delivery]\nallow_networks = ["127.0.0.0/8"]\ntimeout = 1\nworkers = 0\n'
+    """A node of the kill test: ``hooks`` hooks on one event (so its deliveries spread over
+    partitions), deliveries in the main process."""
+    text = redis_node(redis_url, node, "workers = 0\n")
     for n in range(hooks):
         text += (
             f'\n[[hooks]]\nname = "h{n}"\nevent = "load"\n'
