@@ -196,12 +196,14 @@ class PartitionReading:
             start, entries, _ = await autoclaim(
                 self.client, stream, self.node, start, int(min_idle * 1000)
             )
+            new = []
             for entry in entries:
                 entry_id = text_of(entry.identifier)
                 name = entry.field_values[b"h"].decode()
                 key = delivery_id(self._epoch, int(entry_id.split("-")[0]), hook_tag(name))
                 if key not in self._entries:
-                    await self._hand_over(stream, entry_id, entry)
+                    new.append((stream, entry))
+            await self._hand_over_all(new)
             if start == "0-0":
                 break
 
@@ -236,9 +238,6 @@ class PartitionReading:
             open_ids, lambda hook: self.partition_of(hook) in partitions
         ):
             self._restore(stored)
-
-    async def _hand_over(self, stream: str, entry_id: str, entry: Any) -> None:
-        await self._hand_over_all([(stream, entry)])
 
     async def _hand_over_all(self, taken: list[tuple[str, Any]]) -> None:
         """Hand these partition entries to the dispatcher: one call per event with all its
