@@ -105,20 +105,44 @@ class PartitionReading:
                 await trio.sleep(outage.failed(f"cannot read them from Redis at {self.url}: {exc}"))
                 continue
             outage.worked()
-            still = every if self.lease is None else self._readable()  # once per read
-            taken: list[tuple[str, Any]] = []
-            for stream, entries in (found or {}).items():
-                name = text_of(stream)
-                if name not in still:
-                    # Given up while the read waited: marked idle for a whole lease, so
-                    # the partition's owner claims them at its next look.
-                    await self._disown(name, [text_of(entry.identifier) for entry in entries])
-                    continue
-                taken += [(name, entry) for entry in entries]
-            try:
-                await self._hand_over_all(taken)
-            except (RedisError, OSError) as exc:  # left pending: claimed later
-                log.warning("cannot hand over deliveries read from Redis: %s", exc)
+            await self._take(
+                [
+                    (text_of(stream), text_of(entry.identifier), text_of(entry.field_values[b"h"]))
+                    for stream, entries in (found or {}).items()
+                    for entry in entries
+                ]
+            )
+
+    def _readable_spec(self) -> str:
+        """The partitions this node reads, for the commit script: ``*`` all (no leases),
+        their numbers, or none while nobody delivers from this journal."""
+        if self._deliver is None:
+            return ""
+        if self.lease is None:
+            return "*"
+        return ",".join(str(n) for n in self._readable_partitions())
+
+    async def _take(self, found: list[tuple[str, str, str]]) -> None:
+        """Entries (stream, entry id, hook) read through the group, by the reader or by a
+        commit: to the dispatcher when this node may still send them, else disowned."""
+        if not found:
+            return
+        still = None if self.lease is None else self._readable()  # once per read
+        taken: list[tuple[str, str, str]] = []
+        lost: dict[str, list[str]] = {}
+        for stream, entry_id, hook in found:
+            if still is None or stream in still:
+                taken.append((stream, entry_id, hook))
+            else:
+                lost.setdefault(stream, []).append(entry_id)
+        try:
+            for stream, entry_ids in lost.items():
+                # Given up while the read waited: marked idle for a whole lease, so the
+                # partition's owner claims them at its next look.
+                await self._disown(stream, entry_ids)
+            await self._hand_over_all(taken)
+        except (RedisError, OSError) as exc:  # left pending: claimed later
+            log.warning("cannot hand over deliveries read from Redis: %s", exc)
 
     async def _disown(self, stream: str, entry_ids: list[str]) -> None:
         assert self.lease is not None
@@ -128,12 +152,14 @@ class PartitionReading:
                 stream, scripts.GROUP, UNOWNED, 0, entry_ids, idle=idle, justid=True
             )
 
+    def _readable_partitions(self) -> list[int]:
+        """The partitions whose lease this node may use now."""
+        now = time.time()
+        return [n for n in sorted(self.held) if self._usable_until.get(n, 0.0) > now]
+
     def _readable(self) -> dict[str, str]:
         """The streams of the partitions whose lease this node may use now."""
-        now = time.time()
-        return {
-            self._stream(n): ">" for n in sorted(self.held) if self._usable_until.get(n, 0.0) > now
-        }
+        return {self._stream(n): ">" for n in self._readable_partitions()}
 
     async def _keep_leases(self, lease: float) -> None:
         """Every third of a lease: a heartbeat; the partitions this node should own among
@@ -202,7 +228,7 @@ class PartitionReading:
                 name = entry.field_values[b"h"].decode()
                 key = delivery_id(self._epoch, int(entry_id.split("-")[0]), hook_tag(name))
                 if key not in self._entries:
-                    new.append((stream, entry))
+                    new.append((stream, entry_id, name))
             await self._hand_over_all(new)
             if start == "0-0":
                 break
@@ -239,13 +265,13 @@ class PartitionReading:
         ):
             self._restore(stored)
 
-    async def _hand_over_all(self, taken: list[tuple[str, Any]]) -> None:
-        """Hand these partition entries to the dispatcher: one call per event with all its
-        hooks (an event's deliveries come from several partitions in one read)."""
+    async def _hand_over_all(self, taken: list[tuple[str, str, str]]) -> None:
+        """Hand these partition entries (stream, entry id, hook) to the dispatcher: one call
+        per event with all its hooks (an event's deliveries come from several partitions in
+        one read)."""
         by_event: dict[int, list[Any]] = {}
-        for stream, entry in taken:
-            entry_id = text_of(entry.identifier)
-            hook = self._hooks.get(entry.field_values[b"h"].decode())
+        for stream, entry_id, name in taken:
+            hook = self._hooks.get(name)
             by_event.setdefault(int(entry_id.split("-")[0]), []).append((stream, entry_id, hook))
         for event_id, found in by_event.items():
             event = await self._event_by_id(event_id)

@@ -39,6 +39,11 @@ local p = ARGV[1]
 local batch = cmsgpack.unpack(ARGV[2])
 local now, window = batch[1], batch[2]
 local floor = tonumber(ARGV[4])  -- the highest id the calling node has seen
+local node, every, readable = ARGV[5], ARGV[6] == '*', {}
+if not every then
+  for n in string.gmatch(ARGV[6], '%d+') do readable[tonumber(n)] = true end
+end
+local touched, seen = {}, {}  -- partitions the caller reads that this batch wrote to
 -- attempts first: a settle's attempts and the events its answers made, together
 for _, a in ipairs(batch[4]) do
   -- a = {delivery id, event id, hook, state, attempts, due ms, reason, recorded,
@@ -81,6 +86,10 @@ for i, item in ipairs(batch[3]) do
     redis.call('XADD', p .. 'events', id .. '-1', 'e', item[1])
     for k, hook in ipairs(item[4]) do
       redis.call('XADD', p .. 'd:' .. hook[2], id .. '-' .. k, 'h', hook[1])
+      if (every or readable[hook[2]]) and not seen[hook[2]] then
+        seen[hook[2]] = true
+        touched[#touched + 1] = hook[2]
+      end
     end
     if item[5] then
       redis.call('HSET', p .. 'outbox', id, cmsgpack.pack({item[5], item[6]}))
@@ -92,7 +101,28 @@ for i, item in ipairs(batch[3]) do
     ids[i] = 0
   end
 end
-return ids
+-- the caller's new deliveries, read through its group now (one round trip, not two):
+-- partition, entry id, hook, ...; a missing group is left to the caller's reader
+local taken = {}
+for _, n in ipairs(touched) do
+  local got = redis.pcall('XREADGROUP', 'GROUP', 'hookwire', node, 'COUNT', ARGV[8],
+    'STREAMS', p .. 'd:' .. n, '>')
+  if type(got) == 'table' and got[1] then
+    for _, entry in ipairs(got[1][2]) do
+      taken[#taken + 1] = n
+      taken[#taken + 1] = entry[1]
+      taken[#taken + 1] = entry[2][2]
+    end
+  end
+end
+-- the events after the caller's floor (its own and the other nodes'), to fan out in order
+local events = {}
+local range = redis.call('XRANGE', p .. 'events', '(' .. floor .. '-1', '+', 'COUNT', ARGV[7])
+for _, entry in ipairs(range) do
+  events[#events + 1] = entry[1]
+  events[#events + 1] = entry[2][2]
+end
+return {ids, events, taken}
 """
 
 EXPIRE_DOWNLINKS = """

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,10 @@ HOOKS_POLL = 0.5
 FAN_OUT_WAIT = 5.0
 """Seconds an append waits to see its event come back from the stream before it answers
 without (the event is stored either way)."""
+
+FOLLOW_QUIET = 0.005
+"""Seconds after this node's last write before it reads the event stream itself: the
+longest a busy node's subscribers wait for an event of another node."""
 
 WRITE_TIMEOUT = 10.0
 """Seconds one write may take before its callers are told the journal is unavailable."""
@@ -147,6 +151,8 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         self._client: coredis.Redis[bytes] | None = None
         self._epoch = ""
         self._last_id = 0  # the newest id fanned out here
+        self._stored_top = 0  # the newest id a write of this node stored
+        self._written_at = -FOLLOW_QUIET  # trio time of the last write's answer
         self._oldest_id = 1
         self.outbox_depth = 0
         self._stored: dict[str, StoredHook] = {}
@@ -298,11 +304,11 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
             # Bytes as msgpack's old raw strings: Redis's cmsgpack reads no bin type.
             batch_items = [now, int(self._dedupe_window * 1000), items, attempts]
             packed = msgpack.packb(batch_items, use_bin_type=False)
+            args = [self._p, packed, scripts.ATTEMPTS_KEPT, self._last_id, self.node]
+            args += [self._readable_spec(), READ_BATCH, READ_BATCH]
             try:
                 with trio.fail_after(WRITE_TIMEOUT):
-                    ids = await self._scripts["COMMIT"](
-                        args=[self._p, packed, scripts.ATTEMPTS_KEPT, self._last_id]
-                    )
+                    ids, events, taken = await self._scripts["COMMIT"](args=args)
             except (RedisError, OSError, trio.TooSlowError) as exc:
                 error = f"the journal cannot write to Redis at {self.url}: {exc or 'timed out'}"
                 self._writes.failed(error)
@@ -311,38 +317,58 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
                     work.done.set()
                 continue
             self._writes.worked()
+            self._fan_out(zip(events[::2], events[1::2], strict=True))
+            self._written_at = trio.current_time()
+            self._stored_top = max(self._stored_top, *map(int, ids), 0)
             at = 0
             for work in batch:
                 work.ids = [int(i) for i in ids[at : at + len(work.items)]]
                 at += len(work.items)
                 self.outbox_depth += sum(1 for item in work.items if item[4] is not False)
                 work.done.set()
+            await self._take(
+                [
+                    (self._stream(int(taken[i])), text_of(taken[i + 1]), text_of(taken[i + 2]))
+                    for i in range(0, len(taken), 3)
+                ]
+            )
 
     async def _follow_events(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """Hand every event of the stream to the bus, in id order, from the last id on."""
-        after = self._last_id
+        """Hand every event of the stream to the bus, in id order, from the last id on:
+        read here while this node writes nothing (a write's answer carries the events
+        after this node's last, its own and the other nodes', so a busy node reads none)."""
         outage = Outage("the event stream")
         task_status.started()
         while True:
+            quiet_in = self._written_at + FOLLOW_QUIET - trio.current_time()
+            if quiet_in > 0 and self._last_id >= self._stored_top:
+                await trio.sleep(quiet_in)
+                continue
             try:
                 found = await self.client.xread(
-                    {self._p + "events": f"{after}-1"}, count=READ_BATCH, block=BLOCK_MS
+                    {self._p + "events": f"{self._last_id}-1"}, count=READ_BATCH, block=BLOCK_MS
                 )
             except (RedisError, OSError) as exc:
                 await trio.sleep(outage.failed(f"cannot read it from Redis at {self.url}: {exc}"))
                 continue
             outage.worked()
             for entries in (found or {}).values():
-                for entry in entries:
-                    event = entry_event(entry.identifier, entry.field_values[b"e"])
-                    after = event.id
-                    self._recent[event.id] = event
-                    if self._publish is not None:
-                        self._publish(event)
-                    self._last_id = max(self._last_id, event.id)
-            while len(self._recent) > 4 * READ_BATCH:
-                del self._recent[next(iter(self._recent))]
-            self._fanned.unpark_all()
+                self._fan_out((entry.identifier, entry.field_values[b"e"]) for entry in entries)
+
+    def _fan_out(self, entries: Iterable[tuple[bytes | str, bytes | str]]) -> None:
+        """Hand these stream entries (id, packed event), in id order, to the bus: those
+        after the last fanned out (a read and a write's answer may bring the same)."""
+        for identifier, packed in entries:
+            event = entry_event(identifier, packed)
+            if event.id <= self._last_id:
+                continue
+            self._recent[event.id] = event
+            if self._publish is not None:
+                self._publish(event)
+            self._last_id = event.id
+        while len(self._recent) > 4 * READ_BATCH:
+            del self._recent[next(iter(self._recent))]
+        self._fanned.unpark_all()
 
     async def _events_of(self, work: _Work) -> list[Event | None]:
         """The events ``work`` stored (None for a key seen before), once fanned out here."""
