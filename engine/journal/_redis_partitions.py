@@ -50,6 +50,7 @@ class PartitionReading:
     _epoch: str
     _hooks: HookSet
     _entries: dict[str, tuple[str, str]]
+    _stream_names: list[str]
     _usable_until: dict[int, float]
     _held_changed: trio.Event
     _routes_wanted: trio.Event
@@ -64,6 +65,12 @@ class PartitionReading:
 
     def _stream(self, n: int) -> str:
         return f"{self._p}d:{n}"
+
+    def _streams(self) -> list[str]:
+        """Every partition's stream, by number (names made once)."""
+        if len(self._stream_names) != self._partitions:
+            self._stream_names = [self._stream(n) for n in range(self._partitions)]
+        return self._stream_names
 
     def partition_of(self, hook: str) -> int:
         raise NotImplementedError
@@ -159,7 +166,8 @@ class PartitionReading:
 
     def _readable(self) -> dict[str, str]:
         """The streams of the partitions whose lease this node may use now."""
-        return {self._stream(n): ">" for n in self._readable_partitions()}
+        names = self._streams()
+        return {names[n]: ">" for n in self._readable_partitions()}
 
     async def _keep_leases(self, lease: float) -> None:
         """Every third of a lease: a heartbeat; the partitions this node should own among

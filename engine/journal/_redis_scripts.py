@@ -47,22 +47,25 @@ local touched, seen = {}, {}  -- partitions the caller reads that this batch wro
 -- attempts first: a settle's attempts and the events its answers made, together
 for _, a in ipairs(batch[4]) do
   -- a = {delivery id, event id, hook, state, attempts, due ms, reason, recorded,
-  --      stream or false, entry or false, record}
+  --      stream or false, entry or false, record, whether it may have a row}
   local id, state = a[1], a[4]
   redis.call('XADD', p .. 'attempts', 'MAXLEN', '~', ARGV[3], '*', 'a', a[11])
   if a[9] then
     redis.call('XACK', a[9], 'hookwire', a[10])
   end
-  local row = cmsgpack.pack({a[2], a[3], state, a[5], a[6], a[7], a[8]})
   if state == 'delivered' then
-    redis.call('HDEL', p .. 'rows', id)
-    redis.call('SREM', p .. 'open', id)
-    redis.call('ZREM', p .. 'retry', id)
+    if a[12] then  -- a first attempt that delivered never had a row
+      redis.call('HDEL', p .. 'rows', id)
+      redis.call('SREM', p .. 'open', id)
+      redis.call('ZREM', p .. 'retry', id)
+    end
   elseif state == 'waiting' then
+    local row = cmsgpack.pack({a[2], a[3], state, a[5], a[6], a[7], a[8]})
     redis.call('HSET', p .. 'rows', id, row)
     redis.call('SADD', p .. 'open', id)
     redis.call('ZADD', p .. 'retry', a[6], id)
   else
+    local row = cmsgpack.pack({a[2], a[3], state, a[5], a[6], a[7], a[8]})
     redis.call('HSET', p .. 'rows', id, row)
     redis.call('SREM', p .. 'open', id)
     redis.call('ZREM', p .. 'retry', id)
@@ -102,16 +105,20 @@ for i, item in ipairs(batch[3]) do
   end
 end
 -- the caller's new deliveries, read through its group now (one round trip, not two):
--- partition, entry id, hook, ...; a missing group is left to the caller's reader
+-- stream, entry id, hook, ...; a missing group is left to the caller's reader
 local taken = {}
-for _, n in ipairs(touched) do
-  local got = redis.pcall('XREADGROUP', 'GROUP', 'hookwire', node, 'COUNT', ARGV[8],
-    'STREAMS', p .. 'd:' .. n, '>')
-  if type(got) == 'table' and got[1] then
-    for _, entry in ipairs(got[1][2]) do
-      taken[#taken + 1] = n
-      taken[#taken + 1] = entry[1]
-      taken[#taken + 1] = entry[2][2]
+if #touched > 0 then
+  local read = {'XREADGROUP', 'GROUP', 'hookwire', node, 'COUNT', ARGV[8], 'STREAMS'}
+  for _, n in ipairs(touched) do read[#read + 1] = p .. 'd:' .. n end
+  for _ in ipairs(touched) do read[#read + 1] = '>' end
+  local got = redis.pcall(unpack(read))
+  if type(got) == 'table' and not got.err then
+    for _, stream in ipairs(got) do
+      for _, entry in ipairs(stream[2]) do
+        taken[#taken + 1] = stream[1]
+        taken[#taken + 1] = entry[1]
+        taken[#taken + 1] = entry[2][2]
+      end
     end
   end
 end

@@ -163,6 +163,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         self._publish: Callable[[Event], None] | None = None
         self._deliver: Deliver | None = None
         self._entries: dict[str, tuple[str, str]] = {}  # delivery id -> (stream, entry id)
+        self._stream_names: list[str] = []
         self._running = False
         self._routes_wanted = trio.Event()
         self._opened = False
@@ -328,7 +329,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
                 work.done.set()
             await self._take(
                 [
-                    (self._stream(int(taken[i])), text_of(taken[i + 1]), text_of(taken[i + 2]))
+                    (text_of(taken[i]), text_of(taken[i + 1]), text_of(taken[i + 2]))
                     for i in range(0, len(taken), 3)
                 ]
             )
@@ -377,9 +378,10 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
     async def _fanned_out(self, work: _Work) -> list[Event | None]:
         ids = await work.outcome()
         top = max(ids, default=0)
-        with trio.move_on_after(FAN_OUT_WAIT):
-            while self._last_id < top:
-                await self._fanned.park()
+        if self._last_id < top:  # the write's answer brought too many events to fan out
+            with trio.move_on_after(FAN_OUT_WAIT):
+                while self._last_id < top:
+                    await self._fanned.park()
         if self._last_id < top:
             # Stored (the script returned), not yet read back: the event stream cannot be
             # read now. The append stands; its subscribers get it once the stream is back.
@@ -498,6 +500,8 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
                     stream,
                     entry,
                     record,
+                    # a row was written when it first waited, or it was replayed
+                    attempt.number > 1 or delivery.attempts > 1 or recorded > attempt.number,
                 ]
             )
         return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,32 @@ async def test_unsettled_deliveries_are_recovered_after_a_restart(opener: Opener
         [waiting] = await journal.recover()
         assert (waiting.event.id, waiting.hook, waiting.attempts) == (first.id, "everything", 1)
         assert waiting.recorded == 1
+
+
+@durable_backends
+async def test_deliveries_that_waited_or_were_replayed_owe_nothing_once_delivered(
+    opener: Opener,
+) -> None:
+    async with running(opener(), routed=[]) as journal:
+        event = await journal.append(draft("temp"))  # temps and everything
+        with trio.fail_after(5):  # the Redis journal hands them out from its partitions
+            await trio.sleep(0.2)
+        await journal.record_attempts(
+            [
+                outcome(journal, event, "temps", "waiting"),
+                outcome(journal, event, "everything", "dead"),
+            ]
+        )
+        await journal.settle([outcome(journal, event, "temps", "delivered", 2)], [])
+        [letter] = await journal.list_dead_letters(DeadLetterQuery())
+        await journal.replay_dead_letters(DeadLetterQuery(ids=(letter.id,)))
+        [again] = await journal.take_replays()
+        replayed, attempt = outcome(journal, event, "everything", "delivered")
+        replayed.earlier_attempts = again.recorded
+        await journal.settle([(replayed, replace(attempt, number=1))], [])
+    async with running(opener()) as journal:
+        assert await journal.recover() == []
+        assert await journal.list_dead_letters(DeadLetterQuery()) == []
 
 
 @durable_backends
