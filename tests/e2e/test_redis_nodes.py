@@ -281,6 +281,49 @@ async def test_a_killed_node_loses_nothing_and_its_partitions_are_taken_within_t
         assert bodies.setdefault(webhook_id(request), request.body) == request.body
 
 
+async def retries_waiting(redis_url: str) -> int:
+    import coredis
+
+    async with coredis.Redis.from_url(redis_url) as client:
+        return await client.zcard("hw:retry")
+
+
+async def test_a_retry_waiting_on_a_killed_node_is_sent_by_the_node_taking_its_partition(
+    tmp_path: Path, redis_db: str, nursery: trio.Nursery
+) -> None:
+    from tests.http.sink import Reply, Sink
+
+    sink = Sink()
+    sink.script(Reply(503))  # the first attempt fails: the delivery waits 2 s to retry
+    await nursery.start(sink.serve)
+    configs = {}
+    for node in ("a", "b"):
+        (tmp_path / node).mkdir()
+        text = node_config(redis_db, sink.port, f"node-{node}") + 'retry = ["2s"]\n'
+        configs[node] = write(tmp_path / node, text)
+    async with daemon(configs["a"]) as a:
+        async with httpx.AsyncClient(base_url=a.url, headers=HEADERS, timeout=5) as client:
+            answer = await client.post("/v1/devices/events", data={"name": "temp", "data": "1"})
+            assert answer.status_code == 200
+        with trio.fail_after(10):
+            await sink.received(1)
+            # the retry's due time, in Redis (another process's state: polled)
+            while await retries_waiting(redis_db) == 0:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        a.process.kill()  # SIGKILL: the retry's timer on A is gone with it
+        killed_at = trio.current_time()
+    async with daemon(configs["b"]):
+        with trio.fail_after(2 * LEASE + 5):
+            await sink.received(2)
+        sent_after = trio.current_time() - killed_at
+        with trio.fail_after(5):  # settled: nothing waits any more
+            while await retries_waiting(redis_db):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+    assert sent_after <= 2 * LEASE, sent_after
+    first, second = sink.requests
+    assert webhook_id(second) == webhook_id(first) and second.body == first.body
+
+
 DEMO_TOKEN = "hw_dev_0123456789abcdefghijklmnopqrstuv"  # config/examples/cluster.toml's
 DEMO = {"Authorization": f"Bearer {DEMO_TOKEN}"}
 
