@@ -2,20 +2,21 @@
 
 - **Events** go to one stream with cluster-wide increasing ids: a script takes the next id
   (INCR) and appends the entry ``<id>-1`` in one step, so ids follow the order in which
-  Redis stored them whichever node appended. Every node reads the stream (XREAD) and hands
-  each event to its bus in id order: its own and the other nodes' alike.
+  Redis stored them whichever node appended. Every node hands each event to its bus in id
+  order, its own and the other nodes' alike: from its writes' answers (each carries the
+  events after the node's last) and, while it writes nothing, from reading the stream.
 - **Deliveries** of an event are entries of partition streams (``d:<n>``, a fixed number,
-  chosen by hook), written in the same script, and read through a consumer group: the
-  pending-entries list records what is in flight, so a node that stops leaves its work
-  there for the next reader (``recover`` claims it).
+  chosen by hook), written in the same script, and read through a consumer group: by the
+  same script for the partitions the writing node reads, by a blocking read for the rest.
+  The pending-entries list records what is in flight, so a node that stops leaves its work
+  there for the next owner of the partition (leases: ``_redis_partitions``).
 - A delivery that waits for a retry, dies or is replayed gets a row (as in the SQLite
   journal); rows still owed are in ``open``, waiting ones by due time in ``retry``.
 - Writes are batched: everything queued while one script runs goes into the next (one
   round trip per batch, as the SQLite journal's group commit shares one fsync).
 
 What an acknowledged event survives is Redis's persistence: docs/cluster.md says which
-settings keep it through a restart. This node alone reads every partition for now; leases
-that share partitions among nodes are the next step of issue 20.
+settings keep it through a restart.
 """
 
 from __future__ import annotations
