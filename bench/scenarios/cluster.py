@@ -24,10 +24,22 @@ the rounds, the ratios to the SQLite node of the same run, and the target of iss
 node on Redis costs at most 1.3x the CPU per delivery of a node on SQLite (the node's own
 CPU; redis-server's is reported beside it and summed).
 
-Takeover after a node's kill -9 is not measured yet; the output says so.
+After the rounds, once, on the same redis-server and sink: **takeover after kill -9**. Two
+nodes on Redis as in phase 3 split the partitions (bounded wait); one publisher sends to
+node-a only, for ``--duration`` s but at least 4 s (2 s with ``--quick``), and halfway
+through node-b is killed with SIGKILL (its main process: its delivery workers exit when it
+is gone). From the kill, the partitions' leases are read every 0.1 s: the takeover time is
+the kill to the first look at which no lease names node-b (bounded by 3 leases; the time
+until node-a holds every partition's lease is shown beside it). Then the receiver is
+polled until every acknowledged event's deliveries arrived (at least 2 leases + 10 s, or
+``--drain-timeout``). Reported: the takeover time and its ratio to the lease (target: at
+most 2 leases, docs/cluster.md), the time from the kill to the last delivery, lost
+deliveries (must be 0) and duplicates: these are expected here (what node-b had in flight
+is sent again by node-a, under the same webhook-id) and only counted.
 
-Exit 1 (engine failure) if a daemon does not start, dies or does not stop, a publish is not
-answered 200, or a delivery is lost or duplicated.
+Exit 1 (engine failure) if a daemon does not start, dies (node-b after its kill aside) or
+does not stop, a publish is not answered 200, a delivery is lost, a delivery is duplicated
+(takeover phase aside), or node-b's leases are not given up within 3 leases of its kill.
 
     .venv/bin/python -m bench.scenarios.cluster
     .venv/bin/python -m bench.scenarios.cluster --quick
@@ -38,23 +50,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from bench.harness.daemon import (
     Daemon,
     EngineFailed,
+    children,
     machine_busy,
     machine_cpu_seconds,
     tree_cpu_seconds,
 )
 from bench.harness.delivery import phase as deliveries
 from bench.harness.delivery.phase import PhaseResult
-from bench.harness.redis_server import AOF_EVERYSEC, RedisCpu, RedisServer, redis_path
+from bench.harness.delivery.publishers import run_publishers
+from bench.harness.redis_server import (
+    AOF_EVERYSEC,
+    REPLY_TIMEOUT,
+    RedisCpu,
+    RedisServer,
+    redis_path,
+)
 from bench.harness.report import Report
 from bench.harness.scenario import SINKS, Bench, Settings, Sink, scenario, versus
 from bench.harness.suite import Findings
@@ -62,8 +86,6 @@ from engine.journal.redis import PARTITIONS
 
 TARGET_CPU_RATIO = 1.3
 """A node on Redis: at most this many times the CPU per delivery of a node on SQLite."""
-
-TAKEOVER = "takeover after kill -9: not measured (this scenario kills no node yet)"
 
 NODES = ("node-a", "node-b")
 
@@ -81,6 +103,20 @@ timeout is 30 s: 10 s between looks). Every phase, SQLite's too, uses the 1 s ti
 
 SPREAD_TIMEOUT = 3 * LEASE
 """Seconds two nodes get to split the partitions before their phase publishes anyway."""
+
+TAKEOVER_TARGET = 2 * LEASE
+"""A killed node's partitions change hands within two leases (docs/cluster.md): its leases
+lapse within one, and the survivor looks every third of a lease."""
+
+TAKEOVER_TIMEOUT = 3 * LEASE
+"""Seconds from the kill within which no lease may name the killed node any more."""
+
+TAKEOVER_PUBLISH = (4.0, 2.0)
+"""Seconds of publishing, at least, in the takeover phase (full run, ``--quick``): the
+kill is halfway through."""
+
+POLL = 0.1
+"""Seconds between looks at the leases after the kill."""
 
 HOLDERS = """
 local holders = {}
@@ -252,14 +288,38 @@ class Nodes:
             daemon.check_alive()
 
 
+def node_for(
+    args: argparse.Namespace,
+    hooks: list[dict[str, Any]],
+    backend: str,
+    redis: RedisServer,
+    name: str,
+) -> Daemon:
+    """A node of the scenario (not started): on ``backend``, on Redis as ``name`` with the
+    LEASE lease; the HOOK_TIMEOUT hook timeout either way."""
+    return deliveries.daemon_for(
+        args,
+        hooks,
+        backend,
+        redis_url=redis.url,
+        cluster={"node": name, "lease": f"{LEASE:g}s"},
+        delivery={"timeout": HOOK_TIMEOUT},
+    )
+
+
+def holders(redis: RedisServer) -> list[str]:
+    """The node named by each partition's lease (one word per partition leased)."""
+    return redis.command("EVAL", HOLDERS, "0", "hw:lease:*").decode().split()
+
+
 def wait_for_leases(redis: RedisServer, names: Sequence[str]) -> float | None:
     """Seconds until every node of ``names`` holds a partition's lease and no partition is
     without one (the nodes have split them: each reads its own); None if not within
     SPREAD_TIMEOUT."""
     began = time.monotonic()
     while time.monotonic() - began < SPREAD_TIMEOUT:
-        holders = redis.command("EVAL", HOLDERS, "0", "hw:lease:*").decode().split()
-        if len(holders) == PARTITIONS and set(holders) == set(names):
+        held = holders(redis)
+        if len(held) == PARTITIONS and set(held) == set(names):
             return time.monotonic() - began
         time.sleep(0.1)
     return None
@@ -284,19 +344,7 @@ def measure_kind(
     hooks, events = deliveries.spread_hooks(sink.ports[:1], GROUPS, args.hooks_per_event)
     key = f"{kind}.{round_}"
     with ExitStack() as stack:
-        nodes = [
-            stack.enter_context(
-                deliveries.daemon_for(
-                    args,
-                    hooks,
-                    backend,
-                    redis_url=redis.url,
-                    cluster={"node": name, "lease": f"{LEASE:g}s"},
-                    delivery={"timeout": HOOK_TIMEOUT},
-                )
-            )
-            for name in names
-        ]
+        nodes = [stack.enter_context(node_for(args, hooks, backend, redis, name)) for name in names]
         spread = wait_for_leases(redis, names) if len(names) > 1 else None
         streams = [
             (deliveries.publish_spec(args, node, events), args.hooks_per_event) for node in nodes
@@ -362,6 +410,244 @@ def _report_nodes(
     found.row("last delivery after publishing stopped", drain, "s", key=f"{key}.drain_s")
 
 
+# --- takeover after kill -9 ------------------------------------------------------------------
+
+
+class LeaseWatch:
+    """From a node's kill on, in a thread: the partitions' leases every POLL s, until none
+    names the killed node and the survivor holds them all, or TAKEOVER_TIMEOUT passed."""
+
+    def __init__(self, redis: RedisServer, killed: str, survivor: str) -> None:
+        self.redis = redis
+        self.killed = killed
+        self.survivor = survivor
+        self.killed_at: float | None = None  # monotonic
+        self.lapsed: float | None = None  # kill to no lease naming ``killed``
+        self.taken: float | None = None  # kill to ``survivor`` holding every lease
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._watch, name="lease-watch", daemon=True)
+
+    def start(self, killed_at: float) -> None:
+        self.killed_at = killed_at
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the watch to end (it ends by itself within TAKEOVER_TIMEOUT)."""
+        if self.killed_at is not None:
+            self._thread.join(TAKEOVER_TIMEOUT + 10 * POLL + 2 * REPLY_TIMEOUT)
+            if self._thread.is_alive():
+                raise EngineFailed("the look at the leases after the kill did not end")
+        if self.error is not None:
+            raise self.error
+
+    def _watch(self) -> None:
+        assert self.killed_at is not None
+        try:
+            while True:
+                held = holders(self.redis)
+                since = time.monotonic() - self.killed_at
+                if self.lapsed is None and self.killed not in held:
+                    self.lapsed = since
+                if self.taken is None and len(held) == PARTITIONS and set(held) == {self.survivor}:
+                    self.taken = since
+                if (self.lapsed is not None and self.taken is not None) or (
+                    since >= TAKEOVER_TIMEOUT
+                ):
+                    return
+                time.sleep(POLL)
+        except BaseException as exc:  # re-raised by join(), in the scenario's thread
+            self.error = exc
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """The takeover phase: node-b killed halfway through publishing to node-a."""
+
+    spread: float | None  # seconds until the two nodes had split the partitions
+    publishing: float  # seconds of publishing
+    killed_after: float  # seconds into publishing node-b was killed
+    events: int  # acknowledged by node-a
+    expected: int  # deliveries: events x hooks per event
+    requests: int  # deliveries received
+    unique: int  # distinct webhook-ids among them
+    duplicates: int  # deliveries whose webhook-id had arrived before
+    lapsed: float | None  # kill to no lease naming node-b (the takeover time)
+    taken: float | None  # kill to node-a holding every partition's lease
+    last_delivery: float | None  # kill to the last delivery received
+    drain_timeout: float
+    workers_left: int  # node-b's delivery workers still running at the end (then killed)
+    stop_seconds: float | None = None  # node-a: SIGTERM to exit, at the end
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.unique)
+
+
+def measure_takeover(
+    args: argparse.Namespace, found: Report, sink: Sink, redis: RedisServer, publishing: float
+) -> Takeover:
+    """Two nodes split the partitions; node-a alone gets the publishes, and node-b is killed
+    (SIGKILL) halfway through them. The takeover, then the deliveries, each bounded."""
+    survivor, victim = NODES
+    hooks, events = deliveries.spread_hooks(sink.ports[:1], GROUPS, args.hooks_per_event)
+    watch = LeaseWatch(redis, victim, survivor)
+    with ExitStack() as stack:
+        node_a = node_for(args, hooks, "redis", redis, survivor)
+        stack.enter_context(node_a)  # stopped with SIGTERM at the end, and must exit 0
+        # node-b is killed: not a context manager, whose exit calls any death a failure.
+        node_b = node_for(args, hooks, "redis", redis, victim)
+        stack.callback(node_b.cleanup)
+        stack.callback(node_b.stop)  # it has no process once killed: nothing to stop
+        node_b.start()
+        spread = wait_for_leases(redis, NODES)
+        workers = children(node_b.pid)
+
+        def kill_node_b() -> dict[str, float]:
+            """Called by run_publishers halfway through publishing."""
+            killed_at = time.monotonic()
+            node_b.kill()
+            watch.start(killed_at)
+            return {}
+
+        sink.reset()
+        spec = deliveries.publish_spec(args, node_a, events, duration=publishing)
+        run = run_publishers([spec], node_a.pid, kill_node_b)
+        if watch.killed_at is None:
+            node_a.check_alive()
+            raise EngineFailed("takeover: node-b was not killed while node-a was published to")
+        killed_at = watch.killed_at
+        node_a.check_alive()
+        watch.join()  # the takeover (bounded), while the deliveries go on
+        result = run.results[0]
+        if result.error_count:
+            found.fail(f"takeover: {result.error_count} publishes were not answered 200")
+        expected = result.ok * args.hooks_per_event
+        drain_timeout = max(args.drain_timeout, TAKEOVER_TARGET + 10.0)
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline:
+            if sink.count()[1] >= expected:
+                break
+            node_a.check_alive()  # not node-b's: it is dead on purpose
+            time.sleep(0.05)
+        stats = sink.stats()
+        left = _kill_left_over(workers)
+    last = max(stats.times) - killed_at if stats.times else None
+    return Takeover(
+        spread,
+        publishing,
+        killed_at - run.start,
+        result.ok,
+        expected,
+        stats.requests,
+        stats.unique_ids,
+        stats.duplicates,
+        watch.lapsed,
+        watch.taken,
+        last,
+        drain_timeout,
+        left,
+        node_a.stop_seconds,
+    )
+
+
+def _kill_left_over(pids: Sequence[int]) -> int:
+    """SIGKILL those of ``pids`` (the killed node's delivery workers) still running; how many
+    were. They exit by themselves once their main process is gone."""
+    left = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # gone
+        if stat[stat.rindex(")") + 2 :].split(maxsplit=1)[0] == "Z":
+            continue  # exited, not yet reaped
+        if "engine.delivery.worker" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
+            errors="replace"
+        ):
+            continue  # the pid is another process's now
+        left += 1
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def report_takeover(found: Report, takeover: Takeover) -> None:
+    found.section(
+        f"takeover: {NODES[1]} killed (SIGKILL) while {NODES[0]} is published to, "
+        f"{TAKEOVER_TIMEOUT:g} s at most"
+    )
+    if takeover.spread is None:
+        found.row("partitions split between the nodes", f"not within {SPREAD_TIMEOUT:g} s")
+        found.note(
+            f"takeover: the two nodes had not split the partitions' leases {SPREAD_TIMEOUT:g} s "
+            "after the second started: measured anyway"
+        )
+    else:
+        found.row("partitions split between the nodes after", takeover.spread, "s")
+    found.row(
+        f"publishing to {NODES[0]} only",
+        f"{takeover.publishing:g} s, {NODES[1]} killed {takeover.killed_after:.2f} s in",
+    )
+    found.row(f"events published (200) via {NODES[0]}", takeover.events, "", key="takeover.events")
+    if takeover.lapsed is None:
+        found.row(f"takeover: no lease names {NODES[1]}", f"not within {TAKEOVER_TIMEOUT:g} s")
+        found.fail(
+            f"takeover: leases still named {NODES[1]} {TAKEOVER_TIMEOUT:g} s "
+            f"({TAKEOVER_TIMEOUT / LEASE:g} leases) after its kill -9"
+        )
+    else:
+        found.row(
+            f"takeover: no lease names {NODES[1]} after the kill",
+            takeover.lapsed,
+            "s",
+            key="takeover.seconds",
+        )
+        found.row(
+            f"  takeover / lease ({LEASE:g} s)",
+            takeover.lapsed / LEASE,
+            "x",
+            key="takeover.lease_ratio",
+        )
+    taken = takeover.taken
+    found.row(
+        f"{NODES[0]} holds all {PARTITIONS} partitions' leases after the kill",
+        f"{taken:.2f} s" if taken is not None else f"not within {TAKEOVER_TIMEOUT:g} s",
+    )
+    found.results["takeover.all_held_seconds"] = taken
+    found.row("deliveries expected / received", f"{takeover.expected:,} / {takeover.requests:,}")
+    found.row("unique webhook-ids", takeover.unique, "", key="takeover.unique")
+    found.row("lost", takeover.lost, "", key="takeover.lost")
+    found.row(
+        "duplicates (sent again under the same webhook-id: expected)",
+        takeover.duplicates,
+        "",
+        key="takeover.duplicates",
+    )
+    last = takeover.last_delivery
+    found.row(
+        "last delivery after the kill",
+        f"{last:.2f} s" if last is not None else "none",
+    )
+    found.results["takeover.last_delivery_s"] = last
+    if takeover.stop_seconds is not None:
+        found.row(f"{NODES[0]} stop at the end, SIGTERM to exit", takeover.stop_seconds, "s")
+    if takeover.lost:
+        found.fail(
+            f"takeover: {takeover.lost:,} of {takeover.expected:,} deliveries did not arrive "
+            f"within {takeover.drain_timeout:g} s after the takeover"
+        )
+    elif takeover.unique > takeover.expected:
+        found.note(
+            f"takeover: {takeover.unique - takeover.expected:,} more deliveries than events "
+            "acknowledged x hooks (a publish stored but not answered?)"
+        )
+    if takeover.workers_left:
+        found.note(
+            f"takeover: {takeover.workers_left} of {NODES[1]}'s delivery workers still ran "
+            "at the end of the phase (killed then)"
+        )
+
+
 # --- the rounds and the summary -------------------------------------------------------------
 
 
@@ -399,14 +685,19 @@ def measure(bench: Bench, found: Report, options: argparse.Namespace) -> None:
             for kind, spent in costs.items():
                 spent.append(measure_kind(args, found, sink, redis, kind, round_))
                 redis.flushall()  # the next phase starts from an empty Redis
-    summarize(found, costs)
+        publishing = max(args.duration, settings.pick(*TAKEOVER_PUBLISH))
+        found.params["takeover_publishing"] = publishing
+        takeover = measure_takeover(args, found, sink, redis, publishing)
+        redis.flushall()
+    report_takeover(found, takeover)
+    summarize(found, costs, takeover)
 
 
 def _median(costs: Sequence[Cost], value: str) -> float:
     return statistics.median(float(getattr(spent, value)) for spent in costs)
 
 
-def summarize(found: Report, costs: dict[str, list[Cost]]) -> None:
+def summarize(found: Report, costs: dict[str, list[Cost]], takeover: Takeover) -> None:
     sqlite, redis, two = costs["sqlite"], costs["redis"], costs["two"]
     found.section(f"summary: medians of {len(sqlite)} round(s), ratios to the SQLite node")
     base_rate = _median(sqlite, "rate")
@@ -458,10 +749,25 @@ def summarize(found: Report, costs: dict[str, list[Cost]]) -> None:
     if one:
         found.row("2 nodes together / 1 node on Redis, deliveries/s", together / one, "x")
         found.results["summary.two_over_one"] = together / one
-    found.row("takeover after kill -9", "not measured")
-    found.results["summary.takeover"] = "not measured"
-    found.note(TAKEOVER)
+    seconds = takeover.lapsed
+    if seconds is None:
+        found.row("takeover after kill -9", f"not within {TAKEOVER_TIMEOUT:g} s")
+    else:
+        found.row(
+            "takeover after kill -9 (no lease names the killed node)",
+            f"{seconds:.2f} s ({seconds / LEASE:.2f} leases of {LEASE:g} s)",
+        )
+    found.results["summary.takeover"] = seconds
+    found.results["summary.takeover_leases"] = seconds / LEASE if seconds is not None else None
     found.target("Redis node / SQLite node, CPU per delivery", ratio, "<=", TARGET_CPU_RATIO, "x")
+    if seconds is not None:
+        found.target(
+            f"takeover after kill -9 (lease {LEASE:g} s: 2 leases)",
+            seconds,
+            "<=",
+            TAKEOVER_TARGET,
+            "s",
+        )
 
 
 # --- the script and the suite's scenario ----------------------------------------------------
@@ -494,6 +800,9 @@ def cluster(bench: Bench, found: Findings) -> None:
         baseline="a node on SQLite",
         baseline_value=float(found.results.get("summary.sqlite.node_us", 0.0)),
     )
+    takeover = found.results.get("summary.takeover")
+    if isinstance(takeover, float):
+        found.headline("takeover after kill -9", takeover, "s")
 
 
 def main(argv: list[str] | None = None) -> int:
