@@ -1,18 +1,15 @@
 """Dead letters and replays on the Redis journal: listing, showing, replaying dead
 letters, and replaying a time window (``hookwire dead-letters``, ``hookwire replay`` and the
-admin API). A base class of ``RedisJournal``, which holds the state below."""
+admin API). A base class of ``RedisJournal``; its state is ``RedisBase``'s."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
 
-import coredis
 import msgpack
 
 from engine.core.model import Event, delivery_id
-from engine.hooks.router import HookSet
+from engine.journal._redis_base import RedisBase
 from engine.journal._redis_support import READ_BATCH, entry_event, redis_errors, text_of
 from engine.journal.admin import (
     AttemptRecord,
@@ -27,25 +24,8 @@ from engine.journal.admin import (
 )
 
 
-class DeadLetterKeeping:
+class DeadLetterKeeping(RedisBase):
     """The dead letters' side of the Redis journal (see the module)."""
-
-    # The journal's state this side uses (set by RedisJournal).
-    url: str
-    _p: str
-    _epoch: str
-    _hooks: HookSet
-    _scripts: dict[str, Any]
-
-    @property
-    def client(self) -> coredis.Redis[bytes]:
-        raise NotImplementedError
-
-    async def _event_by_id(self, event_id: int) -> Event | None:
-        raise NotImplementedError
-
-    async def _hmget(self, name: str, keys: Sequence[bytes | str]) -> list[bytes | None]:
-        raise NotImplementedError
 
     async def _dead(self, query: DeadLetterQuery) -> list[DeadLetter]:
         """Dead letters matching ``query``, newest first (all of them: the caller limits).

@@ -1,24 +1,22 @@
 """Reading the delivery partitions of the Redis journal: which this node may read (its
 leases, when a lease is set), handing their entries to the dispatcher, taking over a
 partition's work from its last owner, giving one up (issue 20). A base class of
-``RedisJournal``, which holds the state below; kept apart because it is one job."""
+``RedisJournal``; its state is ``RedisBase``'s."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import coredis
 import trio
 from coredis.exceptions import RedisError, StreamConsumerGroupError
 
-from engine.core.model import Event, StoredDelivery, delivery_id, hook_tag
-from engine.hooks.router import Deliver, HookSet
+from engine.core.model import StoredDelivery, delivery_id, hook_tag
 from engine.journal import _leases as leases
 from engine.journal import _redis_scripts as scripts
+from engine.journal._redis_base import RedisBase
 from engine.journal._redis_support import (
     READ_BATCH,
     Outage,
@@ -37,54 +35,8 @@ UNOWNED = "(unowned)"
 under, idle for a lease: the owner's next look claims them."""
 
 
-class PartitionReading:
+class PartitionReading(RedisBase):
     """The partitions' side of the Redis journal (see the module)."""
-
-    # The journal's state this side uses (set by RedisJournal.__init__ and open).
-    url: str
-    node: str
-    lease: float | None
-    held: set[int]
-    _p: str
-    _partitions: int
-    _epoch: str
-    _hooks: HookSet
-    _entries: dict[str, tuple[str, str]]
-    _stream_names: list[str]
-    _usable_until: dict[int, float]
-    _held_changed: trio.Event
-    _routes_wanted: trio.Event
-    _scripts: dict[str, Any]
-    _deliver: Deliver | None
-    _restore: Callable[[StoredDelivery], None] | None
-    _release: Callable[[set[str]], Awaitable[None]] | None
-
-    @property
-    def client(self) -> coredis.Redis[bytes]:
-        raise NotImplementedError
-
-    def _stream(self, n: int) -> str:
-        return f"{self._p}d:{n}"
-
-    def _streams(self) -> list[str]:
-        """Every partition's stream, by number (names made once)."""
-        if len(self._stream_names) != self._partitions:
-            self._stream_names = [self._stream(n) for n in range(self._partitions)]
-        return self._stream_names
-
-    def partition_of(self, hook: str) -> int:
-        raise NotImplementedError
-
-    async def _create_groups(self, client: coredis.Redis[bytes]) -> None:
-        raise NotImplementedError
-
-    async def _event_by_id(self, event_id: int) -> Event | None:
-        raise NotImplementedError
-
-    async def _rows(
-        self, keys: Sequence[bytes | str], keep: Callable[[str], bool] | None = None
-    ) -> list[StoredDelivery]:
-        raise NotImplementedError
 
     async def _read_partitions(self) -> None:
         """Hand each new delivery of the partitions this node may read (all of them without

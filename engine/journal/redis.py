@@ -21,7 +21,6 @@ settings keep it through a restart.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import time
@@ -34,7 +33,6 @@ import msgpack
 import trio
 from coredis.exceptions import (
     RedisError,
-    StreamDuplicateConsumerGroupError,
 )
 
 from engine.core.model import (
@@ -139,18 +137,18 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         partitions: int = PARTITIONS,
         lease: float | None = None,
     ) -> None:
-        self.url = url
-        self.lease = lease  # None: this node reads every partition, without leases
-        self.node = node
-        self._hooks = hooks
-        self._p = prefix
-        self._password = password
+        super().__init__(
+            url,
+            hooks,
+            node=node,
+            prefix=prefix,
+            password=password,
+            partitions=partitions,
+            lease=lease,
+        )
         self._retention = retention
         self._downlink_ttl = downlink_ttl
         self._dedupe_window = dedupe_window
-        self._partitions = partitions
-        self._client: coredis.Redis[bytes] | None = None
-        self._epoch = ""
         self._last_id = 0  # the newest id fanned out here
         self._stored_top = 0  # the newest id a write of this node stored
         self._written_at = -FOLLOW_QUIET  # trio time of the last write's answer
@@ -160,33 +158,16 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         self._queue: list[_Work] = []
         self._queued = trio.Event()
         self._fanned = trio.lowlevel.ParkingLot()  # woken as _last_id moves
-        self._recent: dict[int, Event] = {}  # fanned-out events, for the partition readers
         self._publish: Callable[[Event], None] | None = None
-        self._deliver: Deliver | None = None
-        self._entries: dict[str, tuple[str, str]] = {}  # delivery id -> (stream, entry id)
-        self._stream_names: list[str] = []
         self._running = False
-        self._routes_wanted = trio.Event()
         self._opened = False
-        self._scripts: dict[str, Any] = {}
         self._disabled: dict[str, Any] = {}  # hook name -> (url, at, reason), as loaded
         self._writes = Outage("writes")
-        self._restore: Callable[[StoredDelivery], None] | None = None
-        self._release: Callable[[set[str]], Awaitable[None]] | None = None
-        self.held: set[int] = set()  # partitions this node holds a lease on
-        self._usable_until: dict[int, float] = {}  # partition -> unix time
-        self._held_changed = trio.Event()
 
     def __repr__(self) -> str:
         return f"<RedisJournal {self.url} node={self.node} last_id={self._last_id}>"
 
     # -- opening -------------------------------------------------------------------------
-
-    def _connect(self) -> coredis.Redis[bytes]:
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(
-            self.url, password=self._password, decode_responses=False
-        )
-        return client
 
     async def open(self) -> None:
         """Read what is needed before ``run`` (the epoch, the last id, the stored hooks and
@@ -215,13 +196,6 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         self._disabled = {key.decode(): msgpack.unpackb(value) for key, value in disabled.items()}
         self.apply_disabled_hooks()
 
-    async def _create_groups(self, client: coredis.Redis[bytes]) -> None:
-        """Every partition's consumer group, made when missing (also after a Redis restart
-        that lost them: no NOGROUP limbo)."""
-        for n in range(self._partitions):
-            with contextlib.suppress(StreamDuplicateConsumerGroupError):
-                await client.xgroup_create(self._stream(n), scripts.GROUP, "0", mkstream=True)
-
     def apply_disabled_hooks(self) -> None:
         """Disable the hooks that answered 410, while their url is the one they had (again
         once the stored hooks are in the hook set: theirs too)."""
@@ -230,12 +204,6 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
             if hook is not None and hook.url == url and not self._hooks.is_disabled(name):
                 self._hooks.disable(name)
                 log.warning("hook %r stays disabled: its target answered 410 Gone", name)
-
-    @property
-    def client(self) -> coredis.Redis[bytes]:
-        if self._client is None:
-            raise JournalUnavailable("the Redis journal is not open")
-        return self._client
 
     # -- running -------------------------------------------------------------------------
 
@@ -428,9 +396,6 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         device = to_device if to_device is not None else False
         return [event, draft.device_id, key if key is not None else False, hooks, device, expires]
 
-    def partition_of(self, hook: str) -> int:
-        return partition_of(hook, self._partitions)
-
     async def append(self, draft: EventDraft) -> Event:
         [event] = await self._events_of(_Work(items=[self._item(draft)], drafts=[draft]))
         assert event is not None
@@ -527,47 +492,6 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         except (RedisError, OSError) as exc:
             raise JournalUnavailable(f"the journal cannot read Redis: {exc}") from None
         return [entry_event(entry.identifier, entry.field_values[b"e"]) for entry in entries]
-
-    async def _events_by_id(self, ids: Sequence[int]) -> list[Event]:
-        found: list[Event] = []
-        for event_id in ids:
-            entries = await self.client.xrange(
-                self._p + "events", start=f"{event_id}-1", end=f"{event_id}-1"
-            )
-            found.extend(
-                entry_event(entry.identifier, entry.field_values[b"e"]) for entry in entries
-            )
-        return found
-
-    async def _event_by_id(self, event_id: int) -> Event | None:
-        event = self._recent.get(event_id)
-        if event is None:
-            found = await self._events_by_id([event_id])
-            event = found[0] if found else None
-        return event
-
-    async def _rows(
-        self, keys: Sequence[bytes | str], keep: Callable[[str], bool] | None = None
-    ) -> list[StoredDelivery]:
-        """The deliveries these rows keep, with their events (read only for the rows whose
-        hook ``keep`` admits)."""
-        found = []
-        for key, packed in zip(keys, await self._hmget("rows", keys), strict=True):
-            if packed is None:
-                continue
-            event_id, hook, _, attempts, due, _, recorded = msgpack.unpackb(packed)
-            if keep is not None and not keep(hook):
-                continue
-            event = await self._event_by_id(event_id)
-            if event is not None:
-                text = key.decode() if isinstance(key, bytes) else key
-                found.append(StoredDelivery(text, event, hook, attempts, due / 1000, recorded))
-        return found
-
-    async def _hmget(self, name: str, keys: Sequence[bytes | str]) -> list[bytes | None]:
-        if not keys:
-            return []
-        return list(await self.client.hmget(self._p + name, list(keys)))
 
     @redis_errors("look for replays in")
     async def take_replays(self) -> list[StoredDelivery]:
