@@ -31,7 +31,9 @@ from typing import Any
 import coredis
 import msgpack
 import trio
+from coredis.connection import BaseConnection
 from coredis.exceptions import (
+    NoScriptError,
     RedisError,
 )
 
@@ -163,6 +165,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         self._opened = False
         self._disabled: dict[str, Any] = {}  # hook name -> (url, at, reason), as loaded
         self._writes = Outage("writes")
+        self._writer: BaseConnection | None = None  # the commit script's connection
 
     def __repr__(self) -> str:
         return f"<RedisJournal {self.url} node={self.node} last_id={self._last_id}>"
@@ -237,6 +240,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         finally:
             self._running = False
             self._client = None
+            self._writer = None
             for work in self._queue:
                 work.error = "the journal stopped before this was stored"
                 work.done.set()
@@ -278,7 +282,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
             args += [self._readable_spec(), READ_BATCH, READ_BATCH]
             try:
                 with trio.fail_after(WRITE_TIMEOUT):
-                    ids, events, taken = await self._scripts["COMMIT"](args=args)
+                    ids, events, taken = await self._commit(args)
             except (RedisError, OSError, trio.TooSlowError) as exc:
                 error = f"the journal cannot write to Redis at {self.url}: {exc or 'timed out'}"
                 self._writes.failed(error)
@@ -302,6 +306,21 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
                     for i in range(0, len(taken), 3)
                 ]
             )
+
+    async def _commit(self, args: list[Any]) -> Any:
+        """Run the commit script on the writer's own connection: a request straight on the
+        connection costs about half the CPU of a client command (no retry policy, pool,
+        cache or reply callback on the way), and what the writer sends goes in order."""
+        for _ in range(2):
+            if self._writer is None or not self._writer.usable:
+                self._writer = await self.client.connection_pool.get_connection()
+            try:
+                return await self._writer.create_request(
+                    b"EVALSHA", self._scripts["COMMIT"].sha, 0, *args
+                )
+            except NoScriptError:  # Redis restarted without its scripts: load it again
+                await self.client.script_load(scripts.COMMIT)
+        raise NoScriptError("Redis lost the commit script as soon as it was loaded")
 
     async def _follow_events(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Hand every event of the stream to the bus, in id order, from the last id on:
