@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -13,10 +14,11 @@ import trio
 
 from engine import __version__
 from engine.api.broadcast import Broadcaster, StreamStats
+from engine.api.cors import UNCHANGED, CorsPolicy, Decision, Kind
 from engine.api.dead_letters import list_query, replay_query
 from engine.api.hooks import HookControl, HooksApi
 from engine.api.publish import publish_fields
-from engine.api.routes import Matched, MethodNotAllowed, match_route
+from engine.api.routes import ROUTES, Matched, MethodNotAllowed, match_route
 from engine.api.streams import EventStream, event_filter, plan_resume, requested_resume
 from engine.config.settings import Config
 from engine.core.auth import Authenticator, Principal
@@ -37,6 +39,8 @@ RouteHandler = Callable[[Request, dict[str, str]], Awaitable[Result]]
 
 UNAUTHORIZED_HEADERS = [*JSON, ("www-authenticate", 'Bearer realm="hookwire"')]
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+SERVED_METHODS = tuple(sorted({route.method for route in ROUTES}))
+"""What a preflight allows (``Access-Control-Allow-Methods``): the methods of the routes."""
 
 
 class Reloadable(Protocol):
@@ -99,6 +103,7 @@ class Api:
         self._journal = journal
         self._metrics = metrics
         self._auth = Authenticator(config.auth.tokens)
+        self._cors = CorsPolicy(config.api.cors_origins, SERVED_METHODS)
         self.broadcaster = Broadcaster(
             bus,
             buffer=config.sse.buffer,
@@ -151,6 +156,37 @@ class Api:
 
     async def handle(self, request: Request) -> Result:
         started = time.perf_counter()
+        cors = self._cross_origin(request)
+        if cors.kind is Kind.ROUTE:
+            route, result = await self._answer(request)
+            if cors.headers:
+                result = with_headers(result, cors.headers)
+        elif cors.kind is Kind.PREFLIGHT:
+            route, result = "preflight", Response(204, b"", list(cors.headers))
+        else:
+            route, result = "preflight", error_response(403, cors.reason, [*JSON, *cors.headers])
+        if isinstance(result, Deferred):
+            # Counted when the server resolves it: its status and time are known then.
+            return Deferred(
+                functools.partial(self._recorded, result, route, request.method, started)
+            )
+        self._record(route, request.method, result.status, time.perf_counter() - started)
+        return result
+
+    def _cross_origin(self, request: Request) -> Decision:
+        """What CORS adds to this request's answer (nothing, for most: no Origin)."""
+        origin = request.header(b"origin")
+        if origin is None:
+            return UNCHANGED
+        return self._cors.decide(
+            request.method,
+            origin.decode("latin-1"),
+            _text(request.header(b"access-control-request-method")),
+            _text(request.header(b"access-control-request-headers")),
+        )
+
+    async def _answer(self, request: Request) -> tuple[str, Result]:
+        """The route's name (for metrics) and its answer."""
         route = "unmatched"
         try:
             matched = match_route(request.method, request.path)
@@ -180,13 +216,7 @@ class Api:
                 )
             else:
                 result = error_response(404, matched.message)
-        if isinstance(result, Deferred):
-            # Counted when the server resolves it: its status and time are known then.
-            return Deferred(
-                functools.partial(self._recorded, result, route, request.method, started)
-            )
-        self._record(route, request.method, result.status, time.perf_counter() - started)
-        return result
+        return route, result
 
     async def _recorded(
         self, deferred: Deferred, route: str, method: str, started: float
@@ -395,6 +425,25 @@ class Api:
             "subscribers": len(self.broadcaster),
         }
         return Response(200, orjson.dumps(body))
+
+
+def with_headers(result: Result, headers: tuple[tuple[str, str], ...]) -> Result:
+    """``result`` with ``headers`` added to its head (a deferred one's, once it resolves)."""
+    if isinstance(result, Response):
+        return dataclasses.replace(result, headers=[*result.headers, *headers])
+    if isinstance(result, StreamResponse):
+        result.headers = [*result.headers, *headers]  # a stream's own object, made for this request
+        return result
+    return Deferred(functools.partial(_resolved_with, result, headers))
+
+
+async def _resolved_with(deferred: Deferred, headers: tuple[tuple[str, str], ...]) -> Response:
+    response = await deferred.resolve()
+    return dataclasses.replace(response, headers=[*response.headers, *headers])
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def token_from(request: Request) -> str | None:

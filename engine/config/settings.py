@@ -9,11 +9,14 @@ The key names are the user interface: see docs/config.md.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
+import re
 import socket
 import tomllib
 import types
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from engine.core.retry import DEFAULT_DELAYS
 from engine.templates import LANGUAGES
 
 __all__ = [
+    "ApiConfig",
     "AuthConfig",
     "AuthPair",
     "BearerToken",
@@ -66,6 +70,14 @@ PARTICLE_METADATA = ("integration_type", "id", "created_at", "counters", "logs",
 # The spellings of `auth`: HTTP Basic (Hookwire's and Particle's), or a bearer token.
 AUTH_FORMS: tuple[tuple[str, ...], ...] = (("username", "password"), ("user", "pass"), ("bearer",))
 AUTH_FORMS_TEXT = "{ username, password }, { user, pass } or { bearer }"
+# `[api] cors_origins`: origins as browsers write them in `Origin`, or "*" alone.
+ANY_ORIGIN = "*"
+ORIGIN_PORTS = {"http": 80, "https": 443}  # the schemes, and the port an origin leaves out
+ORIGIN_HINT = (
+    'an origin, "scheme://host[:port]" with scheme http or https and nothing after '
+    '(such as "https://example.com" or "http://127.0.0.1:8081"), or "*" for any origin'
+)
+_ORIGIN_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 
 
 class ConfigError(Exception):
@@ -82,6 +94,17 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """``[api]``: the origins whose browser pages may use the API (CORS).
+
+    ``cors_origins`` holds origins as browsers write them (lower case, no default port),
+    or ``"*"`` alone (every origin); empty: none.
+    """
+
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +308,7 @@ class Config:
 
     path: Path
     server: ServerConfig = ServerConfig()
+    api: ApiConfig = ApiConfig()
     log: LogConfig = LogConfig()
     auth: AuthConfig = AuthConfig()
     products: tuple[ProductConfig, ...] = ()
@@ -335,6 +359,7 @@ def _read_config(root: f.Table, path: Path, base: Path) -> Config:
     product_ref = _product_reader(products)
     templates = _read_templates(_section(root, "templates"))
     server = _read_server(_section(root, "server"))
+    api = _read_api(_section(root, "api"))
     log = _read_log(_section(root, "log"))
     auth = _read_auth(_section(root, "auth"), product_ref)
     limits = _read_limits(_section(root, "limits"))
@@ -343,6 +368,7 @@ def _read_config(root: f.Table, path: Path, base: Path) -> Config:
     config = Config(
         path=path,
         server=server,
+        api=api,
         log=log,
         auth=auth,
         products=products,
@@ -377,6 +403,60 @@ def _read_server(t: f.Table) -> ServerConfig:
     )
     t.finish()
     return server
+
+
+def _read_api(t: f.Table) -> ApiConfig:
+    origins = t.get("cors_origins", f.array_of(_origin), ())
+    t.finish()
+    key = t.key_path("cors_origins")
+    if ANY_ORIGIN in origins and len(origins) > 1:
+        t.ctx.report(
+            key, 'expected "*" alone (it allows every origin) or a list of origins, got both'
+        )
+    f.report_duplicates(t.ctx, [(f"{key}[{i}]", origin) for i, origin in enumerate(origins)])
+    return ApiConfig(cors_origins=origins)
+
+
+def _origin(ctx: f.Context, value: object, key_path: str) -> str:
+    """One of ``cors_origins``: ``"*"``, or an origin written as browsers send ``Origin``
+    (scheme and host in lower case, the scheme's default port left out), so that a
+    request's header is compared as it is."""
+    raw = f.text(ctx, value, key_path)
+    if raw == ANY_ORIGIN:
+        return raw
+    if not raw or raw != raw.strip() or any(c.isspace() or not c.isprintable() for c in raw):
+        raise f.expected(ORIGIN_HINT, raw)
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise f.expected(ORIGIN_HINT, raw) from None
+    if parts.scheme not in ORIGIN_PORTS or "://" not in raw or not parts.netloc:
+        raise f.expected(ORIGIN_HINT, raw)
+    if parts.path or parts.query or parts.fragment or "?" in raw or "#" in raw:
+        what = "a trailing slash" if parts.path == "/" and raw.endswith("/") else "a path"
+        raise f.Invalid(
+            f"expected an origin, without {what} or anything after the host and port "
+            f'("{parts.scheme}://{parts.netloc}"), got {f.show(raw)}'
+        )
+    host = parts.hostname or ""
+    if "@" in parts.netloc or parts.netloc.endswith(":") or port == 0 or not _origin_host(host):
+        raise f.expected(ORIGIN_HINT, raw)
+    shown = f"[{ipaddress.IPv6Address(host).compressed}]" if ":" in host else host
+    if port is None or port == ORIGIN_PORTS[parts.scheme]:
+        return f"{parts.scheme}://{shown}"
+    return f"{parts.scheme}://{shown}:{port}"
+
+
+def _origin_host(host: str) -> bool:
+    """True for a host name, an IPv4 address or (from brackets) an IPv6 one."""
+    if ":" in host and "%" not in host:  # no zone id: browsers take none in a URL
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(_ORIGIN_HOST.fullmatch(host))
 
 
 def _read_log(t: f.Table) -> LogConfig:

@@ -63,6 +63,9 @@ SHUTDOWN_GRACE = 3.0
 
 JSON = [("content-type", "application/json")]
 
+NO_CONTENT = 204
+"""A status with neither content nor Content-Length (RFC 9110 8.6): a CORS preflight's."""
+
 
 @dataclass(slots=True)
 class Response:
@@ -422,6 +425,8 @@ class _Answers:
 
 def _render(response: Response, keep_alive: bool, head_only: bool) -> bytes:
     """A whole response; for HEAD, its head alone, with the length GET would have sent."""
+    if response.status == NO_CONTENT:
+        return render_head(NO_CONTENT, response.headers, content_length=None, keep_alive=keep_alive)
     if not head_only:
         return render_response(
             response.status, response.headers, response.body, keep_alive=keep_alive
