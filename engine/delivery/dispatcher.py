@@ -39,6 +39,7 @@ from engine.core.model import (
 from engine.core.ratelimit import TokenBucket
 from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
+from engine.delivery.failure_log import DEAD_LETTER, DISABLED, WINDOW, FailedAttempt, FailureLog
 from engine.delivery.outcomes import HOOK_REMOVED, Outcomes, count_attempt, give_up_unsent
 from engine.delivery.request import EventParts, PreparedRequest, RequestBuilder, RequestError
 from engine.delivery.responses import (
@@ -166,6 +167,7 @@ class Dispatcher:
         # destination's attempts, instead of closing for the next destination in line.
         self._turns: Turns[Destination] = Turns(max(1, limit // 2), Destination.wake)
         self._nursery: trio.Nursery | None = None
+        self._failures = FailureLog()  # which failed attempts are logged, and when
 
     def __repr__(self) -> str:
         return f"<Dispatcher destinations={len(self._destinations)} {self.hooks!r}>"
@@ -186,13 +188,28 @@ class Dispatcher:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._serve_failure_log)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            for line in self._failures.drain(trio.current_time()):
+                log.log(line.level, "%s", line.text)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 for pool, _ in self._pools.values():
                     await pool.aclose()
+
+    async def _serve_failure_log(self) -> None:
+        """Log the failures the failure log held back, when they are due."""
+        failures = self._failures
+        while True:
+            now = trio.current_time()
+            for line in failures.due(now):
+                log.log(line.level, "%s", line.text)
+            due = failures.next_due()
+            # What is held back from now on is due WINDOW after it at the earliest: waking
+            # at least this often, none is logged late.
+            await trio.sleep_until(now + WINDOW if due is None else min(due, now + WINDOW))
 
     # deliveries (synchronous: the journal hands over every committed event with its hooks)
 
@@ -340,6 +357,7 @@ class Dispatcher:
         """End a removed hook's deliveries: those queued become dead letters ("hook
         removed"); returns once none of its attempts is in flight (those end as they may,
         without a retry)."""
+        self._failures.forget(name)
         for destination in self._destinations.values():
             for job in destination.take_hook(name):
                 self._settle_unsent(job.delivery, job.hook, HOOK_REMOVED)
@@ -438,10 +456,12 @@ class Dispatcher:
         delivery = job.delivery
         now = trio.current_time()
         status = response.status if response is not None else None
+        error = reason
         if response is not None:
             verdict = retry.classify_status(response.status)
             if verdict is not retry.Verdict.SUCCESS:
                 reason = status_line(response.status, destination.target.host)
+                error = f"status {response.status} from {destination.target.authority}"
         else:
             assert failure is not None
             verdict = retry.classify_failure(failure)
@@ -453,8 +473,10 @@ class Dispatcher:
         delivery.last_reason = reason
         delay = None
         current = self.hooks.current(hook)
+        ending = DISABLED if verdict is retry.Verdict.DISABLE and current else DEAD_LETTER
         if verdict is retry.Verdict.RETRY and not current:
             reason = delivery.last_reason = f"{reason}; {HOOK_REMOVED}"
+            ending = HOOK_REMOVED
         elif verdict is retry.Verdict.RETRY:
             retry_after = retry.parse_retry_after(
                 response.header(b"retry-after") if response is not None else None, time.time()
@@ -475,6 +497,7 @@ class Dispatcher:
                 delivery.id, delivery.attempts, status, duration, reason, excerpt, delivery.state
             ),
         )
+        self._log_attempt(delivery, hook, error, delay, ending, now)
         if delivery.state == "waiting":
             destination.retry_later(job, delivery.due)
             return
@@ -487,14 +510,36 @@ class Dispatcher:
             self.hooks.disable(hook.name)
             self._outcomes.disabled(hook.name)
             log.warning("hook %r disabled: %s answered 410 Gone", hook.name, destination.target)
-        log.info("delivery %s of hook %r gave up: %s", delivery.id, hook.name, reason)
         self._emit_error(delivery, hook, reason, job.context)
+
+    def _log_attempt(
+        self,
+        delivery: Delivery,
+        hook: Hook,
+        error: str,
+        delay: float | None,
+        ending: str,
+        now: float,
+    ) -> None:
+        """Tell the failure log an attempt's outcome, and log the line it gives, if any."""
+        number = delivery.earlier_attempts + delivery.attempts  # as the journal numbers it
+        if delivery.state == "delivered":
+            line = self._failures.delivered(hook.name, delivery.id, number, now)
+        else:
+            retry_at = time.time() + delay if delay is not None else None
+            failed = FailedAttempt(
+                hook.name, delivery.id, number, error, retry_at, delay or 0.0, ending
+            )
+            line = self._failures.failed(failed, now)
+        if line is not None:
+            log.log(line.level, "%s", line.text)
 
     def _fail_unsent(
         self, delivery: Delivery, hook: Hook, reason: str, context: Mapping[str, Any]
     ) -> None:
         """A delivery whose request could not even be built: a permanent failure."""
-        self._settle_unsent(delivery, hook, reason)
+        give_up_unsent(self._outcomes, self._counts, delivery, reason)
+        self._log_attempt(delivery, hook, reason, None, DEAD_LETTER, trio.current_time())
         self._emit_error(delivery, hook, reason, context)
 
     def _settle_unsent(self, delivery: Delivery, hook: Hook | None, reason: str) -> None:

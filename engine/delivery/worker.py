@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -33,7 +34,9 @@ from engine.hooks.router import HookSet, reread_and_prepare
 
 log = logging.getLogger("hookwire.worker")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The main process's (``hookwire run``'s): a worker writes to the stderr it inherits, so
+the daemon's output reads as one log, at the config's ``[log] level``."""
 
 READ_SIZE = 256 * 1024
 
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except* wire.WireError as group:
         failure = group.exceptions[0]  # type: ignore[assignment]
     if failure is not None:
-        log.error("worker stopped: the main process sent %s", failure)
+        log.error("worker (pid %d) stopped: the main process sent %s", os.getpid(), failure)
         return 1
     return 0
 

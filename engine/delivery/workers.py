@@ -350,6 +350,7 @@ class WorkerPool:
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # stderr is the daemon's: a worker's log lines go where the main process's go.
             )
         except OSError as exc:
             ours.close()
