@@ -47,11 +47,14 @@ SANS_IO = [
     "journal/_grouping.py",
     "journal/_ledger.py",
     "journal/_leases.py",
+    "journal/delivery_log.py",
     "gateway/protocol.py",
     "delivery/breaker.py",
+    "delivery/failure_log.py",
     "delivery/request.py",
     "delivery/wire.py",
     "api/routes.py",
+    "api/cors.py",
 ]
 """Protocol and policy without I/O (files, or whole packages): they never import trio."""
 

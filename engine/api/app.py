@@ -16,6 +16,7 @@ from engine import __version__
 from engine.api.broadcast import Broadcaster, StreamStats
 from engine.api.cors import UNCHANGED, CorsPolicy, Decision, Kind
 from engine.api.dead_letters import list_query, replay_query
+from engine.api.delivery_log import DeliveryLogApi
 from engine.api.hooks import HookControl, HooksApi
 from engine.api.publish import publish_fields
 from engine.api.routes import ROUTES, Matched, MethodNotAllowed, match_route
@@ -149,6 +150,13 @@ class Api:
                 "hooks_delete": self.hooks.delete,
                 "hooks_edit": self.hooks.edit,
                 "hooks_test": self.hooks.test,
+            }
+            log_api = DeliveryLogApi(journal, hooks.catalog, self._hooks_principal)
+            self._handlers |= {
+                "hook_deliveries": log_api.hook_deliveries,
+                "hook_activity": log_api.activity,
+                "deliveries": log_api.deliveries,
+                "delivery": log_api.delivery,
             }
 
     def __repr__(self) -> str:

@@ -71,6 +71,7 @@ class Attempt:
     reason: str  # one line: "200", "error status 404 from host", "timeout after 20 s ..."
     excerpt: bytes = b""  # the start of the response body, at most 2 KB
     state: str = ""  # the delivery's state after this attempt: waiting, delivered or dead
+    request: bytes = b""  # the request sent, masked (delivery_log.SentRequest, packed)
 
 
 def hook_tag(hook_name: str) -> str:

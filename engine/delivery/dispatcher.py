@@ -41,7 +41,13 @@ from engine.delivery.breaker import BreakerState
 from engine.delivery.destination import Destination, Job
 from engine.delivery.failure_log import DEAD_LETTER, DISABLED, WINDOW, FailedAttempt, FailureLog
 from engine.delivery.outcomes import HOOK_REMOVED, Outcomes, count_attempt, give_up_unsent
-from engine.delivery.request import EventParts, PreparedRequest, RequestBuilder, RequestError
+from engine.delivery.request import (
+    EventParts,
+    PreparedRequest,
+    RequestBuilder,
+    RequestError,
+    sent_request,
+)
 from engine.delivery.responses import (
     SLEEPING,
     response_events,
@@ -494,7 +500,14 @@ class Dispatcher:
         self._outcomes.attempt(
             delivery,
             Attempt(
-                delivery.id, delivery.attempts, status, duration, reason, excerpt, delivery.state
+                delivery.id,
+                delivery.attempts,
+                status,
+                duration,
+                reason,
+                excerpt,
+                delivery.state,
+                sent_request(job.request),
             ),
         )
         self._log_attempt(delivery, hook, error, delay, ending, now)

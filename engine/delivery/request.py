@@ -22,6 +22,7 @@ from engine.config.settings import HookConfig
 from engine.core.model import Event
 from engine.hooks.templates import HookTemplates, Pairs
 from engine.http.client import Origin
+from engine.journal.delivery_log import SentRequest
 from engine.templates import TemplateRenderError
 
 USER_AGENT = f"Hookwire/{__version__}"
@@ -231,3 +232,29 @@ def _header_value(name: str, value: str) -> str:
             ", which HTTP does not allow in a header value"
         )
     return value
+
+
+SECRET_NAMES = re.compile(r"authorization|cookie|token|secret|password|passwd|api[-_]?key", re.I)
+"""Header and query parameter names whose values the delivery log masks."""
+
+MASK = "***"
+
+
+def sent_request(request: PreparedRequest) -> bytes:
+    """What the delivery log keeps of a request sent: its method, URL and headers (packed
+    ``delivery_log.SentRequest``), every value named like a secret masked (the
+    Authorization header, ``?access_token=``, ``X-Api-Key``, cookies...)."""
+    path, mark, query = request.path.partition("?")
+    if mark:
+        fields = (field.partition("=") for field in query.split("&"))
+        query = "&".join(
+            f"{name}={MASK}" if eq and SECRET_NAMES.search(name) else f"{name}{eq}{value}"
+            for name, eq, value in fields
+        )
+    target = request.target
+    port = "" if DEFAULT_PORTS[target.scheme] == target.port else f":{target.port}"
+    url = f"{target.scheme}://{target.host}{port}{path}{mark}{query}"
+    headers = [
+        (name, MASK if SECRET_NAMES.search(name) else value) for name, value in request.headers
+    ]
+    return SentRequest(request.method, url, tuple(headers)).pack()

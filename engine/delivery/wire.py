@@ -27,7 +27,8 @@ worker -> main
 A definition is ``[name, Particle webhook JSON document, product or None]``.
 
 An attempt is ``[delivery id, hook, number, attempts, state, due, status, duration, reason,
-excerpt]`` (``due``: unix time of the next try when ``state`` is waiting).
+excerpt, request]`` (``due``: unix time of the next try when ``state`` is waiting;
+``request``: what was sent, masked, as the delivery log keeps it).
 """
 
 from __future__ import annotations
@@ -76,16 +77,17 @@ def pack_attempt(delivery: Delivery, attempt: Attempt, due: float) -> list[objec
         attempt.duration,
         attempt.reason,
         attempt.excerpt,
+        attempt.request,
     ]
 
 
 def unpack_attempt(fields: Sequence[Any]) -> tuple[str, int, str, float, Attempt]:
     """(delivery id, the delivery's attempts, its state, its due time, the attempt)."""
     try:
-        key, _hook, number, attempts, state, due, status, duration, reason, excerpt = fields
-        attempt = Attempt(key, number, status, duration, reason, excerpt, state)
+        key, _hook, number, attempts, state, due, status, duration, reason, excerpt, sent = fields
+        attempt = Attempt(key, number, status, duration, reason, excerpt, state, sent)
     except (TypeError, ValueError) as exc:
-        raise WireError(f"an attempt is 10 fields, got {fields!r:.200}") from exc
+        raise WireError(f"an attempt is 11 fields, got {fields!r:.200}") from exc
     return key, attempts, state, due, attempt
 
 

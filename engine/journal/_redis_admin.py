@@ -12,13 +12,10 @@ from engine.core.model import Event, delivery_id
 from engine.journal._redis_base import RedisBase
 from engine.journal._redis_support import READ_BATCH, entry_event, redis_errors, text_of
 from engine.journal.admin import (
-    AttemptRecord,
     DeadLetter,
     DeadLetterQuery,
-    DeliveryRecord,
     Replayed,
     WindowReplay,
-    event_id_of_delivery,
     window_events,
     window_hook,
 )
@@ -53,72 +50,6 @@ class DeadLetterKeeping(RedisBase):
     @redis_errors("read dead letters from")
     async def list_dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
         return (await self._dead(query))[: query.limit]
-
-    @redis_errors("read a delivery from")
-    async def show_delivery(self, delivery: str) -> DeliveryRecord | None:
-        """A delivery, its event and its attempts (for ``hookwire dead-letters show``); None
-        when Redis has no such delivery. Attempts are found in the attempts stream from
-        the event's time on."""
-        event_id = event_id_of_delivery(delivery)
-        event = await self._event_by_id(event_id) if event_id is not None else None
-        if event is None:
-            return None
-        packed = (await self._hmget("rows", [delivery]))[0]
-        row = msgpack.unpackb(packed) if packed is not None else None
-        hook = row[1] if row else None
-        if hook is None:  # no row: one of its event's hooks, by the tag in the id
-            hooks = [
-                h
-                for h in self._hooks.hooks
-                if delivery == delivery_id(self._epoch, event.id, h.tag)
-            ]
-            if not hooks:
-                return None
-            hook = hooks[0].name
-        entries = await self.client.xrange(self._p + "events", start=f"{event.id}-1", count=1)
-        # From a minute before the event, should Redis's clock be behind the node's.
-        at = msgpack.unpackb(entries[0].field_values[b"e"])[7] if entries else 60.0
-        since = int((at - 60) * 1000)
-        attempts = []
-        start = str(since)
-        while True:
-            found = await self.client.xrange(self._p + "attempts", start=start, count=READ_BATCH)
-            for entry in found:
-                record = msgpack.unpackb(entry.field_values[b"a"])
-                _, key, number, at, status, duration, reason, excerpt = record
-                if key == delivery:
-                    attempts.append(AttemptRecord(number, at, status, duration, reason, excerpt))
-            if len(found) < READ_BATCH:
-                break
-            start = "(" + text_of(found[-1].identifier)
-        dead = await self.client.zscore(self._p + "dead", delivery)
-        if row is not None:
-            _, _, state, count, due, reason, _ = row
-            return DeliveryRecord(
-                delivery,
-                hook,
-                state,
-                count,
-                due / 1000,
-                reason,
-                event,
-                dead / 1000 if dead is not None else None,
-                tuple(attempts),
-            )
-        if not attempts:
-            return DeliveryRecord(delivery, hook, "pending", 0, 0.0, "", event, None, ())
-        last = attempts[-1]
-        return DeliveryRecord(
-            delivery,
-            hook,
-            "delivered",
-            len(attempts),
-            last.at,
-            last.reason,
-            event,
-            None,
-            tuple(attempts),
-        )
 
     @redis_errors("replay a time window in")
     async def replay_window(

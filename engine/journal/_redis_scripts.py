@@ -18,7 +18,8 @@ Key layout, for a prefix ``p``:
 | ``p rows`` | hash | delivery id -> msgpack row: a delivery that waited, died or was replayed |
 | ``p open``, ``p retry``, ``p dead`` | set, sorted sets | rows owed; waiting by due; dead by when |
 | ``p replays`` | list | delivery ids asked for again, not yet taken |
-| ``p attempts`` | stream | every attempt, msgpack, capped |
+| ``p hlog:<hook>`` | stream | the hook's attempts (the delivery log), msgpack, capped |
+| ``p hours:<hook>`` | hash | ``<hour>:d``, ``<hour>:f``: attempts delivered, failed that hour |
 | ``p disabled`` | hash | hook name -> msgpack (url, at, reason) of hooks that answered 410 |
 | ``p hooks``, ``p hooknames`` | hashes | stored hook id -> msgpack hook; name -> id |
 | ``p hooks:version`` | string | counts changes to the stored hooks (nodes watch it) |
@@ -31,8 +32,8 @@ from __future__ import annotations
 GROUP = "hookwire"
 """The consumer group every partition stream is read through."""
 
-ATTEMPTS_KEPT = 1_000_000
-"""Attempts kept in the attempts stream (trimmed approximately)."""
+HOOK_LOG_KEPT = 100_000
+"""Attempts kept in each hook's log stream (trimmed approximately; and by the retention)."""
 
 COMMIT = """
 local p = ARGV[1]
@@ -47,9 +48,11 @@ local touched, seen = {}, {}  -- partitions the caller reads that this batch wro
 -- attempts first: a settle's attempts and the events its answers made, together
 for _, a in ipairs(batch[4]) do
   -- a = {delivery id, event id, hook, state, attempts, due ms, reason, recorded,
-  --      stream or false, entry or false, record, whether it may have a row}
+  --      stream or false, entry or false, record, whether it may have a row,
+  --      hour field: "<hour>:d" delivered or "<hour>:f" failed}
   local id, state = a[1], a[4]
-  redis.call('XADD', p .. 'attempts', 'MAXLEN', '~', ARGV[3], '*', 'a', a[11])
+  redis.call('XADD', p .. 'hlog:' .. a[3], 'MAXLEN', '~', ARGV[3], '*', 'a', a[11])
+  redis.call('HINCRBY', p .. 'hours:' .. a[3], a[13], 1)
   if a[9] then
     redis.call('XACK', a[9], 'hookwire', a[10])
   end
@@ -256,4 +259,36 @@ for i = 4, #ARGV, 2 do
   redis.call('RPUSH', p .. 'replays', id)
 end
 return 1
+"""
+
+PARTITION_OWED = """
+-- A partition's deliveries not settled: read and pending (in flight somewhere), then not
+-- read yet, at most ARGV[2] of each: entry id, hook, ...
+local stream, most = ARGV[1], tonumber(ARGV[2])
+local found = {}
+local pending = redis.pcall('XPENDING', stream, 'hookwire', '-', '+', most)
+if type(pending) == 'table' and not pending.err then
+  for _, item in ipairs(pending) do
+    local entry = redis.call('XRANGE', stream, item[1], item[1])
+    if entry[1] then
+      found[#found + 1] = entry[1][1]
+      found[#found + 1] = entry[1][2][2]
+    end
+  end
+end
+local groups = redis.pcall('XINFO', 'GROUPS', stream)
+if type(groups) == 'table' and not groups.err then
+  for _, group in ipairs(groups) do
+    local fields = {}
+    for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
+    if fields['name'] == 'hookwire' then
+      local after = '(' .. fields['last-delivered-id']
+      for _, entry in ipairs(redis.call('XRANGE', stream, after, '+', 'COUNT', most)) do
+        found[#found + 1] = entry[1]
+        found[#found + 1] = entry[2][2]
+      end
+    end
+  end
+end
+return found
 """

@@ -18,6 +18,7 @@ from engine.core.model import (
 )
 from engine.hooks.router import Deliver
 from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
+from engine.journal.delivery_log import DeliveryDetail, DeliveryPage, DeliveryQuery, HookActivity
 
 
 class JournalUnavailable(Exception):
@@ -167,6 +168,18 @@ class Journal(Protocol):
 
     async def replay_dead_letters(self, query: DeadLetterQuery) -> Replayed:
         """Queue ``query``'s dead letters again under their ids, for ``take_replays``."""
+        ...
+
+    async def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
+        """A page of deliveries (one hook's, or every hook's), newest first (delivery_log)."""
+        ...
+
+    async def delivery_detail(self, delivery: str) -> DeliveryDetail | None:
+        """One delivery, its event and every attempt with its request and answer."""
+        ...
+
+    async def hook_activity(self, hook: str) -> HookActivity:
+        """A hook's last successes and failures, and its attempts per hour for 30 days."""
         ...
 
     async def aclose(self) -> None: ...

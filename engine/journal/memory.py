@@ -22,10 +22,21 @@ from engine.core.model import (
     OutboxEntry,
     StoredDelivery,
     StoredHook,
+    delivery_id,
 )
 from engine.hooks.router import Deliver, HookSet
-from engine.journal.admin import DeadLetter, DeadLetterQuery, Replayed
+from engine.journal import delivery_log as log
+from engine.journal.admin import DeadLetter, DeadLetterQuery, DeliveryRecord, Replayed
 from engine.journal.base import HookNameTaken
+from engine.journal.delivery_log import (
+    DeliveryDetail,
+    DeliveryPage,
+    DeliveryQuery,
+    HookActivity,
+    LoggedAttempt,
+    LoggedDelivery,
+    SentRequest,
+)
 
 DEFAULT_KEEP = 10_000
 """Recent events (and attempts, and dead letters) kept; bounds memory under any load."""
@@ -56,6 +67,10 @@ class MemoryJournal:
         self._outbox: dict[int, tuple[OutboxEntry, float]] = {}  # by event id, with expiry
         self._keys: dict[tuple[str, str], float] = {}  # (device, key) -> when, oldest first
         self._stored_hooks: dict[str, StoredHook] = {}  # by id, in creation order
+        self._log: deque[tuple[LoggedAttempt, float]] = deque(maxlen=keep)  # with due time
+        self._hours: dict[tuple[str, int], tuple[int, int]] = {}
+        self._routed: dict[str, tuple[Event, str, float]] = {}  # untried, oldest first, since
+        self._keep = keep
 
     def __repr__(self) -> str:
         return f"<MemoryJournal last_id={self._next_id - 1} kept={len(self._recent)}>"
@@ -134,6 +149,11 @@ class MemoryJournal:
         self._next_id += 1
         self._recent.append(event)
         route = self._hooks.route(draft) if self._hooks is not None else ()
+        now = time.time()
+        for hook in route:
+            self._routed[delivery_id(self._epoch, event.id, hook.tag)] = (event, hook.name, now)
+        while len(self._routed) > self._keep:
+            del self._routed[next(iter(self._routed))]
         if self._publish is not None:
             self._publish(event)
         if route and self._deliver is not None:
@@ -168,10 +188,102 @@ class MemoryJournal:
         return await self.append_many(drafts, to_devices=to_devices)
 
     def _record(self, attempts: list[tuple[Delivery, Attempt]]) -> None:
+        now, clock = time.time(), trio.current_time()
         for delivery, attempt in attempts:
             self.attempts.append(attempt)
+            self._routed.pop(delivery.id, None)
+            logged = LoggedAttempt(
+                delivery.id,
+                delivery.event.id,
+                delivery.hook,
+                delivery.earlier_attempts + attempt.number,
+                now,
+                attempt.duration,
+                attempt.status,
+                attempt.reason,
+                attempt.state,
+                SentRequest.unpack(attempt.request),
+                attempt.excerpt,
+            )
+            self._log.append((logged, now + max(0.0, delivery.due - clock)))
             if attempt.state == "dead":
-                self._dead.append((delivery, time.time()))
+                self._dead.append((delivery, now))
+        for key, (ok, failed) in log.hour_counts(
+            (d.hook, now, a.state == "delivered") for d, a in attempts
+        ).items():
+            held = self._hours.get(key, (0, 0))
+            self._hours[key] = (held[0] + ok, held[1] + failed)
+
+    # the delivery log
+
+    async def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
+        await trio.lowlevel.checkpoint()
+        found = [
+            LoggedDelivery(key, hook, event.id, event.name, "pending", 0, at, "", None)
+            for key, (event, hook, at) in self._routed.items()
+        ]
+        for attempt, due in self._latest().values():
+            state = log.JOURNAL_STATES.get(attempt.state, attempt.state)
+            event = self._event(attempt.event_id)
+            found.append(
+                LoggedDelivery(
+                    attempt.delivery_id,
+                    attempt.hook,
+                    attempt.event_id,
+                    event.name if event is not None else "",
+                    state,
+                    attempt.number,
+                    attempt.at,
+                    attempt.reason,
+                    due if state == "retrying" else None,
+                )
+            )
+        return log.page(found, query)
+
+    async def delivery_detail(self, delivery: str) -> DeliveryDetail | None:
+        await trio.lowlevel.checkpoint()
+        attempts = tuple(a for a, _ in self._log if a.delivery_id == delivery)
+        if not attempts:
+            routed = self._routed.get(delivery)
+            if routed is None:
+                return None
+            event, hook, at = routed
+            record = DeliveryRecord(delivery, hook, "pending", 0, at, "", event, None, ())
+            return DeliveryDetail(record, ())
+        last, due = self._latest()[delivery]
+        tried = self._event(last.event_id)
+        if tried is None:
+            return None
+        dead_at = last.at if last.state == "dead" else None
+        record = DeliveryRecord(
+            delivery, last.hook, last.state, last.number, due, last.reason, tried, dead_at, ()
+        )
+        return DeliveryDetail(record, attempts)
+
+    async def hook_activity(self, hook: str) -> HookActivity:
+        await trio.lowlevel.checkpoint()
+        mine = [attempt for attempt, _ in reversed(self._log) if attempt.hook == hook]
+        since = log.hour_of(time.time()) - (log.HOURS_KEPT - 1) * 3600
+        return HookActivity(
+            hook,
+            tuple([a for a in mine if a.ok][: log.LAST_KEPT]),
+            tuple([a for a in mine if not a.ok][: log.LAST_KEPT]),
+            tuple(
+                (hour, ok, failed)
+                for (name, hour), (ok, failed) in sorted(self._hours.items())
+                if name == hook and hour >= since
+            ),
+        )
+
+    def _latest(self) -> dict[str, tuple[LoggedAttempt, float]]:
+        """Each delivery's last attempt kept, with its due time."""
+        return {attempt.delivery_id: (attempt, due) for attempt, due in self._log}
+
+    def _event(self, event_id: int) -> Event | None:
+        recent = self._recent
+        if not recent or not recent[0].id <= event_id <= recent[-1].id:
+            return None
+        return recent[event_id - recent[0].id]
 
     def oldest_id(self) -> int:
         return self._recent[0].id if self._recent else self._next_id

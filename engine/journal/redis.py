@@ -49,6 +49,7 @@ from engine.core.model import (
 from engine.hooks.router import Deliver, HookSet
 from engine.journal import _redis_scripts as scripts
 from engine.journal._redis_admin import DeadLetterKeeping
+from engine.journal._redis_log import DeliveryLogReading
 from engine.journal._redis_partitions import BLOCK_MS, PartitionReading
 from engine.journal._redis_support import (
     PARTITIONS,
@@ -61,6 +62,7 @@ from engine.journal._redis_support import (
     text_of,
 )
 from engine.journal.base import HookNameTaken, JournalUnavailable
+from engine.journal.delivery_log import hour_of
 
 log = logging.getLogger("hookwire.journal")
 
@@ -118,7 +120,7 @@ class _Pending:
         return event
 
 
-class RedisJournal(PartitionReading, DeadLetterKeeping):
+class RedisJournal(PartitionReading, DeadLetterKeeping, DeliveryLogReading):
     """The Journal on one Redis server (``url``), shared by every node that names it.
 
     ``open`` connects and reads what must be known before ``run`` (the epoch, the stored
@@ -278,7 +280,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
             # Bytes as msgpack's old raw strings: Redis's cmsgpack reads no bin type.
             batch_items = [now, int(self._dedupe_window * 1000), items, attempts]
             packed = msgpack.packb(batch_items, use_bin_type=False)
-            args = [self._p, packed, scripts.ATTEMPTS_KEPT, self._last_id, self.node]
+            args = [self._p, packed, scripts.HOOK_LOG_KEPT, self._last_id, self.node]
             args += [self._readable_spec(), READ_BATCH, READ_BATCH]
             try:
                 with trio.fail_after(WRITE_TIMEOUT):
@@ -459,16 +461,20 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
             recorded = delivery.earlier_attempts + attempt.number
             record = msgpack.packb(
                 (
-                    delivery.event.id,
                     delivery.id,
+                    delivery.event.id,
                     recorded,
                     now,
-                    attempt.status,
                     attempt.duration,
+                    attempt.status,
                     attempt.reason,
+                    attempt.state,
+                    attempt.request,
                     attempt.excerpt,
+                    due,
                 )
             )
+            hour = f"{hour_of(now)}:{'d' if attempt.state == 'delivered' else 'f'}"
             stream, entry = self._entries.get(delivery.id, (False, False))
             if attempt.state != "waiting" or stream is not False:
                 self._entries.pop(delivery.id, None)
@@ -487,6 +493,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
                     record,
                     # a row was written when it first waited, or it was replayed
                     attempt.number > 1 or delivery.attempts > 1 or recorded > attempt.number,
+                    hour,
                 ]
             )
         return rows
@@ -546,6 +553,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping):
         if dead:
             await self.client.hdel(self._p + "rows", list(dead))
             await self.client.zrem(self._p + "dead", list(dead))
+        await self.prune_hours()
         return removed
 
     # -- the downlink outbox ---------------------------------------------------------------
@@ -654,6 +662,7 @@ _SCRIPTS = (
     "DELETE_HOOK",
     "LEASES",
     "REPLAY_WINDOW",
+    "PARTITION_OWED",
 )
 
 

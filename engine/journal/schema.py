@@ -127,6 +127,22 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 3 -> 4: the delivery log. An attempt keeps its hook, the delivery's state after it and
+    # the request it sent (masked); attempts kept before have NULL there and are shown by
+    # delivery id only. hook_hours counts each hook's attempts per hour (30 days kept).
+    """
+    ALTER TABLE attempts ADD COLUMN hook TEXT;
+    ALTER TABLE attempts ADD COLUMN state TEXT;
+    ALTER TABLE attempts ADD COLUMN request BLOB;
+    CREATE INDEX attempts_by_hook ON attempts (hook, state, at);
+    CREATE TABLE hook_hours (
+        hook TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        delivered INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        PRIMARY KEY (hook, hour)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -54,12 +54,14 @@ from engine.core.model import (
     StoredHook,
 )
 from engine.hooks.router import Deliver, HookSet, Route
+from engine.journal import _sqlite_log as sqlite_log
 from engine.journal import admin
 from engine.journal._api_hooks import HookShelf
 from engine.journal._deliveries import OPEN_STATES, open_rows, owed_since
 from engine.journal._grouping import commit_start
 from engine.journal._ledger import Ledger, Write
 from engine.journal.base import HookNameTaken, JournalUnavailable
+from engine.journal.delivery_log import DeliveryDetail, DeliveryPage, DeliveryQuery, HookActivity
 from engine.journal.schema import open_database, pack_hooks, stored_event
 
 log = logging.getLogger("hookwire.journal")
@@ -568,18 +570,45 @@ class SqliteJournal:
 
     async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
         """A query on the reader connection, in a thread (reads never wait for the writer)."""
+        return await self._read_with(lambda conn: conn.execute(sql, parameters).fetchall())
 
-        def query() -> list[Any]:
+    async def _read_with(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(connection)`` on the reader connection, in a thread, in one transaction."""
+
+        def query() -> T:
             if self._reader is None:
                 self._reader = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False
                 )
-            return self._reader.execute(sql, parameters).fetchall()
+            self._reader.execute("BEGIN")
+            try:
+                return read(self._reader)
+            finally:
+                self._reader.execute("COMMIT")
 
         try:
             return await trio.to_thread.run_sync(query, limiter=self._read_lock)
         except sqlite3.Error as exc:
             raise JournalUnavailable(f"the journal cannot read: {exc}") from None
+
+    # the delivery log
+
+    async def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
+        """A page of deliveries, newest first (``delivery_log``)."""
+        names = [hook.name for hook in self._hooks.hooks] if self._hooks is not None else []
+        floor = self._floor
+        return await self._read_with(
+            lambda conn: sqlite_log.delivery_page(conn, self._epoch, floor, names, query)
+        )
+
+    async def delivery_detail(self, delivery: str) -> DeliveryDetail | None:
+        """One delivery, its event and every attempt with its request and answer."""
+        return await self._read_with(lambda conn: sqlite_log.delivery_detail(conn, delivery))
+
+    async def hook_activity(self, hook: str) -> HookActivity:
+        """A hook's last successes and failures, and its attempts per hour for 30 days."""
+        now = time.time()
+        return await self._read_with(lambda conn: sqlite_log.hook_activity(conn, hook, now))
 
     # deliveries
 
@@ -608,8 +637,12 @@ class SqliteJournal:
                     attempt.duration,
                     attempt.reason,
                     attempt.excerpt,
+                    delivery.hook,
+                    attempt.state,
+                    attempt.request or None,
                 )
             )
+        counted = [(d.hook, now, attempt.state == "delivered") for d, attempt in attempts]
 
         def write(conn: sqlite3.Connection) -> None:
             outcome = self._ledger.outcome
@@ -640,6 +673,7 @@ class SqliteJournal:
                     updates,
                 )
             insert_rows(conn, "INSERT INTO attempts VALUES", rows)
+            sqlite_log.count_hours(conn, counted)
             if dead:
                 insert_rows(conn, "INSERT OR REPLACE INTO dead_letters VALUES", dead)
 
@@ -727,6 +761,10 @@ class SqliteJournal:
             removed += count
         if removed:
             log.info("pruned %d events older than the retention", removed)
+        try:
+            await self._call(functools.partial(sqlite_log.prune_hours, now=time.time()))
+        except JournalUnavailable as exc:
+            log.warning("pruning the hourly counts stopped: %s", exc)
         return removed
 
     def _prune_batch(self, conn: sqlite3.Connection, *, after: int) -> tuple[int, int | None]:

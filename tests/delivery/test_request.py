@@ -12,8 +12,16 @@ from hypothesis import strategies as st
 
 from engine.config.settings import ConfigError, HookConfig
 from engine.core.model import Event
-from engine.delivery.request import USER_AGENT, RequestError, build_request, form_encode
+from engine.delivery.request import (
+    USER_AGENT,
+    PreparedRequest,
+    RequestError,
+    build_request,
+    form_encode,
+    sent_request,
+)
 from engine.http.client import Origin
+from engine.journal.delivery_log import SentRequest
 from engine.templates.context import event_context
 from tests.conftest import WriteConfig
 
@@ -156,3 +164,39 @@ def test_a_tab_in_a_header_value_is_sent(write_config: WriteConfig) -> None:
 @given(st.dictionaries(st.text(max_size=10), st.text(max_size=30), max_size=5))
 def test_form_encode_is_urlencode(fields: dict[str, str]) -> None:
     assert form_encode(fields) == urlencode(fields)
+
+
+def test_the_delivery_log_keeps_the_request_with_its_secrets_masked(
+    write_config: WriteConfig,
+) -> None:
+    request = build(
+        hook(
+            write_config,
+            'url = "https://h:8443/in?access_token=s3cret&site=a&api_key=k"\n'
+            'headers = { "X-Api-Key" = "k1", "X-Device" = "{{{TRACKLE_DEVICE_ID}}}",'
+            ' Cookie = "id=1" }\nauth = { bearer = "t-{{{unit}}}" }',
+        )
+    )
+    sent = SentRequest.unpack(sent_request(request))
+    assert sent is not None
+    assert sent.method == "POST"
+    assert sent.url == "https://h:8443/in?access_token=***&site=a&api_key=***"
+    headers = dict(sent.headers)
+    assert headers["Authorization"] == headers["X-Api-Key"] == headers["Cookie"] == "***"
+    assert headers["X-Device"] == "dev1"
+    assert "s3cret" not in repr(sent) and "t-C" not in repr(sent)
+
+
+@given(st.dictionaries(st.sampled_from(["token", "q", "password", "x"]), st.text(max_size=8)))
+def test_no_secret_named_query_value_reaches_the_log(fields: dict[str, str]) -> None:
+    path = "/p?" + urlencode(fields) if fields else "/p"
+    request = PreparedRequest(Origin("http", "h", 80), "GET", path, [], b"")
+    sent = SentRequest.unpack(sent_request(request))
+    assert sent is not None
+    query = parse_qs(urlsplit(sent.url).query, keep_blank_values=True)
+    for name in ("token", "password"):
+        if name in fields:
+            assert query[name] == ["***"]
+    for name in ("q", "x"):
+        if name in fields:
+            assert query[name] == [fields[name]]

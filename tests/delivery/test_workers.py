@@ -117,7 +117,7 @@ def test_bytes_that_are_no_message_are_a_clear_error(data: bytes, error: str) ->
 
 
 def test_attempts_and_drafts_of_the_wrong_shape_are_a_clear_error() -> None:
-    with pytest.raises(wire.WireError, match="an attempt is 10 fields"):
+    with pytest.raises(wire.WireError, match="an attempt is 11 fields"):
         wire.unpack_attempt([1, 2])
     with pytest.raises(wire.WireError, match="an event is 8 fields"):
         wire.unpack_event([1])
@@ -307,7 +307,7 @@ with socket.socket(fileno=fd) as sock:
     [
         (b"\xc1", "sent something unreadable (not msgpack"),
         (wire.pack(wire.READY) + wire.pack("shrug"), "sent something unreadable (unknown message"),
-        (wire.pack(wire.OUTCOMES, [[1]], [], []), "sent something unreadable (an attempt is 10"),
+        (wire.pack(wire.OUTCOMES, [[1]], [], []), "sent something unreadable (an attempt is 11"),
         (wire.pack(wire.OUTCOMES, 5), "sent a message this daemon cannot use"),
         (wire.pack(wire.READY), "closed its socket"),
         (b"", "cannot start: [Errno 2] No such file or directory"),

@@ -1,0 +1,256 @@
+"""The delivery log on the Redis journal: each hook's attempts in a stream of its own
+(``hlog:<hook>``, written by the commit script with the attempt) and its counts per hour
+(``hours:<hook>``). A base class of ``RedisJournal``; its state is ``RedisBase``'s.
+
+Pending deliveries listed here are those queued again (replays); deliveries read from a
+partition and not yet tried are counted by ``hookwire cluster status``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable
+
+import msgpack
+
+from engine.core.model import delivery_id
+from engine.journal import delivery_log as log
+from engine.journal._redis_base import RedisBase
+from engine.journal._redis_support import READ_BATCH, event_id_of, redis_errors, text_of
+from engine.journal.admin import AttemptRecord, DeliveryRecord, event_id_of_delivery
+from engine.journal.delivery_log import (
+    DeliveryDetail,
+    DeliveryPage,
+    DeliveryQuery,
+    HookActivity,
+    LoggedAttempt,
+    LoggedDelivery,
+    SentRequest,
+)
+
+OWED_SHOWN = 1000
+"""Deliveries not tried yet listed per partition at most (in flight, then not read)."""
+
+LOG_SCAN = 20_000
+"""Attempts of one hook a page or an activity view reads at most, newest first."""
+
+
+def logged(hook: str, packed: bytes | str) -> tuple[LoggedAttempt, float]:
+    """An entry of a hook's log: the attempt, and when its delivery is due again."""
+    key, event_id, number, at, duration, status, reason, state, sent, excerpt, due = (
+        msgpack.unpackb(packed)
+    )
+    attempt = LoggedAttempt(
+        key,
+        event_id,
+        hook,
+        number,
+        at,
+        duration,
+        status,
+        reason,
+        state,
+        SentRequest.unpack(sent),
+        excerpt,
+    )
+    return attempt, due
+
+
+class DeliveryLogReading(RedisBase):
+    """The delivery log's side of the Redis journal (see the module)."""
+
+    async def _newest(self, hook: str, most: int = LOG_SCAN) -> list[tuple[LoggedAttempt, float]]:
+        """A hook's attempts, newest first, at most ``most``."""
+        found: list[tuple[LoggedAttempt, float]] = []
+        end = "+"
+        while len(found) < most:
+            entries = await self.client.xrevrange(
+                self._p + "hlog:" + hook, end=end, start="-", count=min(READ_BATCH, most)
+            )
+            found += [logged(hook, entry.field_values[b"a"]) for entry in entries]
+            if len(entries) < min(READ_BATCH, most):
+                break
+            end = "(" + text_of(entries[-1].identifier)
+        return found
+
+    @redis_errors("read the delivery log from")
+    async def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
+        names = [query.hook] if query.hook is not None else [h.name for h in self._hooks.hooks]
+        found: list[LoggedDelivery] = []
+        for hook in names:
+            seen: set[str] = set()
+            for attempt, due in await self._newest(hook):
+                if attempt.delivery_id in seen:
+                    continue  # an earlier attempt of a delivery already listed
+                seen.add(attempt.delivery_id)
+                state = log.JOURNAL_STATES.get(attempt.state, attempt.state)
+                found.append(
+                    LoggedDelivery(
+                        attempt.delivery_id,
+                        hook,
+                        attempt.event_id,
+                        await self._event_name(attempt.event_id),
+                        state,
+                        attempt.number,
+                        attempt.at,
+                        attempt.reason,
+                        due if state == "retrying" else None,
+                    )
+                )
+        if "pending" in query.states:
+            found += await self._owed(query.hook)
+        return log.page(found, query)
+
+    async def _event_name(self, event_id: int) -> str:
+        event = await self._event_by_id(event_id)
+        return event.name if event is not None else ""
+
+    async def _owed(self, hook: str | None) -> list[LoggedDelivery]:
+        """Deliveries not tried yet: read from their partition and in flight, or not read
+        yet (``OWED_SHOWN`` per partition at most), and those queued again (replays)."""
+        partitions = (
+            [self.partition_of(hook)] if hook is not None else list(range(self._partitions))
+        )
+        found: dict[str, LoggedDelivery] = {}
+        for n in partitions:
+            flat = await self._scripts["PARTITION_OWED"](args=[self._stream(n), OWED_SHOWN])
+            for i in range(0, len(flat), 2):
+                name = text_of(flat[i + 1])
+                if hook is not None and name != hook:
+                    continue
+                event_id = event_id_of(flat[i])
+                known = self._hooks.get(name)
+                event = await self._event_by_id(event_id)
+                if known is None or event is None:
+                    continue
+                key = delivery_id(self._epoch, event_id, known.tag)
+                at = await self._stored_at(event_id)
+                found[key] = LoggedDelivery(
+                    key, name, event_id, event.name, "pending", 0, at, "", None
+                )
+        keys = list(await self.client.smembers(self._p + "open"))
+        for stored in await self._rows(keys, lambda name: hook is None or name == hook):
+            packed = (await self._hmget("rows", [stored.id]))[0]
+            if packed is None or msgpack.unpackb(packed)[2] == "waiting":
+                continue
+            found[stored.id] = LoggedDelivery(
+                stored.id,
+                stored.hook,
+                stored.event.id,
+                stored.event.name,
+                "pending",
+                stored.recorded,
+                stored.due,
+                "",
+                None,
+            )
+        return list(found.values())
+
+    async def _stored_at(self, event_id: int) -> float:
+        """When an event was stored (unix time; 0 when it is gone)."""
+        entries = await self.client.xrange(self._p + "events", start=f"{event_id}-1", count=1)
+        if not entries or event_id_of(entries[0].identifier) != event_id:
+            return 0.0
+        return float(msgpack.unpackb(entries[0].field_values[b"e"])[7])
+
+    @redis_errors("read the delivery log from")
+    async def hook_activity(self, hook: str) -> HookActivity:
+        successes: list[LoggedAttempt] = []
+        failures: list[LoggedAttempt] = []
+        for attempt, _ in await self._newest(hook):
+            kept = successes if attempt.ok else failures
+            if len(kept) < log.LAST_KEPT:
+                kept.append(attempt)
+            if len(successes) == len(failures) == log.LAST_KEPT:
+                break
+        counts = await self.client.hgetall(self._p + "hours:" + hook)
+        return HookActivity(hook, tuple(successes), tuple(failures), hour_rows(counts.items()))
+
+    async def _attempts_of(self, delivery: str, hook: str, since: float) -> list[LoggedAttempt]:
+        """The attempts of one delivery, first first: its hook's log from ``since`` on."""
+        attempts = []
+        start = str(int(since * 1000))
+        stream = self._p + "hlog:" + hook
+        while True:
+            found = await self.client.xrange(stream, start=start, count=READ_BATCH)
+            for entry in found:
+                attempt, _ = logged(hook, entry.field_values[b"a"])
+                if attempt.delivery_id == delivery:
+                    attempts.append(attempt)
+            if len(found) < READ_BATCH:
+                return attempts
+            start = "(" + text_of(found[-1].identifier)
+
+    @redis_errors("read a delivery from")
+    async def show_delivery(self, delivery: str) -> DeliveryRecord | None:
+        """A delivery, its event and its attempts (``hookwire dead-letters show``)."""
+        detail = await self.delivery_detail(delivery)
+        if detail is None:
+            return None
+        attempts = tuple(
+            AttemptRecord(a.number, a.at, a.status, a.duration, a.reason, a.excerpt)
+            for a in detail.attempts
+        )
+        return dataclasses.replace(detail.record, attempt_log=attempts)
+
+    @redis_errors("read a delivery from")
+    async def delivery_detail(self, delivery: str) -> DeliveryDetail | None:
+        """One delivery, its event and every attempt; None when Redis has none such."""
+        event_id = event_id_of_delivery(delivery)
+        event = await self._event_by_id(event_id) if event_id is not None else None
+        if event is None:
+            return None
+        packed = (await self._hmget("rows", [delivery]))[0]
+        row = msgpack.unpackb(packed) if packed is not None else None
+        hook = row[1] if row else self._hook_of(delivery, event.id)
+        if hook is None:
+            return None
+        # From a minute before the event, should Redis's clock be behind the node's.
+        at = await self._stored_at(event.id)
+        attempts = tuple(await self._attempts_of(delivery, hook, max(0.0, at - 60)))
+        if row is not None:
+            _, _, state, count, due, reason, _ = row
+            dead = await self.client.zscore(self._p + "dead", delivery)
+            dead_at = dead / 1000 if dead is not None else None
+            record = DeliveryRecord(
+                delivery, hook, state, count, due / 1000, reason, event, dead_at, ()
+            )
+        elif attempts:
+            last = attempts[-1]
+            record = DeliveryRecord(
+                delivery, hook, last.state, last.number, last.at, last.reason, event, None, ()
+            )
+        else:
+            record = DeliveryRecord(delivery, hook, "pending", 0, at, "", event, None, ())
+        return DeliveryDetail(record, attempts)
+
+    def _hook_of(self, delivery: str, event_id: int) -> str | None:
+        """The hook a delivery without a row is for: the one whose tag its id carries."""
+        for hook in self._hooks.hooks:
+            if delivery == delivery_id(self._epoch, event_id, hook.tag):
+                return hook.name
+        return None
+
+    async def prune_hours(self) -> None:
+        """Forget each hook's counts older than 30 days."""
+        oldest = log.hour_of(time.time()) - (log.HOURS_KEPT - 1) * 3600
+        for hook in self._hooks.hooks:
+            key = self._p + "hours:" + hook.name
+            fields = await self.client.hkeys(key)
+            old = [f for f in fields if int(text_of(f).split(":")[0]) < oldest]
+            if old:
+                await self.client.hdel(key, old)
+
+
+def hour_rows(
+    fields: Iterable[tuple[bytes | str, bytes | str]],
+) -> tuple[tuple[int, int, int], ...]:
+    """(hour, delivered, failed) per hour, oldest first, from a ``hours:<hook>`` hash."""
+    oldest = log.hour_of(time.time()) - (log.HOURS_KEPT - 1) * 3600
+    hours: dict[int, list[int]] = {}
+    for field, value in fields:
+        hour, kind = text_of(field).split(":")
+        if int(hour) >= oldest:
+            hours.setdefault(int(hour), [0, 0])[0 if kind == "d" else 1] = int(value)
+    return tuple((hour, ok, failed) for hour, (ok, failed) in sorted(hours.items()))
