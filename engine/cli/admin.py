@@ -25,8 +25,10 @@ from engine.cli._config import load_or_report
 from engine.cli._text import one_line, table
 from engine.config.settings import Config
 from engine.hooks.router import HookSet
+from engine.journal import _sqlite_log as sqlite_log
 from engine.journal import admin
 from engine.journal.base import JournalUnavailable
+from engine.journal.delivery_log import DeliveryDetail, DeliveryPage, DeliveryQuery
 from engine.journal.redis import RedisJournal
 from engine.journal.schema import JournalError, open_database
 
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 1
-    store = _RedisStore(config) if config.journal.backend == "redis" else _open(who, config)
+    store = open_store(who, config, "GET /v1/dead-letters")
     if store is None:
         return 1
     try:
@@ -148,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         store.close()
 
 
-class _Store(Protocol):
+class Store(Protocol):
     """Where the commands find dead letters and queue replays: a journal, as it keeps them."""
 
     def dead_letters(self, query: admin.DeadLetterQuery) -> list[admin.DeadLetter]: ...
@@ -161,7 +163,19 @@ class _Store(Protocol):
         self, hook: str, since: float, until: float, limit: int
     ) -> admin.WindowReplay: ...
 
+    def delivery_page(self, query: DeliveryQuery) -> DeliveryPage: ...
+
+    def delivery_detail(self, key: str) -> DeliveryDetail | None: ...
+
     def close(self) -> None: ...
+
+
+def open_store(who: str, config: Config, api_route: str) -> Store | None:
+    """The config's journal, as the commands read it; None after saying why there is none
+    (``api_route``: where a running daemon answers the same, for a journal with no file)."""
+    if config.journal.backend == "redis":
+        return _RedisStore(config)
+    return _open(who, config, api_route)
 
 
 class _SqliteStore:
@@ -189,6 +203,13 @@ class _SqliteStore:
             return admin.replay_window(
                 self._conn, hooks, hook, since, until, limit=limit, now=time.time()
             )
+
+    def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
+        names = [hook.name for hook in self._config.hooks]
+        return sqlite_log.file_page(self._conn, names, query)
+
+    def delivery_detail(self, key: str) -> DeliveryDetail | None:
+        return sqlite_log.delivery_detail(self._conn, key)
 
     def close(self) -> None:
         self._conn.close()
@@ -234,17 +255,23 @@ class _RedisStore:
         replay = functools.partial(self._journal.replay_window, limit=limit, now=time.time())
         return self._call(replay, hook, since, until)
 
+    def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
+        return self._call(self._journal.delivery_page, query)
+
+    def delivery_detail(self, key: str) -> DeliveryDetail | None:
+        return self._call(self._journal.delivery_detail, key)
+
     def close(self) -> None:
         """Nothing held between calls."""
 
 
-def _open(who: str, config: Config) -> _SqliteStore | None:
+def _open(who: str, config: Config, api_route: str) -> _SqliteStore | None:
     """The config's SQLite journal; None after saying why there is none."""
     settings = config.journal
     if settings.backend != "sqlite":
         print(
             f'{who}: {config.path}: journal.backend is "{settings.backend}": nothing is on disk '
-            "to read (a running daemon's dead letters: GET /v1/dead-letters)",
+            f"to read (a running daemon answers the same: {api_route})",
             file=sys.stderr,
         )
         return None
@@ -265,7 +292,7 @@ def _print_letters(
     letters: list[admin.DeadLetter], args: argparse.Namespace, config: Config
 ) -> int:
     if args.json:
-        _print_json({"ok": True, "dead_letters": [letter.to_json() for letter in letters]})
+        print_json({"ok": True, "dead_letters": [letter.to_json() for letter in letters]})
         return 0
     if args.hook is not None and args.hook not in {hook.name for hook in config.hooks}:
         print(f'note: no hook named "{args.hook}" in {config.path}', file=sys.stderr)
@@ -298,7 +325,7 @@ def _print_record(who: str, record: admin.DeliveryRecord | None, args: argparse.
         print(f"{who}: no delivery {args.id} in the journal", file=sys.stderr)
         return 1
     if args.json:
-        _print_json(record.to_json())
+        print_json(record.to_json())
         return 0
     event = record.event
     product = f", product {event.product_id}" if event.product_id is not None else ""
@@ -333,7 +360,7 @@ def _print_record(who: str, record: admin.DeliveryRecord | None, args: argparse.
     return 0
 
 
-def _replay(who: str, store: _Store, args: argparse.Namespace) -> int:
+def _replay(who: str, store: Store, args: argparse.Namespace) -> int:
     ids = tuple(dict.fromkeys(args.ids))
     query = _query(args, ids)
     if not query.selects:
@@ -347,7 +374,7 @@ def _replay(who: str, store: _Store, args: argparse.Namespace) -> int:
 
 def _print_replayed(who: str, replayed: admin.Replayed, args: argparse.Namespace) -> int:
     if args.json:
-        _print_json(replayed.to_json())
+        print_json(replayed.to_json())
     else:
         print(
             f"queued {_count(len(replayed.ids), 'dead letter')} again, under their ids; {WHEN_SENT}"
@@ -362,7 +389,7 @@ def _print_replayed(who: str, replayed: admin.Replayed, args: argparse.Namespace
     return 1 if replayed.missing else 0
 
 
-def _replay_window(who: str, config: Config, store: _Store, args: argparse.Namespace) -> int:
+def _replay_window(who: str, config: Config, store: Store, args: argparse.Namespace) -> int:
     if _unknown_hook(who, config, args.hook):
         return 1
     try:
@@ -388,7 +415,7 @@ def _unknown_hook(who: str, config: Config, name: str) -> bool:
 
 def _print_window(queued: admin.WindowReplay, args: argparse.Namespace) -> int:
     if args.json:
-        _print_json(queued.to_json())
+        print_json(queued.to_json())
     elif not queued.ids:
         print(f'no event stored in that window goes to hook "{queued.hook}"; nothing queued')
     else:
@@ -418,6 +445,6 @@ def _clock(at: float, *, ms: bool = False) -> str:
     return f"{text}.{moment.microsecond // 1000:03d}" if ms else text
 
 
-def _print_json(value: object) -> None:
+def print_json(value: object) -> None:
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.buffer.flush()

@@ -10,6 +10,7 @@ from engine import __version__
 from engine.cli import admin as _cli_admin
 from engine.cli import bench as bench_command
 from engine.cli import cluster as cluster_command
+from engine.cli import deliveries as deliveries_command
 from engine.cli import hooks as hooks_command
 from engine.cli import particle as particle_command
 from engine.cli import render as render_command
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     hash_ = token_commands.add_parser("hash", help="print the sha256 of a token")
     hash_.add_argument("token", nargs="?", help="the token (read from stdin when omitted)")
     _cli_admin.add_commands(commands, DEFAULT_CONFIG)
+    deliveries_command.add_commands(commands, DEFAULT_CONFIG)
     hooks_command.add_commands(commands, DEFAULT_CONFIG)
     cluster_command.add_commands(commands, DEFAULT_CONFIG)
     # Listed for --help only: main() hands "bench ..." to bench/run.py before parsing.
@@ -119,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return particle_command.import_document(args.file, args.name, args.config)
     if args.command in _cli_admin.COMMANDS:
         return _cli_admin.run(args)
+    if args.command in deliveries_command.COMMANDS:
+        return deliveries_command.run(args)
     if args.command in hooks_command.COMMANDS:
         return hooks_command.run(args)
     if args.command in cluster_command.COMMANDS:

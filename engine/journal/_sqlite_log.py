@@ -65,6 +65,15 @@ def delivery_page(
     return log.page(found, query)
 
 
+def file_page(conn: sqlite3.Connection, hooks: Iterable[str], query: DeliveryQuery) -> DeliveryPage:
+    """``delivery_page`` on a journal file opened by itself (the CLI): its epoch and floor
+    from its meta table, and its API hooks' names beside ``hooks``."""
+    meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('epoch', 'floor')"))
+    names = {*hooks, *(name for (name,) in conn.execute("SELECT name FROM api_hooks"))}
+    epoch = str(meta.get("epoch", ""))
+    return delivery_page(conn, epoch, int(meta.get("floor", 0)), names, query)
+
+
 def _before(before: tuple[float, str] | None, at: str, key: str) -> tuple[str, list[Any]]:
     if before is None:
         return "", []

@@ -247,7 +247,7 @@ async def test_a_bad_request_gets_one_clear_line(
         (
             'backend = "memory"',
             'hookwire dead-letters list: {tmp}/engine.toml: journal.backend is "memory": nothing'
-            " is on disk to read (a running daemon's dead letters: GET /v1/dead-letters)",
+            " is on disk to read (a running daemon answers the same: GET /v1/dead-letters)",
         ),
     ],
 )
