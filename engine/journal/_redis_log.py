@@ -14,10 +14,16 @@ from collections.abc import Iterable
 
 import msgpack
 
-from engine.core.model import delivery_id
+from engine.core.model import Event, delivery_id
 from engine.journal import delivery_log as log
 from engine.journal._redis_base import RedisBase
-from engine.journal._redis_support import READ_BATCH, event_id_of, redis_errors, text_of
+from engine.journal._redis_support import (
+    READ_BATCH,
+    entry_event,
+    event_id_of,
+    redis_errors,
+    text_of,
+)
 from engine.journal.admin import AttemptRecord, DeliveryRecord, event_id_of_delivery
 from engine.journal.delivery_log import (
     DeliveryDetail,
@@ -29,7 +35,7 @@ from engine.journal.delivery_log import (
     SentRequest,
 )
 
-OWED_SHOWN = 1000
+OWED_SHOWN = 200
 """Deliveries not tried yet listed per partition at most (in flight, then not read)."""
 
 LOG_SCAN = 20_000
@@ -79,28 +85,50 @@ class DeliveryLogReading(RedisBase):
         names = [query.hook] if query.hook is not None else [h.name for h in self._hooks.hooks]
         found: list[LoggedDelivery] = []
         for hook in names:
-            seen: set[str] = set()
-            for attempt, due in await self._newest(hook):
-                if attempt.delivery_id in seen:
-                    continue  # an earlier attempt of a delivery already listed
-                seen.add(attempt.delivery_id)
-                state = log.JOURNAL_STATES.get(attempt.state, attempt.state)
-                found.append(
-                    LoggedDelivery(
-                        attempt.delivery_id,
-                        hook,
-                        attempt.event_id,
-                        await self._event_name(attempt.event_id),
-                        state,
-                        attempt.number,
-                        attempt.at,
-                        attempt.reason,
-                        due if state == "retrying" else None,
-                    )
-                )
+            found += await self._latest(hook, query)
         if "pending" in query.states:
             found += await self._owed(query.hook)
-        return log.page(found, query)
+        shown = log.page(found, query)
+        named = [
+            dataclasses.replace(entry, event_name=await self._event_name(entry.event_id))
+            for entry in shown.deliveries
+        ]
+        return dataclasses.replace(shown, deliveries=tuple(named))
+
+    async def _latest(self, hook: str, query: DeliveryQuery) -> list[LoggedDelivery]:
+        """The newest of a hook's deliveries that ``query`` admits, by their last attempt
+        (the first of a delivery met reading its log newest first): enough for a page."""
+        found: list[LoggedDelivery] = []
+        seen: set[str] = set()
+        end, scanned = "+", 0
+        while len(found) <= query.limit and scanned < LOG_SCAN:
+            entries = await self.client.xrevrange(
+                self._p + "hlog:" + hook, end=end, start="-", count=READ_BATCH
+            )
+            scanned += len(entries)
+            for entry in entries:
+                attempt, due = logged(hook, entry.field_values[b"a"])
+                if attempt.delivery_id in seen:
+                    continue  # an earlier attempt of a delivery already met
+                seen.add(attempt.delivery_id)
+                state = log.JOURNAL_STATES.get(attempt.state, attempt.state)
+                listed = LoggedDelivery(
+                    attempt.delivery_id,
+                    hook,
+                    attempt.event_id,
+                    "",  # named once on the page
+                    state,
+                    attempt.number,
+                    attempt.at,
+                    attempt.reason,
+                    due if state == "retrying" else None,
+                )
+                if query.admits(listed):
+                    found.append(listed)
+            if len(entries) < READ_BATCH:
+                break
+            end = "(" + text_of(entries[-1].identifier)
+        return found
 
     async def _event_name(self, event_id: int) -> str:
         event = await self._event_by_id(event_id)
@@ -121,11 +149,10 @@ class DeliveryLogReading(RedisBase):
                     continue
                 event_id = event_id_of(flat[i])
                 known = self._hooks.get(name)
-                event = await self._event_by_id(event_id)
+                event, at = await self._event_and_time(event_id)
                 if known is None or event is None:
                     continue
                 key = delivery_id(self._epoch, event_id, known.tag)
-                at = await self._stored_at(event_id)
                 found[key] = LoggedDelivery(
                     key, name, event_id, event.name, "pending", 0, at, "", None
                 )
@@ -147,12 +174,13 @@ class DeliveryLogReading(RedisBase):
             )
         return list(found.values())
 
-    async def _stored_at(self, event_id: int) -> float:
-        """When an event was stored (unix time; 0 when it is gone)."""
+    async def _event_and_time(self, event_id: int) -> tuple[Event | None, float]:
+        """An event and when it was stored (unix time), in one read; (None, 0) when gone."""
         entries = await self.client.xrange(self._p + "events", start=f"{event_id}-1", count=1)
         if not entries or event_id_of(entries[0].identifier) != event_id:
-            return 0.0
-        return float(msgpack.unpackb(entries[0].field_values[b"e"])[7])
+            return None, 0.0
+        packed = entries[0].field_values[b"e"]
+        return entry_event(entries[0].identifier, packed), float(msgpack.unpackb(packed)[7])
 
     @redis_errors("read the delivery log from")
     async def hook_activity(self, hook: str) -> HookActivity:
@@ -207,7 +235,7 @@ class DeliveryLogReading(RedisBase):
         if hook is None:
             return None
         # From a minute before the event, should Redis's clock be behind the node's.
-        at = await self._stored_at(event.id)
+        _, at = await self._event_and_time(event.id)
         attempts = tuple(await self._attempts_of(delivery, hook, max(0.0, at - 60)))
         if row is not None:
             _, _, state, count, due, reason, _ = row
