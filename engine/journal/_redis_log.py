@@ -59,6 +59,7 @@ def logged(hook: str, packed: bytes | str) -> tuple[LoggedAttempt, float]:
         state,
         SentRequest.unpack(sent),
         excerpt,
+        due if state == "waiting" else None,
     )
     return attempt, due
 

@@ -25,13 +25,13 @@ from engine.journal.delivery_log import (
 
 ATTEMPT_COLUMNS = (
     "a.delivery_id, a.event_id, a.hook, a.number, a.at, a.duration, a.status, a.reason,"
-    " a.state, a.request, a.excerpt"
+    " a.state, a.request, a.excerpt, a.due"
 )
 
 
 def logged_attempt(row: Sequence[Any]) -> LoggedAttempt:
     """A row of ``ATTEMPT_COLUMNS`` as a record."""
-    key, event_id, hook, number, at, duration, status, reason, state, request, excerpt = row
+    key, event_id, hook, number, at, duration, status, reason, state, request, excerpt, due = row
     return LoggedAttempt(
         key,
         event_id,
@@ -44,6 +44,7 @@ def logged_attempt(row: Sequence[Any]) -> LoggedAttempt:
         state or ("delivered" if status is not None and 200 <= status < 300 else "waiting"),
         SentRequest.unpack(request),
         excerpt,
+        due,
     )
 
 

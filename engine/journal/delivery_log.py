@@ -77,6 +77,7 @@ class LoggedAttempt:
     state: str  # the delivery's state after it: delivered, waiting or dead
     request: SentRequest | None
     excerpt: bytes  # the start of the answer
+    next_try: float | None = None  # when it left the delivery waiting: its next try
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,7 @@ class LoggedAttempt:
             "status": self.status,
             "error": None if self.ok else self.reason,
             "state": JOURNAL_STATES.get(self.state, self.state),
+            "next_try": iso_time(self.next_try) if self.next_try is not None else None,
             "request": self.request.to_json() if self.request is not None else None,
             "response": self.excerpt[:EXCERPT_SHOWN].decode("utf-8", "replace"),
         }

@@ -192,6 +192,7 @@ class MemoryJournal:
         for delivery, attempt in attempts:
             self.attempts.append(attempt)
             self._routed.pop(delivery.id, None)
+            due = now + max(0.0, delivery.due - clock)
             logged = LoggedAttempt(
                 delivery.id,
                 delivery.event.id,
@@ -204,8 +205,9 @@ class MemoryJournal:
                 attempt.state,
                 SentRequest.unpack(attempt.request),
                 attempt.excerpt,
+                due if attempt.state == "waiting" else None,
             )
-            self._log.append((logged, now + max(0.0, delivery.due - clock)))
+            self._log.append((logged, due))
             if attempt.state == "dead":
                 self._dead.append((delivery, now))
         for key, (ok, failed) in log.hour_counts(

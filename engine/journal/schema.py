@@ -127,13 +127,15 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
-    # 3 -> 4: the delivery log. An attempt keeps its hook, the delivery's state after it and
-    # the request it sent (masked); attempts kept before have NULL there and are shown by
-    # delivery id only. hook_hours counts each hook's attempts per hour (30 days kept).
+    # 3 -> 4: the delivery log. An attempt keeps its hook, the delivery's state after it,
+    # the request it sent (masked) and, when it left the delivery waiting, its next try (unix
+    # time); attempts kept before have NULL there and are shown by delivery id only.
+    # hook_hours counts each hook's attempts per hour (30 days kept).
     """
     ALTER TABLE attempts ADD COLUMN hook TEXT;
     ALTER TABLE attempts ADD COLUMN state TEXT;
     ALTER TABLE attempts ADD COLUMN request BLOB;
+    ALTER TABLE attempts ADD COLUMN due REAL;
     CREATE INDEX attempts_by_hook ON attempts (hook, state, at);
     CREATE TABLE hook_hours (
         hook TEXT NOT NULL,

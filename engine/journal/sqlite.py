@@ -640,6 +640,7 @@ class SqliteJournal:
                     delivery.hook,
                     attempt.state,
                     attempt.request or None,
+                    due if attempt.state == "waiting" else None,
                 )
             )
         counted = [(d.hook, now, attempt.state == "delivered") for d, attempt in attempts]

@@ -102,6 +102,7 @@ async def test_a_delivery_shows_every_attempt_with_its_request_and_answer(opener
             (2, 200, "delivered"),
         ]
         assert attempts[0]["error"] == "503" and attempts[1]["error"] is None
+        assert attempts[0]["next_try"] is not None and attempts[1]["next_try"] is None
         assert attempts[1]["request"] == SENT.to_json()
         assert attempts[0]["response"] == "<h1>down</h1>"
         assert await journal.delivery_detail("msg_00000000_ff_0000") is None
@@ -120,6 +121,7 @@ async def test_a_hook_shows_its_last_successes_and_failures_and_its_hours(opener
             (second.id, 2, "dead"),
             (second.id, 1, "waiting"),
         ]
+        assert [a.next_try is not None for a in activity.failures] == [False, True]
         [(hour, delivered, failed)] = activity.hours
         assert hour == hour_of(activity.successes[0].at) and (delivered, failed) == (1, 2)
         assert (await journal.hook_activity("everything")).hours == ()
