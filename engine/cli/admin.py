@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(who, config, "GET /v1/dead-letters")
     if store is None:
         return 1
-    try:
+
+    def command(store: Store) -> int:
         if window:
             return _replay_window(who, config, store, args)
         if args.dead_command == "list":
@@ -136,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
         if args.dead_command == "show":
             return _print_record(who, store.delivery(args.id), args)
         return _replay(who, store, args)
+
+    return run_on(who, config, store, command)
+
+
+def run_on(who: str, config: Config, store: Store, command: Callable[[Store], int]) -> int:
+    """``command(store)``'s exit status, the journal's failures told in one line; the store
+    closed after."""
+    try:
+        return command(store)
     except sqlite3.Error as exc:
         print(f"{who}: {config.journal.path}: {exc}", file=sys.stderr)
         return 1

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import sqlite3
 import sys
 
 from engine.cli._config import load_or_report
 from engine.cli._text import one_line, table
-from engine.cli.admin import open_store, print_json
+from engine.cli.admin import Store, open_store, print_json, run_on
 from engine.journal import delivery_log as log
-from engine.journal.base import JournalUnavailable
 from engine.journal.delivery_log import DeliveryDetail, DeliveryPage
 
 COMMANDS = ("deliveries",)
@@ -62,21 +59,13 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(who, config, "GET /v1/deliveries")
     if store is None:
         return 1
-    try:
+
+    def command(store: Store) -> int:
         if args.deliveries_command == "list":
             return _print_page(store.delivery_page(query), args)
         return _print_detail(who, store.delivery_detail(args.id), args)
-    except sqlite3.Error as exc:
-        print(f"{who}: {config.journal.path}: {exc}", file=sys.stderr)
-        return 1
-    except JournalUnavailable as exc:
-        print(f"{who}: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    finally:
-        store.close()
+
+    return run_on(who, config, store, command)
 
 
 def _print_page(page: DeliveryPage, args: argparse.Namespace) -> int:

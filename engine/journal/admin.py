@@ -74,6 +74,18 @@ def iso_time(at: float) -> str:
 # rows
 
 
+def event_json(event: Event) -> dict[str, object]:
+    """An event as the admin answers show it."""
+    return {
+        "id": event.id,
+        "name": event.name,
+        "device": event.device_id,
+        "product": event.product_id,
+        "published_at": event.published_at,
+        "data": event.data,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterQuery:
     """Which dead letters: every condition given must hold; none given means all of them."""
@@ -189,14 +201,7 @@ class DeliveryRecord:
             "due": iso_time(self.due),
             "reason": self.reason,
             "dead_at": iso_time(self.dead_at) if self.dead_at is not None else None,
-            "event": {
-                "id": event.id,
-                "name": event.name,
-                "device": event.device_id,
-                "product": event.product_id,
-                "published_at": event.published_at,
-                "data": event.data,
-            },
+            "event": event_json(event),
             "attempt_log": [attempt.to_json() for attempt in self.attempt_log],
         }
 

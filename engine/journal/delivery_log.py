@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from engine.journal.admin import DeliveryRecord, iso_time
+from engine.journal.admin import DeliveryRecord, event_json, iso_time
 
 STATES = ("pending", "retrying", "delivered", "dead")
 """What a delivery is listed as: not tried yet (or in flight), waiting for its next try,
@@ -274,13 +274,6 @@ class DeliveryDetail:
             "state": state,
             "attempts": record.attempts,
             "next_try": iso_time(record.due) if state == "retrying" else None,
-            "event": {
-                "id": event.id,
-                "name": event.name,
-                "device": event.device_id,
-                "product": event.product_id,
-                "published_at": event.published_at,
-                "data": event.data,
-            },
+            "event": event_json(event),
             "attempt_log": [attempt.to_json() for attempt in self.attempts],
         }
