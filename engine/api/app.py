@@ -14,6 +14,7 @@ import trio
 
 from engine import __version__
 from engine.api.broadcast import Broadcaster, StreamStats
+from engine.api.console import Console
 from engine.api.cors import UNCHANGED, CorsPolicy, Decision, Kind
 from engine.api.dead_letters import list_query, replay_query
 from engine.api.delivery_log import DeliveryLogApi
@@ -117,6 +118,7 @@ class Api:
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[str, Any] = {}
         self._published = metrics.events_published.labels("rest")
+        console = Console()  # its files read now, at start
         self._handlers: dict[str, RouteHandler] = {
             "publish": self._publish,
             "publish_product": self._publish,
@@ -129,6 +131,8 @@ class Api:
             "replay_dead_letters": self._replay_dead_letters,
             "metrics": self._metrics_page,
             "healthz": self._health,
+            "console": console.page,
+            "console_file": console.file,
         }
         self.hooks: HooksApi | None = None
         if hooks is not None:
