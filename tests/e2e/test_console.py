@@ -163,7 +163,9 @@ def wait_for_text(driver: WebDriver, css: str, *parts: str) -> str:
 def screenshot(driver: WebDriver, path: Path, css: str | None = None) -> None:
     """The whole page (the window grown to its height, at most 2400 px), or the element
     ``css`` finds, as a PNG."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
+    height = driver.execute_script(
+        "return document.documentElement.scrollHeight + outerHeight - innerHeight"
+    )
     assert isinstance(height, int)
     driver.set_window_size(1280, min(max(height, 600), 2400))
     try:
@@ -209,7 +211,6 @@ async def test_log_in_and_watch_events_live(
         assert not any(ADMIN in url for url in urls), urls
         assert browser.execute_script("return sessionStorage.getItem('hookwire-token')") == ADMIN
         assert browser.find_element(By.ID, "token").get_attribute("value") == ""
-        await in_browser(screenshot, browser, shots / "live.png")
 
         # Paused, the stream is closed; resumed, it asks for what came since (Last-Event-ID).
         await in_browser(click, browser, "#pause")
@@ -220,6 +221,7 @@ async def test_log_in_and_watch_events_live(
         missed = await in_browser(wait_for_event, browser, 3)
         assert (missed[2], missed[4]) == ("temp", "22")
         assert [row[0] for row in await in_browser(event_rows, browser)] == ["3", "2", "1"]
+        await in_browser(screenshot, browser, shots / "live.png")
 
 
 async def test_a_failing_hook_and_a_dead_letter_replayed(
