@@ -272,7 +272,8 @@ class DeliveryDetail:
             "id": record.id,
             "hook": record.hook,
             "state": state,
-            "attempts": record.attempts,
+            # after a replay the journal counts its new attempts; the log has them all
+            "attempts": max(record.attempts, len(self.attempts)),
             "next_try": iso_time(record.due) if state == "retrying" else None,
             "event": event_json(event),
             "attempt_log": [attempt.to_json() for attempt in self.attempts],

@@ -209,6 +209,7 @@ class MemoryJournal:
             )
             self._log.append((logged, due))
             if attempt.state == "dead":
+                delivery.last_reason = attempt.reason  # a worker's delivery comes without it
                 self._dead.append((delivery, now))
         for key, (ok, failed) in log.hour_counts(
             (d.hook, now, a.state == "delivered") for d, a in attempts

@@ -165,6 +165,7 @@ async def test_dead_letters_and_their_replay(opener: Opener) -> None:
         await journal.settle([outcome(journal, event, "everything", "delivered")], [])
         [letter] = await journal.list_dead_letters(DeadLetterQuery())
         assert (letter.hook, letter.event_id, letter.attempts) == ("temps", event.id, 3)
+        assert letter.reason == "503"  # the dead attempt's, whoever made it
         assert await journal.list_dead_letters(DeadLetterQuery(hook="everything")) == []
         replayed = await journal.replay_dead_letters(DeadLetterQuery(ids=(letter.id, "nope")))
         assert (replayed.ids, replayed.missing) == ((letter.id,), ("nope",))
@@ -215,6 +216,9 @@ async def test_deliveries_that_waited_or_were_replayed_owe_nothing_once_delivere
         replayed, attempt = outcome(journal, event, "everything", "delivered")
         replayed.earlier_attempts = again.recorded
         await journal.settle([(replayed, replace(attempt, number=1))], [])
+        shown = await journal.delivery_detail(replayed.id)
+        assert shown is not None
+        assert shown.to_json()["attempts"] == len(shown.attempts) == 2  # dead, then delivered
     async with running(opener()) as journal:
         assert await journal.recover() == []
         assert await journal.list_dead_letters(DeadLetterQuery()) == []
