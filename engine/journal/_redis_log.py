@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 
 import msgpack
+from coredis import PureToken
 
 from engine.core.model import Event, delivery_id
 from engine.journal import delivery_log as log
@@ -261,10 +262,14 @@ class DeliveryLogReading(RedisBase):
                 return hook.name
         return None
 
-    async def prune_hours(self) -> None:
-        """Forget each hook's counts older than 30 days."""
+    async def prune_log(self, cutoff: float) -> None:
+        """Forget each hook's attempts older than ``cutoff`` (unix time: the retention's),
+        and its counts older than 30 days."""
         oldest = log.hour_of(time.time()) - (log.HOURS_KEPT - 1) * 3600
         for hook in self._hooks.hooks:
+            await self.client.xtrim(
+                self._p + "hlog:" + hook.name, PureToken.MINID, int(cutoff * 1000)
+            )
             key = self._p + "hours:" + hook.name
             fields = await self.client.hkeys(key)
             old = [f for f in fields if int(text_of(f).split(":")[0]) < oldest]

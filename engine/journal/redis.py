@@ -553,7 +553,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping, DeliveryLogReading):
         if dead:
             await self.client.hdel(self._p + "rows", list(dead))
             await self.client.zrem(self._p + "dead", list(dead))
-        await self.prune_hours()
+        await self.prune_log(cutoff)
         return removed
 
     # -- the downlink outbox ---------------------------------------------------------------
