@@ -94,6 +94,8 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    tls_cert: Path | None = None  # PEM certificate chain: the API (and the gateway, when
+    tls_key: Path | None = None  # [gateway] tls) serve TLS with this pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,14 @@ class LogConfig:
     """Logging: level is debug, info, warning or error."""
 
     level: str = "info"
+    format: str = "text"  # text | json (one object per line)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """/metrics: open to anyone who reaches the port, or behind the ``metrics`` scope."""
+
+    require_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +252,7 @@ class GatewayConfig:
     """The device cloud's msgpack channel: a TCP address and/or a Unix socket."""
 
     tcp: tuple[str, int] | None = None
+    tls: bool = False  # the TCP listener serves TLS with [server] tls_cert and tls_key
     unix: Path | None = None
     max_frame_bytes: int = 65536
     max_unacked: int = 1024  # downlinks in flight per connection, and publishes not yet acked
@@ -310,6 +321,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     api: ApiConfig = ApiConfig()
     log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
     auth: AuthConfig = AuthConfig()
     products: tuple[ProductConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
@@ -358,9 +370,10 @@ def _read_config(root: f.Table, path: Path, base: Path) -> Config:
     products = _read_products(root)
     product_ref = _product_reader(products)
     templates = _read_templates(_section(root, "templates"))
-    server = _read_server(_section(root, "server"))
+    server = _read_server(_section(root, "server"), base)
     api = _read_api(_section(root, "api"))
     log = _read_log(_section(root, "log"))
+    metrics = _read_metrics(_section(root, "metrics"))
     auth = _read_auth(_section(root, "auth"), product_ref)
     limits = _read_limits(_section(root, "limits"))
     sse = _read_sse(_section(root, "sse"))
@@ -370,6 +383,7 @@ def _read_config(root: f.Table, path: Path, base: Path) -> Config:
         server=server,
         api=api,
         log=log,
+        metrics=metrics,
         auth=auth,
         products=products,
         limits=limits,
@@ -381,6 +395,10 @@ def _read_config(root: f.Table, path: Path, base: Path) -> Config:
         templates=templates,
         hooks=_read_hooks(root, base, product_ref, templates.language),
     )
+    if config.gateway.tls and config.server.tls_cert is None:
+        root.ctx.report("gateway.tls", "needs [server] tls_cert and tls_key: the pair it serves")
+    if config.gateway.tls and config.gateway.tcp is None:
+        root.ctx.report("gateway.tls", "applies to the TCP listener: set gateway.tcp too")
     cluster = _read_cluster(root, config, backend_known=backend_known)
     root.finish()
     return dataclasses.replace(config, cluster=cluster)
@@ -395,14 +413,34 @@ def _section(root: f.Table, name: str) -> f.Table:
     return f.Table(root.ctx, data, name)
 
 
-def _read_server(t: f.Table) -> ServerConfig:
+def _read_server(t: f.Table, base: Path) -> ServerConfig:
     d = ServerConfig()
     server = ServerConfig(
         host=t.get("host", f.nonempty, d.host),
         port=t.get("port", f.port, d.port),
+        tls_cert=t.opt("tls_cert", f.path_under(base)),
+        tls_key=t.opt("tls_key", f.path_under(base)),
     )
     t.finish()
+    if (server.tls_cert is None) != (server.tls_key is None):
+        given, missing = (
+            ("tls_cert", "tls_key") if server.tls_key is None else ("tls_key", "tls_cert")
+        )
+        t.ctx.report(
+            t.key_path(missing),
+            f"required with {given} (TLS needs both the certificate and its key)",
+        )
+    for name, file in (("tls_cert", server.tls_cert), ("tls_key", server.tls_key)):
+        if file is not None and not os.access(file, os.R_OK):
+            why = "does not exist" if not file.exists() else "is not readable by this user"
+            t.ctx.report(t.key_path(name), f"{file} {why}")
     return server
+
+
+def _read_metrics(t: f.Table) -> MetricsConfig:
+    metrics = MetricsConfig(require_token=t.get("require_token", f.boolean, False))
+    t.finish()
+    return metrics
 
 
 def _read_api(t: f.Table) -> ApiConfig:
@@ -460,7 +498,11 @@ def _origin_host(host: str) -> bool:
 
 
 def _read_log(t: f.Table) -> LogConfig:
-    log = LogConfig(level=t.get("level", f.one_of(*LOG_LEVELS), LogConfig().level))
+    d = LogConfig()
+    log = LogConfig(
+        level=t.get("level", f.one_of(*LOG_LEVELS), d.level),
+        format=t.get("format", f.one_of("text", "json"), d.format),
+    )
     t.finish()
     return log
 
@@ -648,6 +690,7 @@ def _read_gateway(t: f.Table, base: Path) -> GatewayConfig:
     d = GatewayConfig()
     gateway = GatewayConfig(
         tcp=t.opt("tcp", f.host_port),
+        tls=t.get("tls", f.boolean, d.tls),
         unix=t.opt("unix", f.path_under(base)),
         max_frame_bytes=t.get("max_frame_bytes", f.positive_int, d.max_frame_bytes),
         max_unacked=t.get("max_unacked", f.positive_int, d.max_unacked),

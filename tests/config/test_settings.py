@@ -230,7 +230,7 @@ def test_unknown_key_suggests_the_nearest_name() -> None:
 
 def test_unknown_key_without_a_near_name_lists_the_known_ones() -> None:
     assert problems("[server]\nzzz = 1\n") == [
-        "engine.toml: server.zzz: unknown key; known keys: host, port"
+        "engine.toml: server.zzz: unknown key; known keys: host, port, tls_cert, tls_key"
     ]
 
 
