@@ -182,6 +182,7 @@ class Engine:
             self.bus,
             self.metrics,
             HooksParts(self.hooks, catalog, self.deliveries, self.reload),
+            problems=self.problems,
         )
         for source in (CONFIG, API):
             self.metrics.hooks_by_source.labels(source).set_function(
@@ -197,6 +198,12 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<Engine {self.server!r} {self.bus!r} {self.journal!r}>"
+
+    def problems(self) -> list[str]:
+        """What keeps this node from doing its work now (``/readyz``): the journal cannot
+        be written (or Redis reached), a delivery worker is down."""
+        pool = self.workers.problems() if self.workers is not None else []
+        return self.journal.problems() + pool
 
     async def run(
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
