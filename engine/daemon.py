@@ -30,6 +30,7 @@ from engine.hooks.documents import hook_from_document, parse_document
 from engine.hooks.hook import compile_hooks
 from engine.hooks.router import HookSet, reread_and_prepare
 from engine.http.server import HttpServer
+from engine.http.tls import HTTP_ALPN, TlsError, server_context
 from engine.journal import Journal, MemoryJournal
 from engine.journal.base import JournalUnavailable
 from engine.journal.redis import RedisJournal
@@ -188,12 +189,22 @@ class Engine:
             self.metrics.hooks_by_source.labels(source).set_function(
                 functools.partial(catalog.count, source)
             )
+        tls_cert, tls_key = config.server.tls_cert, config.server.tls_key
+        try:
+            tls = (
+                server_context(tls_cert, tls_key, alpn=HTTP_ALPN)
+                if tls_cert is not None and tls_key is not None  # both or neither, at load
+                else None
+            )
+        except TlsError as exc:  # a pair that can serve nothing: refused as the config is
+            raise ConfigError([f"{config.path}: server.{exc.setting}: {exc}"]) from None
         self.server = HttpServer(
             self.api.handle,
             config.limits,
             on_protocol_error=lambda status: self.metrics.http_protocol_errors.labels(
                 str(status)
             ).inc(),
+            tls=tls,
         )
 
     def __repr__(self) -> str:
@@ -226,7 +237,13 @@ class Engine:
                     async with trio.open_nursery() as front:
                         addresses = await front.start(self.server.serve, server.host, server.port)
                         for host, port in addresses:
-                            log.info("hookwire %s serving http://%s:%d", __version__, host, port)
+                            log.info(
+                                "hookwire %s serving %s://%s:%d",
+                                __version__,
+                                self.server.scheme,
+                                host,
+                                port,
+                            )
                         task_status.started(addresses)
                     # The server has stopped: nothing is left for the background to serve.
                     background.cancel_scope.cancel()

@@ -7,12 +7,17 @@
             ...
             await gateway.ack_downlinks([down.id])
 
+Over TLS (``[gateway] tls = true``): ``open_gateway(token, tcp=..., cafile="ca.pem")``, or
+``ssl_context=`` a client context of your own (``ssl.create_default_context()`` for a
+certificate from a public authority).
+
 Publishes not yet acknowledged are kept in ``unacked``; hand them to the next
 ``open_gateway(..., resend=...)`` after a lost connection, and the engine stores each once.
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -190,19 +195,42 @@ async def open_gateway(
     first_seq: int | None = None,
     resend: dict[int, bytes] | None = None,
     connect_timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+    cafile: str | Path | None = None,
+    server_hostname: str | None = None,
 ) -> AsyncIterator[GatewayClient]:
     """Connect, say hello, wait for the welcome; the reader runs until the block ends.
 
     ``first_seq`` defaults to microseconds since the epoch, so a restarted gateway never
-    reuses a sequence number the engine may still remember.
+    reuses a sequence number the engine may still remember. TLS (TCP only): ``cafile``,
+    the CA certificates to trust, or a client ``ssl_context``; ``server_hostname`` is the
+    name the certificate must carry (default: the host of ``tcp``).
     """
     if (tcp is None) == (unix is None):
         raise ValueError("give exactly one of tcp=(host, port) or unix=path")
+    if cafile is not None:
+        if ssl_context is not None:
+            raise ValueError("give ssl_context or cafile, not both")
+        ssl_context = ssl.create_default_context(cafile=cafile)
+    if ssl_context is not None and tcp is None:
+        raise ValueError("TLS is for the TCP listener: the Unix socket never serves it")
     with trio.fail_after(connect_timeout):
-        if tcp is not None:
-            stream: trio.abc.Stream = await trio.open_tcp_stream(*tcp)
+        if tcp is None:
+            stream: trio.abc.Stream = await trio.open_unix_socket(str(unix))
+        elif ssl_context is None:
+            stream = await trio.open_tcp_stream(*tcp)
         else:
-            stream = await trio.open_unix_socket(str(unix))
+            secured = trio.SSLStream(
+                await trio.open_tcp_stream(*tcp),
+                ssl_context,
+                server_hostname=server_hostname or tcp[0],
+            )
+            try:
+                await secured.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(secured)
+                raise
+            stream = secured
     async with stream:
         decoder = FrameDecoder(MAX_FRAME)
         hello = {"op": "hello", "token": token, "version": PROTOCOL_VERSION, "name": name}

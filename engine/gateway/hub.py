@@ -7,25 +7,29 @@ one that writes to the socket). Downlinks are written to the journal's outbox wi
 hook answer they carry; the hub offers each to the connection that last published for its
 device (else any), at most ``max_unacked`` in flight per connection. A gateway that stops
 reading gets nothing more: what it has not acknowledged stays in the outbox, is sent
-again after a reconnect, and expires after ``downlink_ttl``.
+again after a reconnect, and expires after ``downlink_ttl``. With ``[gateway] tls`` the TCP
+listener serves TLS with ``[server]``'s certificate pair (the Unix socket never does); the
+handshake counts against ``HELLO_TIMEOUT``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import trio
 
 from engine import __version__
-from engine.config.settings import Config
+from engine.config.settings import Config, ConfigError
 from engine.core.auth import Authenticator, Principal, TokenEntry
 from engine.core.events import utc_now_iso
 from engine.core.model import Event, OutboxEntry
 from engine.gateway import protocol as wire
+from engine.http.tls import TlsError, failure_reason, server_context
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
 
@@ -43,6 +47,9 @@ PUMP_EVERY = 1.0
 PUMP_PAGE = 1000
 PUMP_SCAN = 20_000
 """Outbox entries looked at per pass, at most (a pass runs at least every PUMP_EVERY)."""
+
+
+_Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
 class _Connection:
@@ -268,6 +275,8 @@ class GatewayHub:
         self._pump_lot = trio.lowlevel.ParkingLot()
         self._backlog = True  # the outbox may hold downlinks no connection has
         self.tcp_addresses: list[tuple[str, int]] = []  # bound, once serving
+        self._tls = _tls_of(config) if config.gateway.tls else None
+        self.tls_failures = 0  # handshakes that failed or did not end within HELLO_TIMEOUT
         self._acking: set[int] = set()  # acknowledged; their delete is not committed yet
         # Acknowledged while the pump reads a page of the outbox (None: no read under way).
         # The page is the outbox as it was when the read began, so it may still hold them.
@@ -278,7 +287,8 @@ class GatewayHub:
         self._auth = Authenticator(tokens)
 
     def __repr__(self) -> str:
-        return f"<GatewayHub connections={len(self._connections)}>"
+        tls = f" tls_failures={self.tls_failures}" if self._tls is not None else ""
+        return f"<GatewayHub connections={len(self._connections)}{tls}>"
 
     # the dispatcher's Downlink
 
@@ -311,28 +321,49 @@ class GatewayHub:
         self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen on the configured TCP address and/or Unix socket until cancelled."""
-        listeners: list[trio.SocketListener] = []
+        listeners: list[tuple[trio.SocketListener, _Handler]] = []
         where: list[str] = []
         if self.config.tcp is not None:
             host, port = self.config.tcp
+            scheme, handler = (
+                ("tcp", self._handle) if self._tls is None else ("tls", self._handle_tls)
+            )
             for listener in await trio.open_tcp_listeners(port, host=host):
-                listeners.append(listener)
+                listeners.append((listener, handler))
                 bound = listener.socket.getsockname()
                 self.tcp_addresses.append((bound[0], bound[1]))
-                where.append(f"tcp://{bound[0]}:{bound[1]}")
+                where.append(f"{scheme}://{bound[0]}:{bound[1]}")
         if self.config.unix is not None:
-            listeners.append(await _unix_listener(self.config.unix))
+            listeners.append((await _unix_listener(self.config.unix), self._handle))
             where.append(f"unix://{self.config.unix}")
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump)
-                for listener in listeners:
-                    nursery.start_soon(trio.serve_listeners, self._handle, [listener])
+                for listener, handle in listeners:
+                    nursery.start_soon(trio.serve_listeners, handle, [listener])
                 task_status.started(where)
         finally:
             if self.config.unix is not None:
                 with trio.CancelScope(shield=True):
                     await trio.Path(self.config.unix).unlink(missing_ok=True)
+
+    async def _handle_tls(self, transport: trio.SocketStream) -> None:
+        """A TCP connection under ``[gateway] tls``: the handshake, then ``_handle``."""
+        assert self._tls is not None
+        stream = trio.SSLStream(transport, self._tls, server_side=True)
+        why = f"not done within {HELLO_TIMEOUT:g} s"
+        with trio.move_on_after(HELLO_TIMEOUT):
+            try:
+                await stream.do_handshake()
+                why = ""
+            except trio.BrokenResourceError as exc:
+                why = failure_reason(exc)
+        if not why:
+            await self._handle(stream)
+            return
+        self.tls_failures += 1
+        log.debug("gateway TLS handshake failed: %s", why)
+        await trio.aclose_forcefully(transport)
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         try:
@@ -518,3 +549,13 @@ async def _unix_listener(path: Path) -> trio.SocketListener:
     await sock.bind(os.fspath(path))
     sock.listen(128)
     return trio.SocketListener(sock)
+
+
+def _tls_of(config: Config) -> ssl.SSLContext:
+    """The server context of ``[server]``'s pair, or the config problem it is."""
+    server = config.server
+    assert server.tls_cert is not None and server.tls_key is not None  # checked at load
+    try:
+        return server_context(server.tls_cert, server.tls_key)
+    except TlsError as exc:
+        raise ConfigError([f"{config.path}: server.{exc.setting}: {exc}"]) from None

@@ -9,7 +9,10 @@ requests of one read are all handled before their deferred answers are awaited, 
 HTTP/1.1 clients and ends with the connection for HTTP/1.0 ones, which know no chunks.
 Limits: an idle keep-alive connection is closed after ``idle_timeout``; a request must
 arrive completely within ``request_timeout`` of its first byte (else 408, slow-loris);
-the head and body sizes are bounded by the reader (431/414, 413).
+the head and body sizes are bounded by the reader (431/414, 413). With a TLS context
+(``engine.http.tls``) each connection is an ``SSLStream`` whose handshake must end within
+``request_timeout``; a failed or late one closes the connection, counted and logged at
+debug (plain HTTP sent to the TLS port gets a plain 400 saying to use https).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -33,6 +37,7 @@ from engine.http.h1 import (
     render_response,
     streamed_body_framing,
 )
+from engine.http.tls import PLAIN_HTTP, failure_reason
 
 log = logging.getLogger("hookwire.http")
 
@@ -170,10 +175,15 @@ class HttpServer:
         handler: Handler,
         limits: ServerLimits,
         on_protocol_error: Callable[[int], object] | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: serve HTTPS with this server context (``engine.http.tls``)."""
         self._handler = handler
         self._limits = limits
         self._on_protocol_error = on_protocol_error
+        self._tls = tls
+        self.tls_failures = 0  # handshakes that failed or did not end in time
         self._interruptible: set[trio.CancelScope] = set()
         self._closing = False
         self._connections = 0
@@ -181,7 +191,13 @@ class HttpServer:
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "serving"
-        return f"<HttpServer {state} connections={self._connections}>"
+        tls = f" tls_failures={self.tls_failures}" if self._tls is not None else ""
+        return f"<HttpServer {state} connections={self._connections}{tls}>"
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the server speaks TLS, else ``http``: what its URLs start with."""
+        return "http" if self._tls is None else "https"
 
     async def serve(
         self,
@@ -211,9 +227,15 @@ class HttpServer:
             scope.cancel()
 
     async def serve_connection(self, stream: trio.abc.Stream) -> None:
-        """Converse with one peer until it leaves, misbehaves or times out; closes ``stream``."""
+        """Converse with one peer until it leaves, misbehaves or times out; closes ``stream``
+        (the connection as accepted: TLS, when configured, is layered here)."""
         self._connections += 1
         try:
+            if self._tls is not None:
+                secured = await self._handshake(stream)
+                if secured is None:
+                    return
+                stream = secured
             await self._converse(stream)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away; nothing to answer
@@ -222,6 +244,36 @@ class HttpServer:
         finally:
             self._connections -= 1
             await trio.aclose_forcefully(stream)
+
+    async def _handshake(
+        self, transport: trio.abc.Stream
+    ) -> trio.SSLStream[trio.abc.Stream] | None:
+        """The TLS stream over ``transport`` once its handshake is done; None when it
+        failed or did not end within ``request_timeout`` (the caller closes ``transport``)."""
+        assert self._tls is not None
+        # https_compatible: HTTP frames its own bodies, and clients often leave without
+        # TLS's close_notify; that is no truncation attack here.
+        stream = trio.SSLStream(transport, self._tls, server_side=True, https_compatible=True)
+        with trio.CancelScope(
+            deadline=trio.current_time() + self._limits.request_timeout
+        ) as waiting:
+            self._interruptible.add(waiting)
+            try:
+                await stream.do_handshake()
+                return stream
+            except trio.BrokenResourceError as exc:
+                why = failure_reason(exc)
+            finally:
+                self._interruptible.discard(waiting)
+        if self._closing:
+            return None
+        if waiting.cancelled_caught:
+            why = f"not done within {self._limits.request_timeout:g} s"
+        self.tls_failures += 1
+        log.debug("TLS handshake failed: %s", why)
+        if why == PLAIN_HTTP:  # no TLS alert was sent: the peer can read a plain answer
+            await self._send_error(transport, 400, "this port speaks HTTPS: use https://")
+        return None
 
     async def _converse(self, stream: trio.abc.Stream) -> None:
         limits = self._limits
