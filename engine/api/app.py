@@ -100,9 +100,12 @@ class Api:
         bus: Bus,
         metrics: Metrics,
         hooks: HooksParts | None = None,
+        *,
+        problems: Callable[[], list[str]] | None = None,
     ) -> None:
         self._config = config
         self._journal = journal
+        self._problems = problems or journal.problems  # what /readyz reports
         self._metrics = metrics
         self._auth = Authenticator(config.auth.tokens)
         self._cors = CorsPolicy(config.api.cors_origins, SERVED_METHODS)
@@ -131,6 +134,7 @@ class Api:
             "replay_dead_letters": self._replay_dead_letters,
             "metrics": self._metrics_page,
             "healthz": self._health,
+            "readyz": self._ready,
             "console": console.page,
             "console_file": console.file,
         }
@@ -260,7 +264,9 @@ class Api:
         principal = self._auth.authenticate(token)
         if principal is None:
             raise Denied(error_response(401, "invalid access token", UNAUTHORIZED_HEADERS))
-        if scope not in principal.scopes and not (scope == "hooks" and "admin" in principal.scopes):
+        if scope not in principal.scopes and not (
+            scope in ("hooks", "metrics") and "admin" in principal.scopes
+        ):
             raise Denied(
                 error_response(403, f'token "{principal.name}" does not have the "{scope}" scope')
             )
@@ -427,7 +433,19 @@ class Api:
         return principal
 
     async def _metrics_page(self, request: Request, params: dict[str, str]) -> Result:
+        if self._config.metrics.require_token:
+            self._principal(request, "metrics")
         return Response(200, self._metrics.render(), [("content-type", CONTENT_TYPE)])
+
+    async def _ready(self, request: Request, params: dict[str, str]) -> Result:
+        """Readiness: 503 with the reasons while the journal cannot be written, a delivery
+        worker is down or Redis cannot be reached; ``/healthz`` stays liveness."""
+        problems = self._problems()
+        if problems:
+            return error_response(
+                503, "not ready: " + "; ".join(problems), details={"problems": problems}
+            )
+        return Response(200, b'{"ok":true,"ready":true}')
 
     async def _health(self, request: Request, params: dict[str, str]) -> Result:
         body = {

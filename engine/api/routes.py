@@ -83,6 +83,7 @@ ROUTES = (
     Route("replay_dead_letters", "POST", "/v1/dead-letters/replay"),
     Route("metrics", "GET", "/metrics"),
     Route("healthz", "GET", "/healthz"),
+    Route("readyz", "GET", "/readyz"),
     Route("console", "GET", "/console"),
     Route("console_file", "GET", "/console/:file"),
 )

@@ -50,7 +50,7 @@ __all__ = [
     "read_particle_webhook",
 ]
 
-SCOPES = ("publish", "subscribe", "admin", "gateway", "hooks")
+SCOPES = ("publish", "subscribe", "admin", "gateway", "hooks", "metrics")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 JOURNAL_BACKENDS = ("memory", "sqlite", "redis")
 REQUEST_TYPES = ("GET", "POST", "PUT", "PATCH", "DELETE")

@@ -164,6 +164,16 @@ class WorkerPool:
     def destinations(self) -> list[DestinationGauge]:
         return [gauge for slot in self._slots for gauge in slot.destinations]
 
+    def problems(self) -> list[str]:
+        """The workers not running now, and how the last one ended (for ``/readyz``)."""
+        return [
+            f"delivery worker {slot.index} is down: {slot.failure}; restarting"
+            if slot.failure
+            else f"delivery worker {slot.index} is starting"
+            for slot in self._slots
+            if slot.pid is None or not slot.ready
+        ]
+
     @property
     def unsettled(self) -> int:
         """Deliveries handed out (or about to be) and not yet reported settled."""

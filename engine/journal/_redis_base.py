@@ -17,7 +17,7 @@ from coredis.exceptions import StreamDuplicateConsumerGroupError
 from engine.core.model import Event, StoredDelivery
 from engine.hooks.router import Deliver, HookSet
 from engine.journal import _redis_scripts as scripts
-from engine.journal._redis_support import PARTITIONS, entry_event, partition_of
+from engine.journal._redis_support import PARTITIONS, Outage, entry_event, partition_of
 from engine.journal.base import JournalUnavailable
 
 
@@ -55,6 +55,17 @@ class RedisBase:
         self.held: set[int] = set()  # partitions this node holds a lease on
         self._usable_until: dict[int, float] = {}  # partition -> unix time
         self._held_changed = trio.Event()
+        self._outages: list[Outage] = []  # every way of using Redis that can fail
+
+    def _outage(self, what: str) -> Outage:
+        """An ``Outage`` of this journal's, whose problem readiness reports."""
+        outage = Outage(what)
+        self._outages.append(outage)
+        return outage
+
+    def problems(self) -> list[str]:
+        """What stops this node from using Redis now (for ``/readyz``); empty when nothing."""
+        return [o.problem for o in self._outages if o.problem]
 
     def _connect(self) -> coredis.Redis[bytes]:
         client: coredis.Redis[bytes] = coredis.Redis.from_url(

@@ -19,7 +19,6 @@ from engine.journal import _redis_scripts as scripts
 from engine.journal._redis_base import RedisBase
 from engine.journal._redis_support import (
     READ_BATCH,
-    Outage,
     autoclaim,
     redis_errors,
     text_of,
@@ -42,7 +41,7 @@ class PartitionReading(RedisBase):
         """Hand each new delivery of the partitions this node may read (all of them without
         leases) to the dispatcher, through the consumer group, so each is in flight once."""
         await self._routes_wanted.wait()
-        outage = Outage("the delivery partitions")
+        outage = self._outage("the delivery partitions")
         every = {self._stream(n): ">" for n in range(self._partitions)}
         while True:
             streams = every if self.lease is None else self._readable()
@@ -126,7 +125,7 @@ class PartitionReading(RedisBase):
         the live nodes (``_leases.plan``); renew, release and acquire in one script; take
         over what an acquired partition's last owner left (in flight, waiting)."""
         await self._routes_wanted.wait()
-        outage = Outage("the partition leases")
+        outage = self._outage("the partition leases")
         nodes_key = self._p + "nodes"
         while True:
             sent = time.time()

@@ -70,10 +70,12 @@ class Outage:
     def __init__(self, what: str) -> None:
         self.what = what
         self.since: float | None = None
+        self.why = ""  # the last failure's, while it lasts
         self._delay = RETRY_FIRST
 
     def failed(self, why: str) -> float:
         """Note a failure; returns the seconds to wait before trying again."""
+        self.why = why
         if self.since is None:
             self.since = time.monotonic()
             log.warning("%s: %s; retrying", self.what, why)
@@ -86,7 +88,13 @@ class Outage:
                 "%s: Redis answers again after %.1f s", self.what, time.monotonic() - self.since
             )
             self.since = None
+        self.why = ""
         self._delay = RETRY_FIRST
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong, while it is: for readiness."""
+        return f"{self.what}: {self.why}" if self.since is not None else None
 
 
 async def autoclaim(

@@ -170,6 +170,11 @@ class Journal(Protocol):
         """Queue ``query``'s dead letters again under their ids, for ``take_replays``."""
         ...
 
+    def problems(self) -> list[str]:
+        """What stops the journal from storing events now, one sentence each (for
+        ``/readyz``); empty when it can."""
+        ...
+
     async def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
         """A page of deliveries (one hook's, or every hook's), newest first (delivery_log)."""
         ...

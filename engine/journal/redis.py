@@ -54,7 +54,6 @@ from engine.journal._redis_partitions import BLOCK_MS, PartitionReading
 from engine.journal._redis_support import (
     PARTITIONS,
     READ_BATCH,
-    Outage,
     entry_event,
     event_id_of,
     partition_of,
@@ -166,7 +165,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping, DeliveryLogReading):
         self._running = False
         self._opened = False
         self._disabled: dict[str, Any] = {}  # hook name -> (url, at, reason), as loaded
-        self._writes = Outage("writes")
+        self._writes = self._outage("writes")
         self._writer: BaseConnection | None = None  # the commit script's connection
 
     def __repr__(self) -> str:
@@ -328,7 +327,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping, DeliveryLogReading):
         """Hand every event of the stream to the bus, in id order, from the last id on:
         read here while this node writes nothing (a write's answer carries the events
         after this node's last, its own and the other nodes', so a busy node reads none)."""
-        outage = Outage("the event stream")
+        outage = self._outage("the event stream")
         task_status.started()
         while True:
             quiet_in = self._written_at + FOLLOW_QUIET - trio.current_time()
@@ -626,7 +625,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping, DeliveryLogReading):
         them, looking every ``every`` seconds: a hook created through any node's API is
         applied on every node within about that."""
         seen = None
-        outage = Outage("the stored hooks")
+        outage = self._outage("the stored hooks")
         while True:
             await trio.sleep(every)
             try:

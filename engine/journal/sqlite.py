@@ -184,6 +184,7 @@ class SqliteJournal:
         self.writes = 0  # pieces of work in them
         self.events_stored = 0  # events in them (commits / events_stored: fsyncs per event)
         self.failed_commits = 0
+        self.write_problem: str | None = None  # why the last commit failed; None once one works
         self._data_version = -1
         self._publish: Callable[[Event], None] | None = None
         self._deliver: Deliver | None = None
@@ -330,6 +331,7 @@ class SqliteJournal:
                 self._floor = floor
                 self._floor_due = self.commits + FLOOR_EVERY
             self.commits += 1
+            self.write_problem = None
             self.writes += len(batch)
             self.events_stored += sum(
                 len(work.result) - work.result.count(None)
@@ -351,6 +353,7 @@ class SqliteJournal:
             else:
                 log.exception("journal batch failed")
                 error = JournalUnavailable(f"internal error in the journal: {exc!r}")
+            self.write_problem = str(error)
             for work in batch:
                 work.error = error
 
@@ -592,6 +595,11 @@ class SqliteJournal:
             raise JournalUnavailable(f"the journal cannot read: {exc}") from None
 
     # the delivery log
+
+    def problems(self) -> list[str]:
+        """Why the journal cannot write now (for ``/readyz``); empty when the last commit
+        worked."""
+        return [self.write_problem] if self.write_problem is not None else []
 
     async def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
         """A page of deliveries, newest first (``delivery_log``)."""

@@ -305,7 +305,7 @@ def test_other_enums() -> None:
     ) == [
         'engine.toml: log.level: expected one of debug, info, warning, error, got "verbose"',
         "engine.toml: auth.tokens[0].scopes[1]: expected one of publish, subscribe, admin, "
-        'gateway, hooks, got "pubish"',
+        'gateway, hooks, metrics, got "pubish"',
         'engine.toml: journal.backend: expected one of memory, sqlite, redis, got "mysql"',
         'engine.toml: journal.synchronous: expected one of full, normal, got "off"',
     ]
@@ -493,7 +493,7 @@ def test_tokens() -> None:
         "engine.toml: auth.tokens[0].sha256: expected the token's sha256 (`hookwire token hash` "
         "prints it), got a token",
         "engine.toml: auth.tokens[0].scopes: expected at least one of publish, subscribe, admin, "
-        "gateway, hooks, got an empty array",
+        "gateway, hooks, metrics, got an empty array",
         "engine.toml: auth.tokens[0].products[0]: expected one of the configured product ids "
         "(1001), got 1002",
         "engine.toml: auth.tokens[1].sha256: expected 64 hexadecimal characters (`hookwire token "

@@ -149,15 +149,26 @@ async def test_redis_down_answers_503_and_the_node_resumes_by_itself(
         daemon(config) as node,
         httpx.AsyncClient(base_url=node.url, headers=HEADERS, timeout=15) as client,
     ):
+        with trio.fail_after(10):  # ready once its delivery worker is
+            while (await client.get("/readyz")).status_code != 200:  # noqa: ASYNC110
+                await trio.sleep(0.05)
         redis_server.stop()
         refused = await client.post("/v1/devices/events", data={"name": "temp", "data": "1"})
         assert refused.status_code == 503
         assert "cannot write to Redis at redis://127.0.0.1:" in refused.json()["error"]
+        # Not ready while Redis is away, with the reason; alive all the same.
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"].startswith("not ready: ")
+        assert any("cannot write to Redis at" in p for p in ready.json()["problems"])
+        assert (await client.get("/healthz")).status_code == 200
         redis_server.start()
         with trio.fail_after(15):
             accepted = await client.post("/v1/devices/events", data={"name": "temp", "data": "2"})
             assert accepted.status_code == 200
             await sink.received(1)
+            while (await client.get("/readyz")).status_code != 200:  # noqa: ASYNC110
+                await trio.sleep(0.1)
     assert [orjson.loads(r.body)["t"] for r in sink.requests] == ["2"]
 
 

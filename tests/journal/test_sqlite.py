@@ -328,9 +328,13 @@ async def test_publishing_while_the_disk_is_full_answers_503(
             "event not stored: the journal cannot write: database or disk is full"
             in (full.json()["error"])
         )
+        ready = await client.get("/readyz")  # not ready, with the reason
+        assert ready.status_code == 503
+        assert "the journal cannot write: database or disk is full" in ready.json()["problems"]
         await journal.run_in_writer(lambda conn: conn.execute("PRAGMA max_page_count=1000000"))
         ok = await client.post("/v1/devices/events", data={"name": "t", "data": "x" * 500})
         assert ok.status_code == 200
+        assert (await client.get("/readyz")).status_code == 200  # ready again
         metrics = (await client.get("/metrics")).text
     assert "hookwire_journal_commit_failures_total 1.0" in metrics
     assert f"hookwire_journal_last_event_id {float(ok.json()['id'])}" in metrics
