@@ -208,12 +208,12 @@ async def open_gateway(
     """
     if (tcp is None) == (unix is None):
         raise ValueError("give exactly one of tcp=(host, port) or unix=path")
+    if (ssl_context is not None or cafile is not None) and tcp is None:
+        raise ValueError("TLS is for the TCP listener: the Unix socket never serves it")
     if cafile is not None:
         if ssl_context is not None:
             raise ValueError("give ssl_context or cafile, not both")
         ssl_context = ssl.create_default_context(cafile=cafile)
-    if ssl_context is not None and tcp is None:
-        raise ValueError("TLS is for the TCP listener: the Unix socket never serves it")
     with trio.fail_after(connect_timeout):
         if tcp is None:
             stream: trio.abc.Stream = await trio.open_unix_socket(str(unix))
