@@ -1,27 +1,38 @@
 # Two commands matter: `make run` and `make test`. Both create .venv when it is missing
 # and (re)install the project only when pyproject.toml changed, so the second run is quick.
+# `make run` installs the runtime dependencies only (a few seconds); `make test` adds the
+# test extra (pytest, mypy, ruff, selenium, matplotlib...) and `make bench` the bench extra.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= config/engine.toml
 
-.PHONY: install run test lint format bench clean js
+.PHONY: install install-test run test lint format bench clean js
 
 install: $(STAMP)
+
+install-test: $(TEST_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The runtime dependencies only: what `hookwire run` needs.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $(STAMP)
+
+# The test extra includes the runtime, so it stamps both.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP) $(TEST_STAMP)
 
 run: install
 	$(BIN)/hookwire run --config $(CONFIG)
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest -q
 
 # Particle's own JavaScript client, which the tests drive to prove our API compatible with it
@@ -40,12 +51,12 @@ ifneq ($(NPM),)
 test: $(JS_STAMP)
 endif
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/ruff format --check engine tests bench
 	$(BIN)/mypy
 
-format: install
+format: install-test
 	$(BIN)/ruff format engine tests bench
 	$(BIN)/ruff check --fix engine tests bench
 
@@ -56,7 +67,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
-	touch $(STAMP) $(BENCH_STAMP)
+	touch $(STAMP) $(TEST_STAMP) $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH)
