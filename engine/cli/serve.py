@@ -18,7 +18,8 @@ def check(path: str) -> int:
     config = load_or_report(path)
     if config is None:
         return 1
-    print(f"{path}: ok ({len(config.auth.tokens)} tokens, {len(config.hooks)} hooks)")
+    tokens, hooks = len(config.auth.tokens), len(config.hooks)
+    print(f"{path}: ok ({tokens} token{'s' * (tokens != 1)}, {hooks} hook{'s' * (hooks != 1)})")
     return 0
 
 

@@ -22,10 +22,28 @@ def new(name: str, scopes: str) -> int:
     print(f"token:  {token}")
     print("Keep the token secret; put only its hash in the config:\n")
     print("[[auth.tokens]]")
-    print(f'name = "{name}"')
+    print(f"name = {toml_string(name)}")
     print(f'sha256 = "{hash_token(token)}"')
     print("scopes = [" + ", ".join(f'"{s}"' for s in wanted) + "]")
     return 0
+
+
+# TOML's short escapes; other control characters are written \uXXXX.
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    out = ['"']
+    for char in text:
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif char < " " or char == "\x7f":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
 
 
 def hash_(token: str | None) -> int:
