@@ -12,6 +12,7 @@ from engine.cli import bench as bench_command
 from engine.cli import cluster as cluster_command
 from engine.cli import deliveries as deliveries_command
 from engine.cli import hooks as hooks_command
+from engine.cli import init as init_command
 from engine.cli import particle as particle_command
 from engine.cli import render as render_command
 from engine.cli import serve as serve_command
@@ -30,6 +31,16 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon")
     run.add_argument("--config", default=DEFAULT_CONFIG, help="config file (TOML)")
+
+    init = commands.add_parser(
+        "init",
+        help="write a starter config with a fresh admin token",
+        description=f"Write DIR/{init_command.CONFIG_NAME} (the gateway off, one admin token, "
+        "printed once) and its journal folder DIR/var/. An existing config is never overwritten.",
+    )
+    init.add_argument(
+        "dir", nargs="?", default=".", help="the folder to write to (default: this one)"
+    )
 
     check = commands.add_parser("check", help="validate a config file; exit 0 if it is valid")
     check.add_argument("--config", default=DEFAULT_CONFIG, help="config file (TOML)")
@@ -111,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return serve_command.run(args.config)
+    if args.command == "init":
+        return init_command.init(args.dir)
     if args.command == "check":
         return serve_command.check(args.config)
     if args.command == "render":
