@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the daemon")
-    run.add_argument("--config", default=DEFAULT_CONFIG, help="config file (TOML)")
+    run.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="config file (TOML; default %(default)s)"
+    )
 
     init = commands.add_parser(
         "init",
@@ -43,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     check = commands.add_parser("check", help="validate a config file; exit 0 if it is valid")
-    check.add_argument("--config", default=DEFAULT_CONFIG, help="config file (TOML)")
+    check.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="config file (TOML; default %(default)s)"
+    )
 
     render = commands.add_parser(
         "render",
@@ -89,8 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     receiver = commands.add_parser(
         "receiver", help="a local webhook receiver for trying hooks: prints what arrives"
     )
-    receiver.add_argument("--host", default="127.0.0.1")
-    receiver.add_argument("--port", type=int, default=9000)
+    receiver.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    receiver.add_argument(
+        "--port", type=int, default=9000, help="port to listen on (default %(default)s)"
+    )
 
     token = commands.add_parser("token", help="make and hash access tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")

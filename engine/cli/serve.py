@@ -15,8 +15,19 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def check(path: str) -> int:
-    config = load_or_report(path)
-    if config is None:
+    """Every problem ``run`` would refuse the config for, or ``ok`` with what it holds."""
+    from engine.cli.preflight import problems
+    from engine.hooks.hook import check_config
+
+    try:
+        config, found = check_config(path)
+    except ConfigError as exc:
+        found, config = exc.problems, None
+    if config is not None:
+        found += problems(config)
+    for problem in found:
+        print(problem, file=sys.stderr)
+    if found or config is None:
         return 1
     tokens, hooks = len(config.auth.tokens), len(config.hooks)
     print(f"{path}: ok ({tokens} token{'s' * (tokens != 1)}, {hooks} hook{'s' * (hooks != 1)})")

@@ -313,7 +313,12 @@ def duration(ctx: Context, value: object, key_path: str) -> float:
 
 
 def positive_duration(ctx: Context, value: object, key_path: str) -> float:
-    seconds = duration(ctx, value, key_path)
+    try:
+        seconds = parse_duration(value)
+    except ValueError as problem:
+        if "0 or more" in str(problem):  # negative: say what is allowed here
+            raise expected("a duration greater than 0", value) from None
+        raise Invalid(str(problem)) from None
     if seconds == 0:
         raise expected("a duration greater than 0", value)
     return seconds
@@ -682,6 +687,12 @@ def url(ctx: Context, value: object, key_path: str) -> str:
     scheme, sep, rest = raw.partition("://")
     if not sep or scheme.lower() not in ("http", "https") or not rest:
         raise expected("an http:// or https:// URL (a template)", raw)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host = authority.rpartition("@")[2]
+    if not host or host.startswith(":"):
+        raise expected("a URL with a host after the scheme (http://host/path)", raw)
+    if re.search(r"\s", re.sub(r"\{\{.*?\}\}", "", raw)):  # spaces in a tag are the tag's
+        raise expected("a URL without spaces (write them %20 in a path or query)", raw)
     return raw
 
 

@@ -345,6 +345,18 @@ class Config:
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and check a config file; raise ConfigError listing every problem found."""
+    config, problems = read_config_as_far_as_possible(path, environ)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def read_config_as_far_as_possible(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> tuple[Config, list[str]]:
+    """A config file read past its problems: the config with defaults where values are
+    wrong (a broken hook left out), and every problem found, so that a check can go on to
+    what depends on the rest (templates). ConfigError only when the file cannot be read."""
     source = os.fspath(path)
     config_path = Path(source)
     try:
@@ -358,9 +370,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError([f"{source}: not valid TOML: {error}"]) from None
     ctx = f.Context(source, os.environ if environ is None else environ)
     config = _read_config(f.Table(ctx, data, ""), config_path, config_path.absolute().parent)
-    if ctx.problems:
-        raise ConfigError(ctx.problems)
-    return config
+    return config, ctx.problems
 
 
 # --- sections ------------------------------------------------------------------------------

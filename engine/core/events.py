@@ -56,11 +56,24 @@ def shown(value: object) -> str:
     return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 3]}..."
 
 
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in JSON's words (not Python's type names)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
 def check_name(name: object) -> str:
     if name is None or name == "":
         raise EventRejected("name not provided")
     if not isinstance(name, str):
-        raise EventRejected(f"name must be a string, got {type(name).__name__}")
+        raise EventRejected(f"name must be a string, got {_json_kind(name)}")
     if len(name) > MAX_NAME_LENGTH:
         raise EventRejected(f"name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
     if not _NAME.fullmatch(name):
@@ -75,7 +88,10 @@ def check_data(data: object, max_bytes: int) -> str:
     if data is None:
         return ""
     if not isinstance(data, str):
-        raise EventRejected(f"data must be a string, got {type(data).__name__}")
+        raise EventRejected(
+            f"data must be a string, got {_json_kind(data)} (send JSON data as a string:"
+            ' "data": "{\\"temp\\": 21.5}")'
+        )
     try:
         size = len(data.encode("utf-8"))
     except UnicodeEncodeError:

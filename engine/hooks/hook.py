@@ -7,8 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from engine.config.settings import Config, ConfigError, HookConfig
-from engine.config.settings import load_config as read_config
+from engine.config.settings import Config, ConfigError, HookConfig, read_config_as_far_as_possible
 from engine.core.model import hook_tag
 from engine.core.retry import DEFAULT_DELAYS, RetrySchedule
 from engine.core.signing import Signer
@@ -82,6 +81,24 @@ def compile_hooks(config: Config, source: str | None = None) -> Config:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read and check a config file and compile its hooks: what ``hookwire check`` reports.
 
-    Raises ConfigError listing every problem found, the hooks' templates' included.
+    Raises ConfigError listing every problem found: the values' and, even when some are
+    wrong, the templates' of every hook that could be read.
     """
-    return compile_hooks(read_config(path, environ), os.fspath(path))
+    config, problems = check_config(path, environ)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def check_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> tuple[Config, list[str]]:
+    """The config read as far as it can be, its hooks compiled when they all compile, and
+    every problem: the values' and the templates' of every hook that could be read.
+    ConfigError only when the file cannot be read at all."""
+    config, problems = read_config_as_far_as_possible(path, environ)
+    try:
+        config = compile_hooks(config, os.fspath(path))
+    except ConfigError as exc:
+        problems = problems + exc.problems
+    return config, problems

@@ -98,8 +98,9 @@ def compile_hook_templates(hook: HookConfig, partials: Mapping[str, str]) -> Hoo
                 language=language,
             )
         except JsonTemplateError as exc:
-            where = f"json.{exc.path}" if exc.path else "json"
-            problems.append(f"{hook.where}.{where}: {exc}")
+            for error in exc.every:
+                where = f"json.{error.path}" if error.path else "json"
+                problems.append(f"{hook.where}.{where}: {error}")
     default_topic = PRODUCT_RESPONSE_TOPIC if hook.product is not None else DEFAULT_RESPONSE_TOPIC
     templates = HookTemplates(
         url=url,

@@ -179,7 +179,7 @@ def open_database(
     migrations: tuple[str, ...] = MIGRATIONS,
 ) -> sqlite3.Connection:
     """Open (or create) the journal at ``path``, check it is ours, and migrate it forward."""
-    _check_location(path, create)
+    check_location(path, create)
     try:
         conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, cached_statements=64
@@ -195,7 +195,9 @@ def open_database(
     return conn
 
 
-def _check_location(path: Path, create: bool) -> None:
+def check_location(path: Path, create: bool) -> None:
+    """Raise JournalError saying why the journal cannot be at ``path`` (``create``: the
+    file may be missing, its folder may not)."""
     if path.exists():
         if path.is_dir():
             raise JournalError(f"{path}: journal.path is a directory; name a file in it")

@@ -21,11 +21,17 @@ Part = Callable[[Any], Any]
 
 
 class JsonTemplateError(TemplateError):
-    """A template error inside a JSON structure; ``path`` says where (``value``, ``a[2]``)."""
+    """A template error inside a JSON structure; ``path`` says where (``value``, ``a[2]``).
+    ``others``: the structure's further errors, each found too (one compile says them all)."""
 
     def __init__(self, path: str, error: TemplateError) -> None:
         super().__init__(error.message, error.line, error.col)
         self.path = path
+        self.others: list[JsonTemplateError] = []
+
+    @property
+    def every(self) -> list[JsonTemplateError]:
+        return [self, *self.others]
 
 
 class JsonTemplate:
@@ -51,9 +57,16 @@ class JsonTemplate:
                 )
             except TemplateError as exc:
                 raise JsonTemplateError("", exc) from None
+            never = never_json(value, language)
+            if never is not None:
+                raise JsonTemplateError("", TemplateError(never))
         else:
-            options = _Options(partials, typed, strict_partials, language)
+            options = _Options(partials, typed, strict_partials, language, [])
             self._build = _compile(value, "", options)
+            if options.errors:
+                first, *others = options.errors
+                first.others = others
+                raise first
 
     def render(self, context: Any) -> bytes:
         """JSON text; a string template whose render is not JSON raises TemplateRenderError."""
@@ -85,6 +98,7 @@ class _Options:
     typed: bool
     strict: bool
     language: str
+    errors: list[JsonTemplateError]  # every string's that does not compile
 
 
 def _compile(value: object, path: str, options: _Options) -> Part:
@@ -117,7 +131,8 @@ def _string(text: str, path: str, options: _Options, typed: bool) -> Part:
             text, options.partials, strict_partials=options.strict, language=options.language
         )
     except TemplateError as exc:
-        raise JsonTemplateError(path, exc) from None
+        options.errors.append(JsonTemplateError(path, exc))
+        return lambda context: ""
     return template.render
 
 
@@ -133,3 +148,36 @@ def _single_variable(text: str, language: str) -> str | None:
     ):
         return None
     return name
+
+
+_TAG = re.compile(r"\{\{\{[^{}]*\}\}\}|\{\{[^{}]*\}\}")
+_SECTION = re.compile(r"\{\{[#^]\s*([^}]*?)\s*\}\}.*?\{\{/\s*\1\s*\}\}", re.DOTALL)
+
+
+def never_json(text: str, language: str) -> str | None:
+    """Why a template whose render must be JSON can never render JSON, or None when some
+    values might make it. Probes: every variable written as ``0``, with every section shown
+    once, then with every section left out; JSON in neither is JSON in no render. (A
+    Handlebars ``{{else}}`` makes the probes unsure: no verdict then.)"""
+    if language == "handlebars" and re.search(r"\{\{\s*else\b", text):
+        return None
+
+    def probe(source: str) -> str:
+        return _TAG.sub(lambda tag: "" if tag[0][2:3] in "#^/!>" else "0", source)
+
+    shown = probe(text)
+    left_out = probe(_SECTION.sub("", text))
+    for candidate in (shown, left_out):
+        try:
+            orjson.loads(candidate)
+        except orjson.JSONDecodeError:
+            continue
+        return None
+    try:
+        orjson.loads(shown)
+    except orjson.JSONDecodeError as exc:
+        return (
+            "can never render valid JSON: whatever the variables hold, the text around them"
+            f" is not JSON (with each variable as 0: {exc})"
+        )
+    return None  # unreachable: shown failed above

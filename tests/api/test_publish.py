@@ -69,7 +69,7 @@ async def test_product_publish_by_id_or_slug(served: Served, key: str) -> None:
     [
         ({"data": {"data": "1"}}, 400, "name not provided"),
         ({"json": {"name": ""}}, 400, "name not provided"),
-        ({"json": {"name": 5}}, 400, "name must be a string, got int"),
+        ({"json": {"name": 5}}, 400, "name must be a string, got a number"),
         ({"data": {"name": "x" * 65}}, 400, "name is 65 characters long; the limit is 64"),
         ({"data": {"name": "has space"}}, 400, "name must be printable ASCII without spaces"),
         ({"data": {"name": "hook-response/x"}}, 400, 'name may not start with "hook-"'),
@@ -82,7 +82,7 @@ async def test_product_publish_by_id_or_slug(served: Served, key: str) -> None:
         ),
         ({"data": {"name": "t", "ttl": "soon"}}, 400, "ttl must be a whole number of seconds"),
         ({"data": {"name": "t", "private": "maybe"}}, 400, "private must be true or false"),
-        ({"json": {"name": "t", "data": {"a": 1}}}, 400, "data must be a string, got dict"),
+        ({"json": {"name": "t", "data": {"a": 1}}}, 400, "data must be a string, got an object"),
         (
             {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
             400,

@@ -353,7 +353,7 @@ def test_bad_durations() -> None:
         '[journal]\nretention = "0d"\n[delivery]\nretry = ["5s", true]\n'
     ) == [
         "engine.toml: limits.idle_timeout: expected a duration greater than 0, got 0",
-        'engine.toml: limits.request_timeout: expected a duration of 0 or more, got "-5s"',
+        'engine.toml: limits.request_timeout: expected a duration greater than 0, got "-5s"',
         'engine.toml: sse.keepalive: expected a duration (seconds, or a string such as "500ms", '
         '"30s", "5m", "1.5h", "7d"), got "9 sec"',
         'engine.toml: journal.retention: expected a duration greater than 0, got "0d"',

@@ -103,11 +103,6 @@ async def test_a_key_that_cannot_serve_is_one_line_from_run(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`hookwire check` loads the config only; building the context (engine.http.tls."
-    "server_context) is for engine/cli/serve.py's check, outside this change",
-)
 async def test_a_mismatched_key_is_one_line_from_check(tmp_path: Path) -> None:
     tls = write_tls_files(tmp_path / "tls")
     tls.key.write_bytes(write_tls_files(tmp_path / "other").key.read_bytes())

@@ -205,7 +205,7 @@ def test_a_nil_private_is_private_like_a_missing_one() -> None:
     ("fields", "message"),
     [
         ({"name": "hook-response/x"}, 'may not start with "hook-"'),
-        ({"data": 5}, "data must be a string, got int"),
+        ({"data": 5}, "data must be a string, got a number"),
         ({"data": "x" * 2000}, "data is 2000 bytes; the limit is 1024 bytes"),
         ({"device": "not a device!"}, "device id must be"),
         ({"ttl": "soon"}, "ttl must be a whole number of seconds"),
@@ -372,7 +372,7 @@ def test_remembered_names_and_devices_never_let_a_bad_one_through() -> None:
     assert valid.names == {"temp"} and valid.devices == {DEVICE}
     for fields, message in [
         ({"name": "hook-x"}, "reserved for the engine"),
-        ({"name": ["temp"]}, "name must be a string, got list"),
+        ({"name": ["temp"]}, "name must be a string, got an array"),
         ({"device": [DEVICE]}, "device id must be"),
         ({"device": DEVICE + "!"}, "device id must be"),
     ]:
