@@ -95,7 +95,8 @@ def find_daemon(url: str | None, config: str) -> Daemon:
 
 
 def _configured_url(path: str) -> str | None:
-    """``http://host:port`` of the config's [server], or None when it gives none.
+    """``http://host:port`` of the config's [server] (``https`` with ``tls_cert``), or None
+    when it gives none.
 
     Only [server] is read: the rest of the file may be broken, and that is when ``reload``
     must still reach the daemon, to show the problems.
@@ -116,7 +117,8 @@ def _configured_url(path: str) -> str | None:
     if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
         return None  # port 0: a free port, which only the daemon's log tells
     host = _WILDCARDS.get(host, host)
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    scheme = "https" if server.get("tls_cert") else "http"  # TLS on the API: its URL too
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _setting(value: object) -> object:
