@@ -41,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         "printed once) and its journal folder DIR/var/. An existing config is never overwritten.",
     )
     init.add_argument(
-        "dir", nargs="?", default=".", help="the folder to write to (default: this one)"
+        "dir",
+        nargs="?",
+        default=".",
+        metavar="DIR",
+        help="the folder to write to (default: the current one)",
     )
 
     check = commands.add_parser("check", help="validate a config file; exit 0 if it is valid")
