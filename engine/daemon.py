@@ -7,6 +7,7 @@ import logging
 import signal
 import ssl
 import threading
+import urllib.parse
 from dataclasses import dataclass
 
 import trio
@@ -18,6 +19,7 @@ from engine.config.changes import applied, lease_problems, needs_restart
 from engine.config.settings import Config, ConfigError
 from engine.core.bus import Bus
 from engine.core.model import StoredHook
+from engine.core.notify import READY, STOPPING, notify
 from engine.delivery.dispatcher import Dispatcher
 from engine.delivery.downlink import Downlink, MemoryDownlink
 from engine.delivery.outcomes import JournalOutcomes
@@ -119,6 +121,49 @@ def _open_in_a_thread(journal: RedisJournal) -> None:
         if isinstance(failure[0], JournalUnavailable):
             raise JournalError(str(failure[0])) from None
         raise failure[0]
+
+
+class CannotListen(OSError):
+    """A listener could not be opened: the address, what it was for, and the system's
+    reason (``hookwire run`` prints it as one line: ``cannot serve: cannot listen on...``)."""
+
+    def __init__(self, where: str, purpose: str, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.where = where
+        self.purpose = purpose
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.where} for {self.purpose}: {self.error}"
+
+
+def journal_description(config: Config) -> str:
+    """The journal as the startup line names it: its file, its Redis URL (no password), or
+    ``memory``."""
+    settings = config.journal
+    if settings.backend == "sqlite":
+        return str(settings.path)
+    if settings.backend == "redis" and settings.url is not None:
+        return _without_password(settings.url)
+    return settings.backend
+
+
+def _without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" if user else f":***@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class Engine:
@@ -231,19 +276,31 @@ class Engine:
                     if isinstance(self.journal, RedisJournal) and self.api.hooks is not None:
                         # Hooks another node's API changed apply here too.
                         background.start_soon(self.journal.watch_hooks, self.api.hooks.follow)
+                    gateway: list[str] = []
                     if self.gateway is not None:
-                        for where in await background.start(self.gateway.serve):
+                        gateway = await self._start_gateway(background, self.gateway)
+                        for where in gateway:
                             log.info("gateway channel listening on %s", where)
                     async with trio.open_nursery() as front:
-                        addresses = await front.start(self.server.serve, server.host, server.port)
-                        for host, port in addresses:
-                            log.info(
-                                "hookwire %s serving %s://%s:%d",
-                                __version__,
-                                self.server.scheme,
-                                host,
-                                port,
+                        try:
+                            addresses = await front.start(
+                                self.server.serve, server.host, server.port
                             )
+                        except OSError as exc:
+                            where = f"{server.host}:{server.port}"
+                            raise CannotListen(where, "the API", exc) from None
+                        served = ", ".join(
+                            f"{self.server.scheme}://{_host(host)}:{port}"
+                            for host, port in addresses
+                        )
+                        log.info(
+                            "hookwire %s serving %s; gateway %s; config %s; journal %s",
+                            __version__,
+                            served,
+                            ", ".join(gateway) or "off",
+                            self.config.path,
+                            journal_description(self.config),
+                        )
                         task_status.started(addresses)
                     # The server has stopped: nothing is left for the background to serve.
                     background.cancel_scope.cancel()
@@ -251,6 +308,19 @@ class Engine:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.journal.aclose()
+
+    async def _start_gateway(self, nursery: trio.Nursery, gateway: GatewayHub) -> list[str]:
+        """Start the gateway's listeners; its addresses, or CannotListen naming the one
+        that failed (the hub opens its TCP listener first, then the Unix socket)."""
+        settings = self.config.gateway
+        try:
+            where: list[str] = await nursery.start(gateway.serve)
+        except OSError as exc:
+            if settings.tcp is not None and not gateway.tcp_addresses:
+                host, port = settings.tcp
+                raise CannotListen(f"{host}:{port}", "the gateway's TCP channel", exc) from None
+            raise CannotListen(str(settings.unix), "the gateway's Unix socket", exc) from None
+        return where
 
     async def reload(self) -> Reloaded:
         """Read the config file again and apply what can change live: the hooks, the
@@ -313,6 +383,7 @@ async def run_until_signalled(engine: Engine) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(engine.run)
+            notify(READY)  # systemd (Type=notify): serving now
 
             async def on_signals() -> None:
                 async for signum in signals:
@@ -320,6 +391,7 @@ async def run_until_signalled(engine: Engine) -> None:
                     if signum == signal.SIGHUP:
                         nursery.start_soon(engine.reload)
                         continue
+                    notify(STOPPING)
                     engine.shutdown()
                     return
 

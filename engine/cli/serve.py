@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 import trio
 
 from engine.cli._config import load_or_report
 from engine.config.settings import ConfigError
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from engine.core import logs
 
 
 def check(path: str) -> int:
@@ -38,9 +39,7 @@ def run(path: str) -> int:
     config = load_or_report(path)
     if config is None:
         return 1
-    logging.basicConfig(
-        level=config.log.level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
-    )
+    logs.configure(config.log.level, config.log.format)
     from engine.core.fdlimit import raise_open_file_limit
     from engine.daemon import Engine, run_until_signalled
     from engine.journal.schema import JournalError
@@ -55,7 +54,18 @@ def run(path: str) -> int:
     except JournalError as exc:
         print(f"hookwire: {exc}", file=sys.stderr)
         return 1
-    return _serve("hookwire", run_until_signalled, engine)
+    code = _serve("hookwire", run_until_signalled, engine)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit once the daemon has stopped, without tearing the interpreter down: everything
+    is closed by now (the journal last), and freeing every module and object one by one
+    took longer than the whole stop (0.2-0.6 s here, 1.7-2 s on a slower machine)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _serve(who: str, serve: Callable[..., Awaitable[None]], *args: object) -> int:

@@ -24,6 +24,7 @@ import trio
 
 from engine.config.changes import applied
 from engine.config.settings import Config, ConfigError
+from engine.core import logs
 from engine.core.model import Attempt, Delivery, Event, EventDraft
 from engine.delivery import wire
 from engine.delivery.dispatcher import Dispatcher
@@ -33,10 +34,6 @@ from engine.hooks.documents import hook_from_document, parse_document
 from engine.hooks.router import HookSet, reread_and_prepare
 
 log = logging.getLogger("hookwire.worker")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-"""The main process's (``hookwire run``'s): a worker writes to the stderr it inherits, so
-the daemon's output reads as one log, at the config's ``[log] level``."""
 
 READ_SIZE = 256 * 1024
 
@@ -291,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         with socket.socket(fileno=args.fd) as sock:
             sock.sendall(wire.pack(wire.FAILED, f"cannot load the config: {problems}"))
         return 1
-    logging.basicConfig(
-        level=config.log.level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
-    )
+    # The main process's format and level: a worker writes to the stderr it inherits, so
+    # the daemon's output reads as one log.
+    logs.configure(config.log.level, config.log.format)
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     failure: wire.WireError | None = None

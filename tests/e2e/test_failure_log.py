@@ -12,13 +12,15 @@ from pathlib import Path
 import httpx
 import trio
 
-from engine.cli.serve import LOG_FORMAT
+from engine.cli import serve
+from engine.core import logs
 from engine.delivery import worker
 from tests.conftest import ADMIN, BASE_CONFIG
 from tests.e2e.test_daemon import Daemon, daemon, write
 
-LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
-"""The start of every line the daemon logs (LOG_FORMAT), from any of its processes."""
+LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
+"""The start of every line the daemon logs (engine.core.logs's text format), from any of its
+processes."""
 
 
 def closed_port() -> int:
@@ -41,7 +43,8 @@ async def read_until(d: Daemon, pattern: bytes) -> re.Match[bytes]:
 
 
 def test_workers_log_as_the_main_process_does() -> None:
-    assert worker.LOG_FORMAT == LOG_FORMAT
+    # One definition of the format, engine.core.logs, set up by both with the config's.
+    assert worker.logs is serve.logs is logs
 
 
 async def test_a_failing_target_is_in_the_log_within_a_second(tmp_path: Path) -> None:
@@ -70,7 +73,7 @@ async def test_a_failing_target_is_in_the_log_within_a_second(tmp_path: Path) ->
             d.stderr += chunk
     line = found[0]
     assert re.fullmatch(
-        rb"\S+ \S+ WARNING hookwire\.delivery: "
+        rb"\S+Z WARNING hookwire\.delivery: "
         rb'hook "temps" delivery msg_\w+ attempt 1 failed: cannot connect to '
         rb"http://127\.0\.0\.1:%d at 127\.0\.0\.1:%d: connection refused from 127\.0\.0\.1; "
         rb"next try \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in \d\.\d s\)" % (port, port),
