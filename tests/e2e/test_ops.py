@@ -3,6 +3,7 @@ opened, systemd's readiness datagrams, a quick stop on SIGTERM, and the unit fil
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from engine.config.settings import Config
+from engine.daemon import journal_description
 from tests.conftest import BASE_CONFIG
 from tests.e2e.test_daemon import Daemon, write
 from tests.helpers import HOOKWIRE, ROOT, run_cli
@@ -230,3 +233,18 @@ def test_the_unit_file_verifies(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("rediss://app:s3cret@[::1]:6380", "rediss://app:***@[::1]:6380"),
+    ],
+)
+def test_the_startup_line_never_shows_a_redis_password(
+    config: Config, url: str, shown: str
+) -> None:
+    journal = dataclasses.replace(config.journal, backend="redis", url=url)
+    assert journal_description(dataclasses.replace(config, journal=journal)) == shown
