@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
@@ -31,17 +32,32 @@ class Daemon:
         return f"http://127.0.0.1:{self.port}"
 
 
+SERVING = rb"serving http://127\.0\.0\.1:(\d+)"
+
+
 @asynccontextmanager
-async def daemon(config: Path) -> AsyncIterator[Daemon]:
-    """Start `hookwire run`, wait for its "serving" line, and kill it if still alive at the end."""
+async def daemon(
+    config: Path,
+    *,
+    serving: bytes = SERVING,
+    env: Mapping[str, str] | None = None,
+    command: Sequence[str] = HOOKWIRE,
+    cwd: Path = ROOT,
+) -> AsyncIterator[Daemon]:
+    """Start `hookwire run` (``command``: another installed one), wait for its ``serving``
+    line (the port its first group), and kill it if still alive at the end; ``env``: more
+    environment variables."""
     process = await trio.lowlevel.open_process(
-        [*HOOKWIRE, "run", "--config", str(config)], stderr=subprocess.PIPE, cwd=ROOT
+        [*command, "run", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
     )
     assert process.stderr is not None
     stderr = bytearray()
     try:
         with trio.fail_after(15):
-            while not (found := re.search(rb"serving http://127\.0\.0\.1:(\d+)", stderr)):
+            while not (found := re.search(serving, stderr)):
                 chunk = await process.stderr.receive_some(4096)
                 assert chunk, f"daemon exited early: {stderr.decode()}"
                 stderr += chunk

@@ -12,8 +12,7 @@ import signal
 import socket
 import statistics
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,8 @@ import trio
 from engine.config.settings import Config
 from engine.daemon import journal_description
 from tests.conftest import BASE_CONFIG
-from tests.e2e.test_daemon import Daemon, write
-from tests.helpers import HOOKWIRE, ROOT, run_cli
+from tests.e2e.test_daemon import Daemon, daemon, write
+from tests.helpers import ROOT, run_cli
 
 UNIT = ROOT / "config" / "deploy" / "hookwire.service"
 
@@ -38,28 +37,9 @@ def with_gateway(tmp_path: Path, *, tcp: str = "127.0.0.1:0", sqlite: bool = Tru
     return text + f'\n[gateway]\ntcp = "{tcp}"\nunix = "{tmp_path}/gateway.sock"\n'
 
 
-@asynccontextmanager
-async def started(config: Path, env: dict[str, str] | None = None) -> AsyncIterator[Daemon]:
+def started(config: Path, env: dict[str, str] | None = None) -> AbstractAsyncContextManager[Daemon]:
     """`hookwire run` with ``env`` added to its environment, until its startup line."""
-    process = await trio.lowlevel.open_process(
-        [*HOOKWIRE, "run", "--config", str(config)],
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stderr is not None
-    stderr = bytearray()
-    try:
-        with trio.fail_after(15):
-            while not (found := re.search(SERVING, stderr)):
-                chunk = await process.stderr.receive_some(4096)
-                assert chunk, f"daemon exited early: {stderr.decode()}"
-                stderr += chunk
-        yield Daemon(process, int(found.group(1)), stderr)
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+    return daemon(config, serving=SERVING, env=env)
 
 
 async def read_rest(d: Daemon) -> str:

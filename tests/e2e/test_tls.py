@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import trio
 
 from engine.gateway.client import open_gateway
 from tests.conftest import ADMIN, BASE_CONFIG
-from tests.e2e.test_daemon import write
+from tests.e2e.test_daemon import daemon, write
 from tests.gateway.test_hub import DEVICE, GATEWAY, GATEWAY_TOKEN
-from tests.helpers import HOOKWIRE, ROOT, run_cli
+from tests.helpers import run_cli
 from tests.tls_pair import TlsFiles, write_tls_files
 
 SERVING = rb"serving https://127\.0\.0\.1:(\d+)"
@@ -31,22 +29,8 @@ def tls_config(tmp_path: Path, tls: TlsFiles, extra: str = "") -> Path:
 @asynccontextmanager
 async def tls_daemon(config: Path) -> AsyncIterator[tuple[int, bytearray]]:
     """`hookwire run` until its "serving https://" line; its port and what it logged."""
-    process = await trio.lowlevel.open_process(
-        [*HOOKWIRE, "run", "--config", str(config)], stderr=subprocess.PIPE, cwd=ROOT
-    )
-    assert process.stderr is not None
-    stderr = bytearray()
-    try:
-        with trio.fail_after(15):
-            while not (found := re.search(SERVING, stderr)):
-                chunk = await process.stderr.receive_some(4096)
-                assert chunk, f"daemon exited early: {stderr.decode()}"
-                stderr += chunk
-        yield int(found.group(1)), stderr
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+    async with daemon(config, serving=SERVING) as started:
+        yield started.port, started.stderr
 
 
 async def test_the_daemon_serves_https_and_the_gateway_over_tls(tmp_path: Path) -> None:

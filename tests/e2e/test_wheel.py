@@ -22,6 +22,7 @@ import httpx
 import pytest
 import trio
 
+from tests.e2e.test_daemon import daemon
 from tests.helpers import ROOT
 
 IN_CI = bool(os.environ.get("CI"))
@@ -105,18 +106,8 @@ async def test_the_wheel_installs_inits_and_serves(tmp_path: Path) -> None:
     token = re.search(rb"admin token:\s+(\S+)", init.stdout).group(1).decode()  # type: ignore[union-attr]
     config = etc / "hookwire.toml"
     config.write_text(config.read_text().replace("port = 8080", "port = 0"))
-    process = await trio.lowlevel.open_process(
-        [hookwire, "run", "--config", str(config)], stderr=subprocess.PIPE, cwd=tmp_path
-    )
-    assert process.stderr is not None
-    stderr = bytearray()
-    try:
-        with trio.fail_after(15):
-            while not (found := re.search(rb"serving http://127\.0\.0\.1:(\d+)", stderr)):
-                chunk = await process.stderr.receive_some(4096)
-                assert chunk, f"the installed daemon exited early: {stderr.decode()}"
-                stderr += chunk
-        base = f"http://127.0.0.1:{int(found.group(1))}"
+    async with daemon(config, command=[hookwire], cwd=tmp_path) as installed_daemon:
+        base = installed_daemon.url
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=5) as client:
             assert (await client.get("/healthz")).status_code == 200
@@ -125,13 +116,9 @@ async def test_the_wheel_installs_inits_and_serves(tmp_path: Path) -> None:
             assert "text/html" in console.headers["content-type"]
             published = await client.post("/v1/devices/events", data={"name": "t", "data": "1"})
             assert published.json() == {"ok": True, "id": 1}
-        process.send_signal(signal.SIGTERM)
+        installed_daemon.process.send_signal(signal.SIGTERM)
         with trio.fail_after(10):
-            assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+            assert await installed_daemon.process.wait() == 0
     assert (etc / "var" / "hookwire.db").is_file()
     # What ran was the installed copy, not the checkout's.
     where = await _run(
