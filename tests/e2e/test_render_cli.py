@@ -108,6 +108,7 @@ async def test_render_errors_go_to_stderr(args: list[str], error: bytes) -> None
 
 async def test_check_reports_template_errors_with_line_and_column(tmp_path: Path) -> None:
     config = tmp_path / "engine.toml"
+    (tmp_path / "var").mkdir()  # the default journal's folder: check wants it, as run does
     config.write_text(
         '[[hooks]]\nevent = "t"\nurl = "http://127.0.0.1/"\n'
         'json = \'{"tags": [{{#tags}}"{{.}}"]}\'\n'
@@ -121,6 +122,7 @@ async def test_check_reports_template_errors_with_line_and_column(tmp_path: Path
 
 async def test_check_reports_handlebars_errors_of_every_field(tmp_path: Path) -> None:
     config = tmp_path / "engine.toml"
+    (tmp_path / "var").mkdir()  # the default journal's folder: check wants it, as run does
     config.write_text(
         '[templates]\nlanguage = "handlebars"\n'
         '[[hooks]]\nevent = "t"\nurl = "http://127.0.0.1/{{#each a}}"\n'
