@@ -171,6 +171,15 @@ class Engine:
 
     def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
         config = compile_hooks(config)  # compiled already when loaded by engine.hooks
+        tls_cert, tls_key = config.server.tls_cert, config.server.tls_key
+        try:  # before the journal opens: a pair that can serve nothing touches no file
+            tls = (
+                server_context(tls_cert, tls_key, alpn=HTTP_ALPN)
+                if tls_cert is not None and tls_key is not None  # both or neither, at load
+                else None
+            )
+        except TlsError as exc:  # refused as the config is
+            raise ConfigError([f"{config.path}: server.{exc.setting}: {exc}"]) from None
         self.config = config
         self._reloading = trio.Lock()
         self.metrics = Metrics()
@@ -234,15 +243,6 @@ class Engine:
             self.metrics.hooks_by_source.labels(source).set_function(
                 functools.partial(catalog.count, source)
             )
-        tls_cert, tls_key = config.server.tls_cert, config.server.tls_key
-        try:
-            tls = (
-                server_context(tls_cert, tls_key, alpn=HTTP_ALPN)
-                if tls_cert is not None and tls_key is not None  # both or neither, at load
-                else None
-            )
-        except TlsError as exc:  # a pair that can serve nothing: refused as the config is
-            raise ConfigError([f"{config.path}: server.{exc.setting}: {exc}"]) from None
         self.server = HttpServer(
             self.api.handle,
             config.limits,
