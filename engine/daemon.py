@@ -8,6 +8,7 @@ import signal
 import ssl
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -251,6 +252,15 @@ class Engine:
             ).inc(),
             tls=tls,
         )
+        failures: dict[str, Callable[[], int]] = {}
+        if tls is not None:
+            server = self.server
+            failures["api"] = lambda: server.tls_failures
+        gateway = self.gateway
+        if gateway is not None and config.gateway.tls:
+            failures["gateway"] = lambda: gateway.tls_failures
+        if failures:
+            self.metrics.watch_tls(failures)
 
     def __repr__(self) -> str:
         return f"<Engine {self.server!r} {self.bus!r} {self.journal!r}>"

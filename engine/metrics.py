@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -137,6 +137,11 @@ class Metrics:
         """Report the journal's commits, failures and the range of event ids it keeps."""
         self.registry.register(_JournalCollector(journal))
 
+    def watch_tls(self, failures: Mapping[str, Callable[[], int]]) -> None:
+        """Report the TLS handshakes that failed or did not end in time, per listener
+        (``api``, ``gateway``), read from them at scrape time."""
+        self.registry.register(_TlsCollector(failures))
+
     def render(self) -> bytes:
         """The text exposition format, for GET /metrics."""
         return generate_latest(self.registry)
@@ -196,6 +201,22 @@ class JournalState(Protocol):
 
     def last_id(self) -> int: ...
     def oldest_id(self) -> int: ...
+
+
+class _TlsCollector:
+    def __init__(self, failures: Mapping[str, Callable[[], int]]) -> None:
+        self._failures = failures
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "hookwire_tls_handshake_failures",
+            "TLS handshakes that failed or did not end in time (a plain-HTTP client on the"
+            " TLS port, a certificate the client refused, a client that stalled).",
+            labels=["listener"],
+        )
+        for listener, count in self._failures.items():
+            family.add_metric([listener], count())
+        yield family
 
 
 class _JournalCollector:

@@ -107,4 +107,6 @@ async def test_plain_http_is_refused_and_https_goes_on(secured: Secured) -> None
     assert response.status_code == 400
     async with secured.client(ADMIN) as client:
         assert (await client.get("/healthz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
     assert secured.engine.server.tls_failures == 1
+    assert 'hookwire_tls_handshake_failures_total{listener="api"} 1.0' in metrics
