@@ -6,7 +6,7 @@ delivery rows). ``RedisJournal`` is built on it, through ``PartitionReading`` an
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from typing import Any
 
 import coredis
@@ -117,16 +117,22 @@ class RedisBase:
         return event
 
     async def _rows(
-        self, keys: Sequence[bytes | str], keep: Callable[[str], bool] | None = None
+        self,
+        keys: Sequence[bytes | str],
+        keep: Callable[[str], bool] | None = None,
+        *,
+        states: Container[str] | None = None,
     ) -> list[StoredDelivery]:
         """The deliveries these rows keep, with their events (read only for the rows whose
-        hook ``keep`` admits)."""
+        hook ``keep`` admits, in one of ``states`` when given)."""
         found = []
         for key, packed in zip(keys, await self._hmget("rows", keys), strict=True):
             if packed is None:
                 continue
-            event_id, hook, _, attempts, due, _, recorded = msgpack.unpackb(packed)
+            event_id, hook, state, attempts, due, _, recorded = msgpack.unpackb(packed)
             if keep is not None and not keep(hook):
+                continue
+            if states is not None and state not in states:
                 continue
             event = await self._event_by_id(event_id)
             if event is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
 
 import msgpack
 from coredis import PureToken
@@ -43,12 +44,13 @@ LOG_SCAN = 20_000
 """Attempts of one hook a page or an activity view reads at most, newest first."""
 
 
-def logged(hook: str, packed: bytes | str) -> tuple[LoggedAttempt, float]:
-    """An entry of a hook's log: the attempt, and when its delivery is due again."""
+def logged(hook: str, packed: bytes | str) -> LoggedAttempt:
+    """An entry of a hook's log: the attempt (with its next try, when it left the delivery
+    waiting)."""
     key, event_id, number, at, duration, status, reason, state, sent, excerpt, due = (
         msgpack.unpackb(packed)
     )
-    attempt = LoggedAttempt(
+    return LoggedAttempt(
         key,
         event_id,
         hook,
@@ -62,25 +64,25 @@ def logged(hook: str, packed: bytes | str) -> tuple[LoggedAttempt, float]:
         excerpt,
         due if state == "waiting" else None,
     )
-    return attempt, due
 
 
 class DeliveryLogReading(RedisBase):
     """The delivery log's side of the Redis journal (see the module)."""
 
-    async def _newest(self, hook: str, most: int = LOG_SCAN) -> list[tuple[LoggedAttempt, float]]:
-        """A hook's attempts, newest first, at most ``most``."""
-        found: list[tuple[LoggedAttempt, float]] = []
-        end = "+"
-        while len(found) < most:
+    async def _newest(self, hook: str) -> AsyncGenerator[LoggedAttempt, None]:
+        """A hook's attempts, newest first (``LOG_SCAN`` at most), read a page at a time
+        as the caller goes on: one that stops early reads no further."""
+        end, scanned = "+", 0
+        while scanned < LOG_SCAN:
             entries = await self.client.xrevrange(
-                self._p + "hlog:" + hook, end=end, start="-", count=min(READ_BATCH, most)
+                self._p + "hlog:" + hook, end=end, start="-", count=READ_BATCH
             )
-            found += [logged(hook, entry.field_values[b"a"]) for entry in entries]
-            if len(entries) < min(READ_BATCH, most):
-                break
+            scanned += len(entries)
+            for entry in entries:
+                yield logged(hook, entry.field_values[b"a"])
+            if len(entries) < READ_BATCH:
+                return
             end = "(" + text_of(entries[-1].identifier)
-        return found
 
     @redis_errors("read the delivery log from")
     async def delivery_page(self, query: DeliveryQuery) -> DeliveryPage:
@@ -102,34 +104,16 @@ class DeliveryLogReading(RedisBase):
         (the first of a delivery met reading its log newest first): enough for a page."""
         found: list[LoggedDelivery] = []
         seen: set[str] = set()
-        end, scanned = "+", 0
-        while len(found) <= query.limit and scanned < LOG_SCAN:
-            entries = await self.client.xrevrange(
-                self._p + "hlog:" + hook, end=end, start="-", count=READ_BATCH
-            )
-            scanned += len(entries)
-            for entry in entries:
-                attempt, due = logged(hook, entry.field_values[b"a"])
+        async with aclosing(self._newest(hook)) as attempts:
+            async for attempt in attempts:
                 if attempt.delivery_id in seen:
                     continue  # an earlier attempt of a delivery already met
                 seen.add(attempt.delivery_id)
-                state = log.JOURNAL_STATES.get(attempt.state, attempt.state)
-                listed = LoggedDelivery(
-                    attempt.delivery_id,
-                    hook,
-                    attempt.event_id,
-                    "",  # named once on the page
-                    state,
-                    attempt.number,
-                    attempt.at,
-                    attempt.reason,
-                    due if state == "retrying" else None,
-                )
+                listed = LoggedDelivery.of(attempt, "")  # named once on the page
                 if query.admits(listed):
                     found.append(listed)
-            if len(entries) < READ_BATCH:
-                break
-            end = "(" + text_of(entries[-1].identifier)
+                    if len(found) > query.limit:
+                        break
         return found
 
     async def _event_name(self, event_id: int) -> str:
@@ -159,10 +143,9 @@ class DeliveryLogReading(RedisBase):
                     key, name, event_id, event.name, "pending", 0, at, "", None
                 )
         keys = list(await self.client.smembers(self._p + "open"))
-        for stored in await self._rows(keys, lambda name: hook is None or name == hook):
-            packed = (await self._hmget("rows", [stored.id]))[0]
-            if packed is None or msgpack.unpackb(packed)[2] == "waiting":
-                continue
+        for stored in await self._rows(
+            keys, lambda name: hook is None or name == hook, states=("pending", "replay")
+        ):
             found[stored.id] = LoggedDelivery(
                 stored.id,
                 stored.hook,
@@ -188,12 +171,13 @@ class DeliveryLogReading(RedisBase):
     async def hook_activity(self, hook: str) -> HookActivity:
         successes: list[LoggedAttempt] = []
         failures: list[LoggedAttempt] = []
-        for attempt, _ in await self._newest(hook):
-            kept = successes if attempt.ok else failures
-            if len(kept) < log.LAST_KEPT:
-                kept.append(attempt)
-            if len(successes) == len(failures) == log.LAST_KEPT:
-                break
+        async with aclosing(self._newest(hook)) as attempts:
+            async for attempt in attempts:
+                kept = successes if attempt.ok else failures
+                if len(kept) < log.LAST_KEPT:
+                    kept.append(attempt)
+                if len(successes) == len(failures) == log.LAST_KEPT:
+                    break
         counts = await self.client.hgetall(self._p + "hours:" + hook)
         return HookActivity(hook, tuple(successes), tuple(failures), hour_rows(counts.items()))
 
@@ -205,7 +189,7 @@ class DeliveryLogReading(RedisBase):
         while True:
             found = await self.client.xrange(stream, start=start, count=READ_BATCH)
             for entry in found:
-                attempt, _ = logged(hook, entry.field_values[b"a"])
+                attempt = logged(hook, entry.field_values[b"a"])
                 if attempt.delivery_id == delivery:
                     attempts.append(attempt)
             if len(found) < READ_BATCH:
@@ -265,7 +249,7 @@ class DeliveryLogReading(RedisBase):
     async def prune_log(self, cutoff: float) -> None:
         """Forget each hook's attempts older than ``cutoff`` (unix time: the retention's),
         and its counts older than 30 days."""
-        oldest = log.hour_of(time.time()) - (log.HOURS_KEPT - 1) * 3600
+        oldest = log.oldest_hour(time.time())
         for hook in self._hooks.hooks:
             await self.client.xtrim(
                 self._p + "hlog:" + hook.name, PureToken.MINID, int(cutoff * 1000)
@@ -281,7 +265,7 @@ def hour_rows(
     fields: Iterable[tuple[bytes | str, bytes | str]],
 ) -> tuple[tuple[int, int, int], ...]:
     """(hour, delivered, failed) per hour, oldest first, from a ``hours:<hook>`` hash."""
-    oldest = log.hour_of(time.time()) - (log.HOURS_KEPT - 1) * 3600
+    oldest = log.oldest_hour(time.time())
     hours: dict[int, list[int]] = {}
     for field, value in fields:
         hour, kind = text_of(field).split(":")

@@ -186,7 +186,7 @@ def hook_activity(conn: sqlite3.Connection, hook: str, now: float) -> HookActivi
     failures = sorted(last("waiting") + last("dead"), key=lambda a: a.at, reverse=True)
     hours = conn.execute(
         "SELECT hour, delivered, failed FROM hook_hours WHERE hook = ? AND hour >= ? ORDER BY hour",
-        (hook, log.hour_of(now) - (log.HOURS_KEPT - 1) * 3600),
+        (hook, log.oldest_hour(now)),
     ).fetchall()
     return HookActivity(
         hook,
@@ -210,5 +210,4 @@ def count_hours(conn: sqlite3.Connection, attempts: Iterable[tuple[str, float, b
 
 def prune_hours(conn: sqlite3.Connection, now: float) -> None:
     """Forget the counts older than ``HOURS_KEPT`` hours."""
-    oldest = log.hour_of(now) - (log.HOURS_KEPT - 1) * 3600
-    conn.execute("DELETE FROM hook_hours WHERE hour < ?", (oldest,))
+    conn.execute("DELETE FROM hook_hours WHERE hour < ?", (log.oldest_hour(now),))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import msgpack
@@ -131,6 +131,22 @@ class LoggedDelivery:
     reason: str  # its last attempt's outcome ("" before one)
     next_try: float | None  # when it is tried again (retrying)
 
+    @classmethod
+    def of(cls, attempt: LoggedAttempt, event_name: str) -> LoggedDelivery:
+        """A delivery as its last attempt left it."""
+        state = JOURNAL_STATES.get(attempt.state, attempt.state)
+        return cls(
+            attempt.delivery_id,
+            attempt.hook,
+            attempt.event_id,
+            event_name,
+            state,
+            attempt.number,
+            attempt.at,
+            attempt.reason,
+            attempt.next_try if state == "retrying" else None,
+        )
+
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
@@ -182,6 +198,18 @@ class HookActivity:
 def hour_of(at: float) -> int:
     """The start of the hour (unix time) ``at`` falls in."""
     return int(at // 3600) * 3600
+
+
+def oldest_hour(now: float) -> int:
+    """The first hour whose counts are still kept at ``now`` (``HOURS_KEPT`` hours, this
+    one included)."""
+    return hour_of(now) - (HOURS_KEPT - 1) * 3600
+
+
+def next_try_at(state: str, due: float, now: float, clock: float) -> float:
+    """An attempt's delivery's next try as unix time, from its ``due`` on trio's clock
+    (``clock`` being that clock at ``now``); ``now`` unless the attempt left it waiting."""
+    return now + max(0.0, due - clock) if state == "waiting" else now
 
 
 def hour_counts(
@@ -246,16 +274,6 @@ def delivery_query(params: Mapping[str, str], hook: str | None) -> DeliveryQuery
         limit = int(text)
     before = decode_cursor(params["cursor"]) if params.get("cursor") else None
     return DeliveryQuery(hook, states, before, limit)
-
-
-def latest_by_delivery(attempts: Sequence[LoggedAttempt]) -> dict[str, LoggedAttempt]:
-    """Each delivery's last attempt among ``attempts``."""
-    last: dict[str, LoggedAttempt] = {}
-    for attempt in attempts:
-        kept = last.get(attempt.delivery_id)
-        if kept is None or (attempt.at, attempt.number) > (kept.at, kept.number):
-            last[attempt.delivery_id] = attempt
-    return last
 
 
 @dataclass(frozen=True, slots=True)

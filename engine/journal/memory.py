@@ -36,6 +36,7 @@ from engine.journal.delivery_log import (
     LoggedAttempt,
     LoggedDelivery,
     SentRequest,
+    next_try_at,
 )
 
 DEFAULT_KEEP = 10_000
@@ -67,7 +68,7 @@ class MemoryJournal:
         self._outbox: dict[int, tuple[OutboxEntry, float]] = {}  # by event id, with expiry
         self._keys: dict[tuple[str, str], float] = {}  # (device, key) -> when, oldest first
         self._stored_hooks: dict[str, StoredHook] = {}  # by id, in creation order
-        self._log: deque[tuple[LoggedAttempt, float]] = deque(maxlen=keep)  # with due time
+        self._log: deque[LoggedAttempt] = deque(maxlen=keep)
         self._hours: dict[tuple[str, int], tuple[int, int]] = {}
         self._routed: dict[str, tuple[Event, str, float]] = {}  # untried, oldest first, since
         self._keep = keep
@@ -192,7 +193,6 @@ class MemoryJournal:
         for delivery, attempt in attempts:
             self.attempts.append(attempt)
             self._routed.pop(delivery.id, None)
-            due = now + max(0.0, delivery.due - clock)
             logged = LoggedAttempt(
                 delivery.id,
                 delivery.event.id,
@@ -205,9 +205,11 @@ class MemoryJournal:
                 attempt.state,
                 SentRequest.unpack(attempt.request),
                 attempt.excerpt,
-                due if attempt.state == "waiting" else None,
+                next_try_at(attempt.state, delivery.due, now, clock)
+                if attempt.state == "waiting"
+                else None,
             )
-            self._log.append((logged, due))
+            self._log.append(logged)
             if attempt.state == "dead":
                 delivery.last_reason = attempt.reason  # a worker's delivery comes without it
                 self._dead.append((delivery, now))
@@ -229,27 +231,14 @@ class MemoryJournal:
             LoggedDelivery(key, hook, event.id, event.name, "pending", 0, at, "", None)
             for key, (event, hook, at) in self._routed.items()
         ]
-        for attempt, due in self._latest().values():
-            state = log.JOURNAL_STATES.get(attempt.state, attempt.state)
+        for attempt in self._latest().values():
             event = self._event(attempt.event_id)
-            found.append(
-                LoggedDelivery(
-                    attempt.delivery_id,
-                    attempt.hook,
-                    attempt.event_id,
-                    event.name if event is not None else "",
-                    state,
-                    attempt.number,
-                    attempt.at,
-                    attempt.reason,
-                    due if state == "retrying" else None,
-                )
-            )
+            found.append(LoggedDelivery.of(attempt, event.name if event is not None else ""))
         return log.page(found, query)
 
     async def delivery_detail(self, delivery: str) -> DeliveryDetail | None:
         await trio.lowlevel.checkpoint()
-        attempts = tuple(a for a, _ in self._log if a.delivery_id == delivery)
+        attempts = tuple(a for a in self._log if a.delivery_id == delivery)
         if not attempts:
             routed = self._routed.get(delivery)
             if routed is None:
@@ -257,7 +246,8 @@ class MemoryJournal:
             event, hook, at = routed
             record = DeliveryRecord(delivery, hook, "pending", 0, at, "", event, None, ())
             return DeliveryDetail(record, ())
-        last, due = self._latest()[delivery]
+        last = attempts[-1]
+        due = last.next_try if last.next_try is not None else last.at
         tried = self._event(last.event_id)
         if tried is None:
             return None
@@ -269,8 +259,8 @@ class MemoryJournal:
 
     async def hook_activity(self, hook: str) -> HookActivity:
         await trio.lowlevel.checkpoint()
-        mine = [attempt for attempt, _ in reversed(self._log) if attempt.hook == hook]
-        since = log.hour_of(time.time()) - (log.HOURS_KEPT - 1) * 3600
+        mine = [attempt for attempt in reversed(self._log) if attempt.hook == hook]
+        since = log.oldest_hour(time.time())
         return HookActivity(
             hook,
             tuple([a for a in mine if a.ok][: log.LAST_KEPT]),
@@ -282,9 +272,9 @@ class MemoryJournal:
             ),
         )
 
-    def _latest(self) -> dict[str, tuple[LoggedAttempt, float]]:
-        """Each delivery's last attempt kept, with its due time."""
-        return {attempt.delivery_id: (attempt, due) for attempt, due in self._log}
+    def _latest(self) -> dict[str, LoggedAttempt]:
+        """Each delivery's last attempt kept."""
+        return {attempt.delivery_id: attempt for attempt in self._log}
 
     def _event(self, event_id: int) -> Event | None:
         recent = self._recent

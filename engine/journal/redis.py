@@ -61,7 +61,7 @@ from engine.journal._redis_support import (
     text_of,
 )
 from engine.journal.base import HookNameTaken, JournalUnavailable
-from engine.journal.delivery_log import hour_of
+from engine.journal.delivery_log import hour_of, next_try_at
 
 log = logging.getLogger("hookwire.journal")
 
@@ -456,7 +456,7 @@ class RedisJournal(PartitionReading, DeadLetterKeeping, DeliveryLogReading):
         now, clock = time.time(), trio.current_time()
         rows = []
         for delivery, attempt in attempts:
-            due = now + max(0.0, delivery.due - clock) if attempt.state == "waiting" else now
+            due = next_try_at(attempt.state, delivery.due, now, clock)
             recorded = delivery.earlier_attempts + attempt.number
             record = msgpack.packb(
                 (

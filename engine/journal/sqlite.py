@@ -61,7 +61,13 @@ from engine.journal._deliveries import OPEN_STATES, open_rows, owed_since
 from engine.journal._grouping import commit_start
 from engine.journal._ledger import Ledger, Write
 from engine.journal.base import HookNameTaken, JournalUnavailable
-from engine.journal.delivery_log import DeliveryDetail, DeliveryPage, DeliveryQuery, HookActivity
+from engine.journal.delivery_log import (
+    DeliveryDetail,
+    DeliveryPage,
+    DeliveryQuery,
+    HookActivity,
+    next_try_at,
+)
 from engine.journal.schema import open_database, pack_hooks, stored_event
 
 log = logging.getLogger("hookwire.journal")
@@ -633,7 +639,7 @@ class SqliteJournal:
         rows = []
         for delivery, attempt in attempts:
             event_id = delivery.event.id
-            due = now + max(0.0, delivery.due - clock) if attempt.state == "waiting" else now
+            due = next_try_at(attempt.state, delivery.due, now, clock)
             outcomes.append((event_id, delivery, attempt, due))
             rows.append(
                 (
