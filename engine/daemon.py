@@ -124,20 +124,6 @@ def _open_in_a_thread(journal: RedisJournal) -> None:
         raise failure[0]
 
 
-class CannotListen(OSError):
-    """A listener could not be opened: the address, what it was for, and the system's
-    reason (``hookwire run`` prints it as one line: ``cannot serve: cannot listen on...``)."""
-
-    def __init__(self, where: str, purpose: str, error: OSError) -> None:
-        super().__init__(error.errno, error.strerror)
-        self.where = where
-        self.purpose = purpose
-        self.error = error
-
-    def __str__(self) -> str:
-        return f"cannot listen on {self.where} for {self.purpose}: {self.error}"
-
-
 def journal_description(config: Config) -> str:
     """The journal as the startup line names it: its file, its Redis URL (no password), or
     ``memory``."""
@@ -154,9 +140,7 @@ def _without_password(url: str) -> str:
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    host = _host(parts.hostname or "")
     netloc = f"{user}:***@{host}" if user else f":***@{host}"
     if parts.port is not None:
         netloc += f":{parts.port}"
@@ -288,17 +272,11 @@ class Engine:
                         background.start_soon(self.journal.watch_hooks, self.api.hooks.follow)
                     gateway: list[str] = []
                     if self.gateway is not None:
-                        gateway = await self._start_gateway(background, self.gateway)
+                        gateway = await background.start(self.gateway.serve)
                         for where in gateway:
                             log.info("gateway channel listening on %s", where)
                     async with trio.open_nursery() as front:
-                        try:
-                            addresses = await front.start(
-                                self.server.serve, server.host, server.port
-                            )
-                        except OSError as exc:
-                            where = f"{server.host}:{server.port}"
-                            raise CannotListen(where, "the API", exc) from None
+                        addresses = await front.start(self.server.serve, server.host, server.port)
                         served = ", ".join(
                             f"{self.server.scheme}://{_host(host)}:{port}"
                             for host, port in addresses
@@ -318,19 +296,6 @@ class Engine:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.journal.aclose()
-
-    async def _start_gateway(self, nursery: trio.Nursery, gateway: GatewayHub) -> list[str]:
-        """Start the gateway's listeners; its addresses, or CannotListen naming the one
-        that failed (the hub opens its TCP listener first, then the Unix socket)."""
-        settings = self.config.gateway
-        try:
-            where: list[str] = await nursery.start(gateway.serve)
-        except OSError as exc:
-            if settings.tcp is not None and not gateway.tcp_addresses:
-                host, port = settings.tcp
-                raise CannotListen(f"{host}:{port}", "the gateway's TCP channel", exc) from None
-            raise CannotListen(str(settings.unix), "the gateway's Unix socket", exc) from None
-        return where
 
     async def reload(self) -> Reloaded:
         """Read the config file again and apply what can change live: the hooks, the

@@ -29,6 +29,7 @@ from engine.core.auth import Authenticator, Principal, TokenEntry
 from engine.core.events import utc_now_iso
 from engine.core.model import Event, OutboxEntry
 from engine.gateway import protocol as wire
+from engine.http.server import CannotListen
 from engine.http.tls import TlsError, failure_reason, server_context
 from engine.journal import Journal, JournalUnavailable
 from engine.metrics import Metrics
@@ -328,13 +329,23 @@ class GatewayHub:
             scheme, handler = (
                 ("tcp", self._handle) if self._tls is None else ("tls", self._handle_tls)
             )
-            for listener in await trio.open_tcp_listeners(port, host=host):
+            try:
+                opened = await trio.open_tcp_listeners(port, host=host)
+            except OSError as exc:
+                raise CannotListen(f"{host}:{port}", "the gateway's TCP channel", exc) from None
+            for listener in opened:
                 listeners.append((listener, handler))
                 bound = listener.socket.getsockname()
                 self.tcp_addresses.append((bound[0], bound[1]))
                 where.append(f"{scheme}://{bound[0]}:{bound[1]}")
         if self.config.unix is not None:
-            listeners.append((await _unix_listener(self.config.unix), self._handle))
+            try:
+                unix = await _unix_listener(self.config.unix)
+            except OSError as exc:
+                raise CannotListen(
+                    str(self.config.unix), "the gateway's Unix socket", exc
+                ) from None
+            listeners.append((unix, self._handle))
             where.append(f"unix://{self.config.unix}")
         try:
             async with trio.open_nursery() as nursery:

@@ -167,6 +167,20 @@ class ServerLimits(Protocol):
     def request_timeout(self) -> float: ...
 
 
+class CannotListen(OSError):
+    """A listener could not be opened: the address, what it was for, and the system's
+    reason (``hookwire run`` prints it as one line: ``cannot serve: cannot listen on...``)."""
+
+    def __init__(self, where: str, purpose: str, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.where = where
+        self.purpose = purpose
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.where} for {self.purpose}: {self.error}"
+
+
 class HttpServer:
     """Serves ``handler`` on TCP listeners until cancelled or ``shutdown()``."""
 
@@ -177,8 +191,11 @@ class HttpServer:
         on_protocol_error: Callable[[int], object] | None = None,
         *,
         tls: ssl.SSLContext | None = None,
+        purpose: str = "the API",
     ) -> None:
-        """``tls``: serve HTTPS with this server context (``engine.http.tls``)."""
+        """``tls``: serve HTTPS with this server context (``engine.http.tls``); ``purpose``:
+        what a listener that cannot open was for, in the error."""
+        self.purpose = purpose
         self._handler = handler
         self._limits = limits
         self._on_protocol_error = on_protocol_error
@@ -206,8 +223,12 @@ class HttpServer:
         *,
         task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``host:port``; reports the bound (host, port) pairs when ready."""
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        """Listen on ``host:port``; reports the bound (host, port) pairs when ready. Raises
+        CannotListen naming the address and ``purpose`` when it cannot."""
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise CannotListen(f"{host}:{port}", self.purpose, exc) from None
         addresses = [listener.socket.getsockname()[:2] for listener in listeners]
         async with trio.open_nursery() as connections:
             with trio.CancelScope() as self._accepting:
