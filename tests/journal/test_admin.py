@@ -18,18 +18,11 @@ from engine.journal.admin import DeadLetterQuery
 from engine.journal.schema import open_database
 from engine.journal.sqlite import SqliteJournal
 from tests.conftest import WriteConfig
+from tests.journal import kit
 
-HOOKS = """
-[[hooks]]
-name = "temps"
-event = "temp"
-url = "http://127.0.0.1:9/t"
-
-[[hooks]]
-name = "everything"
-event = "t"
-url = "http://127.0.0.1:9/all"
-
+HOOKS = (
+    kit.HOOKS
+    + """
 [[hooks]]
 name = "dev2 temps"
 event = "temp"
@@ -42,6 +35,7 @@ event = "temp"
 url = "http://127.0.0.1:9/off"
 disabled = true
 """
+)
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: dead-letter and event times are set to these
 
