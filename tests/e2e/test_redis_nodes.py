@@ -5,6 +5,7 @@ carries on where the journal is."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,18 @@ json = {{ t = "{{{{{{TRACKLE_EVENT_VALUE}}}}}}" }}
     )
 
 
+def node_configs(
+    tmp_path: Path, nodes: str, text_of: Callable[[str], str], *, folders: str = ""
+) -> dict[str, Path]:
+    """Each node's config (``text_of(letter)``) written in a folder of its own, by letter
+    (``nodes``: "ab", "abc"); ``folders``: one more made inside each (for its journal)."""
+    configs = {}
+    for node in nodes:
+        (tmp_path / node / folders).mkdir(parents=True)
+        configs[node] = write(tmp_path / node, text_of(node))
+    return configs
+
+
 async def test_two_nodes_on_one_redis_act_as_one(
     tmp_path: Path, redis_db: str, nursery: trio.Nursery
 ) -> None:
@@ -60,13 +73,10 @@ async def test_two_nodes_on_one_redis_act_as_one(
 
     sink = Sink()
     await nursery.start(sink.serve)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a_config = write(tmp_path / "a", node_config(redis_db, sink.port, "node-a"))
-    b_config = write(tmp_path / "b", node_config(redis_db, sink.port, "node-b"))
+    configs = node_configs(tmp_path, "ab", lambda n: node_config(redis_db, sink.port, f"node-{n}"))
     async with (
-        daemon(a_config) as a,
-        daemon(b_config) as b,
+        daemon(configs["a"]) as a,
+        daemon(configs["b"]) as b,
         httpx.AsyncClient(base_url=a.url, headers=HEADERS, timeout=5) as to_a,
         httpx.AsyncClient(base_url=b.url, headers=HEADERS, timeout=5) as to_b,
         aconnect_sse(to_b, "GET", "/v1/devices/events/temp") as on_b,
@@ -179,11 +189,10 @@ async def test_a_hook_created_on_one_node_works_on_the_other_within_a_second(
 
     sink = Sink()
     await nursery.start(sink.serve)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    configs = node_configs(tmp_path, "ab", lambda n: node_config(redis_db, sink.port, f"node-{n}"))
     async with (
-        daemon(write(tmp_path / "a", node_config(redis_db, sink.port, "node-a"))) as a,
-        daemon(write(tmp_path / "b", node_config(redis_db, sink.port, "node-b"))) as b,
+        daemon(configs["a"]) as a,
+        daemon(configs["b"]) as b,
         httpx.AsyncClient(base_url=a.url, headers=HEADERS, timeout=5) as to_a,
         httpx.AsyncClient(base_url=b.url, headers=HEADERS, timeout=5) as to_b,
     ):
@@ -248,11 +257,9 @@ async def test_a_killed_node_loses_nothing_and_its_partitions_are_taken_within_t
     sink = Sink(Reply(200, delay=0.3))
     await nursery.start(sink.serve)
     hooks, events = 8, 40
-    configs = {}
-    for node in ("a", "b", "c"):
-        (tmp_path / node).mkdir()
-        text = cluster_config(redis_db, sink.port, f"node-{node}", hooks)
-        configs[node] = write(tmp_path / node, text)
+    configs = node_configs(
+        tmp_path, "abc", lambda n: cluster_config(redis_db, sink.port, f"node-{n}", hooks)
+    )
     async with (
         daemon(configs["a"]) as a,
         daemon(configs["b"]) as b,
@@ -307,11 +314,9 @@ async def test_a_retry_waiting_on_a_killed_node_is_sent_by_the_node_taking_its_p
     sink = Sink()
     sink.script(Reply(503))  # the first attempt fails: the delivery waits 2 s to retry
     await nursery.start(sink.serve)
-    configs = {}
-    for node in ("a", "b"):
-        (tmp_path / node).mkdir()
-        text = node_config(redis_db, sink.port, f"node-{node}") + 'retry = ["2s"]\n'
-        configs[node] = write(tmp_path / node, text)
+    configs = node_configs(
+        tmp_path, "ab", lambda n: node_config(redis_db, sink.port, f"node-{n}") + 'retry = ["2s"]\n'
+    )
     async with daemon(configs["a"]) as a:
         async with httpx.AsyncClient(base_url=a.url, headers=HEADERS, timeout=5) as client:
             answer = await client.post("/v1/devices/events", data={"name": "temp", "data": "1"})
@@ -352,13 +357,15 @@ async def test_a_hook_answer_reaches_the_device_through_the_other_node(
 
     sink = Sink(Reply(200, b"answered"))
     await nursery.start(sink.serve)
-    configs = {}
-    for node in ("a", "b"):
-        (tmp_path / node).mkdir()
+
+    def with_gateway(node: str) -> str:
         text = node_config(redis_db, sink.port, f"node-{node}")
         text += f'\n[gateway]\nunix = "{tmp_path / node / "gw.sock"}"\n'
-        text += f'\n[[auth.tokens]]\nname = "gw"\nsha256 = "{sha(GATEWAY)}"\nscopes = ["gateway"]\n'
-        configs[node] = write(tmp_path / node, text)
+        return text + (
+            f'\n[[auth.tokens]]\nname = "gw"\nsha256 = "{sha(GATEWAY)}"\nscopes = ["gateway"]\n'
+        )
+
+    configs = node_configs(tmp_path, "ab", with_gateway)
     async with daemon(configs["a"]), daemon(configs["b"]):
         with trio.fail_after(4 * LEASE):  # the two share the partitions
             while len(set((await lease_holders(redis_db)).values())) < 2:  # noqa: ASYNC110
@@ -476,10 +483,7 @@ async def test_two_nodes_from_the_example_config_deliver_stream_and_answer_as_on
         "127.0.0.1:9000", f"127.0.0.1:{sink.port}"
     )
     monkeypatch.setenv("REDIS_URL", redis_db)
-    configs = {}
-    for node in ("a", "b"):
-        (tmp_path / node / "var").mkdir(parents=True)
-        configs[node] = write(tmp_path / node, text)
+    configs = node_configs(tmp_path, "ab", lambda _: text, folders="var")
     monkeypatch.setenv("HOOKWIRE_NODE", "node-a")
     async with daemon(configs["a"]) as a:
         monkeypatch.setenv("HOOKWIRE_NODE", "node-b")
