@@ -264,9 +264,7 @@ class Api:
         principal = self._auth.authenticate(token)
         if principal is None:
             raise Denied(error_response(401, "invalid access token", UNAUTHORIZED_HEADERS))
-        if scope not in principal.scopes and not (
-            scope in ("hooks", "metrics") and "admin" in principal.scopes
-        ):
+        if not principal.allows(scope):
             raise Denied(
                 error_response(403, f'token "{principal.name}" does not have the "{scope}" scope')
             )

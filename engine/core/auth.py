@@ -24,6 +24,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+ADMIN_IMPLIES = frozenset({"hooks", "metrics"})
+"""Scopes an ``admin`` token has without naming them (the others, publishing and
+subscribing among them, an admin token names as any other)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is asking: a configured token's name, scopes and reach."""
@@ -32,6 +37,10 @@ class Principal:
     scopes: frozenset[str]
     products: frozenset[int]
     devices: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        """Whether the token has ``scope``, named or implied by ``admin``."""
+        return scope in self.scopes or (scope in ADMIN_IMPLIES and "admin" in self.scopes)
 
     @property
     def unscoped(self) -> bool:
