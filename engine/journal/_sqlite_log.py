@@ -119,34 +119,41 @@ def _open(
 ) -> list[LoggedDelivery]:
     """Deliveries still owed: waiting for a retry (rows), and pending (rows, and those of the
     events from the floor up without an attempt). Few, unless a target is down."""
-    states = [state for state, shown in log.JOURNAL_STATES.items() if shown in query.states]
-    stored = open_rows(conn, states) if states else []
-    if "pending" in query.states:
-        stored += owed_since(conn, epoch, floor)
     found = []
-    for delivery in stored:
-        if query.hook is not None and delivery.hook != query.hook:
+    for state in ("retrying", "pending"):
+        if state not in query.states:
             continue
-        last = conn.execute(
-            "SELECT at, reason FROM attempts WHERE event_id = ? AND delivery_id = ?"
-            " ORDER BY number DESC LIMIT 1",
-            (delivery.event.id, delivery.id),
-        ).fetchone()
-        waiting = delivery.attempts > 0 and last is not None and delivery.due > last[0]
-        state = "retrying" if waiting else "pending"
-        found.append(
-            LoggedDelivery(
-                delivery.id,
-                delivery.hook,
-                delivery.event.id,
-                delivery.event.name,
-                state,
-                delivery.recorded,
-                last[0] if last is not None else delivery.due,
-                last[1] if last is not None else "",
-                delivery.due if state == "retrying" else None,
+        rows = [journal for journal, shown in log.JOURNAL_STATES.items() if shown == state]
+        for delivery in open_rows(conn, rows):
+            if query.hook is not None and delivery.hook != query.hook:
+                continue
+            last = conn.execute(  # a row's last attempt (a replay's are before it)
+                "SELECT at, reason FROM attempts WHERE event_id = ? AND delivery_id = ?"
+                " ORDER BY number DESC LIMIT 1",
+                (delivery.event.id, delivery.id),
+            ).fetchone()
+            at, reason = last if last is not None else (delivery.due, "")
+            next_try = delivery.due if state == "retrying" else None
+            event = delivery.event
+            found.append(
+                LoggedDelivery(
+                    delivery.id,
+                    delivery.hook,
+                    event.id,
+                    event.name,
+                    state,
+                    delivery.recorded,
+                    at,
+                    reason,
+                    next_try,
+                )
             )
-        )
+    if "pending" in query.states:  # no row and no attempt: nothing more to read
+        found += [
+            LoggedDelivery(d.id, d.hook, d.event.id, d.event.name, "pending", 0, d.due, "", None)
+            for d in owed_since(conn, epoch, floor)
+            if query.hook is None or d.hook == query.hook
+        ]
     return found
 
 
